@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// One-step set-up used by `npm start`, `npm test` and `npm run build` on a fresh clone:
+//   1. system packages the project needs (installed with apt-get when running as root),
+//   2. `npm ci` when node_modules is missing or older than package-lock.json,
+//   3. the native helper library (plain `cc -shared`, no node-gyp),
+//   4. TypeScript (src, test, bench → dist/).
+// Uses only Node built-ins, so it runs before any dependency is installed.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const quiet = process.argv.includes('--quiet');
+const log = (msg) => quiet || process.stderr.write(`[setup] ${msg}\n`);
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts });
+  if (r.status !== 0) {
+    process.stderr.write(`[setup] failed: ${cmd} ${args.join(' ')}\n`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+function has(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+// 1. System packages: a C compiler for native/.
+const systemNeeds = [{ check: () => has('cc'), pkgs: ['gcc', 'libc6-dev'] }];
+const missing = systemNeeds.filter((n) => !n.check()).flatMap((n) => n.pkgs);
+if (missing.length > 0) {
+  if (process.getuid?.() === 0 && has('apt-get')) {
+    log(`installing system packages: ${missing.join(' ')}`);
+    run('apt-get', ['update', '-qq']);
+    run('apt-get', ['install', '-y', '-qq', ...missing], {
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+  } else {
+    process.stderr.write(`[setup] missing system packages: ${missing.join(' ')} (install them, or run as root)\n`);
+    process.exit(1);
+  }
+}
+
+// 2. Dependencies when node_modules is absent or stale. `npm ci` is tried first; npm 11 refuses it
+//    for lock files that list platform-specific optional packages only for some platforms (jest's
+//    unrs-resolver), and then `npm install` installs exactly the locked versions instead.
+const lock = readFileSync(join(root, 'package-lock.json'));
+const lockHash = createHash('sha256').update(lock).digest('hex');
+const stamp = join(root, 'node_modules', '.marufs-lock-hash');
+if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== lockHash) {
+  log('installing npm dependencies (npm ci)');
+  const ci = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+  if (ci.status !== 0) {
+    log('npm ci refused this lock file; installing the locked versions with npm install');
+    run('npm', ['install', '--no-audit', '--no-fund']);
+  }
+  writeFileSync(stamp, lockHash);
+}
+
+// 3. Native helper library.
+const nativeSrc = join(root, 'native', 'marufs_native.c');
+const nativeOut = join(root, 'native', 'build', 'libmarufs_native.so');
+if (!existsSync(nativeOut) || statSync(nativeOut).mtimeMs < statSync(nativeSrc).mtimeMs) {
+  log('building native/build/libmarufs_native.so');
+  mkdirSync(dirname(nativeOut), { recursive: true });
+  run('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-shared', '-fPIC', '-o', nativeOut, nativeSrc]);
+}
+
+// 4. TypeScript, when any source is newer than the last build.
+function newest(dir) {
+  let t = 0;
+  if (!existsSync(dir)) return t;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+const buildStamp = join(root, 'dist', '.build-stamp');
+const sourcesTime = Math.max(
+  ...['src', 'test', 'bench'].map((d) => newest(join(root, d))),
+  statSync(join(root, 'tsconfig.json')).mtimeMs,
+);
+if (!existsSync(buildStamp) || statSync(buildStamp).mtimeMs < sourcesTime) {
+  log('compiling TypeScript (tsc)');
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  writeFileSync(buildStamp, new Date().toISOString());
+}

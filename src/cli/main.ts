@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+/**
+ * The `marufs` command line. Each subcommand lives in its own module under commands/; this file
+ * wires them into one commander program and turns every error into a one-line message and a
+ * non-zero exit code (1 for a failed operation, 2 for bad usage).
+ */
+import { Command, CommanderError } from 'commander';
+import { MarufsError } from '../engine/index.js';
+import { registerAttach } from './commands/attach.js';
+import { registerDemo } from './commands/demo.js';
+import { registerFormat } from './commands/format.js';
+import { registerInspect } from './commands/inspect.js';
+
+export function buildProgram(): Command {
+  const program = new Command('marufs')
+    .description('marufs: a CXL shared-memory pool as a filesystem of regions shared by many hosts')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  registerFormat(program);
+  registerInspect(program);
+  registerAttach(program);
+  registerDemo(program);
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exit code 0; usage errors were already printed.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof MarufsError) {
+      process.stderr.write(`marufs: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`marufs: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,100 @@
+/**
+ * Format: write a fresh, empty marufs pool over everything but the bootstrap area.
+ *
+ * Order (the commit rule): the superblock's magic is cleared first, then every metadata area is
+ * written and written back, then the superblock image without its magic (CRC included), and the
+ * magic last. A crash at any point before the magic leaves a pool that reads "unformatted", so
+ * another node redoes the whole format; a crash after it leaves a complete pool.
+ *
+ * This module only writes. Who may format, and when, is decided in attach.ts (the election).
+ */
+import { failpoint } from '../failpoints.js';
+import {
+  BOOTSTRAP_OFFSET,
+  FIXED_AREA_END,
+  INDEX_SHARD_HEADER_SIZE,
+  SUPERBLOCK_OFFSET,
+  type Layout,
+} from '../layout/geometry.js';
+import { SUPERBLOCK_MAGIC, encodeSuperblock, newPoolUuid, uuidToString } from '../layout/superblock.js';
+import { formatMeArea } from '../me/area.js';
+import type { PoolMemory } from '../pool/memory.js';
+import { HEADER, wallNs } from './slots.js';
+
+export const INDEX_SHARD_MAGIC = 0x44485349; // "ISHD"
+export const RAT_MAGIC = 0x5441524d; // "MRAT"
+export const RAT_VERSION = 1;
+export const BUCKET_END = 0xffffffff;
+
+/** What the formatter needs besides the layout. */
+export interface FormatPlan {
+  layout: Layout;
+  generation: number;
+  /** Called between steps so a long format can verify it still owns the format lock. */
+  stillOwner?: () => boolean;
+}
+
+export interface FormatResult {
+  poolUuid: string;
+  formatGeneration: number;
+}
+
+function writeIndex(mem: PoolMemory, layout: Layout): void {
+  const g = layout.geometry;
+  for (let s = 0; s < g.indexShards; s++) {
+    const h = layout.indexShardHeadersOffset + s * INDEX_SHARD_HEADER_SIZE;
+    mem.store32(h + 4, s);
+    mem.store32(h + 8, g.indexBucketsPerShard);
+    mem.store32(h + 12, g.indexEntriesPerShard);
+    mem.store64(h + 16, BigInt(layout.indexBucketsOffset + s * layout.indexBucketStride));
+    mem.store64(h + 24, BigInt(layout.indexEntriesOffset + s * layout.indexEntryStride));
+    mem.store32(h + 0, INDEX_SHARD_MAGIC);
+    // Every bucket empty: all 0xFF bytes is BUCKET_END in every u32.
+    mem.fill(layout.indexBucketsOffset + s * layout.indexBucketStride, 4 * g.indexBucketsPerShard, 0xff);
+  }
+}
+
+function writeRegionTableHeader(mem: PoolMemory, layout: Layout): void {
+  const r = layout.ratOffset;
+  mem.store32(r + 4, RAT_VERSION);
+  mem.store32(r + 8, layout.geometry.maxRegions);
+  mem.store32(r + 12, layout.ratEntrySize);
+  mem.store64(r + 16, BigInt(layout.poolSize));
+  mem.store64(r + 24, BigInt(layout.ratEntriesOffset));
+  mem.store64(r + 32, BigInt(layout.dataOffset));
+  mem.store64(r + 40, BigInt(layout.dataSize));
+  mem.store32(r + 0, RAT_MAGIC);
+}
+
+function checkOwnership(plan: FormatPlan): void {
+  if (plan.stillOwner && !plan.stillOwner()) {
+    throw new Error('format lock was taken over by another node; abandoning this format');
+  }
+}
+
+/** Format the pool described by `plan.layout`. The bootstrap area is left as it is. */
+export function formatPool(mem: PoolMemory, plan: FormatPlan): FormatResult {
+  const { layout } = plan;
+  mem.publish32(SUPERBLOCK_OFFSET, 0); // uncommit first: from here on the pool reads "unformatted"
+  mem.fill(SUPERBLOCK_OFFSET + 4, BOOTSTRAP_OFFSET - 4, 0);
+  mem.fill(FIXED_AREA_END, layout.dataOffset - FIXED_AREA_END, 0);
+  failpoint('format.afterZero');
+  checkOwnership(plan);
+  writeIndex(mem, layout);
+  writeRegionTableHeader(mem, layout);
+  formatMeArea(mem, layout.globalMeOffset, 1, layout.geometry.maxNodes, layout.geometry.globalMeStrategy);
+  mem.writeBack(FIXED_AREA_END, layout.metadataEnd - FIXED_AREA_END);
+  failpoint('format.afterMetadata');
+  checkOwnership(plan);
+  const uuid = newPoolUuid();
+  const image = encodeSuperblock(layout, uuid, plan.generation, wallNs());
+  mem.write(SUPERBLOCK_OFFSET + 4, image.subarray(4)); // CRC and fields; magic still 0
+  mem.writeBack(SUPERBLOCK_OFFSET, image.length);
+  failpoint('format.beforeMagic');
+  checkOwnership(plan);
+  mem.publish32(SUPERBLOCK_OFFSET, SUPERBLOCK_MAGIC);
+  mem.add32(HEADER.formatsCompleted, 1);
+  mem.writeBack(HEADER.formatsCompleted, 4);
+  failpoint('format.afterMagic');
+  return { poolUuid: uuidToString(uuid), formatGeneration: plan.generation };
+}

@@ -1,0 +1,38 @@
+/**
+ * Named failpoints in protocol code, for crash tests. `failpoint('format.afterZero')` does nothing
+ * unless the environment variable MARUFS_FAILPOINTS names it:
+ *
+ *   MARUFS_FAILPOINTS="format.afterZero=kill,attach.afterClaim=sleep:500"
+ *
+ * Actions: `kill` (SIGKILL this process, like a crash), `exit:N` (exit with code N),
+ * `sleep:MS` (block this thread for MS milliseconds, like a stall).
+ */
+const table: Map<string, string> = new Map(
+  (process.env['MARUFS_FAILPOINTS'] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const eq = s.indexOf('=');
+      return eq < 0 ? ([s, 'kill'] as [string, string]) : ([s.slice(0, eq), s.slice(eq + 1)] as [string, string]);
+    }),
+);
+
+export function failpointsActive(): boolean {
+  return table.size > 0;
+}
+
+export function failpoint(name: string): void {
+  if (table.size === 0) return;
+  const action = table.get(name);
+  if (!action) return;
+  if (action === 'kill') {
+    process.kill(process.pid, 'SIGKILL');
+    // SIGKILL is delivered asynchronously; never run past the failpoint.
+    for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+  }
+  if (action.startsWith('exit:')) process.exit(Number(action.slice(5)));
+  if (action.startsWith('sleep:')) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(action.slice(6)));
+  }
+}

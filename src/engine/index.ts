@@ -1,0 +1,40 @@
+/**
+ * The engine's public surface. The CLI, the node plugin, the operator and the SDK import only
+ * from here (test/unit/engine-surface.test.ts pins it).
+ */
+export * from './errors.js';
+export { PoolMemory, type Coherence, type PoolMemoryOptions } from './pool/memory.js';
+export {
+  resolveGeometry,
+  validateGeometry,
+  computeLayout,
+  minimumPoolSize,
+  meAreaSize,
+  REGION_ALIGN,
+  LIMITS,
+  type Geometry,
+  type Layout,
+  type Area,
+  type CoherenceMode,
+  type MeStrategyName,
+} from './layout/geometry.js';
+export { crc32 } from './layout/crc32.js';
+export {
+  readSuperblock,
+  requireSuperblock,
+  SUPERBLOCK_FIELDS,
+  type Superblock,
+  type SuperblockStatus,
+} from './layout/superblock.js';
+export { DEFAULT_TIMING, type BootstrapTiming } from './bootstrap/election.js';
+export type { FormatResult } from './bootstrap/format.js';
+export {
+  attachNode,
+  formatDevice,
+  MarufsNode,
+  type AttachOptions,
+  type FormatOptions,
+  type FormatPolicy,
+  type NodeState,
+} from './node.js';
+export { inspectPool, type PoolReport, type SlotReport, type InspectOptions } from './inspect.js';

@@ -1,0 +1,251 @@
+/**
+ * A node: this process attached to a pool with its own slot and node id.
+ *
+ * attachNode() maps the device, refuses (without writing a byte) a pool whose superblock is
+ * damaged, claims a slot, starts the heartbeat, takes part in the format election when the pool is
+ * unformatted and its policy allows, and validates the superblock it ends up with. detach() undoes
+ * this in reverse and releases the slot last, so no other node can take this node id while this one
+ * is still handing things off.
+ */
+import { DetachedError, NodeSlotBusyError, PoolNotFormattedError, asMarufsError } from './errors.js';
+import { failpoint } from './failpoints.js';
+import { Heartbeat } from './bootstrap/heartbeat.js';
+import {
+  DEFAULT_TIMING,
+  claimNodeSlot,
+  ensureFormatted,
+  formatExplicitly,
+  type BootstrapTiming,
+} from './bootstrap/election.js';
+import type { FormatResult } from './bootstrap/format.js';
+import { SlotState, newToken, releaseSlot, setSlotState } from './bootstrap/slots.js';
+import { resolveGeometry, type Geometry, type Layout } from './layout/geometry.js';
+import { readSuperblock, type Superblock } from './layout/superblock.js';
+import { PoolMemory } from './pool/memory.js';
+
+export type FormatPolicy = 'never' | 'if-needed';
+
+export interface AttachOptions {
+  /** Pool device (/dev/daxX.Y) or pool file. */
+  path: string;
+  /** Attach as this node id (1..maxNodes); default: the lowest free slot. */
+  nodeId?: number | undefined;
+  /** May this node format an unformatted pool (it must still win the election)? Default 'never'. */
+  format?: FormatPolicy;
+  /** Geometry to format with, if this node ends up formatting. */
+  geometry?: Partial<Geometry>;
+  /** Create (or grow) a pool file of this size first. Regular files only. */
+  createSize?: number | undefined;
+  /** With format 'never': wait this long for another node to format an unformatted pool. Default 0. */
+  waitForFormatMs?: number;
+  timing?: Partial<BootstrapTiming>;
+}
+
+export type NodeState = 'active' | 'detaching' | 'detached' | 'fenced';
+
+export class MarufsNode {
+  readonly nodeId: number;
+  readonly slotIndex: number;
+  readonly mem: PoolMemory;
+  readonly superblock: Superblock;
+  readonly timing: BootstrapTiming;
+  /** Set when this node formatted the pool while attaching. */
+  readonly formatted: FormatResult | undefined;
+  /** Set when this node took its slot over from a dead node. */
+  readonly tookOverSlot: boolean;
+  #token: bigint;
+  #heartbeat: Heartbeat;
+  #state: NodeState = 'active';
+  #fencedListeners: (() => void)[] = [];
+
+  /** @internal use attachNode() */
+  constructor(init: {
+    slotIndex: number;
+    mem: PoolMemory;
+    superblock: Superblock;
+    timing: BootstrapTiming;
+    token: bigint;
+    heartbeat: Heartbeat;
+    formatted: FormatResult | undefined;
+    tookOverSlot: boolean;
+  }) {
+    this.slotIndex = init.slotIndex;
+    this.nodeId = init.slotIndex + 1;
+    this.mem = init.mem;
+    this.superblock = init.superblock;
+    this.timing = init.timing;
+    this.formatted = init.formatted;
+    this.tookOverSlot = init.tookOverSlot;
+    this.#token = init.token;
+    this.#heartbeat = init.heartbeat;
+    this.#heartbeat.onLost = () => {
+      if (this.#state === 'active') {
+        this.#state = 'fenced';
+        for (const l of this.#fencedListeners) l();
+      }
+    };
+  }
+
+  get layout(): Layout {
+    return this.superblock.layout;
+  }
+
+  get state(): NodeState {
+    return this.#state;
+  }
+
+  /** Throws unless this node is attached and still owns its slot. */
+  assertActive(): void {
+    if (this.#state !== 'active') {
+      throw new DetachedError(
+        this.#state === 'fenced'
+          ? `node ${this.nodeId} lost its slot (declared dead by another node); re-attach`
+          : `node ${this.nodeId} is ${this.#state}`,
+      );
+    }
+  }
+
+  /** Called if another node declares this one dead and takes its slot. */
+  onFenced(listener: () => void): void {
+    this.#fencedListeners.push(listener);
+  }
+
+  /** Fault injection: stop (or resume) ticking the heartbeat while staying attached. */
+  freezeHeartbeat(on: boolean): void {
+    this.#heartbeat.freeze(on);
+  }
+
+  get heartbeatFrozen(): boolean {
+    return this.#heartbeat.frozen;
+  }
+
+  /** Leave the pool: stop the heartbeat, release the slot (last), unmap. Idempotent. */
+  async detach(): Promise<void> {
+    if (this.#state === 'detached' || this.#state === 'detaching') return;
+    const wasFenced = this.#state === 'fenced';
+    this.#state = 'detaching';
+    try {
+      if (!wasFenced) setSlotState(this.mem, this.slotIndex, this.#token, SlotState.DETACHING);
+      await this.#heartbeat.stop();
+      failpoint('detach.beforeRelease');
+      if (!wasFenced) releaseSlot(this.mem, this.slotIndex, this.#token);
+    } finally {
+      this.#state = 'detached';
+      this.mem.close();
+    }
+  }
+}
+
+function timingOf(options: { timing?: Partial<BootstrapTiming> | undefined }): BootstrapTiming {
+  return { ...DEFAULT_TIMING, ...options.timing };
+}
+
+/** Attach this process to a pool as a node. */
+export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
+  const timing = timingOf(options);
+  const policy = options.format ?? 'never';
+  const geometry = resolveGeometry(options.geometry);
+  const mem = PoolMemory.open(options.path, options.createSize ? { createSize: options.createSize } : {});
+  let heartbeat: Heartbeat | undefined;
+  let claimed: { index: number; token: bigint } | undefined;
+  try {
+    // Refuse a damaged pool before writing anything to it.
+    const initial = readSuperblock(mem);
+    if (initial.state === 'invalid') throw initial.error;
+    if (initial.state === 'unformatted' && policy === 'never' && !options.waitForFormatMs) {
+      throw new PoolNotFormattedError(`${options.path}: not formatted`);
+    }
+    if (initial.state === 'valid') mem.setCoherence(initial.superblock.geometry.coherence);
+    const maxNodes = initial.state === 'valid' ? initial.superblock.geometry.maxNodes : geometry.maxNodes;
+    const token = newToken();
+    const claim = await claimNodeSlot(mem, { nodeId: options.nodeId, maxNodes, token, timing });
+    claimed = { index: claim.index, token };
+    failpoint('attach.afterClaim');
+    heartbeat = await Heartbeat.start({
+      path: options.path,
+      coherence: mem.coherence,
+      slotIndex: claim.index,
+      token,
+      periodMs: timing.heartbeatMs,
+    });
+    const ensured = await ensureFormatted(mem, {
+      token,
+      slotIndex: claim.index,
+      mayFormat: policy === 'if-needed',
+      geometry,
+      timing,
+      ...(policy === 'never' ? { waitMs: options.waitForFormatMs ?? 0 } : {}),
+    });
+    const superblock = ensured.superblock;
+    mem.setCoherence(superblock.geometry.coherence);
+    if (claim.index >= superblock.geometry.maxNodes) {
+      throw new NodeSlotBusyError(
+        `node id ${claim.index + 1} is beyond this pool's ${superblock.geometry.maxNodes} nodes (all lower ids are held)`,
+      );
+    }
+    setSlotState(mem, claim.index, token, SlotState.ACTIVE);
+    return new MarufsNode({
+      slotIndex: claim.index,
+      mem,
+      superblock,
+      timing,
+      token,
+      heartbeat,
+      formatted: ensured.formatted,
+      tookOverSlot: claim.tookOverFrom !== undefined,
+    });
+  } catch (err) {
+    await heartbeat?.stop();
+    if (claimed) releaseSlot(mem, claimed.index, claimed.token);
+    mem.close();
+    throw asMarufsError(err);
+  }
+}
+
+export interface FormatOptions {
+  path: string;
+  /** Create or grow a pool file to this size first (regular files only). */
+  size?: number | undefined;
+  geometry?: Partial<Geometry>;
+  /** Re-format a pool that is already formatted (refused anyway while other nodes are alive). */
+  force?: boolean;
+  timing?: Partial<BootstrapTiming>;
+}
+
+/**
+ * Format a pool explicitly (the `marufs format` command). The formatter briefly holds a node slot
+ * like any node, so the election and the stall rules cover it too.
+ */
+export async function formatDevice(options: FormatOptions): Promise<FormatResult & { layout: Layout }> {
+  const timing = timingOf(options);
+  const geometry = resolveGeometry(options.geometry);
+  const mem = PoolMemory.open(options.path, options.size ? { createSize: options.size } : {});
+  const token = newToken();
+  let slot: number | undefined;
+  let heartbeat: Heartbeat | undefined;
+  try {
+    const { index } = await claimNodeSlot(mem, { maxNodes: 256, token, timing });
+    slot = index;
+    heartbeat = await Heartbeat.start({
+      path: options.path,
+      coherence: 'coherent',
+      slotIndex: index,
+      token,
+      periodMs: timing.heartbeatMs,
+    });
+    const result = await formatExplicitly(mem, {
+      token,
+      slotIndex: index,
+      geometry,
+      timing,
+      force: options.force ?? false,
+    });
+    const sb = readSuperblock(mem);
+    if (sb.state !== 'valid') throw new Error('format did not produce a valid superblock');
+    return { ...result, layout: sb.superblock.layout };
+  } finally {
+    await heartbeat?.stop();
+    if (slot !== undefined) releaseSlot(mem, slot, token);
+    mem.close();
+  }
+}
