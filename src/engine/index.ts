@@ -38,3 +38,4 @@ export {
   type NodeState,
 } from './node.js';
 export { inspectPool, type PoolReport, type SlotReport, type InspectOptions } from './inspect.js';
+export { failpoint } from './failpoints.js';

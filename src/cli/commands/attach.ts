@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { attachNode } from '../../engine/index.js';
+import { attachNode, failpoint } from '../../engine/index.js';
 import { parseInteger, parseSize } from '../units.js';
 import { geometryFrom, geometryOptions } from './format.js';
 
@@ -54,6 +54,7 @@ export function registerAttach(program: Command): void {
         attachMs: Math.round((performance.now() - started) * 1000) / 1000,
       })}\n`,
     );
+    failpoint('attach.afterAttached');
     const stop = new AbortController();
     const onSignal = (): void => stop.abort();
     process.once('SIGINT', onSignal);

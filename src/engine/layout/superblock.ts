@@ -169,6 +169,11 @@ export function decodeSuperblock(b: Buffer, deviceSize: number): SuperblockStatu
     } as Geometry;
     GEOMETRY_FIELDS.forEach((name, i) => (geometry[name] = b.readUInt32LE(F.geometry + 4 * i)));
     const poolSize = Number(b.readBigUInt64LE(F.poolSize));
+    if (poolSize > deviceSize) {
+      throw new GeometryError(
+        `geometry does not fit the device: pool was formatted for ${poolSize} bytes, device has ${deviceSize}`,
+      );
+    }
     const layout = computeLayout(geometry, poolSize);
     OFFSET_FIELDS.forEach((name, i) => {
       const value = Number(b.readBigUInt64LE(F.offsets + 8 * i));
@@ -179,11 +184,6 @@ export function decodeSuperblock(b: Buffer, deviceSize: number): SuperblockStatu
     if (b.readUInt32LE(F.ratEntrySize) !== layout.ratEntrySize)
       throw new GeometryError('stored RAT entry size is wrong');
     if (b.readUInt32LE(F.regionAlign) !== REGION_ALIGN) throw new GeometryError('stored region alignment is wrong');
-    if (poolSize > deviceSize) {
-      throw new GeometryError(
-        `geometry does not fit the device: pool was formatted for ${poolSize} bytes, device has ${deviceSize}`,
-      );
-    }
     return {
       state: 'valid',
       superblock: {
