@@ -1,0 +1,12 @@
+/** The benchmarks still run (quick form) and their invariants hold: no lost CAS increments. */
+import { renderBootstrapBench, runBootstrapBench } from '../../bench/bootstrap.js';
+
+describe('bench smoke', () => {
+  it('runs the bootstrap benchmark in its quick form and renders its tables', async () => {
+    const r = await runBootstrapBench(true);
+    expect(r.attach.samples).toBe(10);
+    expect(r.cas.length).toBe(5);
+    for (const c of r.cas) expect(c.opsPerSec).toBeGreaterThan(0);
+    expect(renderBootstrapBench(r)).toMatch(/pool\/local/);
+  });
+});
