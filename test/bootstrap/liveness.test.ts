@@ -35,6 +35,24 @@ describe('node slots and liveness', () => {
     expect(after.bootstrap.slots).toEqual([]);
   });
 
+  it('attaches nodes to a pool formatted for the flush coherence mode', async () => {
+    const path = join(tmp.dir, 'flush.pool');
+    await formatDevice({
+      path,
+      size: 64 * 1024 * 1024,
+      geometry: { coherence: 'flush', maxRegions: 64 },
+      timing: FAST_TIMING,
+    });
+    const a = await attachNode({ path, timing: FAST_TIMING });
+    const b = new NodeProcess([path, ...FAST]);
+    expect((await b.attached()).nodeId).toBe(2);
+    expect(a.mem.coherence).toBe('flush');
+    const report = await inspectPool(path, { observeMs: 200 });
+    expect(report.geometry?.['coherence']).toBe('flush');
+    expect(report.bootstrap.slots.map((s) => s.liveness)).toEqual(['live', 'live']);
+    await Promise.all([a.detach(), b.stop()]);
+  });
+
   it('gives a restarted node its slot back after the stall window once it was killed with -9', async () => {
     const pool = await freshPool('restart.pool');
     const first = new NodeProcess([pool, '--node-id', '3', ...FAST]);

@@ -116,6 +116,26 @@ describe('PoolMemory', () => {
     expect(() => PoolMemory.open('/dev/null')).toThrow(/not a device-dax device/);
   });
 
+  it('publishes and observes through the native write-back and invalidate helpers in flush mode', () => {
+    const path = join(tmp.dir, 'flush.pool');
+    const writer = PoolMemory.open(path, { createSize: 2 * MiB, coherence: 'flush' });
+    const reader = PoolMemory.open(path, { coherence: 'flush' });
+    expect(writer.coherence).toBe('flush');
+    writer.write(1024, Buffer.from('payload!'));
+    writer.publish32(1020, 1, 1024, 8);
+    expect(reader.observe32(1020)).toBe(1);
+    expect(reader.read(1024, 8).toString()).toBe('payload!');
+    writer.publish64(2048, 77n);
+    expect(reader.observe64(2048)).toBe(77n);
+    expect(writer.casPublish32(1020, 1, 2)).toBe(1);
+    expect(writer.casPublish64(2048, 77n, 78n)).toBe(77n);
+    reader.invalidate(0, 2 * MiB);
+    expect(reader.load64(2048)).toBe(78n);
+    expect(() => writer.writeBack(2 * MiB - 8, 64)).toThrow(PoolAccessError);
+    writer.close();
+    reader.close();
+  });
+
   it('waits on a pool word with futex and is woken by another mapping', async () => {
     const path = join(tmp.dir, 'f.pool');
     const a = PoolMemory.open(path, { createSize: 2 * MiB });
