@@ -22,6 +22,8 @@ import { SlotState, newToken, releaseSlot, setSlotState } from './bootstrap/slot
 import { resolveGeometry, type Geometry, type Layout } from './layout/geometry.js';
 import { readSuperblock, type Superblock } from './layout/superblock.js';
 import { PoolMemory } from './pool/memory.js';
+import { MeInstance } from './me/instance.js';
+import type { MeConfig } from './me/config.js';
 
 export type FormatPolicy = 'never' | 'if-needed';
 
@@ -39,6 +41,8 @@ export interface AttachOptions {
   /** With format 'never': wait this long for another node to format an unformatted pool. Default 0. */
   waitForFormatMs?: number;
   timing?: Partial<BootstrapTiming>;
+  /** Tuning of this node's ME instances (the global ME and later the name tables'). */
+  me?: Partial<MeConfig> | undefined;
 }
 
 export type NodeState = 'active' | 'detaching' | 'detached' | 'fenced';
@@ -53,6 +57,8 @@ export class MarufsNode {
   readonly formatted: FormatResult | undefined;
   /** Set when this node took its slot over from a dead node. */
   readonly tookOverSlot: boolean;
+  /** The pool's global ME (1 shard), joined at attach and left at detach. */
+  readonly globalMe: MeInstance;
   #token: bigint;
   #heartbeat: Heartbeat;
   #state: NodeState = 'active';
@@ -68,6 +74,7 @@ export class MarufsNode {
     heartbeat: Heartbeat;
     formatted: FormatResult | undefined;
     tookOverSlot: boolean;
+    globalMe: MeInstance;
   }) {
     this.slotIndex = init.slotIndex;
     this.nodeId = init.slotIndex + 1;
@@ -76,11 +83,13 @@ export class MarufsNode {
     this.timing = init.timing;
     this.formatted = init.formatted;
     this.tookOverSlot = init.tookOverSlot;
+    this.globalMe = init.globalMe;
     this.#token = init.token;
     this.#heartbeat = init.heartbeat;
     this.#heartbeat.onLost = () => {
       if (this.#state === 'active') {
         this.#state = 'fenced';
+        void this.globalMe.abandon();
         for (const l of this.#fencedListeners) l();
       }
     };
@@ -125,6 +134,7 @@ export class MarufsNode {
     const wasFenced = this.#state === 'fenced';
     this.#state = 'detaching';
     try {
+      await (wasFenced ? this.globalMe.abandon() : this.globalMe.leave());
       if (!wasFenced) setSlotState(this.mem, this.slotIndex, this.#token, SlotState.DETACHING);
       await this.#heartbeat.stop();
       failpoint('detach.beforeRelease');
@@ -148,6 +158,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
   const mem = PoolMemory.open(options.path, options.createSize ? { createSize: options.createSize } : {});
   let heartbeat: Heartbeat | undefined;
   let claimed: { index: number; token: bigint } | undefined;
+  let globalMe: MeInstance | undefined;
   try {
     // Refuse a damaged pool before writing anything to it.
     const initial = readSuperblock(mem);
@@ -184,6 +195,14 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       );
     }
     setSlotState(mem, claim.index, token, SlotState.ACTIVE);
+    globalMe = new MeInstance({
+      mem,
+      base: superblock.layout.globalMeOffset,
+      nodeId: claim.index + 1,
+      config: options.me,
+      name: 'global',
+    });
+    await globalMe.join();
     return new MarufsNode({
       slotIndex: claim.index,
       mem,
@@ -193,8 +212,10 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       heartbeat,
       formatted: ensured.formatted,
       tookOverSlot: claim.tookOverFrom !== undefined,
+      globalMe,
     });
   } catch (err) {
+    await globalMe?.leave().catch(() => undefined);
     await heartbeat?.stop();
     if (claimed) releaseSlot(mem, claimed.index, claimed.token);
     mem.close();

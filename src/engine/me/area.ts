@@ -9,8 +9,11 @@
  *          12 u32 shards · 16 u32 maxNodes · 20 u32 pollIntervalUs · 24 u64 cbOffset ·
  *          32 u64 membersOffset · 40 u64 slotsOffset (all relative to the area) ·
  *          48 u64 totalSize · 56 u64 formatGeneration (random, new at every format)
- * Control block (per shard): 0 u32 magic "MERC" · 4 u32 holder (node id or HOLDER_NONE) ·
- *          8 u32 state · 16 u64 generation (bumped at every holder change) · 24 u64 acquireCount
+ * Control block (per shard): 0 u32 magic "MERC" · 8 u64 lease = generation (u32, high half) ·
+ *          holder (u32, low half: node id or HOLDER_NONE) · 24 u64 acquireCount · 32 u64 takeovers.
+ *          The lease is the one authority on who holds the token: every holder change is a single
+ *          64-bit compare-and-swap that also bumps the generation, so a pass or takeover based on a
+ *          stale view fails, and of several concurrent takeovers exactly one wins.
  * Member (per node, written only by that node): 0 u32 magic "MEMS" · 4 u32 status (0 none,
  *          1 active) · 8 u32 nodeId · 16 u64 joinedAt · 24 u64 heartbeat · 32 u64 heartbeatTs ·
  *          40 u64 pendingShardsMask
@@ -50,7 +53,27 @@ export const ME_HEADER = Object.freeze({
   totalSize: 48,
   formatGeneration: 56,
 });
-export const ME_CB = Object.freeze({ magic: 0, holder: 4, state: 8, generation: 16, acquireCount: 24 });
+export const ME_CB = Object.freeze({ magic: 0, lease: 8, acquireCount: 24, takeovers: 32 });
+export const MEMBER_NONE = 0;
+export const MEMBER_ACTIVE = 1;
+export const STRATEGY_ORDER = 0;
+export const STRATEGY_REQUEST = 1;
+
+/** A lease word: `generation` (mod 2^32) in the high half, `holder` in the low half. */
+export function makeLease(generation: number, holder: number): bigint {
+  return (BigInt(generation >>> 0) << 32n) | BigInt(holder >>> 0);
+}
+export function leaseHolder(lease: bigint): number {
+  return Number(lease & 0xffffffffn);
+}
+export function leaseGeneration(lease: bigint): number {
+  return Number(lease >> 32n);
+}
+/** The lease that follows `lease` when the token goes to `holder`. */
+export function nextLease(lease: bigint, holder: number): bigint {
+  return makeLease((leaseGeneration(lease) + 1) >>> 0, holder);
+}
+
 export const ME_MEMBER = Object.freeze({
   magic: 0,
   status: 4,
@@ -111,7 +134,7 @@ export function formatMeArea(
   mem.fill(base, area.totalSize, 0);
   for (let s = 0; s < shards; s++) {
     mem.store32(area.cb(s) + ME_CB.magic, ME_CB_MAGIC);
-    mem.store32(area.cb(s) + ME_CB.holder, HOLDER_NONE);
+    mem.store64(area.cb(s) + ME_CB.lease, makeLease(0, HOLDER_NONE));
     for (let n = 1; n <= maxNodes; n++) mem.store32(area.slot(s, n) + ME_SLOT.magic, ME_SLOT_MAGIC);
   }
   for (let n = 1; n <= maxNodes; n++) {
@@ -131,4 +154,30 @@ export function formatMeArea(
   mem.store64(base + ME_HEADER.formatGeneration, generation);
   mem.publish32(base + ME_HEADER.magic, ME_MAGIC, base, area.totalSize);
   return generation;
+}
+
+/** The fields of an ME header, as read from the pool. */
+export interface MeHeader {
+  magic: number;
+  version: number;
+  strategy: number;
+  shards: number;
+  maxNodes: number;
+  pollIntervalUs: number;
+  totalSize: number;
+  formatGeneration: bigint;
+}
+
+export function readMeHeader(mem: PoolMemory, base: number): MeHeader {
+  mem.invalidate(base, ME_HEADER_SIZE);
+  return {
+    magic: mem.load32(base + ME_HEADER.magic),
+    version: mem.load32(base + ME_HEADER.version),
+    strategy: mem.load32(base + ME_HEADER.strategy),
+    shards: mem.load32(base + ME_HEADER.shards),
+    maxNodes: mem.load32(base + ME_HEADER.maxNodes),
+    pollIntervalUs: mem.load32(base + ME_HEADER.pollIntervalUs),
+    totalSize: mem.load64n(base + ME_HEADER.totalSize),
+    formatGeneration: mem.load64(base + ME_HEADER.formatGeneration),
+  };
 }

@@ -1,0 +1,68 @@
+/**
+ * ME tuning: how long a waiter waits before it suspects the holder, how long it then watches the
+ * holder's heartbeat, and how often the per-node cycle and the heartbeat run.
+ *
+ * Defaults and why:
+ * - heartbeatMs 20: the member heartbeat is ticked by a dedicated thread, so it keeps moving while
+ *   the main thread is busy (a CPU-bound critical section is not a dead holder).
+ * - deadlineMs 1000: only after one second without the token moving at all does a waiter look at
+ *   the holder. A holder that is merely slow is then seen alive and the waiter keeps waiting.
+ * - probeMs 300: fifteen heartbeat periods. A takeover needs the holder's counter to stay still for
+ *   all of them on the waiter's own clock; a live but CPU-starved process misses fifteen consecutive
+ *   20 ms ticks of a dedicated thread only under extreme overload. A dead holder is therefore
+ *   replaced ~1.3 s after the token stopped moving (the reference: 5 s + 100 ms).
+ */
+export interface MeConfig {
+  /** Token not moving for this long makes a waiter probe the holder's liveness. */
+  deadlineMs: number;
+  /** Window (waiter's own clock) during which a holder's heartbeat must move to count as alive. */
+  probeMs: number;
+  /** Default caller timeout of acquire() (ETIMEDOUT after it). */
+  acquireTimeoutMs: number;
+  /** Period of the per-node cycle (doorbells, circulation, idle grants, liveness bookkeeping). */
+  cycleMs: number;
+  /** Period of the member heartbeat. */
+  heartbeatMs: number;
+  /** Tick the heartbeat on a worker thread (true) or in the cycle on the main thread (false). */
+  heartbeatThread: boolean;
+  /** Doorbell checks done synchronously before the first sleep. */
+  spinIterations: number;
+  /** Longest single sleep of a waiter before it re-checks (timer-driven poll). */
+  pollMs: number;
+  /** Also sleep on the own doorbell word with a futex, for fast same-host wakeups. */
+  useFutex: boolean;
+  /** A waiter reads the control block (progress and vacancy checks) at most this often. */
+  leaseCheckMs: number;
+  /** Local hand-offs in a row while a peer waits, before the token is passed to that peer. */
+  maxLocalBatch: number;
+  /** After leaving, keep forwarding tokens passed to this node late for this long. */
+  leaveGraceMs: number;
+}
+
+export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
+  deadlineMs: 1000,
+  probeMs: 300,
+  acquireTimeoutMs: 30_000,
+  cycleMs: 1,
+  heartbeatMs: 20,
+  heartbeatThread: true,
+  spinIterations: 32,
+  pollMs: 4,
+  useFutex: true,
+  leaseCheckMs: 20,
+  maxLocalBatch: 16,
+  leaveGraceMs: 30,
+});
+
+export function resolveMeConfig(partial: Partial<MeConfig> = {}): MeConfig {
+  const cfg = { ...DEFAULT_ME_CONFIG, ...partial };
+  for (const [k, v] of Object.entries(cfg)) {
+    if (typeof v === 'number' && !(v >= 0)) throw new RangeError(`ME config ${k} must be ≥ 0, got ${v}`);
+  }
+  if (cfg.probeMs < 2 * cfg.heartbeatMs) {
+    throw new RangeError(
+      `ME config probeMs (${cfg.probeMs}) must cover at least two heartbeats (${cfg.heartbeatMs} ms)`,
+    );
+  }
+  return cfg;
+}

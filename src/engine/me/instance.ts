@@ -1,0 +1,904 @@
+/**
+ * MeInstance: this node's membership in one ME area — cross-node mutual exclusion per shard.
+ *
+ * - acquire(shard) resolves once this node holds the shard's token (the lease in the control
+ *   block names it) and the local critical section (one async caller per node per shard, FIFO).
+ *   release(shard) hands the local section to the next local caller while one waits (keeping the
+ *   token, up to maxLocalBatch in a row when a peer waits), else lets the token go: to the next
+ *   requester (request strategy) or the ring successor (order strategy).
+ * - The strategy comes from the shared header, never from a local option (H19).
+ * - Waiting: a short synchronous spin on the own doorbell, then sleeps of at most pollMs on a
+ *   timer, optionally as a futex wait on the own doorbell word (same-host fast wakeups; the timer
+ *   keeps cross-host waiting correct). Only the own doorbell is polled; the control block is read
+ *   when the doorbell moves and every leaseCheckMs (vacancy, progress and liveness).
+ * - A per-node cycle (cycleMs, main thread) reads membership (pending-hand masks, heartbeats),
+ *   handles doorbells that arrive with no local waiter, circulates the token (order) and grants to
+ *   raised hands while idle (request).
+ * - Liveness: see liveness in `#probe` — after deadlineMs without the token moving, a waiter
+ *   watches the holder's member heartbeat for probeMs on its own clock, and takes over only if it
+ *   stood still, with one CAS on the lease so exactly one of several waiters wins (H14). The lease
+ *   generation fences a revived stale holder: its pass CAS fails and its fast path re-reads the
+ *   lease before entering the critical section.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DetachedError, MarufsError, TimeoutError } from '../errors.js';
+import { meAreaSize, type MeStrategyName } from '../layout/geometry.js';
+import type { PoolMemory } from '../pool/memory.js';
+import {
+  HOLDER_NONE,
+  MEMBER_ACTIVE,
+  MEMBER_NONE,
+  ME_CB,
+  ME_HEADER,
+  ME_MAGIC,
+  ME_MEMBER,
+  ME_MEMBER_MAGIC,
+  ME_SLOT,
+  ME_VERSION,
+  MeAreaLayout,
+  STRATEGY_ORDER,
+  leaseGeneration,
+  leaseHolder,
+  nextLease,
+  readMeHeader,
+} from './area.js';
+import { resolveMeConfig, type MeConfig } from './config.js';
+import { MemberHeartbeat } from './member-heartbeat.js';
+import { MeStats, type MeStatsSnapshot } from './stats.js';
+import { StaleMeAreaError, checkCbMagic, checkSlotMagic, doorbellWord, passToken, readLease } from './token.js';
+
+export interface MeInstanceOptions {
+  mem: PoolMemory;
+  /** Absolute offset of the ME area. */
+  base: number;
+  /** This node's id (1..maxNodes of the area). */
+  nodeId: number;
+  config?: Partial<MeConfig>;
+  /** Label for stats and inspection ("global", "nrht[3]", …). */
+  name?: string;
+}
+
+export interface AcquireOptions {
+  signal?: AbortSignal;
+  /** Give up with ETIMEDOUT after this long (default config.acquireTimeoutMs). */
+  timeoutMs?: number;
+}
+
+export type MeInstanceState = 'new' | 'active' | 'leaving' | 'left' | 'stale';
+
+interface LocalWaiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+  done: boolean;
+}
+
+class ShardState {
+  /** Cache of "the lease names us"; re-verified against the control block before use. */
+  isHolder = false;
+  /** The lease naming us, valid while isHolder. */
+  myLease = 0n;
+  /** Last seen low word of our own doorbell for this shard. */
+  lastSeq = 0;
+  /** The local lock: a caller is fetching the token or is in the critical section. */
+  busy = false;
+  inCs = false;
+  heldSince = 0;
+  queue: LocalWaiter[] = [];
+  batch = 0;
+  handRaised = false;
+  handRaisedAt = 0;
+}
+
+const wallNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
+
+function abortError(signal: AbortSignal): MarufsError {
+  return new MarufsError('EINTR', 'ME acquire aborted', { cause: signal.reason });
+}
+
+export class MeInstance {
+  readonly area: MeAreaLayout;
+  readonly nodeId: number;
+  readonly shards: number;
+  readonly maxNodes: number;
+  readonly strategy: MeStrategyName;
+  readonly name: string;
+  readonly config: MeConfig;
+  readonly stats = new MeStats();
+  readonly formatGeneration: bigint;
+  #mem: PoolMemory;
+  #state: MeInstanceState = 'new';
+  #shard: ShardState[];
+  #timer: NodeJS.Timeout | undefined;
+  #hb: MemberHeartbeat | undefined;
+  #staleReason = '';
+  // Membership view, refreshed by every cycle (index = node id).
+  #active: Uint8Array;
+  #hbSeen: Uint32Array;
+  #hbAt: Float64Array;
+  #pendingLo: Uint32Array;
+  #pendingHi: Uint32Array;
+  #peersPendingLo = 0;
+  #peersPendingHi = 0;
+  #successor = 0;
+  #lastScanAt = 0;
+  // Fault injection.
+  #cycleFrozen = false;
+  #stallUntil = 0;
+
+  constructor(opts: MeInstanceOptions) {
+    const { mem, base, nodeId } = opts;
+    const h = readMeHeader(mem, base);
+    if (h.magic !== ME_MAGIC)
+      throw new MarufsError('EINVAL', `no ME area at ${base} (magic 0x${h.magic.toString(16)})`);
+    if (h.version !== ME_VERSION) throw new MarufsError('ENOTSUP', `ME area at ${base} has version ${h.version}`);
+    if (h.shards < 1 || h.shards > 64 || h.maxNodes < 1 || h.maxNodes > 256) {
+      throw new MarufsError(
+        'EINVAL',
+        `ME area at ${base} has absurd geometry (${h.shards} shards, ${h.maxNodes} nodes)`,
+      );
+    }
+    if (h.totalSize !== meAreaSize(h.shards, h.maxNodes) || base + h.totalSize > mem.size) {
+      throw new MarufsError('EINVAL', `ME area at ${base} has an inconsistent size ${h.totalSize}`);
+    }
+    if (!Number.isInteger(nodeId) || nodeId < 1 || nodeId > h.maxNodes) {
+      throw new MarufsError('EINVAL', `node id ${nodeId} is outside this ME area's 1..${h.maxNodes}`);
+    }
+    this.#mem = mem;
+    this.nodeId = nodeId;
+    this.shards = h.shards;
+    this.maxNodes = h.maxNodes;
+    this.strategy = h.strategy === STRATEGY_ORDER ? 'order' : 'request';
+    this.formatGeneration = h.formatGeneration;
+    this.area = new MeAreaLayout(base, h.shards, h.maxNodes);
+    this.name = opts.name ?? `me@${base}`;
+    this.config = resolveMeConfig(opts.config);
+    this.#shard = Array.from({ length: h.shards }, () => new ShardState());
+    const n = h.maxNodes + 1;
+    this.#active = new Uint8Array(n);
+    this.#hbSeen = new Uint32Array(n);
+    this.#hbAt = new Float64Array(n);
+    this.#pendingLo = new Uint32Array(n);
+    this.#pendingHi = new Uint32Array(n);
+  }
+
+  get state(): MeInstanceState {
+    return this.#state;
+  }
+
+  // ---- join / leave -----------------------------------------------------------------------------
+
+  /** Become a member: publish membership, seed baselines, then claim every vacant token. */
+  async join(): Promise<void> {
+    if (this.#state !== 'new') throw new MarufsError('EINVAL', `${this.name}: join() in state ${this.#state}`);
+    const mem = this.#mem;
+    const m = this.area.member(this.nodeId);
+    if (mem.observe32(m + ME_MEMBER.magic) !== ME_MEMBER_MAGIC) {
+      throw new StaleMeAreaError(`${this.name}: membership slot ${this.nodeId} has lost its magic`);
+    }
+    const target = {
+      base: this.area.base,
+      memberOffset: m,
+      nodeId: this.nodeId,
+      formatGeneration: this.formatGeneration,
+    };
+    this.#hb = this.config.heartbeatThread
+      ? await MemberHeartbeat.thread({
+          path: mem.path,
+          coherence: mem.coherence,
+          target,
+          periodMs: this.config.heartbeatMs,
+        })
+      : MemberHeartbeat.inline(mem, target, this.config.heartbeatMs);
+    if (this.#hb.lost) {
+      await this.#hb.stop();
+      throw new StaleMeAreaError(`${this.name}: ME area changed while joining`);
+    }
+    mem.store32(m + ME_MEMBER.nodeId, this.nodeId);
+    mem.store64(m + ME_MEMBER.joinedAt, process.hrtime.bigint());
+    mem.store64(m + ME_MEMBER.pendingMask, 0n);
+    for (let s = 0; s < this.shards; s++) {
+      checkSlotMagic(mem, this.area, s, this.nodeId);
+      mem.store32(this.area.slot(s, this.nodeId) + ME_SLOT.requesting, 0);
+      mem.writeBack(this.area.slot(s, this.nodeId), 64);
+    }
+    mem.publish32(m + ME_MEMBER.status, MEMBER_ACTIVE, m, 64);
+    // Baselines before any claim, so our own claim is never mistaken for a phantom.
+    for (let s = 0; s < this.shards; s++) {
+      this.#shard[s]!.lastSeq = mem.observe32(doorbellWord(this.area, s, this.nodeId));
+    }
+    this.#state = 'active';
+    this.#scanMembers(performance.now());
+    for (let s = 0; s < this.shards; s++) {
+      const lease = readLease(mem, this.area, s);
+      const holder = leaseHolder(lease);
+      // Vacant, or still naming a former incarnation of this node id: claim with a generation bump,
+      // which also fences anything the former incarnation might still try.
+      if (holder === HOLDER_NONE || holder === this.nodeId) this.#tryClaim(s, lease);
+    }
+    this.#timer = setInterval(() => this.#cycle(), this.config.cycleMs);
+    this.#timer.unref();
+  }
+
+  /**
+   * Leave: refuse new callers, let local holders finish, clear membership, then hand every token
+   * still held to a requester or the ring successor (or release it), and keep forwarding tokens
+   * that arrive late for leaveGraceMs. Idempotent.
+   */
+  async leave(): Promise<void> {
+    if (this.#state !== 'active') {
+      if (this.#state === 'stale' || this.#state === 'new') await this.#shutdown('left');
+      return;
+    }
+    this.#state = 'leaving';
+    for (const st of this.#shard) this.#rejectQueue(st, new DetachedError(`${this.name}: leaving`));
+    // In-flight acquires notice 'leaving' within pollMs; holders get a bounded time to release.
+    const until = performance.now() + Math.max(2000, 4 * this.config.pollMs);
+    while (this.#shard.some((st) => st.busy) && performance.now() < until) await sleep(1);
+    const mem = this.#mem;
+    const m = this.area.member(this.nodeId);
+    try {
+      mem.store64(m + ME_MEMBER.pendingMask, 0n);
+      mem.publish32(m + ME_MEMBER.status, MEMBER_NONE, m, 64);
+      const graceEnd = performance.now() + this.config.leaveGraceMs;
+      for (;;) {
+        this.#scanMembers(performance.now());
+        for (let s = 0; s < this.shards; s++) this.#forwardOnLeave(s);
+        if (performance.now() >= graceEnd) break;
+        await sleep(Math.max(1, this.config.cycleMs));
+      }
+      mem.store64(m + ME_MEMBER.joinedAt, 0n);
+    } catch (err) {
+      if (!(err instanceof StaleMeAreaError)) throw err;
+    } finally {
+      await this.#shutdown('left');
+    }
+  }
+
+  /** Stop using the area without writing to it (the node lost its id, or the pool is going away). */
+  async abandon(): Promise<void> {
+    if (this.#state === 'left') return;
+    this.#invalidate('abandoned');
+    await this.#shutdown('left');
+  }
+
+  async #shutdown(final: MeInstanceState): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (const st of this.#shard) {
+      this.#rejectQueue(st, new DetachedError(`${this.name}: left`));
+      st.isHolder = false;
+    }
+    await this.#hb?.stop();
+    this.#hb = undefined;
+    if (this.#state !== 'stale') this.#state = final;
+  }
+
+  #forwardOnLeave(s: number): void {
+    const lease = readLease(this.#mem, this.area, s);
+    if (leaseHolder(lease) !== this.nodeId) return;
+    let to = this.strategy === 'request' ? this.#findRequester(s, false) : this.#successor;
+    if (to === 0 || to === this.nodeId) to = HOLDER_NONE;
+    if (to !== HOLDER_NONE) this.#writeGrantedAt(s, to);
+    const seen = passToken(this.#mem, this.area, s, lease, to, this.nodeId, this.config.useFutex);
+    if (seen === lease) this.stats.counters.passes++;
+    this.#shard[s]!.isHolder = false;
+  }
+
+  // ---- acquire / release -----------------------------------------------------------------------
+
+  /** Take the shard's token and the local critical section. */
+  async acquire(shard: number, opts: AcquireOptions = {}): Promise<void> {
+    this.#checkUsable();
+    const st = this.#shardState(shard);
+    const t0 = performance.now();
+    const deadlineAt = t0 + (opts.timeoutMs ?? this.config.acquireTimeoutMs);
+    if (opts.signal?.aborted) throw abortError(opts.signal);
+    if (st.busy || st.queue.length > 0) await this.#waitLocal(st, opts.signal, deadlineAt);
+    else st.busy = true;
+    try {
+      await this.#obtain(shard, st, opts.signal, deadlineAt);
+    } catch (err) {
+      this.#releaseLocal(shard, st);
+      throw err;
+    }
+    st.inCs = true;
+    const now = performance.now();
+    st.heldSince = now;
+    this.stats.counters.acquires++;
+    this.stats.shardAcquired(shard);
+    this.stats.waitLatency.record((now - t0) * 1e6);
+    this.#mem.add64(this.area.cb(shard) + ME_CB.acquireCount, 1n);
+  }
+
+  /** Leave the critical section of `shard` (must be held by a caller on this node). */
+  release(shard: number): void {
+    const st = this.#shardState(shard);
+    if (!st.inCs) throw new MarufsError('EPERM', `${this.name}: release of shard ${shard}, which is not held`);
+    st.inCs = false;
+    this.stats.counters.releases++;
+    this.stats.holdTime.record((performance.now() - st.heldSince) * 1e6);
+    this.#releaseLocal(shard, st);
+  }
+
+  /** Run `fn` inside the critical section of `shard`. */
+  async withLock<T>(shard: number, fn: () => T | Promise<T>, opts: AcquireOptions = {}): Promise<T> {
+    await this.acquire(shard, opts);
+    try {
+      return await fn();
+    } finally {
+      this.release(shard);
+    }
+  }
+
+  /** Is a caller on this node inside the critical section of `shard`? */
+  held(shard: number): boolean {
+    return this.#shardState(shard).inCs;
+  }
+
+  #shardState(shard: number): ShardState {
+    const st = this.#shard[shard];
+    if (!st || !Number.isInteger(shard)) {
+      throw new MarufsError('EINVAL', `${this.name}: shard ${shard} outside 0..${this.shards - 1}`);
+    }
+    return st;
+  }
+
+  #checkUsable(): void {
+    if (this.#state === 'active') return;
+    if (this.#state === 'stale') throw new StaleMeAreaError(`${this.name}: ${this.#staleReason}`);
+    throw new DetachedError(`${this.name}: ME instance is ${this.#state}`);
+  }
+
+  #waitLocal(st: ShardState, signal: AbortSignal | undefined, deadlineAt: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const clock: { timer?: NodeJS.Timeout } = {};
+      const onAbort = (): void => finish(abortError(signal!));
+      const finish = (err?: Error): void => {
+        if (w.done) return;
+        w.done = true;
+        clearTimeout(clock.timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (!err) return resolve();
+        const i = st.queue.indexOf(w);
+        if (i >= 0) st.queue.splice(i, 1);
+        if (err instanceof TimeoutError) this.stats.counters.timeouts++;
+        else if (err instanceof MarufsError && err.code === 'EINTR') this.stats.counters.aborts++;
+        reject(err);
+      };
+      const w: LocalWaiter = { resolve: () => finish(), reject: (e) => finish(e), done: false };
+      st.queue.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      clock.timer = setTimeout(
+        () => finish(new TimeoutError(`${this.name}: timed out waiting for the local lock`)),
+        Math.max(0, deadlineAt - performance.now()),
+      );
+    });
+  }
+
+  /** Give up the local lock (after release or a failed acquire) and let the token go if idle. */
+  #releaseLocal(shard: number, st: ShardState): void {
+    if (st.queue.length > 0) {
+      const peerWaiting = st.isHolder && this.#peerWants(shard);
+      if (peerWaiting && st.batch >= this.config.maxLocalBatch && this.#handOff(shard, st)) st.batch = 0;
+      else st.batch++;
+      this.stats.counters.localHandoffs++;
+      st.queue.shift()!.resolve(); // the local lock passes directly: busy stays true
+      return;
+    }
+    st.batch = 0;
+    st.busy = false;
+    if (this.#state === 'active' && st.isHolder && performance.now() >= this.#stallUntil) this.#handOff(shard, st);
+  }
+
+  /** Does a peer want the token now (request: a raised hand; order: there is a successor)? */
+  #peerWants(shard: number): boolean {
+    if (this.strategy === 'order') return this.#successor !== 0 && this.#successor !== this.nodeId;
+    return this.#findRequester(shard, false) !== 0;
+  }
+
+  /** Pass an idle token on (request: to the next raised hand, full scan; order: to the successor). */
+  #handOff(shard: number, st: ShardState): boolean {
+    try {
+      if (!st.isHolder) return false;
+      const to = this.strategy === 'request' ? this.#findRequester(shard, false) : this.#successor;
+      if (to === 0 || to === this.nodeId) return false;
+      return this.#passTo(shard, st, to);
+    } catch (err) {
+      if (err instanceof StaleMeAreaError) {
+        this.#invalidate(err.message);
+        return false;
+      }
+      throw err;
+    }
+  }
+
+  #passTo(shard: number, st: ShardState, to: number): boolean {
+    if (this.strategy === 'request') this.#writeGrantedAt(shard, to);
+    const from = st.myLease;
+    const seen = passToken(this.#mem, this.area, shard, from, to, this.nodeId, this.config.useFutex);
+    st.isHolder = false;
+    if (seen !== from) {
+      // Someone took the token over while we believed we held it (generation fencing).
+      this.stats.counters.passesFenced++;
+      if (leaseHolder(seen) === this.nodeId) this.#adopt(st, seen);
+      return false;
+    }
+    this.stats.counters.passes++;
+    if (this.strategy === 'request') this.stats.counters.grants++;
+    return true;
+  }
+
+  #writeGrantedAt(shard: number, to: number): void {
+    const slot = this.area.slot(shard, to);
+    checkSlotMagic(this.#mem, this.area, shard, to);
+    this.#mem.store64(slot + ME_SLOT.grantedAt, wallNs());
+  }
+
+  #adopt(st: ShardState, lease: bigint): void {
+    st.isHolder = true;
+    st.myLease = lease;
+  }
+
+  /** CAS a vacant (or our own stale) lease to us. */
+  #tryClaim(shard: number, lease: bigint): boolean {
+    checkCbMagic(this.#mem, this.area, shard);
+    const next = nextLease(lease, this.nodeId);
+    if (this.#mem.casPublish64(this.area.cb(shard) + ME_CB.lease, lease, next) !== lease) return false;
+    this.#adopt(this.#shard[shard]!, next);
+    this.stats.counters.vacantClaims++;
+    return true;
+  }
+
+  /** Re-verify (against the control block) that the cached token is still ours. */
+  #verify(shard: number, st: ShardState): boolean {
+    if (!st.isHolder) return false;
+    if (readLease(this.#mem, this.area, shard) === st.myLease) return true;
+    st.isHolder = false;
+    return false;
+  }
+
+  /** The doorbell moved (or the cycle adopted the token): is the token ours now? */
+  #arrived(shard: number, st: ShardState): boolean {
+    if (st.isHolder) return this.#verify(shard, st);
+    const seq = this.#mem.observe32(doorbellWord(this.area, shard, this.nodeId));
+    if (seq === st.lastSeq) return false;
+    st.lastSeq = seq;
+    const lease = readLease(this.#mem, this.area, shard);
+    if (leaseHolder(lease) === this.nodeId) {
+      this.#adopt(st, lease);
+      return true;
+    }
+    this.stats.counters.phantomDoorbells++;
+    return false;
+  }
+
+  /** Wait until the lease names us. Runs with the local lock held. */
+  async #obtain(shard: number, st: ShardState, signal: AbortSignal | undefined, deadlineAt: number): Promise<void> {
+    const c = this.stats.counters;
+    const mem = this.#mem;
+    if (st.isHolder) {
+      if (this.#verify(shard, st)) {
+        c.fastHits++;
+        return;
+      }
+    }
+    let lease = readLease(mem, this.area, shard);
+    if (leaseHolder(lease) === this.nodeId) {
+      this.#adopt(st, lease);
+      c.fastHits++;
+      return;
+    }
+    if (leaseHolder(lease) === HOLDER_NONE && this.#tryClaim(shard, lease)) return;
+    if (this.strategy === 'request') this.#raiseHand(shard, st);
+    try {
+      for (let i = 0; i < this.config.spinIterations; i++) {
+        if (this.#arrived(shard, st)) {
+          c.spinHits++;
+          return;
+        }
+      }
+      let progressLease = lease;
+      let progressAt = performance.now();
+      let leaseCheckAt = progressAt + this.config.leaseCheckMs;
+      for (;;) {
+        this.#checkUsable();
+        if (signal?.aborted) {
+          c.aborts++;
+          throw abortError(signal);
+        }
+        let now = performance.now();
+        if (now >= deadlineAt) {
+          c.timeouts++;
+          const holder = leaseHolder(readLease(mem, this.area, shard));
+          throw new TimeoutError(`${this.name}: shard ${shard} not acquired before the deadline (holder ${holder})`);
+        }
+        const nap = Math.min(this.config.pollMs, deadlineAt - now, leaseCheckAt - now);
+        if (nap > 0) await this.#nap(shard, st, nap);
+        if (this.#arrived(shard, st)) {
+          c.sleepHits++;
+          return;
+        }
+        now = performance.now();
+        if (now < leaseCheckAt) continue;
+        leaseCheckAt = now + this.config.leaseCheckMs;
+        this.#checkUsable();
+        lease = readLease(mem, this.area, shard);
+        const holder = leaseHolder(lease);
+        if (holder === this.nodeId) {
+          this.#adopt(st, lease);
+          c.sleepHits++;
+          return;
+        }
+        if (holder === HOLDER_NONE) {
+          if (this.#tryClaim(shard, lease)) return;
+          continue;
+        }
+        if (lease !== progressLease) {
+          progressLease = lease;
+          progressAt = now;
+          continue;
+        }
+        if (!this.#isMember(holder)) {
+          // The holder left (or the id is garbage): it never runs a critical section in that
+          // state, so the token can be taken at once, by CAS.
+          if (this.#takeOver(shard, st, lease)) return;
+          continue;
+        }
+        if (now - progressAt < this.config.deadlineMs) continue;
+        c.deadlineHits++;
+        if (await this.#probe(shard, st, lease)) return;
+        progressAt = performance.now();
+        leaseCheckAt = progressAt;
+      }
+    } finally {
+      if (st.handRaised) this.#lowerHand(shard, st);
+      // A grant that raced with giving up: keep the token as an idle holder; release / the cycle
+      // pass it on, so it is never stranded.
+      if (!st.isHolder && (this.#state === 'active' || this.#state === 'leaving')) {
+        const now = readLease(mem, this.area, shard);
+        if (leaseHolder(now) === this.nodeId) this.#adopt(st, now);
+      }
+    }
+  }
+
+  async #nap(shard: number, st: ShardState, ms: number): Promise<void> {
+    if (this.config.useFutex) {
+      try {
+        await this.#mem.waitWord(doorbellWord(this.area, shard, this.nodeId), st.lastSeq, ms);
+        return;
+      } catch {
+        // Futex unavailable: fall back to the timer.
+      }
+    }
+    await sleep(Math.max(1, Math.round(ms)));
+  }
+
+  #isMember(node: number): boolean {
+    if (node < 1 || node > this.maxNodes) return false;
+    return this.#mem.observe32(this.area.member(node) + ME_MEMBER.status) === MEMBER_ACTIVE;
+  }
+
+  /**
+   * Liveness probe (§6.7): watch the holder's member heartbeat for probeMs on our own clock.
+   * A grant that lands meanwhile is honoured; a moving token or heartbeat means alive; otherwise
+   * take over by CAS on the exact lease we watched.
+   */
+  async #probe(shard: number, st: ShardState, lease0: bigint): Promise<boolean> {
+    const c = this.stats.counters;
+    c.probes++;
+    const mem = this.#mem;
+    const holder = leaseHolder(lease0);
+    const hbOff = this.area.member(holder) + ME_MEMBER.heartbeat;
+    const h0 = mem.observe32(hbOff);
+    const probeEnd = performance.now() + this.config.probeMs;
+    // Sleep in small steps so that a grant arriving meanwhile is taken without delay.
+    while (performance.now() < probeEnd) {
+      await this.#nap(shard, st, Math.min(this.config.pollMs * 4, probeEnd - performance.now()));
+      this.#checkUsable();
+      if (this.#arrived(shard, st)) {
+        c.lateGrants++;
+        return true;
+      }
+    }
+    const lease1 = readLease(mem, this.area, shard);
+    if (leaseHolder(lease1) === this.nodeId) {
+      this.#adopt(st, lease1);
+      c.lateGrants++;
+      return true;
+    }
+    if (lease1 !== lease0 || (this.#isMember(holder) && mem.observe32(hbOff) !== h0)) {
+      c.probesAlive++;
+      return false;
+    }
+    return this.#takeOver(shard, st, lease0);
+  }
+
+  /** Exactly one of several concurrent callers with the same `lease` wins this CAS. */
+  #takeOver(shard: number, st: ShardState, lease: bigint): boolean {
+    checkCbMagic(this.#mem, this.area, shard);
+    const next = nextLease(lease, this.nodeId);
+    const seen = this.#mem.casPublish64(this.area.cb(shard) + ME_CB.lease, lease, next);
+    if (seen !== lease) {
+      this.stats.counters.takeoversLost++;
+      if (leaseHolder(seen) === this.nodeId) {
+        this.#adopt(st, seen);
+        return true;
+      }
+      return false;
+    }
+    this.#adopt(st, next);
+    this.stats.counters.takeovers++;
+    this.#mem.add64(this.area.cb(shard) + ME_CB.takeovers, 1n);
+    return true;
+  }
+
+  #raiseHand(shard: number, st: ShardState): void {
+    const mem = this.#mem;
+    const slot = this.area.slot(shard, this.nodeId);
+    mem.store32(slot + ME_SLOT.sequence, (mem.load32(slot + ME_SLOT.sequence) + 1) >>> 0);
+    mem.store64(slot + ME_SLOT.requestedAt, wallNs());
+    mem.publish32(slot + ME_SLOT.requesting, 1, slot, 64);
+    // The pending bit goes up after the slot, so whoever sees the bit sees requesting = 1.
+    const word = this.area.member(this.nodeId) + ME_MEMBER.pendingMask + (shard >= 32 ? 4 : 0);
+    mem.publish32(word, mem.load32(word) | (1 << (shard & 31)));
+    st.handRaised = true;
+    st.handRaisedAt = performance.now();
+  }
+
+  #lowerHand(shard: number, st: ShardState): void {
+    const mem = this.#mem;
+    st.handRaised = false;
+    if (this.#state === 'stale') return;
+    const slot = this.area.slot(shard, this.nodeId);
+    mem.publish32(slot + ME_SLOT.requesting, 0);
+    const word = this.area.member(this.nodeId) + ME_MEMBER.pendingMask + (shard >= 32 ? 4 : 0);
+    mem.publish32(word, mem.load32(word) & ~(1 << (shard & 31)));
+    if (st.isHolder) this.stats.grantAge.record((performance.now() - st.handRaisedAt) * 1e6);
+  }
+
+  #rejectQueue(st: ShardState, err: Error): void {
+    const q = st.queue.splice(0);
+    for (const w of q) w.reject(err);
+  }
+
+  #invalidate(reason: string): void {
+    if (this.#state === 'stale' || this.#state === 'left') return;
+    this.#state = 'stale';
+    this.#staleReason = reason;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (const st of this.#shard) {
+      st.isHolder = false;
+      this.#rejectQueue(st, new StaleMeAreaError(`${this.name}: ${reason}`));
+    }
+    void this.#hb?.stop();
+  }
+
+  // ---- the per-node cycle ------------------------------------------------------------------------
+
+  #cycle(): void {
+    if (this.#state !== 'active' || this.#cycleFrozen) return;
+    try {
+      this.#cycleOnce();
+    } catch (err) {
+      if (err instanceof StaleMeAreaError) this.#invalidate(err.message);
+      else throw err;
+    }
+  }
+
+  #cycleOnce(): void {
+    const mem = this.#mem;
+    const t0 = performance.now();
+    const base = this.area.base;
+    if (
+      mem.observe32(base + ME_HEADER.magic) !== ME_MAGIC ||
+      mem.observe64(base + ME_HEADER.formatGeneration) !== this.formatGeneration
+    ) {
+      this.#invalidate('the ME area was reformatted');
+      return;
+    }
+    if (this.#hb?.lost) {
+      this.#invalidate('the membership slot is no longer ours');
+      return;
+    }
+    this.#hb?.pump();
+    this.#scanMembers(t0);
+    const t1 = performance.now();
+    for (let s = 0; s < this.shards; s++) {
+      const st = this.#shard[s]!;
+      const seq = mem.observe32(doorbellWord(this.area, s, this.nodeId));
+      if (seq === st.lastSeq) continue;
+      st.lastSeq = seq;
+      const lease = readLease(mem, this.area, s);
+      if (leaseHolder(lease) === this.nodeId) this.#adopt(st, lease);
+      else this.stats.counters.phantomDoorbells++;
+    }
+    const t2 = performance.now();
+    if (t2 >= this.#stallUntil) {
+      const request = this.strategy === 'request';
+      for (let s = 0; s < this.shards; s++) {
+        const st = this.#shard[s]!;
+        if (!st.isHolder || st.busy || st.queue.length > 0) continue;
+        if (request) {
+          const pending = s < 32 ? this.#peersPendingLo : this.#peersPendingHi;
+          if ((pending & (1 << (s & 31))) === 0) continue;
+          const to = this.#findRequester(s, true);
+          if (to !== 0) this.#passTo(s, st, to);
+        } else if (this.#successor !== 0 && this.#successor !== this.nodeId) {
+          this.#passTo(s, st, this.#successor);
+        }
+      }
+    }
+    const t3 = performance.now();
+    const stats = this.stats;
+    stats.counters.pollCycles++;
+    stats.pollNsMembership += (t1 - t0) * 1e6;
+    stats.pollNsDoorbell += (t2 - t1) * 1e6;
+    stats.pollNsGrant += (t3 - t2) * 1e6;
+  }
+
+  /** Membership phase: who is active, their pending hands, their heartbeats, our successor. */
+  #scanMembers(now: number): void {
+    const mem = this.#mem;
+    const self = this.nodeId;
+    const n = this.maxNodes;
+    // After a gap in our own observations (frozen or starved), restart every liveness clock.
+    const fresh = now - this.#lastScanAt > this.config.probeMs / 2;
+    this.#lastScanAt = now;
+    let lo = 0;
+    let hi = 0;
+    let successor = 0;
+    for (let k = 1; k <= n; k++) {
+      const node = ((self - 1 + k) % n) + 1;
+      const m = this.area.member(node);
+      if (mem.observe32(m + ME_MEMBER.status) !== MEMBER_ACTIVE) {
+        this.#active[node] = 0;
+        continue;
+      }
+      const hb = mem.observe32(m + ME_MEMBER.heartbeat);
+      if (!this.#active[node] || fresh || hb !== this.#hbSeen[node]) {
+        this.#hbSeen[node] = hb;
+        this.#hbAt[node] = now;
+      }
+      this.#active[node] = 1;
+      if (node === self) continue;
+      if (this.strategy === 'request') {
+        const pl = mem.observe32(m + ME_MEMBER.pendingMask);
+        const ph = mem.observe32(m + ME_MEMBER.pendingMask + 4);
+        this.#pendingLo[node] = pl;
+        this.#pendingHi[node] = ph;
+        lo |= pl;
+        hi |= ph;
+      }
+      if (successor === 0 && !this.#suspect(node, now)) successor = node;
+    }
+    this.#peersPendingLo = lo;
+    this.#peersPendingHi = hi;
+    this.#successor = successor === 0 && this.#active[self] ? self : successor;
+  }
+
+  /** A member whose heartbeat has not moved for probeMs (by our cycle's observations). */
+  #suspect(node: number, now: number): boolean {
+    return now - this.#hbAt[node]! > this.config.probeMs;
+  }
+
+  /** The next peer after us (round robin) with a raised hand on `shard`; 0 if none. */
+  #findRequester(shard: number, masked: boolean): number {
+    const mem = this.#mem;
+    const self = this.nodeId;
+    const n = this.maxNodes;
+    const bit = 1 << (shard & 31);
+    const now = performance.now();
+    for (let k = 1; k < n; k++) {
+      const node = ((self - 1 + k) % n) + 1;
+      if (!this.#active[node] || this.#suspect(node, now)) continue;
+      if (masked && ((shard < 32 ? this.#pendingLo[node]! : this.#pendingHi[node]!) & bit) === 0) continue;
+      if (mem.observe32(this.area.slot(shard, node) + ME_SLOT.requesting) === 1) return node;
+    }
+    return 0;
+  }
+
+  // ---- fault injection ----------------------------------------------------------------------------
+
+  /**
+   * Freeze this node's ME work: `cycle` stops doorbell handling, circulation and grants;
+   * `heartbeat` stops the member heartbeat (together they simulate a crashed node).
+   */
+  freeze(opts: { cycle?: boolean; heartbeat?: boolean }): void {
+    if (opts.cycle !== undefined) this.#cycleFrozen = opts.cycle;
+    if (opts.heartbeat !== undefined) this.#hb?.freeze(opts.heartbeat);
+  }
+
+  /** Make this node keep every token it holds (no grants, no passes) for `ms`, heartbeat running. */
+  stallHolder(ms: number): void {
+    this.#stallUntil = performance.now() + ms;
+  }
+
+  /** Test cleanup: reset cached holder flags to what the control blocks say. */
+  syncHolderFlags(): void {
+    for (let s = 0; s < this.shards; s++) {
+      const st = this.#shard[s]!;
+      const lease = readLease(this.#mem, this.area, s);
+      if (leaseHolder(lease) === this.nodeId) this.#adopt(st, lease);
+      else st.isHolder = false;
+    }
+  }
+
+  // ---- observability ------------------------------------------------------------------------------
+
+  /** Holders, members and per-shard state, for inspection (JSON-friendly). */
+  info(): MeInstanceInfo {
+    const mem = this.#mem;
+    const members: { nodeId: number; heartbeat: number; pendingMask: string }[] = [];
+    for (let node = 1; node <= this.maxNodes; node++) {
+      const m = this.area.member(node);
+      if (mem.observe32(m + ME_MEMBER.status) !== MEMBER_ACTIVE) continue;
+      members.push({
+        nodeId: node,
+        heartbeat: mem.load64n(m + ME_MEMBER.heartbeat),
+        pendingMask: mem.load64(m + ME_MEMBER.pendingMask).toString(16),
+      });
+    }
+    const shards = this.#shard.map((st, s) => {
+      const lease = readLease(mem, this.area, s);
+      const holder = leaseHolder(lease);
+      return {
+        shard: s,
+        holder: holder === HOLDER_NONE ? null : holder,
+        generation: leaseGeneration(lease),
+        acquireCount: mem.load64n(this.area.cb(s) + ME_CB.acquireCount),
+        takeovers: mem.load64n(this.area.cb(s) + ME_CB.takeovers),
+        isHolder: st.isHolder,
+        inCriticalSection: st.inCs,
+        localWaiters: st.queue.length,
+      };
+    });
+    return {
+      name: this.name,
+      strategy: this.strategy,
+      shards: this.shards,
+      maxNodes: this.maxNodes,
+      localNode: this.nodeId,
+      state: this.#state,
+      successor: this.#successor,
+      members,
+      perShard: shards,
+    };
+  }
+
+  statsSnapshot(): MeStatsSnapshot & { name: string } {
+    return { name: this.name, ...this.stats.snapshot() };
+  }
+
+  resetStats(): void {
+    this.stats.reset();
+  }
+}
+
+export interface MeInstanceInfo {
+  name: string;
+  strategy: MeStrategyName;
+  shards: number;
+  maxNodes: number;
+  localNode: number;
+  state: MeInstanceState;
+  successor: number;
+  members: { nodeId: number; heartbeat: number; pendingMask: string }[];
+  perShard: {
+    shard: number;
+    holder: number | null;
+    generation: number;
+    acquireCount: number;
+    takeovers: number;
+    isHolder: boolean;
+    inCriticalSection: boolean;
+    localWaiters: number;
+  }[];
+}
+
+/** Create an instance over the ME area at `base` and join it. */
+export async function joinMe(opts: MeInstanceOptions): Promise<MeInstance> {
+  const me = new MeInstance(opts);
+  await me.join();
+  return me;
+}
