@@ -39,3 +39,24 @@ export {
 } from './node.js';
 export { inspectPool, type PoolReport, type SlotReport, type InspectOptions } from './inspect.js';
 export { failpoint } from './failpoints.js';
+export {
+  RegionStore,
+  type RegionInfo,
+  type Capacity,
+  type CreateOptions,
+  type CriticalSection,
+} from './regions/store.js';
+export { RegionHandle, type MappedView } from './regions/handle.js';
+export { Perm, parsePerms, formatPerms, DELEGABLE_BY_GRANT } from './regions/acl.js';
+export {
+  thisProcess,
+  workloadId,
+  managedId,
+  processStartTime,
+  processAlive,
+  describePrincipal,
+  type Caller,
+  type Principal,
+} from './regions/principal.js';
+export { encodeName, hashName, NAME_MAX, type NameHash } from './regions/names.js';
+export { bestFit } from './regions/allocator.js';

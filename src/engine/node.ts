@@ -22,6 +22,7 @@ import { SlotState, newToken, releaseSlot, setSlotState } from './bootstrap/slot
 import { resolveGeometry, type Geometry, type Layout } from './layout/geometry.js';
 import { readSuperblock, type Superblock } from './layout/superblock.js';
 import { PoolMemory } from './pool/memory.js';
+import { RegionStore } from './regions/store.js';
 import { MeInstance } from './me/instance.js';
 import type { MeConfig } from './me/config.js';
 
@@ -63,6 +64,7 @@ export class MarufsNode {
   #heartbeat: Heartbeat;
   #state: NodeState = 'active';
   #fencedListeners: (() => void)[] = [];
+  #regions: RegionStore | undefined;
 
   /** @internal use attachNode() */
   constructor(init: {
@@ -93,6 +95,12 @@ export class MarufsNode {
         for (const l of this.#fencedListeners) l();
       }
     };
+  }
+
+  /** The regions of this pool, as this node sees and changes them. */
+  get regions(): RegionStore {
+    this.#regions ??= new RegionStore(this, this.globalMe);
+    return this.#regions;
   }
 
   get layout(): Layout {
@@ -134,6 +142,7 @@ export class MarufsNode {
     const wasFenced = this.#state === 'fenced';
     this.#state = 'detaching';
     try {
+      if (!wasFenced) this.#regions?.releaseAll();
       await (wasFenced ? this.globalMe.abandon() : this.globalMe.leave());
       if (!wasFenced) setSlotState(this.mem, this.slotIndex, this.#token, SlotState.DETACHING);
       await this.#heartbeat.stop();

@@ -357,6 +357,43 @@ export class PoolMemory {
     return native.futexWake(this.address(offset), count);
   }
 
+  // ---- separate mappings of a range ------------------------------------------------------------
+
+  /**
+   * A separate MAP_SHARED mapping of [offset, offset+len) of the device: a zero-copy view whose
+   * lifetime its holder controls (unmap() really unmaps; a read-only one is mapped PROT_READ, so a
+   * write through it faults, as in C). offset must be page aligned.
+   */
+  mapRange(offset: number, len: number, writable: boolean): { buffer: Buffer; address: number; unmap: () => void } {
+    this.#window(offset, 0, 4096);
+    if (len <= 0 || len > MAX_VIEW || offset + len > this.size) {
+      throw new PoolAccessError(`cannot map [${offset}, ${offset + len}) of a ${this.size}-byte pool`);
+    }
+    if (writable && this.readOnly) this.#readOnlyFault();
+    const prot = writable ? libc.PROT_READ | libc.PROT_WRITE : libc.PROT_READ;
+    const base = libc.mmap(0n, len, prot, libc.MAP_SHARED, this.#mapping.fd, offset);
+    if (base === libc.MAP_FAILED) throw new PoolAccessError(`mmap of a region range failed: ${libc.lastError().text}`);
+    let mapped = true;
+    return {
+      buffer: Buffer.from(libc.view(base, len)),
+      address: Number(base),
+      unmap: () => {
+        if (!mapped) return;
+        mapped = false;
+        libc.munmap(base, len);
+      },
+    };
+  }
+
+  /** Write back / invalidate an absolute process address range (views made by mapRange). */
+  writeBackAddress(address: number, len: number): void {
+    if (this.#coherence === 'flush') this.#native!.flush(address, len);
+  }
+
+  invalidateAddress(address: number, len: number): void {
+    if (this.#coherence === 'flush') this.#native!.invalidate(address, len);
+  }
+
   // ---- lifetime ---------------------------------------------------------------------------------
 
   /** Make file-backed bytes durable (msync). */

@@ -1,0 +1,188 @@
+/**
+ * RegionHandle: an open region on this node. read() and write() check the caller's permissions on
+ * every call and copy straight to and from pool memory; map() checks READ (and WRITE) and returns a
+ * zero-copy Buffer over a separate mapping of the region, which close() unmaps — views die with
+ * their handle. While a handle is open its node keeps the region's extent from being reused, even if
+ * the region is unlinked meanwhile (docs/regions.md, the reuse rule).
+ *
+ * In `flush` coherence mode write() writes back what it wrote and read() invalidates before
+ * copying; mapped views have flush()/invalidate() for the same.
+ */
+import { MarufsError } from '../errors.js';
+import { Perm } from './acl.js';
+import type { Caller } from './principal.js';
+import { E, RatState } from './rat.js';
+import type { RegionInfo, RegionStore } from './store.js';
+
+export interface MappedView {
+  /** Zero-copy bytes of the region (offset 0 = `offset` asked for). */
+  readonly buffer: Buffer;
+  readonly writable: boolean;
+  /** flush mode: write back [start, start+len) of this view. */
+  flush(start?: number, len?: number): void;
+  /** flush mode: drop cached copies of [start, start+len) before reading other nodes' writes. */
+  invalidate(start?: number, len?: number): void;
+  unmap(): void;
+}
+
+export class RegionHandle {
+  readonly id: number;
+  readonly generation: number;
+  readonly name: string;
+  readonly caller: Caller;
+  #store: RegionStore;
+  #closed = false;
+  #views = new Set<MappedView>();
+  #sawSized = false;
+
+  /** @internal use RegionStore.open() */
+  constructor(store: RegionStore, id: number, generation: number, name: string, caller: Caller) {
+    this.#store = store;
+    this.id = id;
+    this.generation = generation;
+    this.name = name;
+    this.caller = caller;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #entry(): number {
+    if (this.#closed) throw new MarufsError('EBADF', `handle of "${this.name}" is closed`);
+    const e = this.#store.rat.entry(this.id);
+    if (this.#store.mem.load32(e + E.generation) !== this.generation) {
+      throw new MarufsError('ESTALE', `region "${this.name}" was deleted`);
+    }
+    return e;
+  }
+
+  /** Permissions of this handle's caller now (0 once the region is unlinked). */
+  permissions(): number {
+    this.#entry();
+    return this.#store.permissionsById(this.id, this.caller);
+  }
+
+  #check(needed: number, what: string): number {
+    const e = this.#entry();
+    if ((this.#store.permissionsById(this.id, this.caller) & needed) !== needed) {
+      if (this.#store.mem.load32(e + E.state) === RatState.DELETING) {
+        throw new MarufsError('ESTALE', `region "${this.name}" was deleted`);
+      }
+      throw new MarufsError('EACCES', `${what} "${this.name}" needs ${needed & Perm.WRITE ? 'WRITE' : 'READ'}`);
+    }
+    return e;
+  }
+
+  stat(): RegionInfo {
+    this.#entry();
+    return this.#store.statById(this.id);
+  }
+
+  /** The region's size in bytes (0 before sizing). */
+  size(): number {
+    const e = this.#entry();
+    const phys = this.#store.mem.load64(e + E.physOffset);
+    const size = phys === 0n ? 0 : Number(this.#store.mem.load64(e + E.size));
+    if (size > 0) this.#sawSized = true;
+    return size;
+  }
+
+  /** Size the region once (see RegionStore.size); a handle that has seen it sized gets EACCES. */
+  async truncate(bytes: number): Promise<RegionInfo> {
+    this.#entry();
+    const knownSized = this.#sawSized || this.size() > 0;
+    const info = await this.#store.sizeByRef(
+      () => {
+        this.#entry();
+        return this.id;
+      },
+      bytes,
+      this.caller,
+      { knownSized },
+    );
+    if (info.size > 0) this.#sawSized = true;
+    return info;
+  }
+
+  /** Copy up to `length` bytes at `offset`; fewer (or none) at and past the end; none before sizing. */
+  read(offset: number, length: number, target?: Buffer): Buffer {
+    const e = this.#check(Perm.READ, 'reading');
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new MarufsError('EINVAL', `bad read range ${offset}+${length}`);
+    }
+    const mem = this.#store.mem;
+    const phys = Number(mem.load64(e + E.physOffset));
+    const size = phys === 0 ? 0 : Number(mem.load64(e + E.size));
+    const n = Math.max(0, Math.min(length, size - offset));
+    const out = target ? target.subarray(0, n) : Buffer.allocUnsafe(n);
+    if (n === 0) return out;
+    mem.invalidate(phys + offset, n);
+    mem.bytes(phys + offset, n).copy(out);
+    return out;
+  }
+
+  /** Copy `data` into the region at `offset`. EINVAL past the end, ENODATA before sizing. */
+  write(offset: number, data: Uint8Array): number {
+    const e = this.#check(Perm.WRITE, 'writing');
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new MarufsError('EINVAL', `bad write offset ${offset}`);
+    const mem = this.#store.mem;
+    const phys = Number(mem.load64(e + E.physOffset));
+    if (phys === 0) throw new MarufsError('ENODATA', `region "${this.name}" is not sized yet`);
+    const size = Number(mem.load64(e + E.size));
+    if (offset + data.length > size) {
+      throw new MarufsError(
+        'EINVAL',
+        `write of ${data.length} bytes at ${offset} goes past the region's ${size} bytes`,
+      );
+    }
+    mem.bytes(phys + offset, data.length).set(data);
+    mem.writeBack(phys + offset, data.length);
+    return data.length;
+  }
+
+  /**
+   * Map [offset, offset+length) of the region zero-copy. READ is needed, and WRITE for a writable
+   * view. ENODATA before sizing; EINVAL for a range outside the region or an offset that is not
+   * page aligned. A read-only view is mapped read-only: writing through it faults the process.
+   */
+  map(options: { write?: boolean; offset?: number; length?: number } = {}): MappedView {
+    const writable = options.write ?? false;
+    const e = this.#check(writable ? Perm.READ | Perm.WRITE : Perm.READ, 'mapping');
+    const mem = this.#store.mem;
+    const phys = Number(mem.load64(e + E.physOffset));
+    const size = phys === 0 ? 0 : Number(mem.load64(e + E.size));
+    if (phys === 0 || size === 0) throw new MarufsError('ENODATA', `region "${this.name}" is not sized yet`);
+    const offset = options.offset ?? 0;
+    const length = options.length ?? size - offset;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset % 4096 !== 0) {
+      throw new MarufsError('EINVAL', `map offset ${offset} must be a multiple of 4096`);
+    }
+    if (!Number.isSafeInteger(length) || length <= 0 || offset + length > size) {
+      throw new MarufsError('EINVAL', `map range ${offset}+${length} lies outside the region's ${size} bytes`);
+    }
+    const range = mem.mapRange(phys + offset, length, writable);
+    const views = this.#views;
+    const view: MappedView = {
+      buffer: range.buffer,
+      writable,
+      flush: (start = 0, len = length - start) => mem.writeBackAddress(range.address + start, len),
+      invalidate: (start = 0, len = length - start) => mem.invalidateAddress(range.address + start, len),
+      unmap: () => {
+        views.delete(view);
+        range.unmap();
+      },
+    };
+    views.add(view);
+    view.invalidate();
+    return view;
+  }
+
+  /** Unmap every view and release the region. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    for (const v of [...this.#views]) v.unmap();
+    this.#closed = true;
+    this.#store.release(this.id);
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * Region and table names, and the 64-bit name hash shared by the global index and every NRHT.
+ *
+ * Names are 1–63 bytes of UTF-8 without NUL or '/'. The hash is two 32-bit murmur3 lanes with
+ * different seeds, kept as two numbers (lo, hi) so the hot path never touches BigInt. Shard and
+ * bucket come from different bits: shard = hi's top bits, bucket = lo's low bits. Collisions are
+ * always resolved by comparing the full name.
+ *
+ * Tests can force collisions: MARUFS_NAME_HASH=weak:<bits> keeps only <bits> bits of the hash
+ * (test hook only; every process of a pool must use the same setting).
+ */
+import { MarufsError } from '../errors.js';
+
+export const NAME_MAX = 63;
+export const NAME_FIELD = 64;
+
+/** Validate a name and return its bytes. ENAMETOOLONG over 63 bytes, EINVAL for empty or bad characters. */
+export function encodeName(name: string): Buffer {
+  if (typeof name !== 'string' || name.length === 0) throw new MarufsError('EINVAL', 'a name must not be empty');
+  const bytes = Buffer.from(name, 'utf8');
+  if (bytes.length > NAME_MAX) {
+    throw new MarufsError('ENAMETOOLONG', `name is ${bytes.length} bytes; at most ${NAME_MAX} are allowed`);
+  }
+  if (bytes.includes(0) || bytes.includes(0x2f)) throw new MarufsError('EINVAL', 'a name may not contain NUL or "/"');
+  if (name === '.' || name === '..') throw new MarufsError('EINVAL', `"${name}" is not a valid name`);
+  return bytes;
+}
+
+function murmur3(bytes: Uint8Array, seed: number): number {
+  let h = seed >>> 0;
+  const n = bytes.length;
+  const blocks = n & ~3;
+  for (let i = 0; i < blocks; i += 4) {
+    let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const tail = n & 3;
+  if (tail > 0) {
+    let k = 0;
+    if (tail === 3) k ^= bytes[blocks + 2]! << 16;
+    if (tail >= 2) k ^= bytes[blocks + 1]! << 8;
+    k ^= bytes[blocks]!;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+  }
+  h ^= n;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+const weakBits = (() => {
+  const spec = process.env['MARUFS_NAME_HASH'] ?? '';
+  const m = /^weak:(\d+)$/.exec(spec);
+  return m ? Math.min(32, Number(m[1])) : -1;
+})();
+
+/** A 64-bit name hash as two unsigned 32-bit halves. Never (0, 0). */
+export interface NameHash {
+  lo: number;
+  hi: number;
+}
+
+export function hashName(bytes: Uint8Array, out: NameHash = { lo: 0, hi: 0 }): NameHash {
+  let lo = murmur3(bytes, 0x9747b28c);
+  let hi = murmur3(bytes, 0x5bd1e995);
+  if (weakBits >= 0) {
+    const mask = weakBits === 32 ? 0xffffffff : (1 << weakBits) - 1;
+    lo = (lo & mask) >>> 0;
+    hi = 0;
+  }
+  if (lo === 0 && hi === 0) lo = 1;
+  out.lo = lo;
+  out.hi = hi;
+  return out;
+}
+
+/** The hash as one 64-bit value (for display and for callers that pass a precomputed hash). */
+export function hashToBigInt(h: NameHash): bigint {
+  return (BigInt(h.hi) << 32n) | BigInt(h.lo);
+}

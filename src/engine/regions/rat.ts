@@ -1,0 +1,200 @@
+/**
+ * The region allocation table (RAT): entry i describes region i. Codec and field offsets only; the
+ * rules that change entries live in store.ts and run inside the global ME.
+ *
+ * Entry state machine (u32 at +0):
+ *   FREE ─create (CAS)→ ALLOCATING ─publish→ ALLOCATED ─unlink (CAS)→ DELETING ─last unmap→ FREE
+ *   ALLOCATED ─chown (CAS)→ CHOWNING ─publish→ ALLOCATED
+ * Only ALLOCATED entries grant anything. A DELETING entry has lost its name but keeps its extent
+ * until no node maps it (the reuse rule, docs/regions.md).
+ *
+ * Entry layout (256 B + 64 B per delegation slot):
+ *   CL0  0 u32 state · 4 u32 type (0 data, 1 name table) · 8 u64 physOffset (0 = unsized) ·
+ *        16 u64 allocatedSize (2 MiB units) · 24 u64 size (bytes asked for) · 32 u64 createdAt ·
+ *        40 u64 modifiedAt · 48 u32 generation (+1 at every create) · 52 u32 lifetime (0 process,
+ *        1 persistent) · 56 u32 defaultPerms · 60 u32 active delegations (informational)
+ *   CL1  64 u8[64] name (NUL padded)
+ *   CL2  128 owner principal (32 B, principal.ts) · 160 u32 nameLen · 164 u32 hashLo · 168 u32 hashHi ·
+ *        172 u32 index shard · 176 u32 index entry · 180 u32 mode · 184 u32 uid · 188 u32 gid
+ *   CL3  192 u64[4] mapper bitmap (bit n−1: node n holds views) · 224 u64 sizedAt · 232 u64 deletedAt ·
+ *        240 u32 created by node
+ *   delegation slot j at 256 + 64·j: 0 u32 state (0 empty, 1 granting, 2 active) · 4 u32 perms ·
+ *        8 principal (32 B) · 40 u64 grantedAt · 48 u32 granted by node
+ *
+ * Header (128 B): 0 magic "MRAT" · 4 version · 8 max entries · 12 entry size · 16 u64 pool size ·
+ *   24 u64 entries offset · 32 u64 data offset · 40 u64 data size · 48 u64 bytes allocated ·
+ *   56 u32 entries in use · 60 u32 allocation epoch (+1 whenever an extent is taken or freed)
+ */
+import type { Layout } from '../layout/geometry.js';
+import type { PoolMemory } from '../pool/memory.js';
+import { readPrincipal, type Principal } from './principal.js';
+
+export const RatState = Object.freeze({ FREE: 0, ALLOCATING: 1, ALLOCATED: 2, DELETING: 3, CHOWNING: 4 } as const);
+export type RatState = (typeof RatState)[keyof typeof RatState];
+export const RAT_STATE_NAMES = ['free', 'allocating', 'allocated', 'deleting', 'chowning'] as const;
+
+export const RegionType = Object.freeze({ DATA: 0, NRHT: 1 } as const);
+export const Lifetime = Object.freeze({ PROCESS: 0, PERSISTENT: 1 } as const);
+export type LifetimeName = 'process' | 'persistent';
+
+export const DelegState = Object.freeze({ EMPTY: 0, GRANTING: 1, ACTIVE: 2 } as const);
+
+export const E = Object.freeze({
+  state: 0,
+  type: 4,
+  physOffset: 8,
+  allocatedSize: 16,
+  size: 24,
+  createdAt: 32,
+  modifiedAt: 40,
+  generation: 48,
+  lifetime: 52,
+  defaultPerms: 56,
+  activeDelegations: 60,
+  name: 64,
+  owner: 128,
+  nameLen: 160,
+  hashLo: 164,
+  hashHi: 168,
+  indexShard: 172,
+  indexEntry: 176,
+  mode: 180,
+  uid: 184,
+  gid: 188,
+  mappers: 192,
+  sizedAt: 224,
+  deletedAt: 232,
+  createdByNode: 240,
+  delegations: 256,
+});
+
+export const D = Object.freeze({ state: 0, perms: 4, principal: 8, grantedAt: 40, grantedBy: 48 });
+export const DELEG_SIZE = 64;
+
+export const H = Object.freeze({
+  magic: 0,
+  bytesAllocated: 48,
+  entriesInUse: 56,
+  allocEpoch: 60,
+});
+
+/** Offsets of the RAT of one pool. */
+export class RatLayout {
+  readonly header: number;
+  readonly entries: number;
+  readonly entrySize: number;
+  readonly maxEntries: number;
+  readonly delegations: number;
+  readonly dataOffset: number;
+  readonly dataEnd: number;
+  constructor(layout: Layout) {
+    this.header = layout.ratOffset;
+    this.entries = layout.ratEntriesOffset;
+    this.entrySize = layout.ratEntrySize;
+    this.maxEntries = layout.geometry.maxRegions;
+    this.delegations = layout.geometry.delegationsPerRegion;
+    this.dataOffset = layout.dataOffset;
+    this.dataEnd = layout.dataOffset + layout.dataSize;
+  }
+  entry(id: number): number {
+    return this.entries + id * this.entrySize;
+  }
+  delegation(id: number, slot: number): number {
+    return this.entries + id * this.entrySize + E.delegations + slot * DELEG_SIZE;
+  }
+}
+
+export interface DelegationView {
+  slot: number;
+  state: 'granting' | 'active';
+  perms: number;
+  principal: Principal | undefined;
+  grantedAt: bigint;
+  grantedBy: number;
+}
+
+export interface RatEntryView {
+  id: number;
+  state: RatState;
+  type: number;
+  physOffset: number;
+  allocatedSize: number;
+  size: number;
+  createdAt: bigint;
+  modifiedAt: bigint;
+  sizedAt: bigint;
+  generation: number;
+  lifetime: LifetimeName;
+  defaultPerms: number;
+  name: string;
+  owner: Principal | undefined;
+  mode: number;
+  uid: number;
+  gid: number;
+  mappers: number[];
+  delegations: DelegationView[];
+}
+
+export function readName(mem: PoolMemory, rat: RatLayout, id: number): Buffer {
+  const e = rat.entry(id);
+  const len = Math.min(63, mem.load32(e + E.nameLen));
+  return mem.read(e + E.name, len);
+}
+
+/** Does entry `id` hold exactly `name`? (Compares the full bytes; no allocation.) */
+export function nameEquals(mem: PoolMemory, rat: RatLayout, id: number, name: Uint8Array): boolean {
+  const e = rat.entry(id);
+  if (mem.load32(e + E.nameLen) !== name.length) return false;
+  return mem.bytes(e + E.name, name.length).equals(name);
+}
+
+export function mapperNodes(mem: PoolMemory, rat: RatLayout, id: number): number[] {
+  const nodes: number[] = [];
+  const base = rat.entry(id) + E.mappers;
+  for (let w = 0; w < 4; w++) {
+    const word = mem.load64(base + 8 * w);
+    if (word === 0n) continue;
+    for (let b = 0; b < 64; b++) if ((word >> BigInt(b)) & 1n) nodes.push(w * 64 + b + 1);
+  }
+  return nodes;
+}
+
+export function readEntry(mem: PoolMemory, rat: RatLayout, id: number): RatEntryView {
+  const e = rat.entry(id);
+  mem.invalidate(e, rat.entrySize);
+  const delegations: DelegationView[] = [];
+  for (let j = 0; j < rat.delegations; j++) {
+    const d = rat.delegation(id, j);
+    const st = mem.load32(d + D.state);
+    if (st === DelegState.EMPTY) continue;
+    delegations.push({
+      slot: j,
+      state: st === DelegState.ACTIVE ? 'active' : 'granting',
+      perms: mem.load32(d + D.perms),
+      principal: readPrincipal(mem, d + D.principal),
+      grantedAt: mem.load64(d + D.grantedAt),
+      grantedBy: mem.load32(d + D.grantedBy),
+    });
+  }
+  return {
+    id,
+    state: mem.load32(e + E.state) as RatState,
+    type: mem.load32(e + E.type),
+    physOffset: Number(mem.load64(e + E.physOffset)),
+    allocatedSize: Number(mem.load64(e + E.allocatedSize)),
+    size: Number(mem.load64(e + E.size)),
+    createdAt: mem.load64(e + E.createdAt),
+    modifiedAt: mem.load64(e + E.modifiedAt),
+    sizedAt: mem.load64(e + E.sizedAt),
+    generation: mem.load32(e + E.generation),
+    lifetime: mem.load32(e + E.lifetime) === Lifetime.PERSISTENT ? 'persistent' : 'process',
+    defaultPerms: mem.load32(e + E.defaultPerms),
+    name: readName(mem, rat, id).toString('utf8'),
+    owner: readPrincipal(mem, e + E.owner),
+    mode: mem.load32(e + E.mode),
+    uid: mem.load32(e + E.uid),
+    gid: mem.load32(e + E.gid),
+    mappers: mapperNodes(mem, rat, id),
+    delegations,
+  };
+}

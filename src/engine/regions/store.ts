@@ -1,0 +1,581 @@
+/**
+ * RegionStore: the filesystem of regions on one attached node — create (reserve a name), size once,
+ * unlink, grant/revoke/default/chown, lookup, stat, list, capacity, and open() for data access.
+ *
+ * Every change runs inside the global ME (shard 0), and every permission check that guards a change
+ * runs inside it too (H1, F7). Lookups, stat and permission checks for data access take no lock.
+ * Errors follow the reference's table (docs/regions.md): ENOENT, EEXIST, EACCES, EPERM, EINVAL,
+ * ENOSPC, ENAMETOOLONG, ENODATA, ESTALE.
+ *
+ * The reuse rule (H13): an unlinked region keeps its extent (state DELETING) while any node still has
+ * it open; each node sets its bit in the region's mapper bitmap while it holds a handle, and the last
+ * node to close frees the entry. The allocator never hands out an extent of a non-FREE entry.
+ */
+import { MarufsError } from '../errors.js';
+import { REGION_ALIGN, alignUp } from '../layout/geometry.js';
+import type { MarufsNode } from '../node.js';
+import type { PoolMemory } from '../pool/memory.js';
+import { DELEGABLE_BY_GRANT, Perm, checkDelegation, checkPerms, formatPerms } from './acl.js';
+import { bestFit, freeSpace, type Extent } from './allocator.js';
+import { NameIndex, type IndexHit } from './name-index.js';
+import { encodeName, hashName, type NameHash } from './names.js';
+import {
+  clearPrincipal,
+  matchesCaller,
+  processAlive,
+  processPrincipalOf,
+  processStartTime,
+  samePrincipal,
+  validatePrincipal,
+  writePrincipal,
+  type Caller,
+  type Principal,
+} from './principal.js';
+import {
+  D,
+  DelegState,
+  E,
+  H,
+  Lifetime,
+  RatLayout,
+  RatState,
+  RegionType,
+  mapperNodes,
+  readEntry,
+  type LifetimeName,
+  type RatEntryView,
+} from './rat.js';
+import { RegionHandle } from './handle.js';
+
+/** What serializes changes across nodes: the global ME (MeInstance satisfies it). */
+export interface CriticalSection {
+  withLock<T>(shard: number, fn: () => T | Promise<T>): Promise<T>;
+}
+
+export interface CreateOptions {
+  /** Owner; default: the caller's process (lifetime "process") — or `lifetime: 'persistent'` with the caller's user. */
+  owner?: Principal;
+  lifetime?: LifetimeName;
+  defaultPerms?: number;
+  mode?: number;
+  type?: 'data' | 'nrht';
+}
+
+export interface RegionInfo extends Omit<RatEntryView, 'state'> {
+  state: 'allocating' | 'allocated' | 'deleting' | 'chowning' | 'free';
+}
+
+export interface Capacity {
+  totalBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  largestFreeBytes: number;
+  regionsUsed: number;
+  regionsMax: number;
+}
+
+const STATE_NAMES = ['free', 'allocating', 'allocated', 'deleting', 'chowning'] as const;
+
+export function toInfo(v: RatEntryView): RegionInfo {
+  return { ...v, state: STATE_NAMES[v.state] ?? 'free' };
+}
+
+const nowNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
+
+export class RegionStore {
+  readonly mem: PoolMemory;
+  readonly rat: RatLayout;
+  readonly index: NameIndex;
+  readonly nodeId: number;
+  #lock: CriticalSection;
+  #node: MarufsNode;
+  #hash: NameHash = { lo: 0, hi: 0 };
+  #ratHint = 0;
+  /** Handles open on this node, per region id (the node's bit in the mapper bitmap is set while > 0). */
+  #open = new Map<number, number>();
+
+  constructor(node: MarufsNode, lock: CriticalSection) {
+    this.#node = node;
+    this.#lock = lock;
+    this.mem = node.mem;
+    this.nodeId = node.nodeId;
+    this.rat = new RatLayout(node.layout);
+    this.index = new NameIndex(node.mem, node.layout, this.rat);
+  }
+
+  get maxNodes(): number {
+    return this.#node.superblock.geometry.maxNodes;
+  }
+
+  // ---- lookups (lock-free) ---------------------------------------------------------------------
+
+  /** Region id of `name`, or undefined. Lock-free; cost independent of how full the pool is. */
+  lookup(name: string): IndexHit | undefined {
+    const bytes = encodeName(name);
+    return this.index.find(bytes, hashName(bytes, this.#hash));
+  }
+
+  #require(name: string): IndexHit {
+    const hit = this.lookup(name);
+    if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
+    return hit;
+  }
+
+  stat(name: string): RegionInfo {
+    return toInfo(readEntry(this.mem, this.rat, this.#require(name).regionId));
+  }
+
+  statById(id: number): RegionInfo {
+    if (!Number.isInteger(id) || id < 0 || id >= this.rat.maxEntries)
+      throw new MarufsError('EINVAL', `bad region id ${id}`);
+    return toInfo(readEntry(this.mem, this.rat, id));
+  }
+
+  /** Every live region (ALLOCATED, plus regions being created or re-owned), in table order. */
+  list(options: { includeDeleting?: boolean } = {}): RegionInfo[] {
+    const out: RegionInfo[] = [];
+    for (let id = 0; id < this.rat.maxEntries; id++) {
+      const st = this.mem.load32(this.rat.entry(id) + E.state);
+      if (st === RatState.FREE || (st === RatState.DELETING && !options.includeDeleting)) continue;
+      out.push(toInfo(readEntry(this.mem, this.rat, id)));
+    }
+    return out;
+  }
+
+  capacity(): Capacity {
+    const extents = this.#extents();
+    const { free, largest } = freeSpace(extents, this.rat.dataOffset, this.rat.dataEnd);
+    return {
+      totalBytes: this.rat.dataEnd - this.rat.dataOffset,
+      usedBytes: Number(this.mem.load64(this.rat.header + H.bytesAllocated)),
+      freeBytes: free,
+      largestFreeBytes: largest,
+      regionsUsed: this.mem.load32(this.rat.header + H.entriesInUse),
+      regionsMax: this.rat.maxEntries,
+    };
+  }
+
+  /** Permissions `caller` holds on region `id` right now (0 unless ALLOCATED). Lock-free. */
+  permissionsById(id: number, caller: Caller): number {
+    const e = this.rat.entry(id);
+    if (this.mem.observe32(e + E.state) !== RatState.ALLOCATED) return 0;
+    if (matchesCaller(this.mem, e + E.owner, caller, false)) return Perm.ALL;
+    let have = this.mem.load32(e + E.defaultPerms);
+    for (let j = 0; j < this.rat.delegations && have !== Perm.ALL; j++) {
+      const d = this.rat.delegation(id, j);
+      if (this.mem.load32(d + D.state) !== DelegState.ACTIVE) continue;
+      const perms = this.mem.load32(d + D.perms);
+      if ((perms & ~have) === 0) continue;
+      if (matchesCaller(this.mem, d + D.principal, caller, true)) have |= perms;
+    }
+    // A change between the checks (unlink, chown) must not leak rights granted by the old state.
+    return this.mem.load32(e + E.state) === RatState.ALLOCATED ? have : 0;
+  }
+
+  permissions(name: string, caller: Caller): number {
+    return this.permissionsById(this.#require(name).regionId, caller);
+  }
+
+  // ---- changes (inside the global ME) ----------------------------------------------------------
+
+  #locked<T>(fn: () => T): Promise<T> {
+    this.#node.assertActive();
+    return this.#lock.withLock(0, () => {
+      this.#node.assertActive();
+      return fn();
+    });
+  }
+
+  /** Reserve a name (no space yet). EEXIST, ENOSPC (table or index full), ENAMETOOLONG, EINVAL. */
+  async create(name: string, caller: Caller, options: CreateOptions = {}): Promise<RegionInfo> {
+    const bytes = encodeName(name);
+    const h = hashName(bytes, { lo: 0, hi: 0 });
+    const lifetime: LifetimeName =
+      options.lifetime ?? (options.owner && options.owner.kind !== 'process' ? 'persistent' : 'process');
+    const owner = options.owner ?? this.#defaultOwner(caller, lifetime);
+    validatePrincipal(owner, this.maxNodes);
+    if (lifetime === 'process' && owner.kind !== 'process') {
+      throw new MarufsError('EINVAL', 'a region with process lifetime must be owned by a process');
+    }
+    const defaultPerms = checkPerms(options.defaultPerms ?? 0);
+    const id = await this.#locked(() => {
+      if (this.index.find(bytes, h)) throw new MarufsError('EEXIST', `a region named "${name}" exists`);
+      const id = this.#claimEntry();
+      const e = this.rat.entry(id);
+      const generation = (this.mem.load32(e + E.generation) + 1) >>> 0;
+      this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
+      this.mem.store32(e + E.generation, generation);
+      this.mem.store32(e + E.type, options.type === 'nrht' ? RegionType.NRHT : RegionType.DATA);
+      this.mem.store32(e + E.lifetime, lifetime === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
+      this.mem.store32(e + E.defaultPerms, defaultPerms);
+      this.mem.write(e + E.name, bytes);
+      this.mem.store32(e + E.nameLen, bytes.length);
+      this.mem.store32(e + E.hashLo, h.lo);
+      this.mem.store32(e + E.hashHi, h.hi);
+      writePrincipal(this.mem, e + E.owner, owner);
+      this.mem.store32(e + E.mode, (options.mode ?? 0o644) & 0o7777);
+      this.mem.store32(e + E.uid, caller.uid ?? 0);
+      this.mem.store32(e + E.gid, 0);
+      this.mem.store32(e + E.createdByNode, this.nodeId);
+      const t = nowNs();
+      this.mem.store64(e + E.createdAt, t);
+      this.mem.store64(e + E.modifiedAt, t);
+      let hit: IndexHit;
+      try {
+        hit = this.index.insert(bytes, h, id, generation, this.nodeId);
+      } catch (err) {
+        this.mem.publish32(e + E.state, RatState.FREE);
+        throw err;
+      }
+      this.mem.store32(e + E.indexShard, hit.shard);
+      this.mem.store32(e + E.indexEntry, hit.entry);
+      this.mem.add32(this.rat.header + H.entriesInUse, 1);
+      this.mem.publish32(e + E.state, RatState.ALLOCATED, e, this.rat.entrySize);
+      return id;
+    });
+    return this.statById(id);
+  }
+
+  #defaultOwner(caller: Caller, lifetime: LifetimeName): Principal {
+    if (lifetime === 'process' || caller.uid === undefined) return processPrincipalOf(caller);
+    return { kind: 'user', uid: caller.uid };
+  }
+
+  #claimEntry(): number {
+    const n = this.rat.maxEntries;
+    for (let k = 0; k < n; k++) {
+      const id = (this.#ratHint + k) % n;
+      if (this.mem.cas32(this.rat.entry(id) + E.state, RatState.FREE, RatState.ALLOCATING) === RatState.FREE) {
+        this.#ratHint = (id + 1) % n;
+        return id;
+      }
+    }
+    throw new MarufsError('ENOSPC', `the region table is full (${n} regions)`);
+  }
+
+  /**
+   * Size a region once, to `bytes` rounded up to 2 MiB. WRITE is needed (EACCES); a sized region
+   * answers EEXIST (or EACCES when the caller already knew it was sized); 0 is a no-op; ENOSPC when
+   * no gap fits.
+   */
+  async size(name: string, bytes: number, caller: Caller, options: { knownSized?: boolean } = {}): Promise<RegionInfo> {
+    const bytesName = encodeName(name);
+    return this.sizeByRef(
+      () => {
+        const hit = this.index.find(bytesName, hashName(bytesName, this.#hash));
+        if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
+        return hit.regionId;
+      },
+      bytes,
+      caller,
+      options,
+    );
+  }
+
+  /** size() for a region already resolved (by a handle); `resolve` runs inside the lock. */
+  async sizeByRef(
+    resolve: () => number,
+    bytes: number,
+    caller: Caller,
+    options: { knownSized?: boolean } = {},
+  ): Promise<RegionInfo> {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new MarufsError('EINVAL', `bad size ${bytes}`);
+    const id = await this.#locked(() => {
+      const id = resolve();
+      const e = this.rat.entry(id);
+      if ((this.permissionsById(id, caller) & Perm.WRITE) === 0) {
+        throw new MarufsError('EACCES', 'sizing a region needs WRITE');
+      }
+      if (options.knownSized) throw new MarufsError('EACCES', 'the region is already sized (size-once)');
+      if (bytes === 0) return id;
+      if (this.mem.load32(e + E.state) !== RatState.ALLOCATED) throw new MarufsError('EINVAL', 'region is not live');
+      if (this.mem.load64(e + E.physOffset) !== 0n)
+        throw new MarufsError('EEXIST', 'the region is already sized (size-once)');
+      const want = alignUp(bytes, REGION_ALIGN);
+      const total = this.rat.dataEnd - this.rat.dataOffset;
+      if (bytes > total || want > total) {
+        throw new MarufsError('ENOSPC', `${bytes} bytes exceed the pool's ${total} bytes of region space`);
+      }
+      const at = bestFit(this.#extents(true), this.rat.dataOffset, this.rat.dataEnd, want);
+      if (at === undefined) throw new MarufsError('ENOSPC', `no free extent of ${want} bytes`);
+      const t = nowNs();
+      this.mem.store64(e + E.allocatedSize, BigInt(want));
+      this.mem.store64(e + E.size, BigInt(bytes));
+      this.mem.store64(e + E.sizedAt, t);
+      this.mem.store64(e + E.modifiedAt, t);
+      this.mem.publish64(e + E.physOffset, BigInt(at), e, 64);
+      this.mem.add64(this.rat.header + H.bytesAllocated, BigInt(want));
+      this.mem.add32(this.rat.header + H.allocEpoch, 1);
+      return id;
+    });
+    return this.statById(id);
+  }
+
+  /**
+   * Extents of every entry that holds space (including unlinked regions still open somewhere).
+   * With `reap` (only inside the lock) an unlinked region that nobody has open any more is freed.
+   */
+  #extents(reap = false): Extent[] {
+    const out: Extent[] = [];
+    for (let id = 0; id < this.rat.maxEntries; id++) {
+      const e = this.rat.entry(id);
+      const st = this.mem.load32(e + E.state);
+      if (st === RatState.FREE) continue;
+      if (reap && st === RatState.DELETING && this.#freeIfUnmapped(id)) continue;
+      const phys = Number(this.mem.load64(e + E.physOffset));
+      if (phys === 0) continue;
+      out.push({ start: phys, end: phys + Number(this.mem.load64(e + E.allocatedSize)) });
+    }
+    return out;
+  }
+
+  /**
+   * Unlink a region: DELETE is needed, or the orphan rule (the owner is a dead process of this node
+   * and no delegation is active). The name goes at once; the space when no node has it open.
+   */
+  async unlink(name: string, caller: Caller): Promise<void> {
+    const bytes = encodeName(name);
+    await this.#locked(() => {
+      const hit = this.index.find(bytes, hashName(bytes, this.#hash));
+      if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
+      const id = hit.regionId;
+      const e = this.rat.entry(id);
+      if ((this.permissionsById(id, caller) & Perm.DELETE) === 0 && !this.#orphaned(id)) {
+        throw new MarufsError('EACCES', `deleting "${name}" needs DELETE`);
+      }
+      if (!this.index.remove(hit)) throw new MarufsError('ENOENT', `no region named "${name}"`);
+      if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.DELETING) !== RatState.ALLOCATED) return;
+      this.mem.store64(e + E.deletedAt, nowNs());
+      this.#freeIfUnmapped(id);
+    });
+  }
+
+  /** The reference's force-unlink rule: owner is a dead process of this node and no delegation is active. */
+  #orphaned(id: number): boolean {
+    const v = readEntry(this.mem, this.rat, id);
+    const o = v.owner;
+    if (!o || o.kind !== 'process' || o.nodeId !== this.nodeId) return false;
+    if (processAlive(o.pid, o.startTime)) return false;
+    return !(v.physOffset !== 0 && v.delegations.some((d) => d.state === 'active'));
+  }
+
+  /** Inside the lock: free a DELETING entry once no node has it open. */
+  #freeIfUnmapped(id: number): boolean {
+    const e = this.rat.entry(id);
+    if (this.mem.load32(e + E.state) !== RatState.DELETING) return false;
+    if (mapperNodes(this.mem, this.rat, id).length > 0) return false;
+    const allocated = this.mem.load64(e + E.allocatedSize);
+    const generation = this.mem.load32(e + E.generation);
+    this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
+    this.mem.store32(e + E.generation, generation);
+    if (allocated > 0n) {
+      this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
+      this.mem.add32(this.rat.header + H.allocEpoch, 1);
+    }
+    this.mem.add32(this.rat.header + H.entriesInUse, -1);
+    this.mem.casPublish32(e + E.state, RatState.DELETING, RatState.FREE);
+    return true;
+  }
+
+  /** Grant (upsert) a delegation. ADMIN grants anything; GRANT only r/w/d/i it holds itself. */
+  async grant(name: string, caller: Caller, grantee: Principal, perms: number): Promise<void> {
+    validatePrincipal(grantee, this.maxNodes);
+    const bytes = encodeName(name);
+    await this.#locked(() => {
+      const id = this.#resolveLocked(bytes, name);
+      checkDelegation(this.permissionsById(id, caller), perms, 'grant');
+      if (grantee.kind === 'managed') throw new MarufsError('EINVAL', 'delegations name processes, users or workloads');
+      const bound = this.#bindEagerly(grantee);
+      const t = nowNs();
+      let empty = -1;
+      for (let j = 0; j < this.rat.delegations; j++) {
+        const d = this.rat.delegation(id, j);
+        const st = this.mem.load32(d + D.state);
+        if (st === DelegState.ACTIVE && samePrincipal(this.mem, d + D.principal, grantee)) {
+          this.mem.store32(d + D.perms, this.mem.load32(d + D.perms) | perms);
+          this.mem.store64(d + D.grantedAt, t);
+          this.mem.writeBack(d, 64);
+          return;
+        }
+        if (st === DelegState.EMPTY && empty < 0) empty = j;
+      }
+      if (empty < 0) throw new MarufsError('ENOSPC', `all ${this.rat.delegations} delegation slots are in use`);
+      const d = this.rat.delegation(id, empty);
+      if (this.mem.cas32(d + D.state, DelegState.EMPTY, DelegState.GRANTING) !== DelegState.EMPTY) {
+        throw new MarufsError('EAGAIN', 'delegation slot changed under the lock');
+      }
+      writePrincipal(this.mem, d + D.principal, bound);
+      this.mem.store32(d + D.perms, perms);
+      this.mem.store64(d + D.grantedAt, t);
+      this.mem.store32(d + D.grantedBy, this.nodeId);
+      this.mem.casPublish32(d + D.state, DelegState.GRANTING, DelegState.ACTIVE);
+      this.mem.add32(this.rat.entry(id) + E.activeDelegations, 1);
+    });
+  }
+
+  /** A grantee process on this node is bound to its start time and executable now (closes the exec window). */
+  #bindEagerly(p: Principal): Principal {
+    if (p.kind !== 'process' || p.nodeId !== this.nodeId || p.startTime !== 0n) return p;
+    const start = processStartTime(p.pid);
+    return start === undefined ? p : { ...p, startTime: start };
+  }
+
+  /**
+   * Revoke: remove `perms` (default: all) from the grantee's delegation; the slot empties when
+   * nothing is left. ADMIN revokes anything; GRANT only r/w/d/i it holds. ENOENT if no delegation.
+   */
+  async revoke(name: string, caller: Caller, grantee: Principal, perms: number = Perm.ALL): Promise<void> {
+    const bytes = encodeName(name);
+    await this.#locked(() => {
+      const id = this.#resolveLocked(bytes, name);
+      const held = this.permissionsById(id, caller);
+      checkPerms(perms);
+      if ((held & (Perm.ADMIN | Perm.GRANT)) === 0) throw new MarufsError('EACCES', 'revoke needs ADMIN or GRANT');
+      for (let j = 0; j < this.rat.delegations; j++) {
+        const d = this.rat.delegation(id, j);
+        if (this.mem.load32(d + D.state) !== DelegState.ACTIVE || !samePrincipal(this.mem, d + D.principal, grantee)) {
+          continue;
+        }
+        const removing = this.mem.load32(d + D.perms) & perms;
+        if ((held & Perm.ADMIN) === 0 && removing & ~(DELEGABLE_BY_GRANT & held)) {
+          throw new MarufsError(
+            'EPERM',
+            `GRANT alone cannot revoke ${formatPerms(removing & ~(DELEGABLE_BY_GRANT & held))}`,
+          );
+        }
+        const left = this.mem.load32(d + D.perms) & ~perms;
+        if (left !== 0) {
+          this.mem.store32(d + D.perms, left);
+          this.mem.writeBack(d, 64);
+          return;
+        }
+        if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) === DelegState.ACTIVE) {
+          clearPrincipal(this.mem, d + D.principal);
+          this.mem.store32(d + D.perms, 0);
+          this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
+        }
+        return;
+      }
+      throw new MarufsError('ENOENT', 'no delegation for that principal');
+    });
+  }
+
+  /** Set the permissions every non-owner gets. ADMIN, checked inside the lock. */
+  async setDefault(name: string, caller: Caller, perms: number): Promise<void> {
+    checkPerms(perms);
+    const bytes = encodeName(name);
+    await this.#locked(() => {
+      const id = this.#resolveLocked(bytes, name);
+      if ((this.permissionsById(id, caller) & Perm.ADMIN) === 0) {
+        throw new MarufsError('EACCES', 'setting default permissions needs ADMIN');
+      }
+      const e = this.rat.entry(id);
+      this.mem.store32(e + E.defaultPerms, perms);
+      this.mem.store64(e + E.modifiedAt, nowNs());
+      this.mem.writeBack(e, 64);
+    });
+  }
+
+  /**
+   * Transfer ownership (ADMIN, checked inside the lock): to `newOwner`, by default the caller's
+   * process. As in the reference, default permissions and every delegation are wiped. The entry is
+   * CHOWNING meanwhile, so no check grants anything from a half-written owner.
+   */
+  async chown(name: string, caller: Caller, newOwner?: Principal, lifetime?: LifetimeName): Promise<void> {
+    const owner = newOwner ?? processPrincipalOf(caller);
+    validatePrincipal(owner, this.maxNodes);
+    const bytes = encodeName(name);
+    await this.#locked(() => {
+      const id = this.#resolveLocked(bytes, name);
+      if ((this.permissionsById(id, caller) & Perm.ADMIN) === 0) throw new MarufsError('EACCES', 'chown needs ADMIN');
+      const e = this.rat.entry(id);
+      const life = lifetime ?? (owner.kind === 'process' ? 'process' : 'persistent');
+      if (life === 'process' && owner.kind !== 'process') {
+        throw new MarufsError('EINVAL', 'a region with process lifetime must be owned by a process');
+      }
+      if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.CHOWNING) !== RatState.ALLOCATED) {
+        throw new MarufsError('EAGAIN', 'region changed state');
+      }
+      writePrincipal(this.mem, e + E.owner, this.#bindEagerly(owner));
+      this.mem.store32(e + E.lifetime, life === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
+      this.mem.store32(e + E.defaultPerms, 0);
+      for (let j = 0; j < this.rat.delegations; j++) {
+        const d = this.rat.delegation(id, j);
+        this.mem.store32(d + D.state, DelegState.EMPTY);
+        clearPrincipal(this.mem, d + D.principal);
+      }
+      this.mem.store32(e + E.activeDelegations, 0);
+      this.mem.store64(e + E.modifiedAt, nowNs());
+      this.mem.publish32(e + E.state, RatState.ALLOCATED, e, this.rat.entrySize);
+    });
+  }
+
+  #resolveLocked(bytes: Uint8Array, name: string): number {
+    const hit = this.index.find(bytes, hashName(bytes, this.#hash));
+    if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
+    return hit.regionId;
+  }
+
+  // ---- data access -------------------------------------------------------------------------------
+
+  /** Open a region for data access. No permission check here: every read, write and map checks. */
+  open(name: string, caller: Caller): RegionHandle {
+    this.#node.assertActive();
+    const hit = this.#require(name);
+    const e = this.rat.entry(hit.regionId);
+    const generation = this.mem.load32(e + E.generation);
+    this.#retain(hit.regionId);
+    // Re-check after announcing ourselves in the mapper bitmap: an unlink that raced us either sees
+    // our bit (and keeps the extent) or we see its DELETING state here.
+    if (this.mem.load32(e + E.state) !== RatState.ALLOCATED || this.mem.load32(e + E.generation) !== generation) {
+      this.release(hit.regionId);
+      throw new MarufsError('ENOENT', `no region named "${name}"`);
+    }
+    return new RegionHandle(this, hit.regionId, generation, name, caller);
+  }
+
+  #retain(id: number): void {
+    const count = this.#open.get(id) ?? 0;
+    this.#open.set(id, count + 1);
+    if (count === 0) {
+      const word = this.rat.entry(id) + E.mappers + 8 * ((this.nodeId - 1) >> 6);
+      const bit = 1n << BigInt((this.nodeId - 1) & 63);
+      for (;;) {
+        const v = this.mem.load64(word);
+        if (v & bit || this.mem.casPublish64(word, v, v | bit) === v) break;
+      }
+    }
+  }
+
+  /** @internal called by RegionHandle.close(): the last local close clears this node's bit. */
+  release(id: number): void {
+    const count = (this.#open.get(id) ?? 1) - 1;
+    if (count > 0) {
+      this.#open.set(id, count);
+      return;
+    }
+    this.#open.delete(id);
+    const word = this.rat.entry(id) + E.mappers + 8 * ((this.nodeId - 1) >> 6);
+    const bit = 1n << BigInt((this.nodeId - 1) & 63);
+    for (;;) {
+      const v = this.mem.load64(word);
+      if ((v & bit) === 0n || this.mem.casPublish64(word, v, v & ~bit) === v) break;
+    }
+    if (this.mem.load32(this.rat.entry(id) + E.state) === RatState.DELETING && this.#node.state === 'active') {
+      void this.#lock.withLock(0, () => this.#freeIfUnmapped(id)).catch(() => undefined);
+    }
+  }
+
+  /** Regions this node has open (for detach and inspection). */
+  openRegions(): number[] {
+    return [...this.#open.keys()];
+  }
+
+  /** Detach: drop this node's bit from every region it has open (handles become unusable with the node). */
+  releaseAll(): void {
+    for (const id of [...this.#open.keys()]) {
+      this.#open.set(id, 1);
+      this.release(id);
+    }
+  }
+}
