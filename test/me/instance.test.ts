@@ -204,6 +204,22 @@ describe('ME instance (in process)', () => {
     expect(mem.load64n(off) - h0).toBeGreaterThanOrEqual(5);
   });
 
+  it('an event loop stuck beyond loopStallMs stops vouching: the heartbeat halts, then resumes', async () => {
+    const a = await join(1, { heartbeatMs: 10, probeMs: 100, loopStallMs: 100 });
+    const off = a.area.member(1) + ME_MEMBER.heartbeat;
+    await sleep(30);
+    const h0 = mem.load64n(off);
+    const end = performance.now() + 600;
+    while (performance.now() < end) {
+      // stuck event loop
+    }
+    const h1 = mem.load64n(off);
+    expect(h1 - h0).toBeGreaterThanOrEqual(3); // ticked for the first ~100 ms
+    expect(h1 - h0).toBeLessThan(40); // then stopped (600 ms would be ~60 ticks)
+    await sleep(100);
+    expect(mem.load64n(off)).toBeGreaterThan(h1);
+  });
+
   it('stats: snapshot, reset, and histograms whose top bucket is really the top', async () => {
     const a = await join(1);
     await a.acquire(0);

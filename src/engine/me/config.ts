@@ -11,6 +11,8 @@
  *   all of them on the waiter's own clock; a live but CPU-starved process misses fifteen consecutive
  *   20 ms ticks of a dedicated thread only under extreme overload. A dead holder is therefore
  *   replaced ~1.3 s after the token stopped moving (the reference: 5 s + 100 ms).
+ * - loopStallMs 10000: a main thread may be CPU-bound (inside a critical section) for up to ten
+ *   seconds and still count as alive; an event loop stuck longer than that stops the heartbeat.
  */
 export interface MeConfig {
   /** Token not moving for this long makes a waiter probe the holder's liveness. */
@@ -25,6 +27,11 @@ export interface MeConfig {
   heartbeatMs: number;
   /** Tick the heartbeat on a worker thread (true) or in the cycle on the main thread (false). */
   heartbeatThread: boolean;
+  /**
+   * The heartbeat thread stops ticking when the main thread's cycle has not run for this long
+   * (a stuck event loop then looks dead); 0 disables the check.
+   */
+  loopStallMs: number;
   /** Doorbell checks done synchronously before the first sleep. */
   spinIterations: number;
   /** Longest single sleep of a waiter before it re-checks (timer-driven poll). */
@@ -46,6 +53,7 @@ export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
   cycleMs: 1,
   heartbeatMs: 20,
   heartbeatThread: true,
+  loopStallMs: 10_000,
   spinIterations: 32,
   pollMs: 4,
   useFutex: true,

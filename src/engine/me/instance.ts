@@ -187,6 +187,7 @@ export class MeInstance {
           coherence: mem.coherence,
           target,
           periodMs: this.config.heartbeatMs,
+          loopStallMs: this.config.loopStallMs,
         })
       : MemberHeartbeat.inline(mem, target, this.config.heartbeatMs);
     if (this.#hb.lost) {
@@ -701,6 +702,7 @@ export class MeInstance {
       this.#invalidate('the membership slot is no longer ours');
       return;
     }
+    this.#hb?.loopBeat();
     this.#hb?.pump();
     this.#scanMembers(t0);
     const t1 = performance.now();

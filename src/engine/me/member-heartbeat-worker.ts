@@ -12,6 +12,7 @@ interface WorkerData {
   coherence: Coherence;
   target: MemberTarget;
   periodMs: number;
+  loopStallMs: number;
   control: SharedArrayBuffer;
 }
 
@@ -24,9 +25,22 @@ function finish(): void {
   mem.close();
 }
 
+let lastBeat = Atomics.load(control, HB_CONTROL.loopBeat);
+let lastBeatAt = performance.now();
+
 function tick(): void {
   if (Atomics.load(control, HB_CONTROL.stop) === 1) return finish();
   if (Atomics.load(control, HB_CONTROL.freeze) === 1) return;
+  if (data.loopStallMs > 0) {
+    const beat = Atomics.load(control, HB_CONTROL.loopBeat);
+    const now = performance.now();
+    if (beat !== lastBeat) {
+      lastBeat = beat;
+      lastBeatAt = now;
+    } else if (now - lastBeatAt > data.loopStallMs) {
+      return; // the main thread has been stuck too long: stop vouching for it
+    }
+  }
   if (!tickMember(mem, data.target)) {
     Atomics.store(control, HB_CONTROL.lost, 1);
     return finish();

@@ -8,13 +8,18 @@
  * instance's own cycle instead. Every tick first checks the area's header magic, its format
  * generation and the slot's magic and node id, and stops for good (reporting `lost`) on a mismatch
  * instead of writing through a stale location.
+ *
+ * The thread also watches the main thread: the instance's cycle bumps a "loop beat" word, and the
+ * thread stops ticking while that word has not moved for `loopStallMs`. So a busy main thread
+ * (a long CPU-bound critical section) still looks alive, but an event loop stuck for good (a
+ * deadlock, an endless loop) eventually looks dead and its tokens can be taken over.
  */
 import { Worker } from 'node:worker_threads';
 import type { Coherence, PoolMemory } from '../pool/memory.js';
 import { ME_HEADER, ME_MAGIC, ME_MEMBER, ME_MEMBER_MAGIC } from './area.js';
 
 /** Indexes of the control words shared with member-heartbeat-worker.ts. */
-export const HB_CONTROL = Object.freeze({ freeze: 0, stop: 1, ticks: 2, lost: 3 });
+export const HB_CONTROL = Object.freeze({ freeze: 0, stop: 1, ticks: 2, lost: 3, loopBeat: 4 });
 
 export interface MemberTarget {
   base: number;
@@ -54,8 +59,10 @@ export class MemberHeartbeat {
     coherence: Coherence;
     target: MemberTarget;
     periodMs: number;
+    /** Stop ticking while the main thread's loop beat has not moved for this long (0: never). */
+    loopStallMs: number;
   }): Promise<MemberHeartbeat> {
-    const shared = new SharedArrayBuffer(16);
+    const shared = new SharedArrayBuffer(32);
     const worker = new Worker(new URL('./member-heartbeat-worker.js', import.meta.url), {
       workerData: { ...opts, control: shared },
     });
@@ -77,7 +84,7 @@ export class MemberHeartbeat {
 
   /** A heartbeat ticked by the caller's own cycle (call `pump()` every cycle). */
   static inline(mem: PoolMemory, target: MemberTarget, periodMs: number): MemberHeartbeat {
-    const hb = new MemberHeartbeat(new Int32Array(new SharedArrayBuffer(16)), undefined);
+    const hb = new MemberHeartbeat(new Int32Array(new SharedArrayBuffer(32)), undefined);
     hb.#inline = { mem, target, periodMs, last: 0 };
     hb.pump();
     return hb;
@@ -92,6 +99,11 @@ export class MemberHeartbeat {
     s.last = now;
     if (tickMember(s.mem, s.target)) Atomics.add(this.#control, HB_CONTROL.ticks, 1);
     else Atomics.store(this.#control, HB_CONTROL.lost, 1);
+  }
+
+  /** Called by the owner's cycle: the main thread is making progress. */
+  loopBeat(): void {
+    Atomics.add(this.#control, HB_CONTROL.loopBeat, 1);
   }
 
   get ticks(): number {
