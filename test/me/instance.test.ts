@@ -16,6 +16,7 @@ import {
   nextLease,
 } from '../../src/engine/me/area.js';
 import { MeInstance } from '../../src/engine/me/instance.js';
+import { inspectMeArea } from '../../src/engine/me/inspect.js';
 import { Log2Histogram, HISTOGRAM_BUCKETS } from '../../src/engine/me/stats.js';
 import { passToken, readLease } from '../../src/engine/me/token.js';
 import type { PoolMemory } from '../../src/engine/pool/memory.js';
@@ -182,6 +183,24 @@ describe('ME instance (in process)', () => {
     // The header decides the strategy for whoever joins now (H19).
     const b = await join(2);
     expect(b.strategy).toBe('order');
+  });
+
+  it('inspectMeArea reports holders, members, hands and counts from the pool alone', async () => {
+    const a = await join(1);
+    const b = await join(2);
+    await a.acquire(0);
+    const waiting = b.acquire(0);
+    await sleep(20);
+    const r = inspectMeArea(mem, pool.base);
+    expect(r.valid).toBe(true);
+    expect(r.strategy).toBe('request');
+    expect(r.members!.map((m) => m.nodeId)).toEqual([1, 2]);
+    expect(r.perShard![0]).toMatchObject({ holder: 1, requesters: [2] });
+    a.release(0);
+    await waiting;
+    b.release(0);
+    expect(inspectMeArea(mem, pool.base).perShard![0]).toMatchObject({ holder: 2, acquireCount: 2, requesters: [] });
+    expect(inspectMeArea(mem, pool.counterOff).valid).toBe(false);
   });
 
   it('refuses an area without the ME magic and node ids outside the area', () => {

@@ -21,3 +21,4 @@ export {
   type MeInstanceOptions,
   type MeInstanceState,
 } from './instance.js';
+export { inspectMeArea, type MeAreaReport } from './inspect.js';
