@@ -16,7 +16,8 @@
  *          stale view fails, and of several concurrent takeovers exactly one wins.
  * Member (per node, written only by that node): 0 u32 magic "MEMS" · 4 u32 status (0 none,
  *          1 active) · 8 u32 nodeId · 16 u64 joinedAt · 24 u64 heartbeat · 32 u64 heartbeatTs ·
- *          40 u64 pendingShardsMask
+ *          40 u64 pendingShardsMask · 48 u32 wakeSeq (the one word anyone may bump: a requester
+ *          bumps the holder's to wake its cycle at once — same host via futex, else next cycle)
  * Doorbell slot (per shard × node, index s·N + node−1): 0 u32 magic "EMSL" · 4 u32 fromNode ·
  *          8 u64 tokenSeq · 16 u64 cbGenAtWrite · 24 u32 requesting · 28 u32 sequence ·
  *          32 u64 requestedAt · 40 u64 grantedAt
@@ -82,6 +83,7 @@ export const ME_MEMBER = Object.freeze({
   heartbeat: 24,
   heartbeatTs: 32,
   pendingMask: 40,
+  wakeSeq: 48,
 });
 export const ME_SLOT = Object.freeze({
   magic: 0,

@@ -190,6 +190,7 @@ export class MeInstance {
           loopStallMs: this.config.loopStallMs,
         })
       : MemberHeartbeat.inline(mem, target, this.config.heartbeatMs);
+    this.#hb.onWake = () => this.#cycle();
     if (this.#hb.lost) {
       await this.#hb.stop();
       throw new StaleMeAreaError(`${this.name}: ME area changed while joining`);
@@ -644,6 +645,24 @@ export class MeInstance {
     mem.publish32(word, mem.load32(word) | (1 << (shard & 31)));
     st.handRaised = true;
     st.handRaisedAt = performance.now();
+    this.#wakeHolder(shard);
+  }
+
+  /** Bump the current holder's wake word so that its cycle runs now (same host) and grants. */
+  #wakeHolder(shard: number): void {
+    const mem = this.#mem;
+    const holder = leaseHolder(readLease(mem, this.area, shard));
+    if (holder < 1 || holder > this.maxNodes || holder === this.nodeId) return;
+    const m = this.area.member(holder);
+    if (mem.observe32(m + ME_MEMBER.magic) !== ME_MEMBER_MAGIC) return;
+    mem.add32(m + ME_MEMBER.wakeSeq, 1);
+    mem.writeBack(m + ME_MEMBER.wakeSeq, 4);
+    if (!this.config.useFutex) return;
+    try {
+      mem.wakeWord(m + ME_MEMBER.wakeSeq);
+    } catch {
+      // No native helpers: the holder's timer-driven cycle grants instead.
+    }
   }
 
   #lowerHand(shard: number, st: ShardState): void {

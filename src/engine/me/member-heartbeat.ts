@@ -13,13 +13,18 @@
  * thread stops ticking while that word has not moved for `loopStallMs`. So a busy main thread
  * (a long CPU-bound critical section) still looks alive, but an event loop stuck for good (a
  * deadlock, an endless loop) eventually looks dead and its tokens can be taken over.
+ *
+ * Between ticks the thread sleeps on the member's wake word (futex). A peer that raises its hand
+ * bumps the holder's wake word and wakes it; the thread then tells the main thread (`onWake`), which
+ * runs its cycle at once instead of at the next timer tick — same-host grants without the timer
+ * latency. Wakes are coalesced: at most one is in flight to the main thread.
  */
 import { Worker } from 'node:worker_threads';
 import type { Coherence, PoolMemory } from '../pool/memory.js';
 import { ME_HEADER, ME_MAGIC, ME_MEMBER, ME_MEMBER_MAGIC } from './area.js';
 
 /** Indexes of the control words shared with member-heartbeat-worker.ts. */
-export const HB_CONTROL = Object.freeze({ freeze: 0, stop: 1, ticks: 2, lost: 3, loopBeat: 4 });
+export const HB_CONTROL = Object.freeze({ freeze: 0, stop: 1, ticks: 2, lost: 3, loopBeat: 4, wakePending: 5 });
 
 export interface MemberTarget {
   base: number;
@@ -45,11 +50,17 @@ export class MemberHeartbeat {
   #worker: Worker | undefined;
   #exited: Promise<void>;
   #inline: { mem: PoolMemory; target: MemberTarget; periodMs: number; last: number } | undefined;
+  /** Called on the main thread when a peer bumped this member's wake word. */
+  onWake: (() => void) | undefined;
 
   private constructor(control: Int32Array, worker: Worker | undefined) {
     this.#control = control;
     this.#worker = worker;
     this.#exited = worker ? new Promise((resolve) => worker.once('exit', () => resolve())) : Promise.resolve();
+    worker?.on('message', () => {
+      Atomics.store(this.#control, HB_CONTROL.wakePending, 0);
+      this.onWake?.();
+    });
     worker?.unref();
   }
 
