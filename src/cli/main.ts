@@ -10,6 +10,7 @@ import { registerAttach } from './commands/attach.js';
 import { registerDemo } from './commands/demo.js';
 import { registerFormat } from './commands/format.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerRegion } from './commands/region.js';
 
 export function buildProgram(): Command {
   const program = new Command('marufs')
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerFormat(program);
   registerInspect(program);
   registerAttach(program);
+  registerRegion(program);
   registerDemo(program);
   return program;
 }

@@ -37,7 +37,14 @@ export {
   type FormatPolicy,
   type NodeState,
 } from './node.js';
-export { inspectPool, type PoolReport, type SlotReport, type InspectOptions } from './inspect.js';
+export {
+  inspectPool,
+  regionReport,
+  type PoolReport,
+  type SlotReport,
+  type RegionReport,
+  type InspectOptions,
+} from './inspect.js';
 export { failpoint } from './failpoints.js';
 export {
   RegionStore,
@@ -60,3 +67,4 @@ export {
 } from './regions/principal.js';
 export { encodeName, hashName, NAME_MAX, type NameHash } from './regions/names.js';
 export { bestFit } from './regions/allocator.js';
+export { checkRegions, type RegionCheck } from './regions/check.js';

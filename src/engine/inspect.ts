@@ -9,6 +9,9 @@ import { SLOT_STATE_NAMES, HEADER, readSlot } from './bootstrap/slots.js';
 import { BOOTSTRAP_SLOTS } from './layout/geometry.js';
 import { readSuperblock } from './layout/superblock.js';
 import { PoolMemory } from './pool/memory.js';
+import { formatPerms } from './regions/acl.js';
+import { describePrincipal } from './regions/principal.js';
+import { RegionTable, type Capacity, type RegionInfo } from './regions/store.js';
 
 export type SlotLiveness = 'live' | 'stalled';
 
@@ -43,7 +46,51 @@ export interface PoolReport {
     formatInProgress: boolean;
     slots: SlotReport[];
   };
+  /** Live regions (and unlinked ones still open somewhere, state "deleting"). */
+  regions?: RegionReport[];
+  capacity?: Capacity;
   observedMs: number;
+}
+
+export interface RegionReport {
+  name: string;
+  id: number;
+  state: string;
+  type: 'data' | 'nrht';
+  offset: number;
+  size: number;
+  allocatedSize: number;
+  lifetime: string;
+  owner: Record<string, unknown> | null;
+  defaultPermissions: string;
+  delegations: { slot: number; state: string; permissions: string; principal: Record<string, unknown> | null }[];
+  createdAt: string;
+  modifiedAt: string;
+  mappedBy: number[];
+}
+
+export function regionReport(r: RegionInfo): RegionReport {
+  return {
+    name: r.name,
+    id: r.id,
+    state: r.state,
+    type: r.type === 1 ? 'nrht' : 'data',
+    offset: r.physOffset,
+    size: r.size,
+    allocatedSize: r.allocatedSize,
+    lifetime: r.lifetime,
+    owner: describePrincipal(r.owner),
+    defaultPermissions: formatPerms(r.defaultPerms),
+    delegations: r.delegations.map((d) => ({
+      slot: d.slot,
+      state: d.state,
+      permissions: formatPerms(d.perms),
+      principal: describePrincipal(d.principal),
+    })),
+    createdAt: isoFromNs(r.createdAt),
+    modifiedAt: isoFromNs(r.modifiedAt),
+    mappedBy: r.mappers,
+  };
 }
 
 export interface InspectOptions {
@@ -105,6 +152,9 @@ export async function inspectPool(path: string, options: InspectOptions = {}): P
         poolSize: sb.poolSize,
       };
       report.geometry = { ...sb.geometry };
+      const table = new RegionTable(mem, sb.layout);
+      report.regions = table.list({ includeDeleting: true }).map(regionReport);
+      report.capacity = table.capacity();
       report.layout = {
         areas: sb.layout.areas.map((a) => ({ ...a })),
         dataOffset: sb.layout.dataOffset,

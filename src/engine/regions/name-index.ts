@@ -29,7 +29,8 @@ import { E, RatState, nameEquals, type RatLayout } from './rat.js';
 export const IndexState = Object.freeze({ EMPTY: 0, INSERTING: 1, TENTATIVE: 2, VALID: 3, TOMBSTONE: 4 } as const);
 export const BUCKET_END = 0xffffffff;
 
-const X = Object.freeze({
+/** Field offsets of an index entry. */
+export const INDEX_ENTRY = Object.freeze({
   state: 0,
   next: 4,
   hashLo: 8,
@@ -111,25 +112,25 @@ export class NameIndex {
       if (idx >= this.entries || steps > this.entries) return undefined; // torn or cyclic: retried by find()
       const e = this.entry(shard, idx);
       if (
-        this.mem.load32(e + X.state) === IndexState.VALID &&
-        this.mem.load32(e + X.hashLo) === h.lo &&
-        this.mem.load32(e + X.hashHi) === h.hi
+        this.mem.load32(e + INDEX_ENTRY.state) === IndexState.VALID &&
+        this.mem.load32(e + INDEX_ENTRY.hashLo) === h.lo &&
+        this.mem.load32(e + INDEX_ENTRY.hashHi) === h.hi
       ) {
-        const regionId = this.mem.load32(e + X.regionId);
+        const regionId = this.mem.load32(e + INDEX_ENTRY.regionId);
         if (regionId < this.rat.maxEntries) {
           const r = this.rat.entry(regionId);
           const st = this.mem.load32(r + E.state);
           if (
             (st === RatState.ALLOCATED || st === RatState.ALLOCATING || st === RatState.CHOWNING) &&
-            this.mem.load32(r + E.generation) === this.mem.load32(e + X.regionGeneration) &&
+            this.mem.load32(r + E.generation) === this.mem.load32(e + INDEX_ENTRY.regionGeneration) &&
             nameEquals(this.mem, this.rat, regionId, name) &&
-            this.mem.load32(e + X.state) === IndexState.VALID
+            this.mem.load32(e + INDEX_ENTRY.state) === IndexState.VALID
           ) {
             return { shard, entry: idx, regionId };
           }
         }
       }
-      idx = this.mem.load32(e + X.next);
+      idx = this.mem.load32(e + INDEX_ENTRY.next);
     }
     return undefined;
   }
@@ -156,23 +157,23 @@ export class NameIndex {
         throw new MarufsError('EIO', `index shard ${shard} bucket ${bucket}: corrupt chain`);
       }
       const e = this.entry(shard, idx);
-      const st = this.mem.load32(e + X.state);
-      const next = this.mem.load32(e + X.next);
+      const st = this.mem.load32(e + INDEX_ENTRY.state);
+      const next = this.mem.load32(e + INDEX_ENTRY.next);
       if (st === IndexState.TOMBSTONE || st === IndexState.EMPTY) {
-        if (reuse < 0 && this.mem.cas32(e + X.state, st, IndexState.INSERTING) === st) {
+        if (reuse < 0 && this.mem.cas32(e + INDEX_ENTRY.state, st, IndexState.INSERTING) === st) {
           reuse = idx;
         } else {
           // Unlink this dead entry and give it back to the flat scan.
           this.#changeChain(hdr, () => this.mem.store32(prevWord, next));
-          if (this.mem.cas32(e + X.state, st, IndexState.EMPTY) === st) {
-            this.mem.store32(e + X.linked, 0);
+          if (this.mem.cas32(e + INDEX_ENTRY.state, st, IndexState.EMPTY) === st) {
+            this.mem.store32(e + INDEX_ENTRY.linked, 0);
             this.mem.add32(hdr + SH.inUse, -1);
           }
           idx = next;
           continue;
         }
       }
-      prevWord = e + X.next;
+      prevWord = e + INDEX_ENTRY.next;
       idx = next;
     }
     // 2. No dead entry in the chain: claim an EMPTY, unlinked entry by a flat scan.
@@ -183,38 +184,39 @@ export class NameIndex {
     }
     // 3. Fill, go TENTATIVE, link, dedup, publish VALID.
     const e = this.entry(shard, reuse);
-    this.mem.store32(e + X.hashLo, h.lo);
-    this.mem.store32(e + X.hashHi, h.hi);
-    this.mem.store32(e + X.regionId, regionId);
-    this.mem.store32(e + X.regionGeneration, regionGeneration);
-    this.mem.store32(e + X.nodeId, nodeId);
-    this.mem.store64(e + X.createdAt, BigInt(Date.now()) * 1_000_000n);
-    this.mem.publish32(e + X.state, IndexState.TENTATIVE, e, INDEX_ENTRY_SIZE);
+    this.mem.store32(e + INDEX_ENTRY.hashLo, h.lo);
+    this.mem.store32(e + INDEX_ENTRY.hashHi, h.hi);
+    this.mem.store32(e + INDEX_ENTRY.regionId, regionId);
+    this.mem.store32(e + INDEX_ENTRY.regionGeneration, regionGeneration);
+    this.mem.store32(e + INDEX_ENTRY.nodeId, nodeId);
+    this.mem.store64(e + INDEX_ENTRY.createdAt, BigInt(Date.now()) * 1_000_000n);
+    this.mem.publish32(e + INDEX_ENTRY.state, IndexState.TENTATIVE, e, INDEX_ENTRY_SIZE);
     if (linkNew) {
       this.#changeChain(hdr, () => {
-        this.mem.store32(e + X.next, this.mem.load32(head));
-        this.mem.store32(e + X.linked, 1);
+        this.mem.store32(e + INDEX_ENTRY.next, this.mem.load32(head));
+        this.mem.store32(e + INDEX_ENTRY.linked, 1);
         this.mem.publish32(head, reuse);
       });
     }
     if (this.#otherValid(shard, bucket, reuse, name, h)) {
-      this.mem.publish32(e + X.state, IndexState.TOMBSTONE);
+      this.mem.publish32(e + INDEX_ENTRY.state, IndexState.TOMBSTONE);
       throw new MarufsError('EEXIST', `a region named "${Buffer.from(name).toString()}" exists`);
     }
-    this.mem.publish32(e + X.state, IndexState.VALID);
+    this.mem.publish32(e + INDEX_ENTRY.state, IndexState.VALID);
     return { shard, entry: reuse, regionId };
   }
 
   /** VALID → TOMBSTONE (caller holds the global ME). The entry stays linked for reuse. */
   remove(hit: IndexHit): boolean {
     const e = this.entry(hit.shard, hit.entry);
-    if (this.mem.load32(e + X.regionId) !== hit.regionId) return false;
-    return this.mem.casPublish32(e + X.state, IndexState.VALID, IndexState.TOMBSTONE) === IndexState.VALID;
+    if (this.mem.load32(e + INDEX_ENTRY.regionId) !== hit.regionId) return false;
+    return this.mem.casPublish32(e + INDEX_ENTRY.state, IndexState.VALID, IndexState.TOMBSTONE) === IndexState.VALID;
   }
 
   #sameName(e: number, name: Uint8Array, h: NameHash): boolean {
-    if (this.mem.load32(e + X.hashLo) !== h.lo || this.mem.load32(e + X.hashHi) !== h.hi) return false;
-    const regionId = this.mem.load32(e + X.regionId);
+    if (this.mem.load32(e + INDEX_ENTRY.hashLo) !== h.lo || this.mem.load32(e + INDEX_ENTRY.hashHi) !== h.hi)
+      return false;
+    const regionId = this.mem.load32(e + INDEX_ENTRY.regionId);
     return regionId < this.rat.maxEntries && nameEquals(this.mem, this.rat, regionId, name);
   }
 
@@ -222,8 +224,9 @@ export class NameIndex {
     let idx = this.mem.load32(this.bucketWord(shard, bucket));
     for (let steps = 0; idx !== BUCKET_END && steps <= this.entries; steps++) {
       const e = this.entry(shard, idx);
-      if (idx !== self && this.mem.load32(e + X.state) === IndexState.VALID && this.#sameName(e, name, h)) return true;
-      idx = this.mem.load32(e + X.next);
+      if (idx !== self && this.mem.load32(e + INDEX_ENTRY.state) === IndexState.VALID && this.#sameName(e, name, h))
+        return true;
+      idx = this.mem.load32(e + INDEX_ENTRY.next);
     }
     return false;
   }
@@ -234,15 +237,47 @@ export class NameIndex {
     for (let n = 0; n < this.entries; n++) {
       const idx = (start + n) % this.entries;
       const e = this.entry(shard, idx);
-      if (this.mem.load32(e + X.linked) !== 0) continue;
-      if (this.mem.cas32(e + X.state, IndexState.EMPTY, IndexState.INSERTING) === IndexState.EMPTY) {
-        this.mem.store32(e + X.next, BUCKET_END);
+      if (this.mem.load32(e + INDEX_ENTRY.linked) !== 0) continue;
+      if (this.mem.cas32(e + INDEX_ENTRY.state, IndexState.EMPTY, IndexState.INSERTING) === IndexState.EMPTY) {
+        this.mem.store32(e + INDEX_ENTRY.next, BUCKET_END);
         this.mem.store32(hdr + SH.freeHint, (idx + 1) % this.entries);
         this.mem.add32(hdr + SH.inUse, 1);
         return idx;
       }
     }
+    // No free entry: take back a dead one from whatever chain holds it.
+    if (this.#reclaimDead(shard)) return this.#claimEmpty(shard);
     throw new MarufsError('ENOSPC', `global index shard ${shard} is full (${this.entries} entries)`);
+  }
+
+  /** Unlink one TOMBSTONE of the shard from its chain and make it EMPTY (inside the global ME). */
+  #reclaimDead(shard: number): boolean {
+    const hdr = this.header(shard);
+    for (let idx = 0; idx < this.entries; idx++) {
+      const e = this.entry(shard, idx);
+      if (
+        this.mem.load32(e + INDEX_ENTRY.state) !== IndexState.TOMBSTONE ||
+        this.mem.load32(e + INDEX_ENTRY.linked) !== 1
+      ) {
+        continue;
+      }
+      const bucket = this.mem.load32(e + INDEX_ENTRY.hashLo) & (this.buckets - 1);
+      let prevWord = this.bucketWord(shard, bucket);
+      let cur = this.mem.load32(prevWord);
+      for (let steps = 0; cur !== BUCKET_END && cur !== idx && steps <= this.entries; steps++) {
+        prevWord = this.entry(shard, cur) + INDEX_ENTRY.next;
+        cur = this.mem.load32(prevWord);
+      }
+      if (cur !== idx) continue; // not where its hash says: leave it to fsck
+      const next = this.mem.load32(e + INDEX_ENTRY.next);
+      this.#changeChain(hdr, () => this.mem.store32(prevWord, next));
+      if (this.mem.cas32(e + INDEX_ENTRY.state, IndexState.TOMBSTONE, IndexState.EMPTY) === IndexState.TOMBSTONE) {
+        this.mem.store32(e + INDEX_ENTRY.linked, 0);
+        this.mem.add32(hdr + SH.inUse, -1);
+        return true;
+      }
+    }
+    return false;
   }
 
   #changeChain(hdr: number, change: () => void): void {
@@ -263,7 +298,7 @@ export class NameIndex {
         let idx = this.mem.load32(this.bucketWord(s, b));
         while (idx !== BUCKET_END && len <= this.entries) {
           len++;
-          idx = this.mem.load32(this.entry(s, idx) + X.next);
+          idx = this.mem.load32(this.entry(s, idx) + INDEX_ENTRY.next);
         }
         longest = Math.max(longest, len);
       }

@@ -12,7 +12,7 @@
  * node to close frees the entry. The allocator never hands out an extent of a non-FREE entry.
  */
 import { MarufsError } from '../errors.js';
-import { REGION_ALIGN, alignUp } from '../layout/geometry.js';
+import { REGION_ALIGN, alignUp, type Layout } from '../layout/geometry.js';
 import type { MarufsNode } from '../node.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { DELEGABLE_BY_GRANT, Perm, checkDelegation, checkPerms, formatPerms } from './acl.js';
@@ -82,47 +82,36 @@ export function toInfo(v: RatEntryView): RegionInfo {
 
 const nowNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
 
-export class RegionStore {
+/**
+ * The read side of the region table, usable without attaching (inspection maps the pool read-only):
+ * lock-free lookup, stat, list, capacity and permission checks.
+ */
+export class RegionTable {
   readonly mem: PoolMemory;
   readonly rat: RatLayout;
   readonly index: NameIndex;
-  readonly nodeId: number;
-  #lock: CriticalSection;
-  #node: MarufsNode;
-  #hash: NameHash = { lo: 0, hi: 0 };
-  #ratHint = 0;
-  /** Handles open on this node, per region id (the node's bit in the mapper bitmap is set while > 0). */
-  #open = new Map<number, number>();
+  protected hash: NameHash = { lo: 0, hi: 0 };
 
-  constructor(node: MarufsNode, lock: CriticalSection) {
-    this.#node = node;
-    this.#lock = lock;
-    this.mem = node.mem;
-    this.nodeId = node.nodeId;
-    this.rat = new RatLayout(node.layout);
-    this.index = new NameIndex(node.mem, node.layout, this.rat);
+  constructor(mem: PoolMemory, layout: Layout) {
+    this.mem = mem;
+    this.rat = new RatLayout(layout);
+    this.index = new NameIndex(mem, layout, this.rat);
   }
-
-  get maxNodes(): number {
-    return this.#node.superblock.geometry.maxNodes;
-  }
-
-  // ---- lookups (lock-free) ---------------------------------------------------------------------
 
   /** Region id of `name`, or undefined. Lock-free; cost independent of how full the pool is. */
   lookup(name: string): IndexHit | undefined {
     const bytes = encodeName(name);
-    return this.index.find(bytes, hashName(bytes, this.#hash));
+    return this.index.find(bytes, hashName(bytes, this.hash));
   }
 
-  #require(name: string): IndexHit {
+  protected require(name: string): IndexHit {
     const hit = this.lookup(name);
     if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
     return hit;
   }
 
   stat(name: string): RegionInfo {
-    return toInfo(readEntry(this.mem, this.rat, this.#require(name).regionId));
+    return toInfo(readEntry(this.mem, this.rat, this.require(name).regionId));
   }
 
   statById(id: number): RegionInfo {
@@ -143,8 +132,7 @@ export class RegionStore {
   }
 
   capacity(): Capacity {
-    const extents = this.#extents();
-    const { free, largest } = freeSpace(extents, this.rat.dataOffset, this.rat.dataEnd);
+    const { free, largest } = freeSpace(this.extents(), this.rat.dataOffset, this.rat.dataEnd);
     return {
       totalBytes: this.rat.dataEnd - this.rat.dataOffset,
       usedBytes: Number(this.mem.load64(this.rat.header + H.bytesAllocated)),
@@ -153,6 +141,21 @@ export class RegionStore {
       regionsUsed: this.mem.load32(this.rat.header + H.entriesInUse),
       regionsMax: this.rat.maxEntries,
     };
+  }
+
+  /** Extents of every entry that holds space (including unlinked regions still open somewhere). */
+  protected extents(reap?: (id: number) => boolean): Extent[] {
+    const out: Extent[] = [];
+    for (let id = 0; id < this.rat.maxEntries; id++) {
+      const e = this.rat.entry(id);
+      const st = this.mem.load32(e + E.state);
+      if (st === RatState.FREE) continue;
+      if (reap && st === RatState.DELETING && reap(id)) continue;
+      const phys = Number(this.mem.load64(e + E.physOffset));
+      if (phys === 0) continue;
+      out.push({ start: phys, end: phys + Number(this.mem.load64(e + E.allocatedSize)) });
+    }
+    return out;
   }
 
   /** Permissions `caller` holds on region `id` right now (0 unless ALLOCATED). Lock-free. */
@@ -166,14 +169,34 @@ export class RegionStore {
       if (this.mem.load32(d + D.state) !== DelegState.ACTIVE) continue;
       const perms = this.mem.load32(d + D.perms);
       if ((perms & ~have) === 0) continue;
-      if (matchesCaller(this.mem, d + D.principal, caller, true)) have |= perms;
+      if (matchesCaller(this.mem, d + D.principal, caller, !this.mem.readOnly)) have |= perms;
     }
     // A change between the checks (unlink, chown) must not leak rights granted by the old state.
     return this.mem.load32(e + E.state) === RatState.ALLOCATED ? have : 0;
   }
 
   permissions(name: string, caller: Caller): number {
-    return this.permissionsById(this.#require(name).regionId, caller);
+    return this.permissionsById(this.require(name).regionId, caller);
+  }
+}
+
+export class RegionStore extends RegionTable {
+  readonly nodeId: number;
+  #lock: CriticalSection;
+  #node: MarufsNode;
+  #ratHint = 0;
+  /** Handles open on this node, per region id (the node's bit in the mapper bitmap is set while > 0). */
+  #open = new Map<number, number>();
+
+  constructor(node: MarufsNode, lock: CriticalSection) {
+    super(node.mem, node.layout);
+    this.#node = node;
+    this.#lock = lock;
+    this.nodeId = node.nodeId;
+  }
+
+  get maxNodes(): number {
+    return this.#node.superblock.geometry.maxNodes;
   }
 
   // ---- changes (inside the global ME) ----------------------------------------------------------
@@ -262,7 +285,7 @@ export class RegionStore {
     const bytesName = encodeName(name);
     return this.sizeByRef(
       () => {
-        const hit = this.index.find(bytesName, hashName(bytesName, this.#hash));
+        const hit = this.index.find(bytesName, hashName(bytesName, this.hash));
         if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
         return hit.regionId;
       },
@@ -296,7 +319,12 @@ export class RegionStore {
       if (bytes > total || want > total) {
         throw new MarufsError('ENOSPC', `${bytes} bytes exceed the pool's ${total} bytes of region space`);
       }
-      const at = bestFit(this.#extents(true), this.rat.dataOffset, this.rat.dataEnd, want);
+      const at = bestFit(
+        this.extents((id) => this.#freeIfUnmapped(id)),
+        this.rat.dataOffset,
+        this.rat.dataEnd,
+        want,
+      );
       if (at === undefined) throw new MarufsError('ENOSPC', `no free extent of ${want} bytes`);
       const t = nowNs();
       this.mem.store64(e + E.allocatedSize, BigInt(want));
@@ -312,31 +340,13 @@ export class RegionStore {
   }
 
   /**
-   * Extents of every entry that holds space (including unlinked regions still open somewhere).
-   * With `reap` (only inside the lock) an unlinked region that nobody has open any more is freed.
-   */
-  #extents(reap = false): Extent[] {
-    const out: Extent[] = [];
-    for (let id = 0; id < this.rat.maxEntries; id++) {
-      const e = this.rat.entry(id);
-      const st = this.mem.load32(e + E.state);
-      if (st === RatState.FREE) continue;
-      if (reap && st === RatState.DELETING && this.#freeIfUnmapped(id)) continue;
-      const phys = Number(this.mem.load64(e + E.physOffset));
-      if (phys === 0) continue;
-      out.push({ start: phys, end: phys + Number(this.mem.load64(e + E.allocatedSize)) });
-    }
-    return out;
-  }
-
-  /**
    * Unlink a region: DELETE is needed, or the orphan rule (the owner is a dead process of this node
    * and no delegation is active). The name goes at once; the space when no node has it open.
    */
   async unlink(name: string, caller: Caller): Promise<void> {
     const bytes = encodeName(name);
     await this.#locked(() => {
-      const hit = this.index.find(bytes, hashName(bytes, this.#hash));
+      const hit = this.index.find(bytes, hashName(bytes, this.hash));
       if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
       const id = hit.regionId;
       const e = this.rat.entry(id);
@@ -511,7 +521,7 @@ export class RegionStore {
   }
 
   #resolveLocked(bytes: Uint8Array, name: string): number {
-    const hit = this.index.find(bytes, hashName(bytes, this.#hash));
+    const hit = this.index.find(bytes, hashName(bytes, this.hash));
     if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
     return hit.regionId;
   }
@@ -521,7 +531,7 @@ export class RegionStore {
   /** Open a region for data access. No permission check here: every read, write and map checks. */
   open(name: string, caller: Caller): RegionHandle {
     this.#node.assertActive();
-    const hit = this.#require(name);
+    const hit = this.require(name);
     const e = this.rat.entry(hit.regionId);
     const generation = this.mem.load32(e + E.generation);
     this.#retain(hit.regionId);
