@@ -48,6 +48,7 @@ export {
 export { failpoint } from './failpoints.js';
 export {
   RegionStore,
+  RegionTable,
   type RegionInfo,
   type Capacity,
   type CreateOptions,
