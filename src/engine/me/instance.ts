@@ -427,6 +427,10 @@ export class MeInstance {
     }
     this.stats.counters.passes++;
     if (this.strategy === 'request') this.stats.counters.grants++;
+    else if (((shard < 32 ? this.#peersPendingLo : this.#peersPendingHi) & (1 << (shard & 31))) !== 0) {
+      // Someone down the ring waits for this shard: have the successor forward it at once.
+      this.#wakeMember(to);
+    }
     return true;
   }
 
@@ -491,7 +495,9 @@ export class MeInstance {
       return;
     }
     if (leaseHolder(lease) === HOLDER_NONE && this.#tryClaim(shard, lease)) return;
-    if (this.strategy === 'request') this.#raiseHand(shard, st);
+    // Request: the hand is the request. Order: the token comes round anyway; the raised hand only
+    // makes idle nodes forward it at once (wake word) instead of at their next timer tick.
+    this.#raiseHand(shard, st);
     try {
       for (let i = 0; i < this.config.spinIterations; i++) {
         if (this.#arrived(shard, st)) {
@@ -650,10 +656,14 @@ export class MeInstance {
 
   /** Bump the current holder's wake word so that its cycle runs now (same host) and grants. */
   #wakeHolder(shard: number): void {
+    this.#wakeMember(leaseHolder(readLease(this.#mem, this.area, shard)));
+  }
+
+  /** Bump a member's wake word (and futex-wake it): its cycle runs at once on its host. */
+  #wakeMember(node: number): void {
     const mem = this.#mem;
-    const holder = leaseHolder(readLease(mem, this.area, shard));
-    if (holder < 1 || holder > this.maxNodes || holder === this.nodeId) return;
-    const m = this.area.member(holder);
+    if (node < 1 || node > this.maxNodes || node === this.nodeId) return;
+    const m = this.area.member(node);
     if (mem.observe32(m + ME_MEMBER.magic) !== ME_MEMBER_MAGIC) return;
     mem.add32(m + ME_MEMBER.wakeSeq, 1);
     mem.writeBack(m + ME_MEMBER.wakeSeq, 4);
@@ -783,14 +793,12 @@ export class MeInstance {
       }
       this.#active[node] = 1;
       if (node === self) continue;
-      if (this.strategy === 'request') {
-        const pl = mem.observe32(m + ME_MEMBER.pendingMask);
-        const ph = mem.observe32(m + ME_MEMBER.pendingMask + 4);
-        this.#pendingLo[node] = pl;
-        this.#pendingHi[node] = ph;
-        lo |= pl;
-        hi |= ph;
-      }
+      const pl = mem.observe32(m + ME_MEMBER.pendingMask);
+      const ph = mem.observe32(m + ME_MEMBER.pendingMask + 4);
+      this.#pendingLo[node] = pl;
+      this.#pendingHi[node] = ph;
+      lo |= pl;
+      hi |= ph;
       if (successor === 0 && !this.#suspect(node, now)) successor = node;
     }
     this.#peersPendingLo = lo;
