@@ -1,26 +1,50 @@
 /**
- * `npm run bench`: runs every benchmark, prints the tables and writes bench/results/<name>.json.
- * `npm run bench -- --quick` runs short versions (used to check the benchmarks still work).
+ * `npm run bench [-- <name>…] [--quick]`: runs the named benchmarks (default: all), prints their
+ * tables and, for full runs, writes bench/results/<name>.json. `--quick` runs short versions (the
+ * smoke test uses it to check the benchmarks still work; quick numbers are not results).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { renderBootstrapBench, runBootstrapBench } from './bootstrap.js';
+import { renderRegionBench, runRegionBench } from './regions.js';
 
-const quick = process.argv.includes('--quick');
+interface Bench {
+  title: string;
+  run: (quick: boolean) => Promise<object>;
+  render: (result: never) => string;
+}
+
+const BENCHES: Record<string, Bench> = {
+  bootstrap: { title: 'attach latency and pool CAS throughput', run: runBootstrapBench, render: renderBootstrapBench },
+  regions: {
+    title: 'region create + size, and lookup as the pool fills',
+    run: runRegionBench,
+    render: renderRegionBench,
+  },
+};
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const names = args.filter((a) => !a.startsWith('--'));
 const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 async function main(): Promise<void> {
+  for (const n of names)
+    if (!BENCHES[n]) throw new Error(`unknown benchmark "${n}" (have: ${Object.keys(BENCHES).join(', ')})`);
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`;
   process.stdout.write(`marufs benchmarks (${quick ? 'quick' : 'full'}) on ${machine}\n\n`);
-  const bootstrap = await runBootstrapBench(quick);
-  process.stdout.write(`## bootstrap: attach latency and pool CAS throughput\n\n${renderBootstrapBench(bootstrap)}\n`);
-  if (!quick) {
-    mkdirSync(resultsDir, { recursive: true });
-    writeFileSync(
-      `${resultsDir}/bootstrap.json`,
-      `${JSON.stringify({ machine, date: new Date().toISOString(), ...bootstrap }, null, 2)}\n`,
-    );
+  for (const name of names.length ? names : Object.keys(BENCHES)) {
+    const bench = BENCHES[name]!;
+    const result = await bench.run(quick);
+    process.stdout.write(`## ${name}: ${bench.title}\n\n${bench.render(result as never)}\n\n`);
+    if (!quick) {
+      mkdirSync(resultsDir, { recursive: true });
+      writeFileSync(
+        `${resultsDir}/${name}.json`,
+        `${JSON.stringify({ machine, date: new Date().toISOString(), ...result }, null, 2)}\n`,
+      );
+    }
   }
 }
 

@@ -10,3 +10,13 @@ describe('bench smoke', () => {
     expect(renderBootstrapBench(r)).toMatch(/pool\/local/);
   });
 });
+
+describe('regions bench smoke', () => {
+  it('runs the region benchmark in its quick form', async () => {
+    const { runRegionBench, renderRegionBench } = await import('../../bench/regions.js');
+    const r = await runRegionBench(true);
+    expect(r.createSize.map((c) => c.system)).toEqual(['marufs', 'tmpfs', 'marufs', 'tmpfs']);
+    expect(r.lookup.map((l) => l.regions)).toEqual([1, 16, 256, 1024]);
+    expect(renderRegionBench(r)).toMatch(/tmpfs p50 \/ marufs p50/);
+  });
+});

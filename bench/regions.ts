@@ -1,0 +1,161 @@
+/**
+ * Region benchmarks:
+ *  1. create + size (2 MiB) latency and throughput from 1, 2, 4 and 8 node processes, next to the same
+ *     number of processes doing create + ftruncate of files on tmpfs (/dev/shm), and next to famfs's
+ *     published figure (~90–120 ms per file create; quoted, not measured here);
+ *  2. lookup (stat by name) latency as the pool fills from 1 to 65,536 regions — flat is the goal.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { attachNode, formatDevice, thisProcess } from '../src/engine/index.js';
+import { percentile, renderTable } from './table.js';
+
+const workerScript = fileURLToPath(new URL('./region-worker.js', import.meta.url));
+const MiB = 1024 * 1024;
+
+export interface CreateRow {
+  processes: number;
+  system: 'marufs' | 'tmpfs';
+  ops: number;
+  opsPerSec: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+export interface LookupRow {
+  regions: number;
+  p50Ns: number;
+  p99Ns: number;
+  meanNs: number;
+}
+
+export interface RegionBenchResult {
+  createSize: CreateRow[];
+  lookup: LookupRow[];
+}
+
+async function runWorkers(
+  mode: 'marufs' | 'tmpfs',
+  target: string,
+  processes: number,
+  count: number,
+  tag: string,
+): Promise<CreateRow> {
+  const children = Array.from({ length: processes }, (_, i) => {
+    const child = spawn(process.execPath, [workerScript, mode, target, String(count), `${tag}-p${i}`], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout });
+    const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
+    const result = new Promise<number[]>((resolve, reject) => {
+      lines.on('line', (line) => {
+        if (line.startsWith('[')) resolve(JSON.parse(line) as number[]);
+      });
+      child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`${mode} worker exited ${code}`))));
+    });
+    return { child, ready, result };
+  });
+  await Promise.all(children.map((c) => c.ready));
+  const t0 = performance.now();
+  for (const c of children) c.child.stdin.write('go\n');
+  const all = (await Promise.all(children.map((c) => c.result))).flat();
+  const wallMs = performance.now() - t0;
+  all.sort((a, b) => a - b);
+  return {
+    processes,
+    system: mode,
+    ops: all.length,
+    opsPerSec: all.length / (wallMs / 1000),
+    p50Us: percentile(all, 50) / 1000,
+    p99Us: percentile(all, 99) / 1000,
+  };
+}
+
+async function lookupSweep(dir: string, quick: boolean): Promise<LookupRow[]> {
+  const maxRegions = quick ? 1024 : 65536;
+  const pool = join(dir, 'lookup.pool');
+  await formatDevice({ path: pool, size: 1024 * MiB, geometry: { maxRegions, maxNodes: 8 } });
+  const node = await attachNode({ path: pool });
+  const caller = thisProcess(node.nodeId);
+  const rows: LookupRow[] = [];
+  let created = 0;
+  const marks = quick ? [1, 16, 256, 1024] : [1, 16, 256, 4096, 16384, 65536];
+  const samples = new Array<number>(20000);
+  for (const mark of marks) {
+    while (created < mark) await node.regions.create(`r-${created++}`, caller, { lifetime: 'persistent' });
+    for (let i = 0; i < samples.length; i++) {
+      const name = `r-${(i * 7919) % created}`;
+      const t0 = process.hrtime.bigint();
+      node.regions.lookup(name);
+      samples[i] = Number(process.hrtime.bigint() - t0);
+    }
+    const sorted = [...samples].sort((a, b) => a - b);
+    rows.push({
+      regions: created,
+      p50Ns: percentile(sorted, 50),
+      p99Ns: percentile(sorted, 99),
+      meanNs: samples.reduce((a, b) => a + b, 0) / samples.length,
+    });
+  }
+  await node.detach();
+  return rows;
+}
+
+export async function runRegionBench(quick = false): Promise<RegionBenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'marufs-bench-regions-'));
+  const shm = mkdtempSync('/dev/shm/marufs-bench-');
+  try {
+    const pool = join(dir, 'create.pool');
+    const count = quick ? 20 : 200;
+    await formatDevice({ path: pool, size: 8 * 1024 * MiB, geometry: { maxRegions: 4096, maxNodes: 16 } });
+    const createSize: CreateRow[] = [];
+    for (const processes of quick ? [1, 2] : [1, 2, 4, 8]) {
+      createSize.push(await runWorkers('marufs', pool, processes, count, `c${processes}`));
+      createSize.push(await runWorkers('tmpfs', shm, processes, count, `c${processes}`));
+    }
+    return { createSize, lookup: await lookupSweep(dir, quick) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(shm, { recursive: true, force: true });
+  }
+}
+
+export function renderRegionBench(r: RegionBenchResult): string {
+  const rows: (string | number)[][] = [];
+  for (const m of r.createSize.filter((x) => x.system === 'marufs')) {
+    const t = r.createSize.find((x) => x.system === 'tmpfs' && x.processes === m.processes)!;
+    rows.push([
+      `${m.processes} process(es)`,
+      m.opsPerSec,
+      m.p50Us,
+      m.p99Us,
+      t.opsPerSec,
+      t.p50Us,
+      t.p99Us,
+      t.p50Us / m.p50Us,
+    ]);
+  }
+  const create = renderTable(
+    [
+      'create + size 2 MiB',
+      'marufs ops/s',
+      'p50 µs',
+      'p99 µs',
+      'tmpfs ops/s',
+      'p50 µs',
+      'p99 µs',
+      'tmpfs p50 / marufs p50',
+    ],
+    rows,
+  );
+  const famfs = 'famfs (published, not measured here): ~90–120 ms per file create';
+  const lookup = renderTable(
+    ['lookup by name', 'regions', 'p50 ns', 'p99 ns', 'mean ns'],
+    r.lookup.map((l) => ['index find + name compare', l.regions, l.p50Ns, l.p99Ns, l.meanNs]),
+  );
+  return `${create}\n${famfs}\n\n${lookup}`;
+}
