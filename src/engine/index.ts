@@ -69,3 +69,5 @@ export {
 export { encodeName, hashName, NAME_MAX, type NameHash } from './regions/names.js';
 export { bestFit } from './regions/allocator.js';
 export { checkRegions, type RegionCheck } from './regions/check.js';
+export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem, type NrhtStats } from './nrht/table.js';
+export { type NrhtInitParams } from './nrht/layout.js';

@@ -65,6 +65,7 @@ export class MarufsNode {
   #state: NodeState = 'active';
   #fencedListeners: (() => void)[] = [];
   #regions: RegionStore | undefined;
+  #detachHooks: (() => Promise<void>)[] = [];
 
   /** @internal use attachNode() */
   constructor(init: {
@@ -122,6 +123,11 @@ export class MarufsNode {
     }
   }
 
+  /** Run `hook` when this node detaches, before it leaves the global ME (name tables leave their MEs). */
+  onDetach(hook: () => Promise<void>): void {
+    this.#detachHooks.push(hook);
+  }
+
   /** Called if another node declares this one dead and takes its slot. */
   onFenced(listener: () => void): void {
     this.#fencedListeners.push(listener);
@@ -142,6 +148,7 @@ export class MarufsNode {
     const wasFenced = this.#state === 'fenced';
     this.#state = 'detaching';
     try {
+      for (const hook of this.#detachHooks.splice(0)) await hook().catch(() => undefined);
       if (!wasFenced) this.#regions?.releaseAll();
       await (wasFenced ? this.globalMe.abandon() : this.globalMe.leave());
       if (!wasFenced) setSlotState(this.mem, this.slotIndex, this.#token, SlotState.DETACHING);

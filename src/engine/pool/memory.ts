@@ -252,6 +252,14 @@ export class PoolMemory {
     return w.buf.subarray(offset - w.start, offset - w.start + len);
   }
 
+  /** Do the `len` pool bytes at `offset` equal src[0, len)? (No allocation in the common case.) */
+  equals(offset: number, src: Uint8Array, len: number): boolean {
+    if (offset >>> 0 === offset && len >>> 0 === len && offset + len <= this.#limit0) {
+      return this.#buf.compare(src, 0, len, offset, offset + len) === 0;
+    }
+    return this.bytes(offset, len).compare(src, 0, len) === 0;
+  }
+
   /** Copy bytes out of the pool into a new Buffer (or into `target`). */
   read(offset: number, len: number, target?: Buffer): Buffer {
     const out = target ?? Buffer.allocUnsafe(len);

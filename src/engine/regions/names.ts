@@ -26,9 +26,8 @@ export function encodeName(name: string): Buffer {
   return bytes;
 }
 
-function murmur3(bytes: Uint8Array, seed: number): number {
+function murmur3(bytes: Uint8Array, n: number, seed: number): number {
   let h = seed >>> 0;
-  const n = bytes.length;
   const blocks = n & ~3;
   for (let i = 0; i < blocks; i += 4) {
     let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
@@ -70,9 +69,9 @@ export interface NameHash {
   hi: number;
 }
 
-export function hashName(bytes: Uint8Array, out: NameHash = { lo: 0, hi: 0 }): NameHash {
-  let lo = murmur3(bytes, 0x9747b28c);
-  let hi = murmur3(bytes, 0x5bd1e995);
+export function hashName(bytes: Uint8Array, out: NameHash = { lo: 0, hi: 0 }, len = bytes.length): NameHash {
+  let lo = murmur3(bytes, len, 0x9747b28c);
+  let hi = murmur3(bytes, len, 0x5bd1e995);
   if (weakBits >= 0) {
     const mask = weakBits === 32 ? 0xffffffff : (1 << weakBits) - 1;
     lo = (lo & mask) >>> 0;
@@ -82,6 +81,34 @@ export function hashName(bytes: Uint8Array, out: NameHash = { lo: 0, hi: 0 }): N
   out.lo = lo;
   out.hi = hi;
   return out;
+}
+
+/** Split a caller-supplied 64-bit hash (non-zero) into halves. */
+export function hashFromBigInt(h: bigint, out: NameHash = { lo: 0, hi: 0 }): NameHash {
+  const v = BigInt.asUintN(64, h);
+  if (v === 0n) throw new MarufsError('EINVAL', 'a precomputed name hash must not be 0');
+  out.lo = Number(v & 0xffffffffn);
+  out.hi = Number(v >> 32n);
+  return out;
+}
+
+/**
+ * Encode `name` into `scratch` (≥ 256 bytes, so 63 UTF-16 units always fit) without allocating;
+ * returns its length in bytes.
+ * ENAMETOOLONG over 63 bytes, EINVAL when empty or holding NUL or '/'.
+ */
+export function encodeNameInto(name: string, scratch: Buffer): number {
+  if (typeof name !== 'string' || name.length === 0) throw new MarufsError('EINVAL', 'a name must not be empty');
+  if (name.length > NAME_MAX) throw new MarufsError('ENAMETOOLONG', `name is longer than ${NAME_MAX} bytes`);
+  const n = scratch.write(name, 0, 'utf8');
+  if (n > NAME_MAX) {
+    throw new MarufsError('ENAMETOOLONG', `name is longer than ${NAME_MAX} bytes`);
+  }
+  for (let i = 0; i < n; i++) {
+    const c = scratch[i];
+    if (c === 0 || c === 0x2f) throw new MarufsError('EINVAL', 'a name may not contain NUL or "/"');
+  }
+  return n;
 }
 
 /** The hash as one 64-bit value (for display and for callers that pass a precomputed hash). */

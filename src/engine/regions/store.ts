@@ -58,7 +58,6 @@ export interface CreateOptions {
   lifetime?: LifetimeName;
   defaultPerms?: number;
   mode?: number;
-  type?: 'data' | 'nrht';
 }
 
 export interface RegionInfo extends Omit<RatEntryView, 'state'> {
@@ -228,7 +227,7 @@ export class RegionStore extends RegionTable {
       const generation = (this.mem.load32(e + E.generation) + 1) >>> 0;
       this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
       this.mem.store32(e + E.generation, generation);
-      this.mem.store32(e + E.type, options.type === 'nrht' ? RegionType.NRHT : RegionType.DATA);
+      this.mem.store32(e + E.type, RegionType.DATA);
       this.mem.store32(e + E.lifetime, lifetime === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
       this.mem.store32(e + E.defaultPerms, defaultPerms);
       this.mem.write(e + E.name, bytes);
@@ -314,29 +313,66 @@ export class RegionStore extends RegionTable {
       if (this.mem.load32(e + E.state) !== RatState.ALLOCATED) throw new MarufsError('EINVAL', 'region is not live');
       if (this.mem.load64(e + E.physOffset) !== 0n)
         throw new MarufsError('EEXIST', 'the region is already sized (size-once)');
-      const want = alignUp(bytes, REGION_ALIGN);
-      const total = this.rat.dataEnd - this.rat.dataOffset;
-      if (bytes > total || want > total) {
-        throw new MarufsError('ENOSPC', `${bytes} bytes exceed the pool's ${total} bytes of region space`);
-      }
-      const at = bestFit(
-        this.extents((id) => this.#freeIfUnmapped(id)),
-        this.rat.dataOffset,
-        this.rat.dataEnd,
-        want,
-      );
-      if (at === undefined) throw new MarufsError('ENOSPC', `no free extent of ${want} bytes`);
-      const t = nowNs();
-      this.mem.store64(e + E.allocatedSize, BigInt(want));
-      this.mem.store64(e + E.size, BigInt(bytes));
-      this.mem.store64(e + E.sizedAt, t);
-      this.mem.store64(e + E.modifiedAt, t);
-      this.mem.publish64(e + E.physOffset, BigInt(at), e, 64);
-      this.mem.add64(this.rat.header + H.bytesAllocated, BigInt(want));
-      this.mem.add32(this.rat.header + H.allocEpoch, 1);
+      this.#allocateExtent(id, bytes);
       return id;
     });
     return this.statById(id);
+  }
+
+  /** Inside the lock: place and publish the extent of unsized region `id`. ENOSPC when nothing fits. */
+  #allocateExtent(id: number, bytes: number): void {
+    const e = this.rat.entry(id);
+    const want = alignUp(bytes, REGION_ALIGN);
+    const total = this.rat.dataEnd - this.rat.dataOffset;
+    if (bytes > total || want > total) {
+      throw new MarufsError('ENOSPC', `${bytes} bytes exceed the pool's ${total} bytes of region space`);
+    }
+    const reap = (deleting: number): boolean => this.#freeIfUnmapped(deleting);
+    const at = bestFit(this.extents(reap), this.rat.dataOffset, this.rat.dataEnd, want);
+    if (at === undefined) throw new MarufsError('ENOSPC', `no free extent of ${want} bytes`);
+    const t = nowNs();
+    this.mem.store64(e + E.allocatedSize, BigInt(want));
+    this.mem.store64(e + E.size, BigInt(bytes));
+    this.mem.store64(e + E.sizedAt, t);
+    this.mem.store64(e + E.modifiedAt, t);
+    this.mem.publish64(e + E.physOffset, BigInt(at), e, 64);
+    this.mem.add64(this.rat.header + H.bytesAllocated, BigInt(want));
+    this.mem.add32(this.rat.header + H.allocEpoch, 1);
+  }
+
+  /**
+   * Turn region `id` into a name table (NRHT init), inside the lock: ADMIN is needed (EACCES); a
+   * region that already is a table answers EEXIST; an unsized region is sized to `tableSize` here;
+   * a region smaller than the table answers ENOSPC. `write(base)` formats the zeroed bytes; the
+   * region's type is set only afterwards, so a failed init never leaves a "table" of stale bytes.
+   */
+  async initTableRegion(
+    id: number,
+    generation: number,
+    caller: Caller,
+    tableSize: number,
+    write: (base: number) => void,
+  ): Promise<{ base: number; size: number }> {
+    return this.#locked(() => {
+      const e = this.rat.entry(id);
+      if (this.mem.load32(e + E.generation) !== generation) throw new MarufsError('ESTALE', 'the region was deleted');
+      if ((this.permissionsById(id, caller) & Perm.ADMIN) === 0) {
+        throw new MarufsError('EACCES', 'initializing a name table needs ADMIN');
+      }
+      const fresh = this.mem.load64(e + E.physOffset) === 0n;
+      if (!fresh && this.mem.load32(e + E.type) === RegionType.NRHT) {
+        throw new MarufsError('EEXIST', 'the region already holds a name table');
+      }
+      if (fresh) this.#allocateExtent(id, tableSize);
+      const base = Number(this.mem.load64(e + E.physOffset));
+      const size = Number(this.mem.load64(e + E.size));
+      if (size < tableSize)
+        throw new MarufsError('ENOSPC', `the table needs ${tableSize} bytes, the region has ${size}`);
+      this.mem.fill(base, tableSize, 0);
+      write(base);
+      this.mem.publish32(e + E.type, RegionType.NRHT);
+      return { base, size };
+    });
   }
 
   /**

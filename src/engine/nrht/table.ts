@@ -1,0 +1,579 @@
+/**
+ * NrhtTable: a name table (NRHT) region as seen from one node — publish name → (region, offset),
+ * find it from any node without a lock, clear it, and count references and pins on it.
+ *
+ * - Permissions: IOCTL on the table region for every operation, ADMIN for init; checked per call.
+ * - Serialization: every chain change — link, removal of dead entries, the choice of a reuse slot —
+ *   and every ref/pin read-modify-write runs inside the table's own ME, one token per shard (H8).
+ *   find() takes no lock: it walks the chain, compares the full name on a hash match, and walks
+ *   again if the shard's chain sequence moved while it missed.
+ * - Entries: EMPTY → INSERTING → TENTATIVE → VALID → TOMBSTONE, claimed only from EMPTY or
+ *   TOMBSTONE (R1); a chain's first dead entry is reused in place, other dead ones are unlinked and
+ *   returned to EMPTY, and when a shard has no free entry a dead one is taken back from any chain.
+ * - Validation: the header (magic, version, owner, geometry, size inside the region) is checked
+ *   before the first read or write through it, and the ME area's header by the ME itself (H21).
+ */
+import { MarufsError } from '../errors.js';
+import type { MarufsNode } from '../node.js';
+import { joinMe, type MeInstance } from '../me/index.js';
+import { formatMeArea } from '../me/area.js';
+import type { PoolMemory } from '../pool/memory.js';
+import { Perm } from '../regions/acl.js';
+import { encodeNameInto, hashFromBigInt, hashName, NAME_MAX, type NameHash } from '../regions/names.js';
+import type { Caller } from '../regions/principal.js';
+import { E, RatState, RegionType, readName } from '../regions/rat.js';
+import type { RegionHandle } from '../regions/handle.js';
+import {
+  NE,
+  NRHT_ENTRY_SIZE,
+  NRHT_HEADER_SIZE,
+  NRHT_MAGIC,
+  NRHT_SHARD_HEADER_SIZE,
+  NH,
+  NS,
+  readNrhtGeometry,
+  resolveNrhtGeometry,
+  shardsStart,
+  writeNrhtHeaders,
+  type NrhtGeometry,
+  type NrhtInitParams,
+} from './layout.js';
+
+export const NrhtState = Object.freeze({ EMPTY: 0, INSERTING: 1, TENTATIVE: 2, VALID: 3, TOMBSTONE: 4 } as const);
+const BUCKET_END = 0xffffffff;
+const U32_MAX = 0xffffffff;
+export const BATCH_MAX = 32;
+
+export interface FindResult {
+  name: string;
+  regionId: number;
+  regionName: string;
+  offset: number;
+  ref: number;
+  pin: number;
+}
+
+export interface PublishItem {
+  name: string;
+  /** Target region: its name, or its id. */
+  region: string | number;
+  offset: number;
+  hash?: bigint;
+}
+
+export interface NrhtStats {
+  geometry: Omit<NrhtGeometry, 'meOffset' | 'shardStride' | 'bucketBytes'>;
+  /** Names published (VALID entries). */
+  entries: number;
+  /** Entries claimed, including dead ones still linked in chains. */
+  slotsInUse: number;
+  capacity: number;
+  /** Chain length histogram over buckets: index k counts chains of length k (last bin: ≥ 16). */
+  chainDepth: number[];
+  longestChain: number;
+}
+
+/** One ME instance per (node, table): joined on first insert, counter op or join(); left on detach. */
+const instances = new WeakMap<MarufsNode, Map<number, { generation: number; me: Promise<MeInstance> }>>();
+
+export class NrhtTable {
+  readonly name: string;
+  readonly caller: Caller;
+  #node: MarufsNode;
+  #handle: RegionHandle;
+  #mem: PoolMemory;
+  #g: NrhtGeometry | undefined;
+  #base = 0;
+  #scratch = Buffer.alloc(256);
+  #hash: NameHash = { lo: 0, hi: 0 };
+  #regionNames = new Map<number, { generation: number; name: string }>();
+
+  private constructor(node: MarufsNode, handle: RegionHandle, name: string, caller: Caller) {
+    this.#node = node;
+    this.#handle = handle;
+    this.#mem = node.mem;
+    this.name = name;
+    this.caller = caller;
+  }
+
+  /** Open the table region `name` (no check yet: every operation checks IOCTL). */
+  static open(node: MarufsNode, name: string, caller: Caller): NrhtTable {
+    return new NrhtTable(node, node.regions.open(name, caller), name, caller);
+  }
+
+  /**
+   * Initialize region `name` as a name table (ADMIN). Sizes an unsized region itself; EEXIST if it
+   * already is a table; ENOSPC if the region is too small; EINVAL for bad geometry.
+   */
+  static async init(node: MarufsNode, name: string, caller: Caller, params: NrhtInitParams = {}): Promise<NrhtTable> {
+    const geo = node.superblock.geometry;
+    const g = resolveNrhtGeometry(params, {
+      maxEntries: geo.nrhtMaxEntries,
+      maxShards: Math.min(64, geo.nrhtMaxShards),
+      maxNodes: geo.maxNodes,
+    });
+    const table = NrhtTable.open(node, name, caller);
+    try {
+      const handle = table.#handle;
+      await node.regions.initTableRegion(handle.id, handle.generation, caller, g.tableSize, (base) => {
+        formatMeArea(node.mem, base + g.meOffset, g.shards, g.maxNodes, g.strategy);
+        writeNrhtHeaders(node.mem, base, g, { id: handle.id, generation: handle.generation });
+      });
+      table.#geometry();
+      return table;
+    } catch (err) {
+      table.close();
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.#handle.close();
+  }
+
+  /** Validated geometry and base of the table (H21: nothing is trusted before this passes). */
+  #geometry(): NrhtGeometry {
+    const e = this.#node.regions.rat.entry(this.#handle.id);
+    const mem = this.#mem;
+    if (mem.load32(e + E.generation) !== this.#handle.generation || mem.load32(e + E.state) !== RatState.ALLOCATED) {
+      throw new MarufsError('ESTALE', `name table "${this.name}" was deleted`);
+    }
+    if (this.#g && mem.load32(this.#base + NH.magic) === NRHT_MAGIC) return this.#g;
+    if (mem.load32(e + E.type) !== RegionType.NRHT) {
+      throw new MarufsError('ENOENT', `"${this.name}" is not an initialized name table`);
+    }
+    const base = Number(mem.load64(e + E.physOffset));
+    const size = Number(mem.load64(e + E.size));
+    this.#g = readNrhtGeometry(mem, base, size, { id: this.#handle.id, generation: this.#handle.generation });
+    this.#base = base;
+    return this.#g;
+  }
+
+  #check(perm: number): NrhtGeometry {
+    this.#node.assertActive();
+    const g = this.#geometry();
+    if ((this.#node.regions.permissionsById(this.#handle.id, this.caller) & perm) !== perm) {
+      throw new MarufsError('EACCES', `name table "${this.name}" needs IOCTL`);
+    }
+    return g;
+  }
+
+  #key(name: string, hash?: bigint): number {
+    const n = encodeNameInto(name, this.#scratch);
+    if (hash !== undefined) hashFromBigInt(hash, this.#hash);
+    else hashName(this.#scratch, this.#hash, n);
+    return n;
+  }
+
+  #shardOf(g: NrhtGeometry, h: NameHash): number {
+    return g.shards === 1 ? 0 : (h.hi >>> 26) & (g.shards - 1);
+  }
+  #shardHeader(s: number): number {
+    return this.#base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE;
+  }
+  #bucketWord(g: NrhtGeometry, s: number, b: number): number {
+    return this.#base + shardsStart(g) + s * g.shardStride + 4 * b;
+  }
+  #entry(g: NrhtGeometry, s: number, i: number): number {
+    return this.#base + shardsStart(g) + s * g.shardStride + g.bucketBytes + i * NRHT_ENTRY_SIZE;
+  }
+
+  /** The table's ME on this node, joined on first use. */
+  async #me(g: NrhtGeometry): Promise<MeInstance> {
+    let perNode = instances.get(this.#node);
+    if (!perNode) {
+      perNode = new Map();
+      instances.set(this.#node, perNode);
+      const registry = perNode;
+      this.#node.onDetach(async () => {
+        const all = [...registry.values()];
+        registry.clear();
+        await Promise.all(all.map(async (i) => (await i.me.catch(() => undefined))?.leave()));
+      });
+    }
+    const cached = perNode.get(this.#handle.id);
+    if (cached && cached.generation === this.#handle.generation) return cached.me;
+    const me = joinMe({
+      mem: this.#mem,
+      base: this.#base + g.meOffset,
+      nodeId: this.#node.nodeId,
+      name: `nrht[${this.#handle.id}]`,
+    });
+    perNode.set(this.#handle.id, { generation: this.#handle.generation, me });
+    me.catch(() => perNode.delete(this.#handle.id));
+    return me;
+  }
+
+  /** Join the table's ME now (pre-warm), so the first insert pays no join. IOCTL. */
+  async join(): Promise<void> {
+    await this.#me(this.#check(Perm.IOCTL));
+  }
+
+  // ---- lookup -----------------------------------------------------------------------------------
+
+  /** Entry index of `name` (already in scratch/hash) in shard s, or -1. No lock. */
+  #walk(g: NrhtGeometry, s: number, len: number): number {
+    const mem = this.#mem;
+    const h = this.#hash;
+    let idx = mem.observe32(this.#bucketWord(g, s, h.lo & (g.bucketsPerShard - 1)));
+    for (let steps = 0; idx !== BUCKET_END; steps++) {
+      if (idx >= g.entriesPerShard || steps > g.entriesPerShard) return -1; // torn or cyclic: find() retries
+      const e = this.#entry(g, s, idx);
+      if (
+        mem.load32(e + NE.state) === NrhtState.VALID &&
+        mem.load32(e + NE.hashLo) === h.lo &&
+        mem.load32(e + NE.hashHi) === h.hi &&
+        mem.load32(e + NE.nameLen) === len &&
+        mem.equals(e + NE.name, this.#scratch, len)
+      ) {
+        return idx;
+      }
+      idx = mem.load32(e + NE.next);
+    }
+    return -1;
+  }
+
+  #findIndex(g: NrhtGeometry, s: number, len: number): number {
+    const seqWord = this.#shardHeader(s) + NS.seq;
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.#mem.observe32(seqWord);
+      const idx = this.#walk(g, s, len);
+      if (idx >= 0) return idx;
+      if ((seq & 1) === 0 && this.#mem.observe32(seqWord) === seq) return -1;
+      if (attempt > 10_000) throw new MarufsError('EIO', `name table shard ${s} keeps changing`);
+    }
+  }
+
+  /** Look `name` up, lock-free. ENOENT if absent. IOCTL. */
+  find(name: string, options: { hash?: bigint } = {}): FindResult {
+    const g = this.#check(Perm.IOCTL);
+    const len = this.#key(name, options.hash);
+    const s = this.#shardOf(g, this.#hash);
+    const idx = this.#findIndex(g, s, len);
+    if (idx < 0) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
+    const e = this.#entry(g, s, idx);
+    const mem = this.#mem;
+    const regionId = mem.load32(e + NE.targetRegion);
+    return {
+      name,
+      regionId,
+      regionName: this.#regionName(regionId),
+      offset: Number(mem.load64(e + NE.offset)),
+      ref: mem.load32(e + NE.ref),
+      pin: mem.load32(e + NE.pin),
+    };
+  }
+
+  /** Current name of region `id` (cached per region generation). */
+  #regionName(id: number): string {
+    const rat = this.#node.regions.rat;
+    if (id >= rat.maxEntries) return '';
+    const gen = this.#mem.load32(rat.entry(id) + E.generation);
+    const cached = this.#regionNames.get(id);
+    if (cached && cached.generation === gen) return cached.name;
+    const name = readName(this.#mem, rat, id).toString('utf8');
+    this.#regionNames.set(id, { generation: gen, name });
+    return name;
+  }
+
+  /** Up to 32 lookups; per-name result or error code. EINVAL for 0 or more than 32 names. */
+  findBatch(names: string[]): { found: number; results: (FindResult | { code: string })[] } {
+    if (names.length === 0 || names.length > BATCH_MAX)
+      throw new MarufsError('EINVAL', `a batch holds 1–${BATCH_MAX} names`);
+    this.#check(Perm.IOCTL);
+    let found = 0;
+    const results = names.map((n) => {
+      try {
+        const r = this.find(n);
+        found++;
+        return r;
+      } catch (e) {
+        return { code: (e as MarufsError).code ?? 'EIO' };
+      }
+    });
+    return { found, results };
+  }
+
+  /** Every VALID entry (administration; takes no lock, so a concurrent change may or may not show). */
+  list(): FindResult[] {
+    const g = this.#check(Perm.IOCTL);
+    const out: FindResult[] = [];
+    for (let s = 0; s < g.shards; s++) {
+      for (let i = 0; i < g.entriesPerShard; i++) {
+        const e = this.#entry(g, s, i);
+        if (this.#mem.load32(e + NE.state) !== NrhtState.VALID) continue;
+        const len = Math.min(NAME_MAX, this.#mem.load32(e + NE.nameLen));
+        const regionId = this.#mem.load32(e + NE.targetRegion);
+        out.push({
+          name: this.#mem.read(e + NE.name, len).toString('utf8'),
+          regionId,
+          regionName: this.#regionName(regionId),
+          offset: Number(this.#mem.load64(e + NE.offset)),
+          ref: this.#mem.load32(e + NE.ref),
+          pin: this.#mem.load32(e + NE.pin),
+        });
+      }
+    }
+    return out;
+  }
+
+  // ---- changes (inside the shard's ME) ----------------------------------------------------------
+
+  #target(region: string | number, offset: number): { id: number; generation: number } {
+    const store = this.#node.regions;
+    let id: number;
+    if (typeof region === 'number') id = region;
+    else {
+      const hit = store.lookup(region);
+      if (!hit) throw new MarufsError('EINVAL', `target region "${region}" does not exist`);
+      id = hit.regionId;
+    }
+    if (!Number.isInteger(id) || id < 0 || id >= store.rat.maxEntries)
+      throw new MarufsError('EINVAL', `bad target region ${region}`);
+    const e = store.rat.entry(id);
+    if (this.#mem.load32(e + E.state) !== RatState.ALLOCATED)
+      throw new MarufsError('EINVAL', `target region ${region} is not live`);
+    const phys = this.#mem.load64(e + E.physOffset);
+    const size = Number(this.#mem.load64(e + E.size));
+    if (phys === 0n) throw new MarufsError('EINVAL', `target region ${region} is not sized`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset >= size) {
+      throw new MarufsError('EINVAL', `offset ${offset} lies outside target region ${region} (${size} bytes)`);
+    }
+    return { id, generation: this.#mem.load32(e + E.generation) };
+  }
+
+  /** Publish name → (region, offset). EEXIST for a name already there, ENOSPC when the shard is full. IOCTL. */
+  async publish(name: string, region: string | number, offset: number, options: { hash?: bigint } = {}): Promise<void> {
+    const g = this.#check(Perm.IOCTL);
+    this.#key(name, options.hash);
+    const target = this.#target(region, offset);
+    const me = await this.#me(g);
+    const s = this.#shardOf(g, this.#hash);
+    await me.acquire(s);
+    try {
+      // The scratch buffer and hash may have been reused by another call while we waited.
+      const len = this.#key(name, options.hash);
+      this.#insertLocked(g, s, len, target, offset);
+    } finally {
+      me.release(s);
+    }
+  }
+
+  #insertLocked(
+    g: NrhtGeometry,
+    s: number,
+    len: number,
+    target: { id: number; generation: number },
+    offset: number,
+  ): void {
+    const mem = this.#mem;
+    const h = this.#hash;
+    const hdr = this.#shardHeader(s);
+    const head = this.#bucketWord(g, s, h.lo & (g.bucketsPerShard - 1));
+    if (this.#walk(g, s, len) >= 0) throw new MarufsError('EEXIST', 'the name is already published');
+    let reuse = -1;
+    let prevWord = head;
+    let idx = mem.load32(head);
+    for (let steps = 0; idx !== BUCKET_END; steps++) {
+      if (idx >= g.entriesPerShard || steps > g.entriesPerShard)
+        throw new MarufsError('EIO', `name table shard ${s}: corrupt chain`);
+      const e = this.#entry(g, s, idx);
+      const st = mem.load32(e + NE.state);
+      const next = mem.load32(e + NE.next);
+      if (st === NrhtState.TOMBSTONE || st === NrhtState.EMPTY) {
+        if (reuse < 0 && mem.cas32(e + NE.state, st, NrhtState.INSERTING) === st) {
+          reuse = idx;
+        } else {
+          this.#changeChain(hdr, () => mem.store32(prevWord, next));
+          if (mem.cas32(e + NE.state, st, NrhtState.EMPTY) === st) {
+            mem.store32(e + NE.linked, 0);
+            mem.add32(hdr + NS.inUse, -1);
+          }
+          idx = next;
+          continue;
+        }
+      }
+      prevWord = e + NE.next;
+      idx = next;
+    }
+    const linkNew = reuse < 0;
+    if (linkNew) reuse = this.#claimEmpty(g, s);
+    const e = this.#entry(g, s, reuse);
+    mem.store32(e + NE.hashLo, h.lo);
+    mem.store32(e + NE.hashHi, h.hi);
+    mem.store64(e + NE.offset, BigInt(offset));
+    mem.store32(e + NE.targetRegion, target.id);
+    mem.store32(e + NE.targetGeneration, target.generation);
+    mem.store32(e + NE.inserterNode, this.#node.nodeId);
+    mem.store64(e + NE.createdAt, BigInt(Date.now()) * 1_000_000n);
+    mem.store32(e + NE.ref, 0);
+    mem.store32(e + NE.pin, 0);
+    mem.store32(e + NE.nameLen, len);
+    mem.write(e + NE.name, this.#scratch.subarray(0, len));
+    mem.fill(e + NE.name + len, 64 - len, 0);
+    mem.publish32(e + NE.state, NrhtState.TENTATIVE, e, NRHT_ENTRY_SIZE);
+    if (linkNew) {
+      this.#changeChain(hdr, () => {
+        mem.store32(e + NE.next, mem.load32(head));
+        mem.store32(e + NE.linked, 1);
+        mem.publish32(head, reuse);
+      });
+    }
+    mem.publish32(e + NE.state, NrhtState.VALID);
+  }
+
+  #claimEmpty(g: NrhtGeometry, s: number): number {
+    const mem = this.#mem;
+    const hdr = this.#shardHeader(s);
+    for (let round = 0; round < 2; round++) {
+      const start = mem.load32(hdr + NS.freeHint) % g.entriesPerShard;
+      for (let n = 0; n < g.entriesPerShard; n++) {
+        const idx = (start + n) % g.entriesPerShard;
+        const e = this.#entry(g, s, idx);
+        if (mem.load32(e + NE.linked) !== 0) continue;
+        if (mem.cas32(e + NE.state, NrhtState.EMPTY, NrhtState.INSERTING) === NrhtState.EMPTY) {
+          mem.store32(e + NE.next, BUCKET_END);
+          mem.store32(hdr + NS.freeHint, (idx + 1) % g.entriesPerShard);
+          mem.add32(hdr + NS.inUse, 1);
+          return idx;
+        }
+      }
+      if (!this.#reclaimDead(g, s)) break;
+    }
+    throw new MarufsError('ENOSPC', `name table shard ${s} is full (${g.entriesPerShard} entries)`);
+  }
+
+  /** Unlink one dead entry of shard s from whatever chain holds it and make it EMPTY. */
+  #reclaimDead(g: NrhtGeometry, s: number): boolean {
+    const mem = this.#mem;
+    const hdr = this.#shardHeader(s);
+    for (let idx = 0; idx < g.entriesPerShard; idx++) {
+      const e = this.#entry(g, s, idx);
+      if (mem.load32(e + NE.state) !== NrhtState.TOMBSTONE || mem.load32(e + NE.linked) !== 1) continue;
+      let prevWord = this.#bucketWord(g, s, mem.load32(e + NE.hashLo) & (g.bucketsPerShard - 1));
+      let cur = mem.load32(prevWord);
+      for (let steps = 0; cur !== BUCKET_END && cur !== idx && steps <= g.entriesPerShard; steps++) {
+        prevWord = this.#entry(g, s, cur) + NE.next;
+        cur = mem.load32(prevWord);
+      }
+      if (cur !== idx) continue;
+      const next = mem.load32(e + NE.next);
+      this.#changeChain(hdr, () => mem.store32(prevWord, next));
+      if (mem.cas32(e + NE.state, NrhtState.TOMBSTONE, NrhtState.EMPTY) === NrhtState.TOMBSTONE) {
+        mem.store32(e + NE.linked, 0);
+        mem.add32(hdr + NS.inUse, -1);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  #changeChain(hdr: number, change: () => void): void {
+    this.#mem.add32(hdr + NS.seq, 1);
+    change();
+    this.#mem.add32(hdr + NS.seq, 1);
+    this.#mem.writeBack(hdr + NS.seq, 4);
+  }
+
+  /** Up to 32 publishes; per-item status ('OK' or an error code). EINVAL for 0 or more than 32. */
+  async publishBatch(items: PublishItem[]): Promise<{ stored: number; status: string[] }> {
+    if (items.length === 0 || items.length > BATCH_MAX)
+      throw new MarufsError('EINVAL', `a batch holds 1–${BATCH_MAX} names`);
+    this.#check(Perm.IOCTL);
+    let stored = 0;
+    const status: string[] = [];
+    for (const it of items) {
+      try {
+        await this.publish(it.name, it.region, it.offset, it.hash !== undefined ? { hash: it.hash } : {});
+        stored++;
+        status.push('OK');
+      } catch (e) {
+        status.push((e as MarufsError).code ?? 'EIO');
+      }
+    }
+    return { stored, status };
+  }
+
+  /** Remove `name`. ENOENT if absent. IOCTL. */
+  async clear(name: string, options: { hash?: bigint } = {}): Promise<void> {
+    await this.#locked(name, options.hash, (e) => {
+      if (this.#mem.casPublish32(e + NE.state, NrhtState.VALID, NrhtState.TOMBSTONE) !== NrhtState.VALID) {
+        throw new MarufsError('ENOENT', `no name "${name}"`);
+      }
+      return 0;
+    });
+  }
+
+  /** Run `fn` on the VALID entry of `name` inside its shard's ME. */
+  async #locked<T>(name: string, hash: bigint | undefined, fn: (entry: number) => T): Promise<T> {
+    const g = this.#check(Perm.IOCTL);
+    this.#key(name, hash);
+    const me = await this.#me(g);
+    const s = this.#shardOf(g, this.#hash);
+    await me.acquire(s);
+    try {
+      const len = this.#key(name, hash);
+      const idx = this.#walk(g, s, len);
+      if (idx < 0) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
+      return fn(this.#entry(g, s, idx));
+    } finally {
+      me.release(s);
+    }
+  }
+
+  #counter(field: number, delta: 1 | -1, name: string, hash?: bigint): Promise<number> {
+    return this.#locked(name, hash, (e) => {
+      const v = this.#mem.load32(e + field);
+      if (delta > 0 && v === U32_MAX) throw new MarufsError('EOVERFLOW', 'counter is at 2^32-1');
+      if (delta < 0 && v === 0) throw new MarufsError('EINVAL', 'counter is already 0');
+      this.#mem.store32(e + field, v + delta);
+      this.#mem.writeBack(e + field, 4);
+      return v + delta;
+    });
+  }
+
+  refInc(name: string, hash?: bigint): Promise<number> {
+    return this.#counter(NE.ref, 1, name, hash);
+  }
+  refDec(name: string, hash?: bigint): Promise<number> {
+    return this.#counter(NE.ref, -1, name, hash);
+  }
+  pinInc(name: string, hash?: bigint): Promise<number> {
+    return this.#counter(NE.pin, 1, name, hash);
+  }
+  pinDec(name: string, hash?: bigint): Promise<number> {
+    return this.#counter(NE.pin, -1, name, hash);
+  }
+
+  /** Geometry, fill and chain-depth histogram (IOCTL). */
+  stats(): NrhtStats {
+    const g = this.#check(Perm.IOCTL);
+    const chainDepth = new Array<number>(17).fill(0);
+    let longest = 0;
+    let entries = 0;
+    let slotsInUse = 0;
+    for (let s = 0; s < g.shards; s++) {
+      slotsInUse += this.#mem.load32(this.#shardHeader(s) + NS.inUse);
+      for (let b = 0; b < g.bucketsPerShard; b++) {
+        let len = 0;
+        let idx = this.#mem.load32(this.#bucketWord(g, s, b));
+        while (idx !== BUCKET_END && idx < g.entriesPerShard && len <= g.entriesPerShard) {
+          if (this.#mem.load32(this.#entry(g, s, idx) + NE.state) === NrhtState.VALID) len++;
+          idx = this.#mem.load32(this.#entry(g, s, idx) + NE.next);
+        }
+        chainDepth[Math.min(16, len)]!++;
+        entries += len;
+        longest = Math.max(longest, len);
+      }
+    }
+    const { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize } = g;
+    return {
+      geometry: { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize },
+      entries,
+      slotsInUse,
+      capacity: shards * entriesPerShard,
+      chainDepth,
+      longestChain: longest,
+    };
+  }
+}
