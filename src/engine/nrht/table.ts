@@ -198,10 +198,24 @@ export class NrhtTable {
       base: this.#base + g.meOffset,
       nodeId: this.#node.nodeId,
       name: `nrht[${this.#handle.id}]`,
+      // A table's heartbeat ticks from the instance's own cycle: no thread per table. A stuck event
+      // loop may then lose the token to a takeover, which generation fencing makes safe.
+      config: { heartbeatThread: false },
     });
     perNode.set(this.#handle.id, { generation: this.#handle.generation, me });
     me.catch(() => perNode.delete(this.#handle.id));
     return me;
+  }
+
+  /** Leave the table's ME on this node (handing over any token) and close the table. */
+  async leave(): Promise<void> {
+    const perNode = instances.get(this.#node);
+    const cached = perNode?.get(this.#handle.id);
+    if (cached && cached.generation === this.#handle.generation) {
+      perNode!.delete(this.#handle.id);
+      await (await cached.me.catch(() => undefined))?.leave();
+    }
+    this.close();
   }
 
   /** Join the table's ME now (pre-warm), so the first insert pays no join. IOCTL. */
@@ -543,6 +557,57 @@ export class NrhtTable {
   }
   pinDec(name: string, hash?: bigint): Promise<number> {
     return this.#counter(NE.pin, -1, name, hash);
+  }
+
+  /**
+   * Invariants of the table's chains, from pool bytes (read only): every chain acyclic and inside
+   * its shard, made of entries marked linked, every linked entry in exactly one chain, every VALID
+   * entry in its hash's bucket, no name VALID twice, and the shard counters right.
+   */
+  check(): string[] {
+    const g = this.#check(Perm.IOCTL);
+    const mem = this.#mem;
+    const problems: string[] = [];
+    for (let s = 0; s < g.shards; s++) {
+      const seen = new Uint8Array(g.entriesPerShard);
+      const names = new Set<string>();
+      let linked = 0;
+      for (let b = 0; b < g.bucketsPerShard; b++) {
+        let idx = mem.load32(this.#bucketWord(g, s, b));
+        while (idx !== BUCKET_END) {
+          if (idx >= g.entriesPerShard) {
+            problems.push(`shard ${s} bucket ${b}: link to ${idx} outside the shard`);
+            break;
+          }
+          if (seen[idx]) {
+            problems.push(`shard ${s} entry ${idx}: in two chains or a cycle`);
+            break;
+          }
+          seen[idx] = 1;
+          linked++;
+          const e = this.#entry(g, s, idx);
+          if (mem.load32(e + NE.linked) !== 1) problems.push(`shard ${s} entry ${idx}: in a chain, not marked linked`);
+          if (mem.load32(e + NE.state) === NrhtState.VALID) {
+            if ((mem.load32(e + NE.hashLo) & (g.bucketsPerShard - 1)) !== b)
+              problems.push(`shard ${s} entry ${idx}: wrong bucket`);
+            const name = mem.read(e + NE.name, Math.min(NAME_MAX, mem.load32(e + NE.nameLen))).toString('utf8');
+            if (names.has(name)) problems.push(`shard ${s}: name "${name}" is VALID twice`);
+            names.add(name);
+          }
+          idx = mem.load32(e + NE.next);
+        }
+      }
+      for (let i = 0; i < g.entriesPerShard; i++) {
+        const e = this.#entry(g, s, i);
+        if (!seen[i] && mem.load32(e + NE.linked) === 1)
+          problems.push(`shard ${s} entry ${i}: marked linked, in no chain`);
+        const st = mem.load32(e + NE.state);
+        if (!seen[i] && st !== NrhtState.EMPTY) problems.push(`shard ${s} entry ${i}: state ${st} outside any chain`);
+      }
+      const inUse = mem.load32(this.#shardHeader(s) + NS.inUse);
+      if (inUse !== linked) problems.push(`shard ${s}: header counts ${inUse} entries in use, chains hold ${linked}`);
+    }
+    return problems;
   }
 
   /** Geometry, fill and chain-depth histogram (IOCTL). */
