@@ -10,6 +10,7 @@ import { registerAttach } from './commands/attach.js';
 import { registerDemo } from './commands/demo.js';
 import { registerFormat } from './commands/format.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerNames } from './commands/names.js';
 import { registerRegion } from './commands/region.js';
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerAttach(program);
   registerRegion(program);
+  registerNames(program);
   registerDemo(program);
   return program;
 }

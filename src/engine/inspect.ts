@@ -12,6 +12,9 @@ import { PoolMemory } from './pool/memory.js';
 import { formatPerms } from './regions/acl.js';
 import { describePrincipal } from './regions/principal.js';
 import { RegionTable, type Capacity, type RegionInfo } from './regions/store.js';
+import { inspectMeArea, type MeAreaReport } from './me/inspect.js';
+import { readNrhtGeometry } from './nrht/layout.js';
+import { tableStats, type NrhtStats } from './nrht/table.js';
 
 export type SlotLiveness = 'live' | 'stalled';
 
@@ -49,6 +52,8 @@ export interface PoolReport {
   /** Live regions (and unlinked ones still open somewhere, state "deleting"). */
   regions?: RegionReport[];
   capacity?: Capacity;
+  /** The global ME area: holder, members, per-shard counters (from pool bytes). */
+  globalMe?: MeAreaReport;
   observedMs: number;
 }
 
@@ -67,6 +72,8 @@ export interface RegionReport {
   createdAt: string;
   modifiedAt: string;
   mappedBy: number[];
+  /** Name tables only: geometry, fill, chain-depth histogram, and the table's ME area. */
+  table?: (NrhtStats & { me: MeAreaReport }) | { error: string };
 }
 
 export function regionReport(r: RegionInfo): RegionReport {
@@ -153,7 +160,19 @@ export async function inspectPool(path: string, options: InspectOptions = {}): P
       };
       report.geometry = { ...sb.geometry };
       const table = new RegionTable(mem, sb.layout);
-      report.regions = table.list({ includeDeleting: true }).map(regionReport);
+      report.regions = table.list({ includeDeleting: true }).map((r) => {
+        const out = regionReport(r);
+        if (r.type === 1 && r.physOffset !== 0 && r.state === 'allocated') {
+          try {
+            const g = readNrhtGeometry(mem, r.physOffset, r.size, { id: r.id, generation: r.generation });
+            out.table = { ...tableStats(mem, r.physOffset, g), me: inspectMeArea(mem, r.physOffset + g.meOffset) };
+          } catch (e) {
+            out.table = { error: (e as Error).message };
+          }
+        }
+        return out;
+      });
+      report.globalMe = inspectMeArea(mem, sb.layout.globalMeOffset);
       report.capacity = table.capacity();
       report.layout = {
         areas: sb.layout.areas.map((a) => ({ ...a })),

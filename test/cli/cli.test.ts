@@ -126,3 +126,70 @@ describe('marufs CLI', () => {
     }
   });
 });
+
+describe('marufs region and names commands', () => {
+  const tmp = tempDir();
+  afterAll(() => tmp.cleanup());
+
+  it('administers regions and name tables from the command line, with JSON that inspect agrees with', () => {
+    const pool = join(tmp.dir, 'admin.pool');
+    expect(runCli(['format', pool, '--size', '256M', '--max-regions', '64']).status).toBe(0);
+    const created = runCli(['region', 'create', pool, 'kv', '--size', '5M', '--default', 'r', '--json']);
+    expect(created.status).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({
+      name: 'kv',
+      size: 5 * 1024 * 1024,
+      allocatedSize: 6 * 1024 * 1024,
+      defaultPermissions: 'r-----',
+      lifetime: 'persistent',
+    });
+    expect(runCli(['region', 'grant', pool, 'kv', '--workload', 'team/infer', '--perms', 'rw']).status).toBe(0);
+    expect(runCli(['region', 'grant', pool, 'kv', '--node', '3', '--pid', '1234', '--perms', 'rwd']).status).toBe(0);
+    expect(runCli(['region', 'revoke', pool, 'kv', '--node', '3', '--pid', '1234', '--perms', 'w']).status).toBe(0);
+    const stat = JSON.parse(runCli(['region', 'stat', pool, 'kv', '--json']).stdout) as {
+      delegations: { permissions: string }[];
+    };
+    expect(stat.delegations.map((d) => d.permissions)).toEqual(['rw----', 'r-d---']);
+    expect(runCli(['region', 'default', pool, 'kv', 'none']).status).toBe(0);
+    const failed = runCli(['region', 'create', pool, 'huge', '--size', '1G']);
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toMatch(/ENOSPC/);
+    expect(runCli(['region', 'stat', pool, 'huge']).status).toBe(1); // no half-made region left behind
+
+    expect(runCli(['names', 'init', pool, 'idx', '--entries', '4096', '--shards', '4']).status).toBe(0);
+    expect(runCli(['names', 'put', pool, 'idx', 'block-1', 'kv', '4096']).status).toBe(0);
+    const dup = runCli(['names', 'put', pool, 'idx', 'block-1', 'kv', '0']);
+    expect(dup.status).toBe(1);
+    expect(dup.stderr).toMatch(/EEXIST/);
+    expect(JSON.parse(runCli(['names', 'ref', pool, 'idx', 'block-1', 'inc', '--json']).stdout)).toEqual({
+      name: 'block-1',
+      ref: 1,
+    });
+    expect(JSON.parse(runCli(['names', 'get', pool, 'idx', 'block-1', '--json']).stdout)).toMatchObject({
+      regionName: 'kv',
+      offset: 4096,
+      ref: 1,
+      pin: 0,
+    });
+    expect(runCli(['names', 'pin', pool, 'idx', 'block-1', 'dec']).stderr).toMatch(/EINVAL/);
+
+    const report = JSON.parse(runCli(['inspect', pool, '--json']).stdout) as {
+      regions: {
+        name: string;
+        type: string;
+        table?: { entries: number; capacity: number; me: { strategy: string } };
+      }[];
+      capacity: { usedBytes: number; regionsUsed: number };
+    };
+    expect(report.regions.map((r) => r.name).sort()).toEqual(['idx', 'kv']);
+    expect(report.regions.find((r) => r.name === 'idx')!.table).toMatchObject({
+      entries: 1,
+      capacity: 4096,
+      me: { strategy: 'request' },
+    });
+    expect(report.capacity.regionsUsed).toBe(2);
+    expect(runCli(['names', 'rm', pool, 'idx', 'block-1']).status).toBe(0);
+    expect(runCli(['names', 'get', pool, 'idx', 'block-1']).status).toBe(1);
+    expect(runCli(['region', 'rm', pool, 'kv']).status).toBe(0);
+  });
+});

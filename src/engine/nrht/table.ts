@@ -73,6 +73,40 @@ export interface NrhtStats {
   longestChain: number;
 }
 
+/** Geometry, fill and chain-depth histogram of the table at `base` (read only, no lock). */
+export function tableStats(mem: PoolMemory, base: number, g: NrhtGeometry): NrhtStats {
+  const chainDepth = new Array<number>(17).fill(0);
+  let longest = 0;
+  let entries = 0;
+  let slotsInUse = 0;
+  const start = base + shardsStart(g);
+  for (let s = 0; s < g.shards; s++) {
+    slotsInUse += mem.load32(base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE + NS.inUse);
+    const shard = start + s * g.shardStride;
+    const entryAt = (i: number): number => shard + g.bucketBytes + i * NRHT_ENTRY_SIZE;
+    for (let b = 0; b < g.bucketsPerShard; b++) {
+      let len = 0;
+      let idx = mem.load32(shard + 4 * b);
+      for (let steps = 0; idx !== BUCKET_END && idx < g.entriesPerShard && steps <= g.entriesPerShard; steps++) {
+        if (mem.load32(entryAt(idx) + NE.state) === NrhtState.VALID) len++;
+        idx = mem.load32(entryAt(idx) + NE.next);
+      }
+      chainDepth[Math.min(16, len)]!++;
+      entries += len;
+      longest = Math.max(longest, len);
+    }
+  }
+  const { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize } = g;
+  return {
+    geometry: { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize },
+    entries,
+    slotsInUse,
+    capacity: shards * entriesPerShard,
+    chainDepth,
+    longestChain: longest,
+  };
+}
+
 /** One ME instance per (node, table): joined on first insert, counter op or join(); left on detach. */
 const instances = new WeakMap<MarufsNode, Map<number, { generation: number; me: Promise<MeInstance> }>>();
 
@@ -612,33 +646,6 @@ export class NrhtTable {
 
   /** Geometry, fill and chain-depth histogram (IOCTL). */
   stats(): NrhtStats {
-    const g = this.#check(Perm.IOCTL);
-    const chainDepth = new Array<number>(17).fill(0);
-    let longest = 0;
-    let entries = 0;
-    let slotsInUse = 0;
-    for (let s = 0; s < g.shards; s++) {
-      slotsInUse += this.#mem.load32(this.#shardHeader(s) + NS.inUse);
-      for (let b = 0; b < g.bucketsPerShard; b++) {
-        let len = 0;
-        let idx = this.#mem.load32(this.#bucketWord(g, s, b));
-        while (idx !== BUCKET_END && idx < g.entriesPerShard && len <= g.entriesPerShard) {
-          if (this.#mem.load32(this.#entry(g, s, idx) + NE.state) === NrhtState.VALID) len++;
-          idx = this.#mem.load32(this.#entry(g, s, idx) + NE.next);
-        }
-        chainDepth[Math.min(16, len)]!++;
-        entries += len;
-        longest = Math.max(longest, len);
-      }
-    }
-    const { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize } = g;
-    return {
-      geometry: { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize },
-      entries,
-      slotsInUse,
-      capacity: shards * entriesPerShard,
-      chainDepth,
-      longestChain: longest,
-    };
+    return tableStats(this.#mem, this.#base, this.#check(Perm.IOCTL));
   }
 }
