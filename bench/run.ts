@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { renderBootstrapBench, runBootstrapBench } from './bootstrap.js';
+import { renderNrhtBench, runNrhtBench } from './nrht.js';
 import { renderRegionBench, runRegionBench } from './regions.js';
 
 interface Bench {
@@ -22,6 +23,7 @@ const BENCHES: Record<string, Bench> = {
     run: runRegionBench,
     render: renderRegionBench,
   },
+  nrht: { title: 'name tables next to Redis, and the multi-node sweep', run: runNrhtBench, render: renderNrhtBench },
 };
 
 const args = process.argv.slice(2);

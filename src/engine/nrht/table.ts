@@ -23,13 +23,12 @@ import { encodeNameInto, hashFromBigInt, hashName, NAME_MAX, type NameHash } fro
 import type { Caller } from '../regions/principal.js';
 import { E, RatState, RegionType, readName } from '../regions/rat.js';
 import type { RegionHandle } from '../regions/handle.js';
+import { PermissionCache } from '../regions/acl.js';
 import {
   NE,
   NRHT_ENTRY_SIZE,
   NRHT_HEADER_SIZE,
-  NRHT_MAGIC,
   NRHT_SHARD_HEADER_SIZE,
-  NH,
   NS,
   readNrhtGeometry,
   resolveNrhtGeometry,
@@ -121,6 +120,8 @@ export class NrhtTable {
   #scratch = Buffer.alloc(256);
   #hash: NameHash = { lo: 0, hi: 0 };
   #regionNames = new Map<number, { generation: number; name: string }>();
+  #perms = new PermissionCache();
+  #gSeq = -2;
 
   private constructor(node: MarufsNode, handle: RegionHandle, name: string, caller: Caller) {
     this.#node = node;
@@ -172,7 +173,6 @@ export class NrhtTable {
     if (mem.load32(e + E.generation) !== this.#handle.generation || mem.load32(e + E.state) !== RatState.ALLOCATED) {
       throw new MarufsError('ESTALE', `name table "${this.name}" was deleted`);
     }
-    if (this.#g && mem.load32(this.#base + NH.magic) === NRHT_MAGIC) return this.#g;
     if (mem.load32(e + E.type) !== RegionType.NRHT) {
       throw new MarufsError('ENOENT', `"${this.name}" is not an initialized name table`);
     }
@@ -185,10 +185,15 @@ export class NrhtTable {
 
   #check(perm: number): NrhtGeometry {
     this.#node.assertActive();
-    const g = this.#geometry();
-    if ((this.#node.regions.permissionsById(this.#handle.id, this.caller) & perm) !== perm) {
-      throw new MarufsError('EACCES', `name table "${this.name}" needs IOCTL`);
+    const regions = this.#node.regions;
+    // One load when nothing changed: the ACL sequence moves on every permission, state or type change.
+    if ((regions.permissionsCached(this.#handle.id, this.caller, this.#perms) & perm) !== perm) {
+      this.#geometry(); // a deleted or uninitialized table says so rather than EACCES
+      throw new MarufsError('EACCES', `name table "${this.name}" needs ${perm & Perm.ADMIN ? 'ADMIN' : 'IOCTL'}`);
     }
+    if (this.#g && this.#perms.seq === this.#gSeq) return this.#g;
+    const g = this.#geometry();
+    this.#gSeq = this.#perms.seq;
     return g;
   }
 
@@ -269,9 +274,9 @@ export class NrhtTable {
       const e = this.#entry(g, s, idx);
       if (
         mem.load32(e + NE.state) === NrhtState.VALID &&
-        mem.load32(e + NE.hashLo) === h.lo &&
-        mem.load32(e + NE.hashHi) === h.hi &&
-        mem.load32(e + NE.nameLen) === len &&
+        mem.read32(e + NE.hashLo) === h.lo &&
+        mem.read32(e + NE.hashHi) === h.hi &&
+        mem.read32(e + NE.nameLen) === len &&
         mem.equals(e + NE.name, this.#scratch, len)
       ) {
         return idx;
@@ -301,12 +306,12 @@ export class NrhtTable {
     if (idx < 0) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
     const e = this.#entry(g, s, idx);
     const mem = this.#mem;
-    const regionId = mem.load32(e + NE.targetRegion);
+    const regionId = mem.read32(e + NE.targetRegion);
     return {
       name,
       regionId,
       regionName: this.#regionName(regionId),
-      offset: Number(mem.load64(e + NE.offset)),
+      offset: mem.read32(e + NE.offset) + mem.read32(e + NE.offset + 4) * 0x1_0000_0000,
       ref: mem.load32(e + NE.ref),
       pin: mem.load32(e + NE.pin),
     };
@@ -316,7 +321,7 @@ export class NrhtTable {
   #regionName(id: number): string {
     const rat = this.#node.regions.rat;
     if (id >= rat.maxEntries) return '';
-    const gen = this.#mem.load32(rat.entry(id) + E.generation);
+    const gen = this.#mem.read32(rat.entry(id) + E.generation);
     const cached = this.#regionNames.get(id);
     if (cached && cached.generation === gen) return cached.name;
     const name = readName(this.#mem, rat, id).toString('utf8');

@@ -252,12 +252,25 @@ export class PoolMemory {
     return w.buf.subarray(offset - w.start, offset - w.start + len);
   }
 
-  /** Do the `len` pool bytes at `offset` equal src[0, len)? (No allocation in the common case.) */
+  /** Do the `len` pool bytes at `offset` equal src[0, len)? (No allocation, no native call, for short keys.) */
   equals(offset: number, src: Uint8Array, len: number): boolean {
-    if (offset >>> 0 === offset && len >>> 0 === len && offset + len <= this.#limit0) {
-      return this.#buf.compare(src, 0, len, offset, offset + len) === 0;
+    if (offset >>> 0 === offset && len >>> 0 === len && len <= 256 && offset + len <= this.#limit0) {
+      const buf = this.#buf;
+      for (let i = 0; i < len; i++) if (buf[offset + i] !== src[i]) return false;
+      return true;
     }
     return this.bytes(offset, len).compare(src, 0, len) === 0;
+  }
+
+  /**
+   * A plain (non-atomic) 32-bit read, for fields published by a state word that was read with
+   * load32/observe32 just before (the acquire). Hot lookup paths use it; anything that decides on
+   * its own must use load32.
+   */
+  read32(offset: number): number {
+    if (offset >>> 0 === offset && (offset & 3) === 0 && offset + 4 <= this.#limit0) return this.#u32[offset >>> 2]!;
+    const w = this.#window(offset, 4, 4);
+    return w.u32[(offset - w.start) / 4]!;
   }
 
   /** Copy bytes out of the pool into a new Buffer (or into `target`). */

@@ -79,3 +79,10 @@ export function checkDelegation(held: number, requested: number, verb: 'grant' |
     );
   }
 }
+
+/** The last permission decision of one caller on one region, valid while the region's ACL sequence holds. */
+export class PermissionCache {
+  id = -1;
+  seq = -1;
+  perms = 0;
+}

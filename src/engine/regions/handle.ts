@@ -12,6 +12,7 @@ import { MarufsError } from '../errors.js';
 import { Perm } from './acl.js';
 import type { Caller } from './principal.js';
 import { E, RatState } from './rat.js';
+import { PermissionCache } from './acl.js';
 import type { RegionInfo, RegionStore } from './store.js';
 
 export interface MappedView {
@@ -34,6 +35,7 @@ export class RegionHandle {
   #closed = false;
   #views = new Set<MappedView>();
   #sawSized = false;
+  #perms = new PermissionCache();
 
   /** @internal use RegionStore.open() */
   constructor(store: RegionStore, id: number, generation: number, name: string, caller: Caller) {
@@ -65,7 +67,7 @@ export class RegionHandle {
 
   #check(needed: number, what: string): number {
     const e = this.#entry();
-    if ((this.#store.permissionsById(this.id, this.caller) & needed) !== needed) {
+    if ((this.#store.permissionsCached(this.id, this.caller, this.#perms) & needed) !== needed) {
       if (this.#store.mem.load32(e + E.state) === RatState.DELETING) {
         throw new MarufsError('ESTALE', `region "${this.name}" was deleted`);
       }

@@ -100,7 +100,14 @@ export function hashFromBigInt(h: bigint, out: NameHash = { lo: 0, hi: 0 }): Nam
 export function encodeNameInto(name: string, scratch: Buffer): number {
   if (typeof name !== 'string' || name.length === 0) throw new MarufsError('EINVAL', 'a name must not be empty');
   if (name.length > NAME_MAX) throw new MarufsError('ENAMETOOLONG', `name is longer than ${NAME_MAX} bytes`);
-  const n = scratch.write(name, 0, 'utf8');
+  // ASCII fast path: no call into the encoder for the common case.
+  let n = 0;
+  for (; n < name.length; n++) {
+    const c = name.charCodeAt(n);
+    if (c >= 0x80) break;
+    scratch[n] = c;
+  }
+  if (n < name.length) n = scratch.write(name, 0, 'utf8');
   if (n > NAME_MAX) {
     throw new MarufsError('ENAMETOOLONG', `name is longer than ${NAME_MAX} bytes`);
   }

@@ -239,9 +239,14 @@ export function matchesCaller(mem: PoolMemory, off: number, caller: Caller, bind
   }
 }
 
+/** How many unbound delegation fields this process bound (observed by permission caches). */
+export const bindings = { count: 0 };
+
 function casBind(mem: PoolMemory, off: number, value: bigint): bigint {
   const seen = mem.cas64(off, 0n, value);
-  return seen === 0n ? value : seen;
+  if (seen !== 0n) return seen;
+  bindings.count++;
+  return value;
 }
 
 /** Same principal for upsert purposes (process: node+pid; workload: id+node; …). */

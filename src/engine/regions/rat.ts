@@ -17,7 +17,9 @@
  *   CL2  128 owner principal (32 B, principal.ts) · 160 u32 nameLen · 164 u32 hashLo · 168 u32 hashHi ·
  *        172 u32 index shard · 176 u32 index entry · 180 u32 mode · 184 u32 uid · 188 u32 gid
  *   CL3  192 u64[4] mapper bitmap (bit n−1: node n holds views) · 224 u64 sizedAt · 232 u64 deletedAt ·
- *        240 u32 created by node
+ *        240 u32 created by node · 244 u32 ACL sequence (+1 at every change that can change a
+ *        permission decision: create, grant, revoke, default, chown, unlink, free, first binding of a
+ *        delegation; kept across reuse of the entry, like the generation)
  *   delegation slot j at 256 + 64·j: 0 u32 state (0 empty, 1 granting, 2 active) · 4 u32 perms ·
  *        8 principal (32 B) · 40 u64 grantedAt · 48 u32 granted by node
  *
@@ -65,6 +67,7 @@ export const E = Object.freeze({
   sizedAt: 224,
   deletedAt: 232,
   createdByNode: 240,
+  aclSeq: 244,
   delegations: 256,
 });
 

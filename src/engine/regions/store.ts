@@ -15,12 +15,13 @@ import { MarufsError } from '../errors.js';
 import { REGION_ALIGN, alignUp, type Layout } from '../layout/geometry.js';
 import type { MarufsNode } from '../node.js';
 import type { PoolMemory } from '../pool/memory.js';
-import { DELEGABLE_BY_GRANT, Perm, checkDelegation, checkPerms, formatPerms } from './acl.js';
+import { DELEGABLE_BY_GRANT, Perm, PermissionCache, checkDelegation, checkPerms, formatPerms } from './acl.js';
 import { bestFit, freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
 import { encodeName, hashName, type NameHash } from './names.js';
 import {
   clearPrincipal,
+  bindings,
   matchesCaller,
   processAlive,
   processPrincipalOf,
@@ -168,7 +169,10 @@ export class RegionTable {
       if (this.mem.load32(d + D.state) !== DelegState.ACTIVE) continue;
       const perms = this.mem.load32(d + D.perms);
       if ((perms & ~have) === 0) continue;
+      const bound = bindings.count;
       if (matchesCaller(this.mem, d + D.principal, caller, !this.mem.readOnly)) have |= perms;
+      // A delegation just bound to this caller no longer matches another process with its pid.
+      if (bindings.count !== bound) this.mem.add32(e + E.aclSeq, 1);
     }
     // A change between the checks (unlink, chown) must not leak rights granted by the old state.
     return this.mem.load32(e + E.state) === RatState.ALLOCATED ? have : 0;
@@ -176,6 +180,23 @@ export class RegionTable {
 
   permissions(name: string, caller: Caller): number {
     return this.permissionsById(this.require(name).regionId, caller);
+  }
+
+  /**
+   * permissionsById through a per-caller cache: one load of the region's ACL sequence when nothing
+   * changed since the last check (every change that can alter a decision bumps it).
+   */
+  permissionsCached(id: number, caller: Caller, cache: PermissionCache): number {
+    const word = this.rat.entry(id) + E.aclSeq;
+    const seq = this.mem.observe32(word);
+    if (seq === cache.seq && cache.id === id) return cache.perms;
+    const perms = this.permissionsById(id, caller);
+    if (this.mem.load32(word) === seq) {
+      cache.id = id;
+      cache.seq = seq;
+      cache.perms = perms;
+    }
+    return perms;
   }
 }
 
@@ -225,7 +246,9 @@ export class RegionStore extends RegionTable {
       const id = this.#claimEntry();
       const e = this.rat.entry(id);
       const generation = (this.mem.load32(e + E.generation) + 1) >>> 0;
+      const aclSeq = this.mem.load32(e + E.aclSeq);
       this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
+      this.mem.store32(e + E.aclSeq, aclSeq + 1);
       this.mem.store32(e + E.generation, generation);
       this.mem.store32(e + E.type, RegionType.DATA);
       this.mem.store32(e + E.lifetime, lifetime === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
@@ -371,6 +394,7 @@ export class RegionStore extends RegionTable {
       this.mem.fill(base, tableSize, 0);
       write(base);
       this.mem.publish32(e + E.type, RegionType.NRHT);
+      this.#aclChanged(id);
       return { base, size };
     });
   }
@@ -392,6 +416,7 @@ export class RegionStore extends RegionTable {
       if (!this.index.remove(hit)) throw new MarufsError('ENOENT', `no region named "${name}"`);
       if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.DELETING) !== RatState.ALLOCATED) return;
       this.mem.store64(e + E.deletedAt, nowNs());
+      this.#aclChanged(id);
       this.#freeIfUnmapped(id);
     });
   }
@@ -412,7 +437,9 @@ export class RegionStore extends RegionTable {
     if (mapperNodes(this.mem, this.rat, id).length > 0) return false;
     const allocated = this.mem.load64(e + E.allocatedSize);
     const generation = this.mem.load32(e + E.generation);
+    const aclSeq = this.mem.load32(e + E.aclSeq);
     this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
+    this.mem.store32(e + E.aclSeq, aclSeq + 1);
     this.mem.store32(e + E.generation, generation);
     if (allocated > 0n) {
       this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
@@ -441,6 +468,7 @@ export class RegionStore extends RegionTable {
           this.mem.store32(d + D.perms, this.mem.load32(d + D.perms) | perms);
           this.mem.store64(d + D.grantedAt, t);
           this.mem.writeBack(d, 64);
+          this.#aclChanged(id);
           return;
         }
         if (st === DelegState.EMPTY && empty < 0) empty = j;
@@ -455,6 +483,7 @@ export class RegionStore extends RegionTable {
       this.mem.store64(d + D.grantedAt, t);
       this.mem.store32(d + D.grantedBy, this.nodeId);
       this.mem.casPublish32(d + D.state, DelegState.GRANTING, DelegState.ACTIVE);
+      this.#aclChanged(id);
       this.mem.add32(this.rat.entry(id) + E.activeDelegations, 1);
     });
   }
@@ -493,12 +522,14 @@ export class RegionStore extends RegionTable {
         if (left !== 0) {
           this.mem.store32(d + D.perms, left);
           this.mem.writeBack(d, 64);
+          this.#aclChanged(id);
           return;
         }
         if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) === DelegState.ACTIVE) {
           clearPrincipal(this.mem, d + D.principal);
           this.mem.store32(d + D.perms, 0);
           this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
+          this.#aclChanged(id);
         }
         return;
       }
@@ -519,6 +550,7 @@ export class RegionStore extends RegionTable {
       this.mem.store32(e + E.defaultPerms, perms);
       this.mem.store64(e + E.modifiedAt, nowNs());
       this.mem.writeBack(e, 64);
+      this.#aclChanged(id);
     });
   }
 
@@ -553,7 +585,15 @@ export class RegionStore extends RegionTable {
       this.mem.store32(e + E.activeDelegations, 0);
       this.mem.store64(e + E.modifiedAt, nowNs());
       this.mem.publish32(e + E.state, RatState.ALLOCATED, e, this.rat.entrySize);
+      this.#aclChanged(id);
     });
+  }
+
+  /** Something that can change a permission decision on region `id` happened (see E.aclSeq). */
+  #aclChanged(id: number): void {
+    const word = this.rat.entry(id) + E.aclSeq;
+    this.mem.add32(word, 1);
+    this.mem.writeBack(word, 4);
   }
 
   #resolveLocked(bytes: Uint8Array, name: string): number {

@@ -1,0 +1,252 @@
+/**
+ * Name-table (NRHT) benchmarks:
+ *  1. single process, side by side with Redis on loopback through the official client (node-redis),
+ *     in the same run: find vs GET, publish vs SET, clear vs DEL, refInc vs INCR — Redis one command
+ *     per round trip and pipelined 32 at a time; reports the ratios;
+ *  2. the reference's sweep: 8 node processes, 2–64 shards, both ME strategies, per-op
+ *     mean/p50/p99/p999 and throughput of publish, find, clear and the ref/pin counters.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createClient } from 'redis';
+import { NrhtTable, attachNode, formatDevice, Perm, thisProcess, type MarufsNode } from '../src/engine/index.js';
+import { startRedisServer } from './redis-server.js';
+import { percentile, renderTable } from './table.js';
+
+const workerScript = fileURLToPath(new URL('./nrht-worker.js', import.meta.url));
+const MiB = 1024 * 1024;
+
+interface Dist {
+  n: number;
+  meanNs: number;
+  p50Ns: number;
+  p99Ns: number;
+  p999Ns: number;
+}
+
+function dist(samples: number[]): Dist {
+  const s = [...samples].sort((a, b) => a - b);
+  return {
+    n: s.length,
+    meanNs: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length),
+    p50Ns: percentile(s, 50),
+    p99Ns: percentile(s, 99),
+    p999Ns: percentile(s, 99.9),
+  };
+}
+
+export interface SideBySideRow {
+  op: string;
+  marufs: Dist;
+  redis?: Dist;
+  redisPipelinedMeanNs?: number;
+}
+
+export interface SweepRow {
+  strategy: string;
+  shards: number;
+  workers: number;
+  op: string;
+  dist: Dist;
+  opsPerSec: number;
+}
+
+export interface NrhtBenchResult {
+  redisVersion: string | null;
+  sideBySide: SideBySideRow[];
+  sweep: SweepRow[];
+}
+
+async function time(n: number, fn: (i: number) => unknown): Promise<number[]> {
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    const r = fn(i);
+    if (r instanceof Promise) await r;
+    out[i] = Number(process.hrtime.bigint() - t0);
+  }
+  return out;
+}
+
+async function pipelinedMean(n: number, batch: (start: number) => Promise<unknown>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i += 32) await batch(i);
+  return Number(process.hrtime.bigint() - t0) / n;
+}
+
+async function sideBySide(
+  node: MarufsNode,
+  quick: boolean,
+): Promise<{ rows: SideBySideRow[]; version: string | null }> {
+  const me = thisProcess(node.nodeId);
+  await node.regions.create('sbs', me, { lifetime: 'persistent' });
+  const t = await NrhtTable.init(node, 'sbs', me, { maxEntries: 262_144, shards: 64 });
+  const n = quick ? 2000 : 50_000;
+  const keys = Array.from({ length: n }, (_, i) => `kv-block-${i}`);
+  const marufs = {
+    publish: await time(n, (i) => t.publish(keys[i]!, 'target', (i % 1024) * 4096)),
+    find: await time(n, (i) => t.find(keys[(i * 7919) % n]!)),
+    refInc: await time(n, (i) => t.refInc(keys[i]!)),
+    clear: await time(n, (i) => t.clear(keys[i]!)),
+  };
+  await t.leave();
+  const server = await startRedisServer();
+  const rows: SideBySideRow[] = [];
+  if (!server) {
+    for (const [op, s] of Object.entries(marufs)) rows.push({ op, marufs: dist(s) });
+    return { rows, version: null };
+  }
+  const client = createClient({ socket: { host: '127.0.0.1', port: server.port } });
+  await client.connect();
+  try {
+    await client.flushAll();
+    const value = 'target:4096';
+    const redis = {
+      publish: await time(n, (i) => client.set(keys[i]!, value)),
+      find: await time(n, (i) => client.get(keys[(i * 7919) % n]!)),
+      refInc: await time(n, (i) => client.incr(`ref:${keys[i]!}`)),
+      clear: await time(n, (i) => client.del(keys[i]!)),
+    };
+    const batch = (f: (k: string) => Promise<unknown>) => (start: number) =>
+      Promise.all(keys.slice(start, start + 32).map(f));
+    const pipelined = {
+      publish: await pipelinedMean(
+        n,
+        batch((k) => client.set(k, value)),
+      ),
+      find: await pipelinedMean(
+        n,
+        batch((k) => client.get(k)),
+      ),
+      refInc: await pipelinedMean(
+        n,
+        batch((k) => client.incr(`ref2:${k}`)),
+      ),
+      clear: await pipelinedMean(
+        n,
+        batch((k) => client.del(k)),
+      ),
+    };
+    for (const op of ['publish', 'find', 'refInc', 'clear'] as const) {
+      rows.push({ op, marufs: dist(marufs[op]), redis: dist(redis[op]), redisPipelinedMeanNs: pipelined[op] });
+    }
+  } finally {
+    await client.quit();
+    await server.stop();
+  }
+  return { rows, version: server.version };
+}
+
+async function sweep(pool: string, node: MarufsNode, quick: boolean): Promise<SweepRow[]> {
+  const me = thisProcess(node.nodeId);
+  const rows: SweepRow[] = [];
+  const workers = quick ? 2 : 8;
+  const iterations = quick ? 50 : 400;
+  const configs = quick ? [4] : [2, 4, 8, 16, 32, 64];
+  for (const shards of configs) {
+    for (const strategy of ['request', 'order'] as const) {
+      const table = `sweep-${strategy}-${shards}`;
+      await node.regions.create(table, me, { lifetime: 'persistent' });
+      const t = await NrhtTable.init(node, table, me, {
+        maxEntries: 8192 * shards,
+        shards,
+        buckets: 2048 * shards,
+        strategy,
+      });
+      await node.regions.setDefault(table, me, Perm.ALL);
+      await t.leave();
+      const children = Array.from({ length: workers }, (_, w) => {
+        const child = spawn(process.execPath, [workerScript, pool, table, String(iterations), `w${w}`], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        const lines = createInterface({ input: child.stdout });
+        const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
+        const result = new Promise<{ wallNs: number; lat: Record<string, number[]> }>((resolve, reject) => {
+          lines.on(
+            'line',
+            (l) => l.startsWith('{') && resolve(JSON.parse(l) as { wallNs: number; lat: Record<string, number[]> }),
+          );
+          child.once('exit', (code) => code !== 0 && reject(new Error(`nrht worker exited ${code}`)));
+        });
+        return { child, ready, result };
+      });
+      await Promise.all(children.map((c) => c.ready));
+      for (const c of children) c.child.stdin.write('go\n');
+      const results = await Promise.all(children.map((c) => c.result));
+      const wallNs = Math.max(...results.map((r) => r.wallNs));
+      for (const op of ['publish', 'find', 'refInc', 'pinInc', 'refDec', 'pinDec', 'clear']) {
+        const all = results.flatMap((r) => r.lat[op]!);
+        rows.push({ strategy, shards, workers, op, dist: dist(all), opsPerSec: all.length / (wallNs / 1e9) });
+      }
+    }
+  }
+  return rows;
+}
+
+export async function runNrhtBench(quick = false): Promise<NrhtBenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'marufs-bench-nrht-'));
+  try {
+    const pool = join(dir, 'nrht.pool');
+    await formatDevice({ path: pool, size: 2048 * MiB, geometry: { maxRegions: 64, maxNodes: 16 } });
+    const node = await attachNode({ path: pool });
+    const me = thisProcess(node.nodeId);
+    await node.regions.create('target', me, { lifetime: 'persistent' });
+    await node.regions.size('target', 8 * MiB, me);
+    await node.regions.setDefault('target', me, Perm.ALL);
+    try {
+      const { rows, version } = await sideBySide(node, quick);
+      return { redisVersion: version, sideBySide: rows, sweep: await sweep(pool, node, quick) };
+    } finally {
+      await node.detach();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const us = (ns: number): number => ns / 1000;
+
+export function renderNrhtBench(r: NrhtBenchResult): string {
+  const sbs = renderTable(
+    [
+      'one process',
+      'marufs p50 µs',
+      'mean µs',
+      'p99 µs',
+      'Redis p50 µs',
+      'mean µs',
+      'p99 µs',
+      'Redis pipelined µs/op',
+      'Redis mean / marufs mean',
+    ],
+    r.sideBySide.map((row) => [
+      `${row.op} vs ${{ publish: 'SET', find: 'GET', refInc: 'INCR', clear: 'DEL' }[row.op] ?? '?'}`,
+      us(row.marufs.p50Ns),
+      us(row.marufs.meanNs),
+      us(row.marufs.p99Ns),
+      row.redis ? us(row.redis.p50Ns) : '-',
+      row.redis ? us(row.redis.meanNs) : '-',
+      row.redis ? us(row.redis.p99Ns) : '-',
+      row.redisPipelinedMeanNs !== undefined ? us(row.redisPipelinedMeanNs) : '-',
+      row.redis ? row.redis.meanNs / row.marufs.meanNs : '-',
+    ]),
+  );
+  const sweep = renderTable(
+    ['sweep', 'shards', 'op', 'mean µs', 'p50 µs', 'p99 µs', 'p999 µs', 'ops/s'],
+    r.sweep.map((s) => [
+      `${s.strategy}, ${s.workers} nodes`,
+      s.shards,
+      s.op,
+      us(s.dist.meanNs),
+      us(s.dist.p50Ns),
+      us(s.dist.p99Ns),
+      us(s.dist.p999Ns),
+      s.opsPerSec,
+    ]),
+  );
+  return `${sbs}\n${r.redisVersion ?? 'redis-server not installed: Redis columns skipped'}\n\n${sweep}`;
+}
