@@ -20,3 +20,14 @@ describe('regions bench smoke', () => {
     expect(renderRegionBench(r)).toMatch(/tmpfs p50 \/ marufs p50/);
   });
 });
+
+describe('nrht bench smoke', () => {
+  it('runs the name-table benchmark in its quick form, next to Redis when it is installed', async () => {
+    const { runNrhtBench, renderNrhtBench } = await import('../../bench/nrht.js');
+    const r = await runNrhtBench(true);
+    expect(r.sideBySide.map((s) => s.op)).toEqual(['publish', 'find', 'refInc', 'clear']);
+    for (const s of r.sideBySide) expect(s.marufs.n).toBeGreaterThan(0);
+    expect(r.sweep.length).toBe(2 * 7);
+    expect(renderNrhtBench(r)).toMatch(/find vs GET/);
+  });
+});

@@ -3,6 +3,7 @@
  * (a region that is not a table is never written through), and fill → ENOSPC → clear → fill again.
  */
 import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   NrhtTable,
@@ -160,6 +161,16 @@ describe('name tables', () => {
     h.close();
   });
 
+  it('accepts a caller-supplied 64-bit hash, trusted as given', async () => {
+    const t = NrhtTable.open(node, 'names', me);
+    await t.publish('hashed', 'data', 8192, { hash: 0x1234_5678_9abc_def0n });
+    expect(t.find('hashed', { hash: 0x1234_5678_9abc_def0n }).offset).toBe(8192);
+    expect(await code(() => t.find('hashed'))).toBe('ENOENT'); // another hash: another place, as in the reference
+    expect(await code(t.publish('zero', 'data', 0, { hash: 0n }))).toBe('EINVAL');
+    await t.clear('hashed', { hash: 0x1234_5678_9abc_def0n });
+    t.close();
+  });
+
   it('fills to capacity, answers ENOSPC, and fills again after clearing', async () => {
     await node.regions.create('small', me);
     const t = await NrhtTable.init(node, 'small', me, { maxEntries: 1024, shards: 4, buckets: 256 });
@@ -181,5 +192,25 @@ describe('name tables', () => {
     expect(t.stats().entries).toBe(again);
     expect(t.list()).toHaveLength(again);
     t.close();
+  });
+
+  it('holds tables of 4,194,304 entries where the pool is big enough', async () => {
+    const path = `/dev/shm/marufs-big-${process.pid}.pool`;
+    await formatDevice({ path, size: 1024 * MiB, geometry: { maxNodes: 4, maxRegions: 16 }, timing: TIMING });
+    const big = await attachNode({ path, timing: TIMING });
+    try {
+      const c = thisProcess(big.nodeId);
+      await big.regions.create('target', c);
+      await big.regions.size('target', 2 * MiB, c);
+      await big.regions.create('huge', c);
+      const t = await NrhtTable.init(big, 'huge', c, { maxEntries: 4 * 1024 * 1024 });
+      expect(t.stats()).toMatchObject({ capacity: 4 * 1024 * 1024, geometry: { shards: 64, entriesPerShard: 65536 } });
+      for (let i = 0; i < 1000; i++) await t.publish(`big-${i}`, 'target', i);
+      for (let i = 0; i < 1000; i += 97) expect(t.find(`big-${i}`).offset).toBe(i);
+      await t.leave();
+    } finally {
+      await big.detach();
+      rmSync(path, { force: true });
+    }
   });
 });

@@ -114,6 +114,12 @@ describe('PoolMemory', () => {
     expect(() => PoolMemory.open(empty)).toThrow(/empty/);
     expect(() => PoolMemory.open(tmp.dir)).toThrow(DeviceError);
     expect(() => PoolMemory.open('/dev/null')).toThrow(/not a device-dax device/);
+    expect(() => PoolMemory.open(join(tmp.dir, 'neg.pool'), { createSize: -(2 ** 31) })).toThrow(
+      /positive number of bytes/,
+    );
+    expect(() => PoolMemory.open(join(tmp.dir, 'nan.pool'), { createSize: Number.NaN })).toThrow(
+      /positive number of bytes/,
+    );
   });
 
   it('publishes and observes through the native write-back and invalidate helpers in flush mode', () => {

@@ -73,6 +73,9 @@ export function openDevice(path: string, options: OpenDeviceOptions = {}): Devic
   if (!path) fail('EINVAL', 'no device path given');
   const readOnly = options.readOnly ?? false;
   const create = options.createSize !== undefined;
+  if (create && !(Number.isSafeInteger(options.createSize) && options.createSize! > 0)) {
+    fail('EINVAL', `${path}: size must be a positive number of bytes, got ${options.createSize}`);
+  }
   if (!create && !existsSync(path)) fail('ENOENT', `${path}: no such device or pool file`);
   let flags = (readOnly ? libc.O_RDONLY : libc.O_RDWR) | libc.O_CLOEXEC;
   if (create && !readOnly) flags |= libc.O_CREAT;

@@ -26,17 +26,36 @@ export function encodeName(name: string): Buffer {
   return bytes;
 }
 
-function murmur3(bytes: Uint8Array, n: number, seed: number): number {
-  let h = seed >>> 0;
+/** Final avalanche of murmur3_32. */
+function fmix(h: number, n: number): number {
+  h ^= n;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * murmur3_32 of bytes[0, n) with two seeds at once: the block transform does not depend on the
+ * seed, so both lanes share it and the bytes are read once. out = (lane 1, lane 2).
+ */
+function murmur3x2(bytes: Uint8Array, n: number, out: NameHash): void {
+  let h1 = 0x9747b28c | 0;
+  let h2 = 0x5bd1e995 | 0;
   const blocks = n & ~3;
   for (let i = 0; i < blocks; i += 4) {
     let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
     k = Math.imul(k, 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);
     k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    h1 ^= k;
+    h1 = (h1 << 13) | (h1 >>> 19);
+    h1 = (Math.imul(h1, 5) + 0xe6546b64) | 0;
+    h2 ^= k;
+    h2 = (h2 << 13) | (h2 >>> 19);
+    h2 = (Math.imul(h2, 5) + 0xe6546b64) | 0;
   }
   const tail = n & 3;
   if (tail > 0) {
@@ -46,15 +65,12 @@ function murmur3(bytes: Uint8Array, n: number, seed: number): number {
     k ^= bytes[blocks]!;
     k = Math.imul(k, 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);
-    h ^= Math.imul(k, 0x1b873593);
+    k = Math.imul(k, 0x1b873593);
+    h1 ^= k;
+    h2 ^= k;
   }
-  h ^= n;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  out.lo = fmix(h1, n);
+  out.hi = fmix(h2, n);
 }
 
 const weakBits = (() => {
@@ -70,8 +86,9 @@ export interface NameHash {
 }
 
 export function hashName(bytes: Uint8Array, out: NameHash = { lo: 0, hi: 0 }, len = bytes.length): NameHash {
-  let lo = murmur3(bytes, len, 0x9747b28c);
-  let hi = murmur3(bytes, len, 0x5bd1e995);
+  murmur3x2(bytes, len, out);
+  let lo = out.lo;
+  let hi = out.hi;
   if (weakBits >= 0) {
     const mask = weakBits === 32 ? 0xffffffff : (1 << weakBits) - 1;
     lo = (lo & mask) >>> 0;
