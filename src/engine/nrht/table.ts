@@ -14,6 +14,17 @@
  *   before the first read or write through it, and the ME area's header by the ME itself (H21).
  */
 import { MarufsError } from '../errors.js';
+import {
+  CHAIN_END,
+  ChainState,
+  checkChains,
+  entryAt,
+  linkEntry,
+  lookupChain,
+  reserveEntry,
+  walkChain,
+  type ChainShard,
+} from '../hash-chains.js';
 import type { MarufsNode } from '../node.js';
 import { joinMe, type MeInstance } from '../me/index.js';
 import { formatMeArea } from '../me/area.js';
@@ -38,8 +49,8 @@ import {
   type NrhtInitParams,
 } from './layout.js';
 
-export const NrhtState = Object.freeze({ EMPTY: 0, INSERTING: 1, TENTATIVE: 2, VALID: 3, TOMBSTONE: 4 } as const);
-const BUCKET_END = 0xffffffff;
+export const NrhtState = ChainState;
+const BUCKET_END = CHAIN_END;
 const U32_MAX = 0xffffffff;
 export const BATCH_MAX = 32;
 
@@ -70,6 +81,27 @@ export interface NrhtStats {
   /** Chain length histogram over buckets: index k counts chains of length k (last bin: ≥ 16). */
   chainDepth: number[];
   longestChain: number;
+}
+
+/** The chained-hash shards of the table at `base` (absolute offsets; hash-chains.ts works on them). */
+function chainShards(mem: PoolMemory, base: number, g: NrhtGeometry, label: string): ChainShard[] {
+  return Array.from({ length: g.shards }, (_, s) => {
+    const header = base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE;
+    const shard = base + shardsStart(g) + s * g.shardStride;
+    return {
+      mem,
+      label: `name table "${label}" shard ${s}`,
+      entries: g.entriesPerShard,
+      buckets: g.bucketsPerShard,
+      bucketBase: shard,
+      entryBase: shard + g.bucketBytes,
+      entrySize: NRHT_ENTRY_SIZE,
+      linkedField: NE.linked,
+      seqWord: header + NS.seq,
+      freeHintWord: header + NS.freeHint,
+      inUseWord: header + NS.inUse,
+    };
+  });
 }
 
 /** Geometry, fill and chain-depth histogram of the table at `base` (read only, no lock). */
@@ -121,6 +153,9 @@ export class NrhtTable {
   #hash: NameHash = { lo: 0, hi: 0 };
   #regionNames = new Map<number, { generation: number; name: string }>();
   #perms = new PermissionCache();
+  #chains: ChainShard[] = [];
+  /** Length of the name in #scratch (set with #key, read by #matches). */
+  #len = 0;
   #gSeq = -2;
 
   private constructor(node: MarufsNode, handle: RegionHandle, name: string, caller: Caller) {
@@ -178,9 +213,11 @@ export class NrhtTable {
     }
     const base = Number(mem.load64(e + E.physOffset));
     const size = Number(mem.load64(e + E.size));
-    this.#g = readNrhtGeometry(mem, base, size, { id: this.#handle.id, generation: this.#handle.generation });
+    const g = readNrhtGeometry(mem, base, size, { id: this.#handle.id, generation: this.#handle.generation });
+    this.#chains = chainShards(mem, base, g, this.name);
     this.#base = base;
-    return this.#g;
+    this.#g = g;
+    return g;
   }
 
   #check(perm: number): NrhtGeometry {
@@ -207,14 +244,8 @@ export class NrhtTable {
   #shardOf(g: NrhtGeometry, h: NameHash): number {
     return g.shards === 1 ? 0 : (h.hi >>> 26) & (g.shards - 1);
   }
-  #shardHeader(s: number): number {
-    return this.#base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE;
-  }
-  #bucketWord(g: NrhtGeometry, s: number, b: number): number {
-    return this.#base + shardsStart(g) + s * g.shardStride + 4 * b;
-  }
-  #entry(g: NrhtGeometry, s: number, i: number): number {
-    return this.#base + shardsStart(g) + s * g.shardStride + g.bucketBytes + i * NRHT_ENTRY_SIZE;
+  #entry(s: number, i: number): number {
+    return entryAt(this.#chains[s]!, i);
   }
 
   /** The table's ME on this node, joined on first use. */
@@ -264,47 +295,18 @@ export class NrhtTable {
 
   // ---- lookup -----------------------------------------------------------------------------------
 
-  /** Entry index of `name` (already in scratch/hash) in shard s, or -1. No lock. */
-  #walk(g: NrhtGeometry, s: number, len: number): number {
-    const mem = this.#mem;
-    const h = this.#hash;
-    let idx = mem.observe32(this.#bucketWord(g, s, h.lo & (g.bucketsPerShard - 1)));
-    for (let steps = 0; idx !== BUCKET_END; steps++) {
-      if (idx >= g.entriesPerShard || steps > g.entriesPerShard) return -1; // torn or cyclic: find() retries
-      const e = this.#entry(g, s, idx);
-      if (
-        mem.load32(e + NE.state) === NrhtState.VALID &&
-        mem.read32(e + NE.hashLo) === h.lo &&
-        mem.read32(e + NE.hashHi) === h.hi &&
-        mem.read32(e + NE.nameLen) === len &&
-        mem.equals(e + NE.name, this.#scratch, len)
-      ) {
-        return idx;
-      }
-      idx = mem.load32(e + NE.next);
-    }
-    return -1;
-  }
-
-  #findIndex(g: NrhtGeometry, s: number, len: number): number {
-    const seqWord = this.#shardHeader(s) + NS.seq;
-    for (let attempt = 0; ; attempt++) {
-      const seq = this.#mem.observe32(seqWord);
-      const idx = this.#walk(g, s, len);
-      if (idx >= 0) return idx;
-      if ((seq & 1) === 0 && this.#mem.observe32(seqWord) === seq) return -1;
-      if (attempt > 10_000) throw new MarufsError('EIO', `name table shard ${s} keeps changing`);
-    }
-  }
+  /** The name in scratch[0, #len) equals the name of the entry at `e` (hash already matched). */
+  readonly #matches = (e: number): boolean =>
+    this.#mem.read32(e + NE.nameLen) === this.#len && this.#mem.equals(e + NE.name, this.#scratch, this.#len);
 
   /** Look `name` up, lock-free. ENOENT if absent. IOCTL. */
   find(name: string, options: { hash?: bigint } = {}): FindResult {
     const g = this.#check(Perm.IOCTL);
-    const len = this.#key(name, options.hash);
+    this.#len = this.#key(name, options.hash);
     const s = this.#shardOf(g, this.#hash);
-    const idx = this.#findIndex(g, s, len);
+    const idx = lookupChain(this.#chains[s]!, this.#hash, this.#matches);
     if (idx < 0) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
-    const e = this.#entry(g, s, idx);
+    const e = this.#entry(s, idx);
     const mem = this.#mem;
     const regionId = mem.read32(e + NE.targetRegion);
     return {
@@ -353,7 +355,7 @@ export class NrhtTable {
     const out: FindResult[] = [];
     for (let s = 0; s < g.shards; s++) {
       for (let i = 0; i < g.entriesPerShard; i++) {
-        const e = this.#entry(g, s, i);
+        const e = this.#entry(s, i);
         if (this.#mem.load32(e + NE.state) !== NrhtState.VALID) continue;
         const len = Math.min(NAME_MAX, this.#mem.load32(e + NE.nameLen));
         const regionId = this.#mem.load32(e + NE.targetRegion);
@@ -405,53 +407,21 @@ export class NrhtTable {
     await me.acquire(s);
     try {
       // The scratch buffer and hash may have been reused by another call while we waited.
-      const len = this.#key(name, options.hash);
-      this.#insertLocked(g, s, len, target, offset);
+      this.#len = this.#key(name, options.hash);
+      this.#insertLocked(s, target, offset);
     } finally {
       me.release(s);
     }
   }
 
-  #insertLocked(
-    g: NrhtGeometry,
-    s: number,
-    len: number,
-    target: { id: number; generation: number },
-    offset: number,
-  ): void {
+  #insertLocked(s: number, target: { id: number; generation: number }, offset: number): void {
     const mem = this.#mem;
     const h = this.#hash;
-    const hdr = this.#shardHeader(s);
-    const head = this.#bucketWord(g, s, h.lo & (g.bucketsPerShard - 1));
-    if (this.#walk(g, s, len) >= 0) throw new MarufsError('EEXIST', 'the name is already published');
-    let reuse = -1;
-    let prevWord = head;
-    let idx = mem.load32(head);
-    for (let steps = 0; idx !== BUCKET_END; steps++) {
-      if (idx >= g.entriesPerShard || steps > g.entriesPerShard)
-        throw new MarufsError('EIO', `name table shard ${s}: corrupt chain`);
-      const e = this.#entry(g, s, idx);
-      const st = mem.load32(e + NE.state);
-      const next = mem.load32(e + NE.next);
-      if (st === NrhtState.TOMBSTONE || st === NrhtState.EMPTY) {
-        if (reuse < 0 && mem.cas32(e + NE.state, st, NrhtState.INSERTING) === st) {
-          reuse = idx;
-        } else {
-          this.#changeChain(hdr, () => mem.store32(prevWord, next));
-          if (mem.cas32(e + NE.state, st, NrhtState.EMPTY) === st) {
-            mem.store32(e + NE.linked, 0);
-            mem.add32(hdr + NS.inUse, -1);
-          }
-          idx = next;
-          continue;
-        }
-      }
-      prevWord = e + NE.next;
-      idx = next;
-    }
-    const linkNew = reuse < 0;
-    if (linkNew) reuse = this.#claimEmpty(g, s);
-    const e = this.#entry(g, s, reuse);
+    const len = this.#len;
+    const chains = this.#chains[s]!;
+    if (walkChain(chains, h, this.#matches) >= 0) throw new MarufsError('EEXIST', 'the name is already published');
+    const { index, inChain } = reserveEntry(chains, h);
+    const e = entryAt(chains, index);
     mem.store32(e + NE.hashLo, h.lo);
     mem.store32(e + NE.hashHi, h.hi);
     mem.store64(e + NE.offset, BigInt(offset));
@@ -465,67 +435,8 @@ export class NrhtTable {
     mem.write(e + NE.name, this.#scratch.subarray(0, len));
     mem.fill(e + NE.name + len, 64 - len, 0);
     mem.publish32(e + NE.state, NrhtState.TENTATIVE, e, NRHT_ENTRY_SIZE);
-    if (linkNew) {
-      this.#changeChain(hdr, () => {
-        mem.store32(e + NE.next, mem.load32(head));
-        mem.store32(e + NE.linked, 1);
-        mem.publish32(head, reuse);
-      });
-    }
+    if (!inChain) linkEntry(chains, h, index);
     mem.publish32(e + NE.state, NrhtState.VALID);
-  }
-
-  #claimEmpty(g: NrhtGeometry, s: number): number {
-    const mem = this.#mem;
-    const hdr = this.#shardHeader(s);
-    for (let round = 0; round < 2; round++) {
-      const start = mem.load32(hdr + NS.freeHint) % g.entriesPerShard;
-      for (let n = 0; n < g.entriesPerShard; n++) {
-        const idx = (start + n) % g.entriesPerShard;
-        const e = this.#entry(g, s, idx);
-        if (mem.load32(e + NE.linked) !== 0) continue;
-        if (mem.cas32(e + NE.state, NrhtState.EMPTY, NrhtState.INSERTING) === NrhtState.EMPTY) {
-          mem.store32(e + NE.next, BUCKET_END);
-          mem.store32(hdr + NS.freeHint, (idx + 1) % g.entriesPerShard);
-          mem.add32(hdr + NS.inUse, 1);
-          return idx;
-        }
-      }
-      if (!this.#reclaimDead(g, s)) break;
-    }
-    throw new MarufsError('ENOSPC', `name table shard ${s} is full (${g.entriesPerShard} entries)`);
-  }
-
-  /** Unlink one dead entry of shard s from whatever chain holds it and make it EMPTY. */
-  #reclaimDead(g: NrhtGeometry, s: number): boolean {
-    const mem = this.#mem;
-    const hdr = this.#shardHeader(s);
-    for (let idx = 0; idx < g.entriesPerShard; idx++) {
-      const e = this.#entry(g, s, idx);
-      if (mem.load32(e + NE.state) !== NrhtState.TOMBSTONE || mem.load32(e + NE.linked) !== 1) continue;
-      let prevWord = this.#bucketWord(g, s, mem.load32(e + NE.hashLo) & (g.bucketsPerShard - 1));
-      let cur = mem.load32(prevWord);
-      for (let steps = 0; cur !== BUCKET_END && cur !== idx && steps <= g.entriesPerShard; steps++) {
-        prevWord = this.#entry(g, s, cur) + NE.next;
-        cur = mem.load32(prevWord);
-      }
-      if (cur !== idx) continue;
-      const next = mem.load32(e + NE.next);
-      this.#changeChain(hdr, () => mem.store32(prevWord, next));
-      if (mem.cas32(e + NE.state, NrhtState.TOMBSTONE, NrhtState.EMPTY) === NrhtState.TOMBSTONE) {
-        mem.store32(e + NE.linked, 0);
-        mem.add32(hdr + NS.inUse, -1);
-        return true;
-      }
-    }
-    return false;
-  }
-
-  #changeChain(hdr: number, change: () => void): void {
-    this.#mem.add32(hdr + NS.seq, 1);
-    change();
-    this.#mem.add32(hdr + NS.seq, 1);
-    this.#mem.writeBack(hdr + NS.seq, 4);
   }
 
   /** Up to 32 publishes; per-item status ('OK' or an error code). EINVAL for 0 or more than 32. */
@@ -565,10 +476,10 @@ export class NrhtTable {
     const s = this.#shardOf(g, this.#hash);
     await me.acquire(s);
     try {
-      const len = this.#key(name, hash);
-      const idx = this.#walk(g, s, len);
+      this.#len = this.#key(name, hash);
+      const idx = walkChain(this.#chains[s]!, this.#hash, this.#matches);
       if (idx < 0) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
-      return fn(this.#entry(g, s, idx));
+      return fn(this.#entry(s, idx));
     } finally {
       me.release(s);
     }
@@ -605,46 +516,19 @@ export class NrhtTable {
    */
   check(): string[] {
     const g = this.#check(Perm.IOCTL);
-    const mem = this.#mem;
     const problems: string[] = [];
     for (let s = 0; s < g.shards; s++) {
-      const seen = new Uint8Array(g.entriesPerShard);
       const names = new Set<string>();
-      let linked = 0;
-      for (let b = 0; b < g.bucketsPerShard; b++) {
-        let idx = mem.load32(this.#bucketWord(g, s, b));
-        while (idx !== BUCKET_END) {
-          if (idx >= g.entriesPerShard) {
-            problems.push(`shard ${s} bucket ${b}: link to ${idx} outside the shard`);
-            break;
-          }
-          if (seen[idx]) {
-            problems.push(`shard ${s} entry ${idx}: in two chains or a cycle`);
-            break;
-          }
-          seen[idx] = 1;
-          linked++;
-          const e = this.#entry(g, s, idx);
-          if (mem.load32(e + NE.linked) !== 1) problems.push(`shard ${s} entry ${idx}: in a chain, not marked linked`);
-          if (mem.load32(e + NE.state) === NrhtState.VALID) {
-            if ((mem.load32(e + NE.hashLo) & (g.bucketsPerShard - 1)) !== b)
-              problems.push(`shard ${s} entry ${idx}: wrong bucket`);
-            const name = mem.read(e + NE.name, Math.min(NAME_MAX, mem.load32(e + NE.nameLen))).toString('utf8');
-            if (names.has(name)) problems.push(`shard ${s}: name "${name}" is VALID twice`);
-            names.add(name);
-          }
-          idx = mem.load32(e + NE.next);
-        }
-      }
-      for (let i = 0; i < g.entriesPerShard; i++) {
-        const e = this.#entry(g, s, i);
-        if (!seen[i] && mem.load32(e + NE.linked) === 1)
-          problems.push(`shard ${s} entry ${i}: marked linked, in no chain`);
-        const st = mem.load32(e + NE.state);
-        if (!seen[i] && st !== NrhtState.EMPTY) problems.push(`shard ${s} entry ${i}: state ${st} outside any chain`);
-      }
-      const inUse = mem.load32(this.#shardHeader(s) + NS.inUse);
-      if (inUse !== linked) problems.push(`shard ${s}: header counts ${inUse} entries in use, chains hold ${linked}`);
+      problems.push(
+        ...checkChains(this.#chains[s]!, (e) => {
+          const name = this.#mem
+            .read(e + NE.name, Math.min(NAME_MAX, this.#mem.load32(e + NE.nameLen)))
+            .toString('utf8');
+          if (names.has(name)) return `name table shard ${s}: name "${name}" is VALID twice`;
+          names.add(name);
+          return undefined;
+        }),
+      );
     }
     return problems;
   }

@@ -12,17 +12,14 @@
  */
 import { REGION_ALIGN, type Layout } from '../layout/geometry.js';
 import type { PoolMemory } from '../pool/memory.js';
-import { BUCKET_END, INDEX_ENTRY, IndexState, NameIndex } from './name-index.js';
-import { DelegState, E, H, RatLayout, RatState, readName } from './rat.js';
-import { hashName } from './names.js';
+import { NameIndex } from './name-index.js';
+import { DelegState, E, H, RatLayout, RatState } from './rat.js';
 
 export interface RegionCheck {
   problems: string[];
   regions: number;
   bytesAllocated: number;
 }
-
-const X = INDEX_ENTRY;
 
 export function checkRegions(mem: PoolMemory, layout: Layout): RegionCheck {
   const problems: string[] = [];
@@ -31,7 +28,6 @@ export function checkRegions(mem: PoolMemory, layout: Layout): RegionCheck {
   let inUse = 0;
   let bytes = 0;
   const extents: { id: number; start: number; end: number }[] = [];
-  const validFor = new Map<number, number>();
   for (let id = 0; id < rat.maxEntries; id++) {
     const e = rat.entry(id);
     const st = mem.load32(e + E.state);
@@ -70,58 +66,9 @@ export function checkRegions(mem: PoolMemory, layout: Layout): RegionCheck {
   if (hdrInUse !== inUse) problems.push(`region table header counts ${hdrInUse} entries in use, entries say ${inUse}`);
   if (hdrBytes !== bytes) problems.push(`region table header counts ${hdrBytes} bytes allocated, entries say ${bytes}`);
 
-  const h = { lo: 0, hi: 0 };
-  for (let s = 0; s < index.shards; s++) {
-    const seen = new Uint8Array(index.entries);
-    for (let b = 0; b < index.buckets; b++) {
-      let idx = mem.load32(index.bucketWord(s, b));
-      let steps = 0;
-      while (idx !== BUCKET_END) {
-        if (idx >= index.entries) {
-          problems.push(`index shard ${s} bucket ${b}: link to entry ${idx} outside the shard`);
-          break;
-        }
-        if (seen[idx]) {
-          problems.push(`index shard ${s} entry ${idx}: in more than one chain or in a cycle`);
-          break;
-        }
-        seen[idx] = 1;
-        const e = index.entry(s, idx);
-        if (mem.load32(e + X.linked) !== 1)
-          problems.push(`index shard ${s} entry ${idx}: in a chain but not marked linked`);
-        const st = mem.load32(e + X.state);
-        if (st === IndexState.VALID) {
-          const hash = { lo: mem.load32(e + X.hashLo), hi: mem.load32(e + X.hashHi) };
-          if (index.shardOf(hash) !== s || index.bucketOf(hash) !== b)
-            problems.push(`index shard ${s} entry ${idx}: in the wrong bucket`);
-          const rid = mem.load32(e + X.regionId);
-          if (rid >= rat.maxEntries) problems.push(`index shard ${s} entry ${idx}: region id ${rid} out of range`);
-          else {
-            const r = rat.entry(rid);
-            const rs = mem.load32(r + E.state);
-            if (rs !== RatState.ALLOCATED && rs !== RatState.CHOWNING) {
-              problems.push(`index shard ${s} entry ${idx}: names region ${rid}, which is not live`);
-            } else if (mem.load32(r + E.generation) !== mem.load32(e + X.regionGeneration)) {
-              problems.push(`index shard ${s} entry ${idx}: names an older generation of region ${rid}`);
-            } else {
-              hashName(readName(mem, rat, rid), h);
-              if (h.lo !== hash.lo || h.hi !== hash.hi)
-                problems.push(`index shard ${s} entry ${idx}: hash does not match region ${rid}'s name`);
-              if (validFor.has(rid)) problems.push(`region ${rid}: more than one VALID index entry`);
-              validFor.set(rid, idx);
-            }
-          }
-        }
-        idx = mem.load32(e + X.next);
-        if (++steps > index.entries) break;
-      }
-    }
-    for (let i = 0; i < index.entries; i++) {
-      if (!seen[i] && mem.load32(index.entry(s, i) + X.linked) === 1) {
-        problems.push(`index shard ${s} entry ${i}: marked linked but in no chain`);
-      }
-    }
-  }
+  const indexCheck = index.check();
+  problems.push(...indexCheck.problems);
+  const validFor = indexCheck.validFor;
   for (let id = 0; id < rat.maxEntries; id++) {
     const st = mem.load32(rat.entry(id) + E.state);
     if ((st === RatState.ALLOCATED || st === RatState.CHOWNING) && !validFor.has(id)) {
