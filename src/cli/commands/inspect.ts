@@ -21,6 +21,18 @@ export function renderReport(r: PoolReport): string {
       lines.push(`  0x${a.offset.toString(16).padStart(9, '0')}  ${String(a.size).padStart(12)}  ${a.name}`);
     }
   }
+  if (r.capacity) {
+    const c = r.capacity;
+    lines.push(
+      `capacity    ${formatBytes(c.usedBytes)} used of ${formatBytes(c.totalBytes)} (largest free extent ${formatBytes(c.largestFreeBytes)}); ${c.regionsUsed}/${c.regionsMax} regions`,
+    );
+  }
+  for (const reg of r.regions ?? []) {
+    const table = reg.table && 'entries' in reg.table ? `  table ${reg.table.entries}/${reg.table.capacity} names` : '';
+    lines.push(
+      `  region ${String(reg.id).padStart(5)}  ${reg.state.padEnd(9)} ${reg.defaultPermissions}  ${String(reg.size).padStart(12)}  ${reg.name}${table}`,
+    );
+  }
   lines.push(
     `formats     ${r.bootstrap.formatsCompleted} completed${r.bootstrap.formatInProgress ? ', one in progress' : ''}`,
   );
