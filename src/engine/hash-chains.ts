@@ -237,3 +237,19 @@ export function checkChains(
   if (inUse !== linked) problems.push(`${s.label}: header counts ${inUse} entries in use, chains hold ${linked}`);
   return problems;
 }
+
+/**
+ * An entry stuck in INSERTING or TENTATIVE (its writer died or stalled): a linked one becomes a
+ * TOMBSTONE, reusable by the next insert into its chain; an unlinked one goes straight back to EMPTY
+ * (H9). CAS from the observed state, so a writer that is in fact alive and moves on wins.
+ */
+export function retireStuck(s: ChainShard, index: number, observed: number): boolean {
+  if (observed !== ChainState.INSERTING && observed !== ChainState.TENTATIVE) return false;
+  const e = entryAt(s, index);
+  if (s.mem.load32(e + s.linkedField) === 1) {
+    return s.mem.casPublish32(e + CHAIN_ENTRY.state, observed, ChainState.TOMBSTONE) === observed;
+  }
+  if (s.mem.casPublish32(e + CHAIN_ENTRY.state, observed, ChainState.EMPTY) !== observed) return false;
+  s.mem.add32(s.inUseWord, -1);
+  return true;
+}

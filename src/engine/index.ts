@@ -71,3 +71,10 @@ export { bestFit } from './regions/allocator.js';
 export { checkRegions, type RegionCheck } from './regions/check.js';
 export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem, type NrhtStats } from './nrht/table.js';
 export { type NrhtInitParams } from './nrht/layout.js';
+export {
+  GarbageCollector,
+  DEFAULT_GC_CONFIG,
+  type GcConfig,
+  type GcStatus,
+  type GcPhaseCounts,
+} from './gc/collector.js';

@@ -23,6 +23,7 @@ import { resolveGeometry, type Geometry, type Layout } from './layout/geometry.j
 import { readSuperblock, type Superblock } from './layout/superblock.js';
 import { PoolMemory } from './pool/memory.js';
 import { RegionStore } from './regions/store.js';
+import { GarbageCollector, type GcConfig } from './gc/collector.js';
 import { MeInstance } from './me/instance.js';
 import type { MeConfig } from './me/config.js';
 
@@ -44,6 +45,8 @@ export interface AttachOptions {
   timing?: Partial<BootstrapTiming>;
   /** Tuning of this node's ME instances (the global ME and later the name tables'). */
   me?: Partial<MeConfig> | undefined;
+  /** Garbage collection settings, or false to run none on this node (tests, short-lived tools). */
+  gc?: Partial<GcConfig> | false;
 }
 
 export type NodeState = 'active' | 'detaching' | 'detached' | 'fenced';
@@ -65,6 +68,8 @@ export class MarufsNode {
   #state: NodeState = 'active';
   #fencedListeners: (() => void)[] = [];
   #regions: RegionStore | undefined;
+  /** This node's garbage collector (started at attach unless disabled). */
+  readonly gc: GarbageCollector;
   #detachHooks: (() => Promise<void>)[] = [];
 
   /** @internal use attachNode() */
@@ -78,6 +83,7 @@ export class MarufsNode {
     formatted: FormatResult | undefined;
     tookOverSlot: boolean;
     globalMe: MeInstance;
+    gc: Partial<GcConfig> | false;
   }) {
     this.slotIndex = init.slotIndex;
     this.nodeId = init.slotIndex + 1;
@@ -86,6 +92,8 @@ export class MarufsNode {
     this.timing = init.timing;
     this.formatted = init.formatted;
     this.tookOverSlot = init.tookOverSlot;
+    this.gc = new GarbageCollector(this, init.gc || {});
+    if (init.gc !== false) this.gc.start();
     this.globalMe = init.globalMe;
     this.#token = init.token;
     this.#heartbeat = init.heartbeat;
@@ -148,6 +156,7 @@ export class MarufsNode {
     const wasFenced = this.#state === 'fenced';
     this.#state = 'detaching';
     try {
+      await this.gc.stop();
       for (const hook of this.#detachHooks.splice(0)) await hook().catch(() => undefined);
       if (!wasFenced) this.#regions?.releaseAll();
       await (wasFenced ? this.globalMe.abandon() : this.globalMe.leave());
@@ -228,6 +237,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       heartbeat,
       formatted: ensured.formatted,
       tookOverSlot: claim.tookOverFrom !== undefined,
+      gc: options.gc ?? {},
       globalMe,
     });
   } catch (err) {

@@ -186,7 +186,10 @@ describe('regions model test', () => {
         expect(await second.code({ op: 'map', name: 'guarded' })).toBe('EACCES');
       }
       await second.detach();
-      await owner.ok({ op: 'revoke', name: 'guarded', to: { kind: 'process', nodeId: 5, pid: first.pid } });
+      // The new node 5's garbage collector may already have dropped the dead process's delegation.
+      expect(['OK', 'ENOENT']).toContain(
+        await owner.code({ op: 'revoke', name: 'guarded', to: { kind: 'process', nodeId: 5, pid: first.pid } }),
+      );
     }
     expect(reused).toBe(true);
     await owner.detach();

@@ -127,6 +127,9 @@ describe('regions across node processes', () => {
     const creator = new Agent(path);
     await creator.ready;
     await creator.ok({ op: 'create', name: 'r5', lifetime: 'process' });
+    // Sized, so the active delegation keeps it from garbage collection once its owner is dead (R2):
+    // the delegate's chown rescues it instead.
+    await creator.ok({ op: 'size', name: 'r5', bytes: 2 * MiB });
     await creator.ok({
       op: 'grant',
       name: 'r5',

@@ -84,7 +84,7 @@ export interface NrhtStats {
 }
 
 /** The chained-hash shards of the table at `base` (absolute offsets; hash-chains.ts works on them). */
-function chainShards(mem: PoolMemory, base: number, g: NrhtGeometry, label: string): ChainShard[] {
+export function chainShards(mem: PoolMemory, base: number, g: NrhtGeometry, label: string): ChainShard[] {
   return Array.from({ length: g.shards }, (_, s) => {
     const header = base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE;
     const shard = base + shardsStart(g) + s * g.shardStride;

@@ -20,6 +20,7 @@ import {
   linkEntry,
   lookupChain,
   reserveEntry,
+  retireStuck,
   walkChain,
   type ChainShard,
 } from '../hash-chains.js';
@@ -188,6 +189,25 @@ export class NameIndex {
       );
     }
     return { problems, validFor };
+  }
+
+  /** Every INSERTING or TENTATIVE entry: (shard, index, state, a fingerprint that changes if it moves). */
+  *inFlight(): Generator<{ shard: number; index: number; state: number; key: number }> {
+    for (let shard = 0; shard < this.shards; shard++) {
+      const s = this.#shards[shard]!;
+      for (let index = 0; index < this.entries; index++) {
+        const e = entryAt(s, index);
+        const state = this.mem.load32(e + INDEX_ENTRY.state);
+        if (state === IndexState.INSERTING || state === IndexState.TENTATIVE) {
+          yield { shard, index, state, key: e };
+        }
+      }
+    }
+  }
+
+  /** GC, inside the global ME: retire an entry that stayed INSERTING/TENTATIVE (see retireStuck). */
+  retireStuck(shard: number, index: number, observed: number): boolean {
+    return retireStuck(this.#shards[shard]!, index, observed);
   }
 
   /** Entries in use and the longest chain (inspection, benchmarks). */

@@ -12,6 +12,7 @@
  * node to close frees the entry. The allocator never hands out an extent of a non-FREE entry.
  */
 import { MarufsError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { REGION_ALIGN, alignUp, type Layout } from '../layout/geometry.js';
 import type { MarufsNode } from '../node.js';
 import type { PoolMemory } from '../pool/memory.js';
@@ -43,6 +44,7 @@ import {
   RegionType,
   mapperNodes,
   readEntry,
+  readName,
   type LifetimeName,
   type RatEntryView,
 } from './rat.js';
@@ -63,6 +65,20 @@ export interface CreateOptions {
 
 export interface RegionInfo extends Omit<RatEntryView, 'state'> {
   state: 'allocating' | 'allocated' | 'deleting' | 'chowning' | 'free';
+}
+
+/** What garbage collection may do to the table, inside the global ME (RegionStore.maintain). */
+export interface Maintenance {
+  /** Unlink a live region of this generation (index entry and table entry), as unlink would. */
+  reclaimRegion(id: number, generation: number): boolean;
+  /** Empty delegation slot `slot` if it is still in `state`. */
+  removeDelegation(id: number, slot: number, state: number): boolean;
+  /** Drop node `nodeId`'s bit from the region's mapper bitmap; frees an unlinked region nobody maps. */
+  clearMapper(id: number, nodeId: number): boolean;
+  /** Return a region stuck in `state` ALLOCATING to FREE. */
+  freeUnpublished(id: number, state: number): boolean;
+  /** A region stuck in CHOWNING becomes ALLOCATED again. */
+  republish(id: number): boolean;
 }
 
 export interface Capacity {
@@ -244,6 +260,7 @@ export class RegionStore extends RegionTable {
     const id = await this.#locked(() => {
       if (this.index.find(bytes, h)) throw new MarufsError('EEXIST', `a region named "${name}" exists`);
       const id = this.#claimEntry();
+      this.mem.add32(this.rat.header + H.entriesInUse, 1); // ALLOCATING counts as in use (GC frees stuck ones)
       const e = this.rat.entry(id);
       const generation = (this.mem.load32(e + E.generation) + 1) >>> 0;
       const aclSeq = this.mem.load32(e + E.aclSeq);
@@ -269,12 +286,13 @@ export class RegionStore extends RegionTable {
       try {
         hit = this.index.insert(bytes, h, id, generation, this.nodeId);
       } catch (err) {
+        this.mem.add32(this.rat.header + H.entriesInUse, -1);
         this.mem.publish32(e + E.state, RatState.FREE);
         throw err;
       }
+      failpoint('regions.create.afterIndexInsert');
       this.mem.store32(e + E.indexShard, hit.shard);
       this.mem.store32(e + E.indexEntry, hit.entry);
-      this.mem.add32(this.rat.header + H.entriesInUse, 1);
       this.mem.publish32(e + E.state, RatState.ALLOCATED, e, this.rat.entrySize);
       return id;
     });
@@ -650,6 +668,81 @@ export class RegionStore extends RegionTable {
     if (this.mem.load32(this.rat.entry(id) + E.state) === RatState.DELETING && this.#node.state === 'active') {
       void this.#lock.withLock(0, () => this.#freeIfUnmapped(id)).catch(() => undefined);
     }
+  }
+
+  /**
+   * @internal Garbage collection: run `fn` inside the global ME with the operations GC may apply.
+   * Each one re-checks, inside the lock, the condition it acts on.
+   */
+  maintain<T>(fn: (m: Maintenance) => T): Promise<T> {
+    return this.#locked(() =>
+      fn({
+        reclaimRegion: (id, generation) => this.#reclaimRegion(id, generation),
+        removeDelegation: (id, slot, state) => this.#removeDelegation(id, slot, state),
+        clearMapper: (id, nodeId) => this.#clearMapper(id, nodeId),
+        freeUnpublished: (id, state) => this.#freeUnpublished(id, state),
+        republish: (id) => {
+          const e = this.rat.entry(id);
+          if (this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED) !== RatState.CHOWNING)
+            return false;
+          this.#aclChanged(id);
+          return true;
+        },
+      }),
+    );
+  }
+
+  #reclaimRegion(id: number, generation: number): boolean {
+    const e = this.rat.entry(id);
+    if (this.mem.load32(e + E.generation) !== generation) return false;
+    if (this.mem.load32(e + E.state) !== RatState.ALLOCATED) return false;
+    const hit = { shard: this.mem.load32(e + E.indexShard), entry: this.mem.load32(e + E.indexEntry), regionId: id };
+    if (hit.shard < this.index.shards && hit.entry < this.index.entries) this.index.remove(hit);
+    if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.DELETING) !== RatState.ALLOCATED) return false;
+    this.mem.store64(e + E.deletedAt, nowNs());
+    this.#aclChanged(id);
+    this.#freeIfUnmapped(id);
+    return true;
+  }
+
+  #removeDelegation(id: number, slot: number, state: number): boolean {
+    const d = this.rat.delegation(id, slot);
+    if (this.mem.casPublish32(d + D.state, state, DelegState.EMPTY) !== state) return false;
+    clearPrincipal(this.mem, d + D.principal);
+    this.mem.store32(d + D.perms, 0);
+    if (state === DelegState.ACTIVE) this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
+    this.#aclChanged(id);
+    return true;
+  }
+
+  #clearMapper(id: number, nodeId: number): boolean {
+    const word = this.rat.entry(id) + E.mappers + 8 * ((nodeId - 1) >> 6);
+    const bit = 1n << BigInt((nodeId - 1) & 63);
+    for (;;) {
+      const v = this.mem.load64(word);
+      if ((v & bit) === 0n) break;
+      if (this.mem.casPublish64(word, v, v & ~bit) === v) break;
+    }
+    return this.#freeIfUnmapped(id);
+  }
+
+  /** A region stuck in ALLOCATING (its creator died inside create) goes back to FREE. */
+  #freeUnpublished(id: number, state: number): boolean {
+    const e = this.rat.entry(id);
+    if (state !== RatState.ALLOCATING || this.mem.load32(e + E.state) !== RatState.ALLOCATING) return false;
+    // The creator may have published the index entry before it died: take it back first.
+    const name = readName(this.mem, this.rat, id);
+    if (name.length > 0) {
+      const hit = this.index.find(name, hashName(name, { lo: 0, hi: 0 }));
+      if (hit && hit.regionId === id) this.index.remove(hit);
+    }
+    const generation = this.mem.load32(e + E.generation);
+    const aclSeq = this.mem.load32(e + E.aclSeq);
+    this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
+    this.mem.store32(e + E.generation, generation);
+    this.mem.store32(e + E.aclSeq, aclSeq + 1);
+    this.mem.add32(this.rat.header + H.entriesInUse, -1);
+    return this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) === RatState.ALLOCATING;
   }
 
   /** Regions this node has open (for detach and inspection). */
