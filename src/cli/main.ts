@@ -9,6 +9,7 @@ import { MarufsError } from '../engine/index.js';
 import { registerAttach } from './commands/attach.js';
 import { registerDemo } from './commands/demo.js';
 import { registerFormat } from './commands/format.js';
+import { registerFsck } from './commands/fsck.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerNames } from './commands/names.js';
 import { registerRegion } from './commands/region.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerFormat(program);
   registerInspect(program);
+  registerFsck(program);
   registerAttach(program);
   registerRegion(program);
   registerNames(program);

@@ -78,3 +78,4 @@ export {
   type GcStatus,
   type GcPhaseCounts,
 } from './gc/collector.js';
+export { fsck, checkPool, type FsckReport, type FsckProblem } from './fsck.js';

@@ -1,0 +1,228 @@
+/**
+ * fsck: check every invariant of a pool from its bytes — superblock, node slots, the region table and
+ * global index (regions/check.ts), every name table's chains and header, every ME area's structs —
+ * and, with `repair`, fix what is provably safe: counters that are derived from the entries (entries
+ * in use, bytes allocated, active delegations per region) and slot state words left behind by a
+ * crash. Repairs run as an attached node inside the global ME, so they never race a live change.
+ * Everything else is reported, not touched.
+ *
+ * Exit status of `marufs fsck` (as fsck(8)): 0 clean, 1 problems found and all repaired,
+ * 4 problems left, 8 operational error.
+ */
+import { BOOTSTRAP_SLOTS, type Layout } from './layout/geometry.js';
+import { readSuperblock } from './layout/superblock.js';
+import {
+  ME_CB,
+  ME_CB_MAGIC,
+  ME_MAGIC,
+  ME_MEMBER,
+  ME_MEMBER_MAGIC,
+  ME_SLOT,
+  ME_SLOT_MAGIC,
+  MeAreaLayout,
+  readMeHeader,
+} from './me/area.js';
+import { attachNode } from './node.js';
+import { readNrhtGeometry } from './nrht/layout.js';
+import { chainShards } from './nrht/table.js';
+import { checkChains } from './hash-chains.js';
+import { PoolMemory } from './pool/memory.js';
+import { SLOT, SlotState, readSlot, slotOffset } from './bootstrap/slots.js';
+import { checkRegions } from './regions/check.js';
+import { D, DelegState, E, H, RatLayout, RatState, RegionType } from './regions/rat.js';
+import { NAME_MAX } from './regions/names.js';
+import { NE } from './nrht/layout.js';
+
+export interface FsckProblem {
+  area: string;
+  message: string;
+  /** Fixed by --repair. */
+  repaired?: boolean;
+}
+
+export interface FsckReport {
+  device: string;
+  status: 'clean' | 'repaired' | 'problems';
+  problems: FsckProblem[];
+  checked: { slots: number; regions: number; tables: number; meAreas: number };
+}
+
+/** Problems of the ME area at `base` (structs and their magics), '' prefix per area. */
+function checkMeArea(
+  mem: PoolMemory,
+  base: number,
+  label: string,
+  expect: { shards?: number; maxNodes: number },
+): string[] {
+  const h = readMeHeader(mem, base);
+  if (h.magic !== ME_MAGIC) return [`${label}: no ME header magic`];
+  const out: string[] = [];
+  if (h.shards < 1 || h.shards > 64 || (expect.shards !== undefined && h.shards !== expect.shards)) {
+    return [`${label}: header says ${h.shards} shards`];
+  }
+  if (h.maxNodes !== expect.maxNodes)
+    return [`${label}: header says ${h.maxNodes} nodes, the pool has ${expect.maxNodes}`];
+  const area = new MeAreaLayout(base, h.shards, h.maxNodes);
+  if (base + area.totalSize > mem.size) return [`${label}: area runs past the pool`];
+  for (let s = 0; s < h.shards; s++) {
+    if (mem.load32(area.cb(s) + ME_CB.magic) !== ME_CB_MAGIC) out.push(`${label}: control block ${s} has a bad magic`);
+    for (let n = 1; n <= h.maxNodes; n++) {
+      if (mem.load32(area.slot(s, n) + ME_SLOT.magic) !== ME_SLOT_MAGIC)
+        out.push(`${label}: doorbell (${s}, ${n}) has a bad magic`);
+    }
+  }
+  for (let n = 1; n <= h.maxNodes; n++) {
+    if (mem.load32(area.member(n) + ME_MEMBER.magic) !== ME_MEMBER_MAGIC)
+      out.push(`${label}: member ${n} has a bad magic`);
+  }
+  return out;
+}
+
+function checkTables(mem: PoolMemory, layout: Layout, problems: FsckProblem[]): number {
+  const rat = new RatLayout(layout);
+  let tables = 0;
+  for (let id = 0; id < rat.maxEntries; id++) {
+    const e = rat.entry(id);
+    if (mem.load32(e + E.state) !== RatState.ALLOCATED || mem.load32(e + E.type) !== RegionType.NRHT) continue;
+    tables++;
+    const base = Number(mem.load64(e + E.physOffset));
+    const area = `name table in region ${id}`;
+    try {
+      const g = readNrhtGeometry(mem, base, Number(mem.load64(e + E.size)), {
+        id,
+        generation: mem.load32(e + E.generation),
+      });
+      for (const [s, shard] of chainShards(mem, base, g, `region ${id}`).entries()) {
+        const names = new Set<string>();
+        for (const message of checkChains(shard, (entry) => {
+          const name = mem.read(entry + NE.name, Math.min(NAME_MAX, mem.load32(entry + NE.nameLen))).toString('utf8');
+          if (names.has(name)) return `shard ${s}: name "${name}" is VALID twice`;
+          names.add(name);
+          return undefined;
+        })) {
+          problems.push({ area, message });
+        }
+      }
+      for (const message of checkMeArea(mem, base + g.meOffset, 'ME', { shards: g.shards, maxNodes: g.maxNodes })) {
+        problems.push({ area, message });
+      }
+    } catch (err) {
+      problems.push({ area, message: (err as Error).message });
+    }
+  }
+  return tables;
+}
+
+function checkSlots(mem: PoolMemory, maxNodes: number, problems: FsckProblem[]): number {
+  let claimed = 0;
+  for (let i = 0; i < BOOTSTRAP_SLOTS; i++) {
+    const v = readSlot(mem, i);
+    if (v.state > SlotState.DETACHING)
+      problems.push({ area: 'node slots', message: `slot ${i}: unknown state ${v.state}` });
+    if (v.owner === 0n && v.state !== SlotState.FREE) {
+      problems.push({ area: 'node slots', message: `slot ${i}: free but its state says ${v.state}` });
+    }
+    if (v.owner !== 0n) {
+      claimed++;
+      if (i >= maxNodes)
+        problems.push({ area: 'node slots', message: `slot ${i}: claimed, beyond the pool's ${maxNodes} nodes` });
+    }
+  }
+  return claimed;
+}
+
+/** Read-only check of a pool. */
+export function checkPool(path: string): FsckReport {
+  const mem = PoolMemory.open(path, { readOnly: true });
+  try {
+    const problems: FsckProblem[] = [];
+    const sb = readSuperblock(mem);
+    const checked = { slots: 0, regions: 0, tables: 0, meAreas: 0 };
+    if (sb.state !== 'valid') {
+      problems.push({ area: 'superblock', message: sb.state === 'unformatted' ? 'not formatted' : sb.error.message });
+      return { device: path, status: 'problems', problems, checked };
+    }
+    const layout = sb.superblock.layout;
+    checked.slots = checkSlots(mem, layout.geometry.maxNodes, problems);
+    const regions = checkRegions(mem, layout);
+    checked.regions = regions.regions;
+    for (const message of regions.problems) problems.push({ area: 'regions', message });
+    const rat = new RatLayout(layout);
+    for (let id = 0; id < rat.maxEntries; id++) {
+      if (mem.load32(rat.entry(id) + E.state) !== RatState.ALLOCATED) continue;
+      const active = countActive(mem, rat, id);
+      const recorded = mem.load32(rat.entry(id) + E.activeDelegations);
+      if (recorded !== active) {
+        problems.push({
+          area: 'regions',
+          message: `region ${id}: records ${recorded} active delegations, has ${active}`,
+        });
+      }
+    }
+    for (const message of checkMeArea(mem, layout.globalMeOffset, 'global ME', {
+      shards: 1,
+      maxNodes: layout.geometry.maxNodes,
+    })) {
+      problems.push({ area: 'global ME', message });
+    }
+    checked.tables = checkTables(mem, layout, problems);
+    checked.meAreas = 1 + checked.tables;
+    return { device: path, status: problems.length ? 'problems' : 'clean', problems, checked };
+  } finally {
+    mem.close();
+  }
+}
+
+function countActive(mem: PoolMemory, rat: RatLayout, id: number): number {
+  let n = 0;
+  for (let j = 0; j < rat.delegations; j++) if (mem.load32(rat.delegation(id, j) + D.state) === DelegState.ACTIVE) n++;
+  return n;
+}
+
+/**
+ * Check, then repair what is provably safe (derived counters, stale slot states) as an attached node
+ * inside the global ME, then check again. Problems that remain are reported as they are.
+ */
+export async function fsck(path: string, options: { repair?: boolean } = {}): Promise<FsckReport> {
+  const first = checkPool(path);
+  if (!options.repair || first.status === 'clean' || first.problems.some((p) => p.area === 'superblock')) return first;
+  const node = await attachNode({ path, gc: false });
+  try {
+    await node.regions.maintain(() => {
+      const { mem, rat } = node.regions;
+      let entries = 0;
+      let bytes = 0n;
+      for (let id = 0; id < rat.maxEntries; id++) {
+        const e = rat.entry(id);
+        const st = mem.load32(e + E.state);
+        if (st === RatState.FREE) continue;
+        entries++;
+        if (mem.load64(e + E.physOffset) !== 0n) bytes += mem.load64(e + E.allocatedSize);
+        if (st === RatState.ALLOCATED) mem.store32(e + E.activeDelegations, countActive(mem, rat, id));
+      }
+      mem.store32(rat.header + H.entriesInUse, entries);
+      mem.store64(rat.header + H.bytesAllocated, bytes);
+      for (let i = 0; i < BOOTSTRAP_SLOTS; i++) {
+        const off = slotOffset(i);
+        if (mem.load64(off + SLOT.owner) === 0n && mem.load32(off + SLOT.state) !== SlotState.FREE) {
+          mem.cas32(off + SLOT.state, mem.load32(off + SLOT.state), SlotState.FREE);
+        }
+      }
+      mem.writeBack(rat.header, 64);
+    });
+  } finally {
+    await node.detach();
+  }
+  const after = checkPool(path);
+  const left = new Set(after.problems.map((p) => `${p.area}: ${p.message}`));
+  const problems = [
+    ...first.problems.map((p) => ({ ...p, repaired: !left.has(`${p.area}: ${p.message}`) })),
+    ...after.problems.filter((p) => !first.problems.some((q) => q.area === p.area && q.message === p.message)),
+  ];
+  return {
+    device: path,
+    status: after.status === 'clean' ? 'repaired' : 'problems',
+    problems,
+    checked: after.checked,
+  };
+}
