@@ -64,12 +64,15 @@ describe('ME instance (in process)', () => {
     await a.acquire(0);
     a.release(0);
     expect(a.stats.counters.fastHits).toBe(2);
+    const tokenA = await a.withLock(0, () => a.fencingToken(0));
     await b.acquire(0);
     expect(leaseHolder(readLease(mem, b.area, 0))).toBe(2);
+    expect(b.fencingToken(0)).toBeGreaterThan(tokenA);
+    expect(() => a.fencingToken(0)).toThrow(expect.objectContaining({ code: 'EPERM' }));
     b.release(0);
     await a.acquire(1); // other shard untouched by b
     a.release(1);
-    expect(a.stats.snapshot().perShardAcquires).toEqual({ '0': 2, '1': 1 });
+    expect(a.stats.snapshot().perShardAcquires).toEqual({ '0': 3, '1': 1 });
   });
 
   it('local callers are served FIFO and the token stays while they wait', async () => {

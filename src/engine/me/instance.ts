@@ -332,6 +332,17 @@ export class MeInstance {
     }
   }
 
+  /**
+   * The lease generation under which this node holds `shard` (only inside the critical section).
+   * It grows with every holder change, so data protected by the lock can record it and refuse
+   * writes carrying an older one — fencing a holder that was frozen inside its critical section.
+   */
+  fencingToken(shard: number): number {
+    const st = this.#shardState(shard);
+    if (!st.inCs) throw new MarufsError('EPERM', `${this.name}: shard ${shard} is not held here`);
+    return leaseGeneration(st.myLease);
+  }
+
   /** Is a caller on this node inside the critical section of `shard`? */
   held(shard: number): boolean {
     return this.#shardState(shard).inCs;
