@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { renderBootstrapBench, runBootstrapBench } from './bootstrap.js';
+import { renderMeBench, runMeBench } from './me.js';
 import { renderNrhtBench, runNrhtBench } from './nrht.js';
 import { renderRegionBench, runRegionBench } from './regions.js';
 
@@ -23,6 +24,7 @@ const BENCHES: Record<string, Bench> = {
     run: runRegionBench,
     render: renderRegionBench,
   },
+  me: { title: 'ME acquire+release next to a Redis lock', run: runMeBench, render: renderMeBench },
   nrht: { title: 'name tables next to Redis, and the multi-node sweep', run: runNrhtBench, render: renderNrhtBench },
 };
 

@@ -5,12 +5,28 @@
 import { join } from 'node:path';
 import { inspectPool } from '../../src/engine/index.js';
 import { NodeProcess, tempDir } from '../helpers/cli.js';
+import { killAllNodes } from '../helpers/cli.js';
 
 const FAST = ['--heartbeat-ms', '50', '--stall-window-ms', '500'];
 const SMALL = ['--size', '64M', '--max-nodes', '16', '--max-regions', '256'];
 
+/** Resolves once some node holds the pool's format lock (or `doomed` has already died). */
+async function formatLockTaken(pool: string, doomed: NodeProcess): Promise<void> {
+  let exited = false;
+  void doomed.exited.then(() => (exited = true));
+  for (let i = 0; i < 3000 && !exited; i++) {
+    try {
+      if ((await inspectPool(pool, { observeMs: 0 })).bootstrap.formatInProgress) return;
+    } catch {
+      // the pool file does not exist yet
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe('bootstrap election', () => {
   const tmp = tempDir();
+  afterEach(() => killAllNodes());
   afterAll(() => tmp.cleanup());
 
   it('formats exactly once when 8 processes attach at once to an unformatted pool (20 rounds)', async () => {
@@ -37,11 +53,13 @@ describe('bootstrap election', () => {
 
   it.each(killPoints)('completes the format once when the formatter is killed at %s', async (point) => {
     const pool = join(tmp.dir, `kill-${point}.pool`);
-    // The doomed formatter stalls first so the other nodes are already waiting when it dies.
+    // The doomed formatter stalls right after taking the format lock, so the other nodes start only
+    // once it holds the lock (however slowly it starts) and are waiting when it dies.
+    const stall = point === 'format.afterLock' ? '' : 'format.afterLock=sleep:400,';
     const doomed = new NodeProcess([pool, '--format-if-needed', ...SMALL, ...FAST], {
-      MARUFS_FAILPOINTS: `format.afterLock=sleep:400,${point}=kill`,
+      MARUFS_FAILPOINTS: `${stall}${point}=kill`,
     });
-    await new Promise((r) => setTimeout(r, 150));
+    await formatLockTaken(pool, doomed);
     const others = Array.from({ length: 3 }, () => new NodeProcess([pool, '--format-if-needed', ...SMALL, ...FAST]));
     expect(await doomed.exited).toBeNull(); // died by SIGKILL
     const events = await Promise.all(others.map((n) => n.attached()));
@@ -75,7 +93,7 @@ describe('bootstrap election', () => {
     const slow = new NodeProcess([pool, '--format-if-needed', ...SMALL, ...FAST], {
       MARUFS_FAILPOINTS: 'format.afterZero=sleep:1500', // 3× the stall window, heartbeat still ticking
     });
-    await new Promise((r) => setTimeout(r, 200));
+    await formatLockTaken(pool, slow);
     const waiter = new NodeProcess([pool, '--format-if-needed', ...SMALL, ...FAST]);
     const [a, b] = await Promise.all([slow.attached(), waiter.attached()]);
     expect(a.formatted).toBe(true);

@@ -6,12 +6,14 @@
 import { join } from 'node:path';
 import { attachNode, formatDevice, inspectPool, NodeSlotBusyError } from '../../src/engine/index.js';
 import { NodeProcess, tempDir } from '../helpers/cli.js';
+import { killAllNodes } from '../helpers/cli.js';
 
 const FAST_TIMING = { heartbeatMs: 50, stallWindowMs: 500, pollMs: 10 };
 const FAST = ['--heartbeat-ms', '50', '--stall-window-ms', '500'];
 
 describe('node slots and liveness', () => {
   const tmp = tempDir();
+  afterEach(() => killAllNodes());
   afterAll(() => tmp.cleanup());
 
   async function freshPool(name: string, maxNodes = 8): Promise<string> {

@@ -5,9 +5,11 @@
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { NodeProcess, runCli, tempDir } from '../helpers/cli.js';
+import { killAllNodes } from '../helpers/cli.js';
 
 describe('marufs CLI', () => {
   const tmp = tempDir();
+  afterEach(() => killAllNodes());
   afterAll(() => tmp.cleanup());
 
   it('formats a new pool file and inspects it as documented JSON', () => {

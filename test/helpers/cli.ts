@@ -38,6 +38,14 @@ export interface NodeEvent {
   tookOverSlot?: boolean;
 }
 
+/** Node processes not yet gone, so a failed test can still kill them (see killAllNodes). */
+const liveNodes = new Set<NodeProcess>();
+
+/** Kill every `marufs attach` process still running: use in afterEach so a failure never hangs jest. */
+export async function killAllNodes(): Promise<void> {
+  await Promise.all([...liveNodes].map((n) => n.kill9()));
+}
+
 /** A `marufs attach` child process. */
 export class NodeProcess {
   readonly child: ChildProcess;
@@ -51,7 +59,13 @@ export class NodeProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    liveNodes.add(this);
+    this.exited = new Promise((resolve) =>
+      this.child.once('exit', (code) => {
+        liveNodes.delete(this);
+        resolve(code);
+      }),
+    );
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       let e: NodeEvent;
       try {

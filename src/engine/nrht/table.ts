@@ -141,6 +141,16 @@ export function tableStats(mem: PoolMemory, base: number, g: NrhtGeometry): Nrht
 /** One ME instance per (node, table): joined on first insert, counter op or join(); left on detach. */
 const instances = new WeakMap<MarufsNode, Map<number, { generation: number; me: Promise<MeInstance> }>>();
 
+/** The name-table ME instances this node has joined (inspection). */
+export async function joinedTableMes(node: MarufsNode): Promise<{ regionId: number; me: MeInstance }[]> {
+  const out: { regionId: number; me: MeInstance }[] = [];
+  for (const [regionId, entry] of instances.get(node) ?? []) {
+    const me = await entry.me.catch(() => undefined);
+    if (me) out.push({ regionId, me });
+  }
+  return out;
+}
+
 export class NrhtTable {
   readonly name: string;
   readonly caller: Caller;

@@ -1,0 +1,169 @@
+/**
+ * The inspection API of an attached node: JSON views equivalent to the reference's sysfs files, and
+ * the debug controls, for the node plugin to serve over HTTP (controls only to administrators).
+ *
+ * Views: bootstrap slots (liveness as this node's collector sees them), regions (owner, size,
+ * state, default permissions, delegations, mappers), capacity, permissions of a caller, the global
+ * ME and every joined name-table ME (holders, members, per-shard state, and this node's stats),
+ * name tables (geometry, fill, chain-depth histogram), and GC status.
+ * Controls: GC trigger / pause / resume / stop / restart, heartbeat freeze (node slot and MEs),
+ * ME stats reset.
+ */
+import { readSlot, SLOT_STATE_NAMES } from './bootstrap/slots.js';
+import { BOOTSTRAP_SLOTS } from './layout/geometry.js';
+import { regionReport, type RegionReport } from './inspect.js';
+import type { MeInstanceInfo } from './me/instance.js';
+import type { MeStatsSnapshot } from './me/stats.js';
+import type { MarufsNode } from './node.js';
+import { readNrhtGeometry } from './nrht/layout.js';
+import { joinedTableMes, tableStats, type NrhtStats } from './nrht/table.js';
+import type { GcPhaseCounts, GcStatus } from './gc/collector.js';
+import type { Capacity } from './regions/store.js';
+import { MarufsError } from './errors.js';
+
+export interface MeView {
+  info: MeInstanceInfo;
+  stats: MeStatsSnapshot & { name: string };
+}
+
+export interface NodeViews {
+  node: { nodeId: number; state: string; poolUuid: string; formatGeneration: number; heartbeatFrozen: boolean };
+  bootstrap: { nodeId: number; state: string; pid: number; heartbeat: number; claims: number; self: boolean }[];
+  regions: RegionReport[];
+  capacity: Capacity;
+  me: { global: MeView; tables: (MeView & { regionId: number })[] };
+  tables: ({ name: string; regionId: number } & NrhtStats)[];
+  gc: GcStatus;
+}
+
+export type DebugAction =
+  | 'gc-trigger'
+  | 'gc-pause'
+  | 'gc-resume'
+  | 'gc-stop'
+  | 'gc-restart'
+  | 'heartbeat-freeze'
+  | 'heartbeat-thaw'
+  | 'me-stats-reset';
+
+export const DEBUG_ACTIONS: readonly DebugAction[] = Object.freeze([
+  'gc-trigger',
+  'gc-pause',
+  'gc-resume',
+  'gc-stop',
+  'gc-restart',
+  'heartbeat-freeze',
+  'heartbeat-thaw',
+  'me-stats-reset',
+]);
+
+export class NodeInspector {
+  constructor(private readonly node: MarufsNode) {}
+
+  bootstrap(): NodeViews['bootstrap'] {
+    const out: NodeViews['bootstrap'] = [];
+    for (let i = 0; i < Math.min(BOOTSTRAP_SLOTS, this.node.superblock.geometry.maxNodes); i++) {
+      const v = readSlot(this.node.mem, i);
+      if (v.owner === 0n) continue;
+      out.push({
+        nodeId: v.nodeId,
+        state: SLOT_STATE_NAMES[v.state] ?? 'unknown',
+        pid: v.pid,
+        heartbeat: Number(v.heartbeat),
+        claims: Number(v.claims),
+        self: i === this.node.slotIndex,
+      });
+    }
+    return out;
+  }
+
+  regions(): RegionReport[] {
+    return this.node.regions.list({ includeDeleting: true }).map(regionReport);
+  }
+
+  /** One region with its delegations (the reference's deleg_info). */
+  region(name: string): RegionReport {
+    return regionReport(this.node.regions.stat(name));
+  }
+
+  tables(): NodeViews['tables'] {
+    const { mem } = this.node;
+    const out: NodeViews['tables'] = [];
+    for (const r of this.node.regions.list()) {
+      if (r.type !== 1 || r.physOffset === 0) continue;
+      try {
+        const g = readNrhtGeometry(mem, r.physOffset, r.size, { id: r.id, generation: r.generation });
+        out.push({ name: r.name, regionId: r.id, ...tableStats(mem, r.physOffset, g) });
+      } catch {
+        // not an initialized table: nothing to show
+      }
+    }
+    return out;
+  }
+
+  async me(): Promise<NodeViews['me']> {
+    const global = { info: this.node.globalMe.info(), stats: this.node.globalMe.statsSnapshot() };
+    const tables = (await joinedTableMes(this.node)).map(({ regionId, me }) => ({
+      regionId,
+      info: me.info(),
+      stats: me.statsSnapshot(),
+    }));
+    return { global, tables };
+  }
+
+  async views(): Promise<NodeViews> {
+    const sb = this.node.superblock;
+    return {
+      node: {
+        nodeId: this.node.nodeId,
+        state: this.node.state,
+        poolUuid: sb.poolUuid,
+        formatGeneration: sb.formatGeneration,
+        heartbeatFrozen: this.node.heartbeatFrozen,
+      },
+      bootstrap: this.bootstrap(),
+      regions: this.regions(),
+      capacity: this.node.regions.capacity(),
+      me: await this.me(),
+      tables: this.tables(),
+      gc: this.node.gc.status(),
+    };
+  }
+
+  /** Apply a debug control. Returns the GC counts for gc-trigger, the new GC status otherwise. */
+  async control(action: DebugAction): Promise<GcStatus | GcPhaseCounts> {
+    const gc = this.node.gc;
+    switch (action) {
+      case 'gc-trigger':
+        return gc.trigger();
+      case 'gc-pause':
+        gc.pause(true);
+        break;
+      case 'gc-resume':
+        gc.pause(false);
+        break;
+      case 'gc-stop':
+        await gc.stop();
+        break;
+      case 'gc-restart':
+        await gc.stop();
+        gc.start();
+        break;
+      case 'heartbeat-freeze':
+      case 'heartbeat-thaw': {
+        const on = action === 'heartbeat-freeze';
+        this.node.freezeHeartbeat(on);
+        this.node.globalMe.freeze({ heartbeat: on });
+        for (const { me } of await joinedTableMes(this.node)) me.freeze({ heartbeat: on });
+        break;
+      }
+      case 'me-stats-reset':
+        this.node.globalMe.resetStats();
+        for (const { me } of await joinedTableMes(this.node)) me.resetStats();
+        break;
+      default:
+        throw new MarufsError('EINVAL', `unknown debug action "${String(action)}" (have: ${DEBUG_ACTIONS.join(', ')})`);
+    }
+    return gc.status();
+  }
+}
