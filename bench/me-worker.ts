@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { MeInstance } from '../src/engine/me/instance.js';
 import { PoolMemory } from '../src/engine/pool/memory.js';
-import { RespClient } from './me-resp.js';
+import { createClient } from 'redis';
 
 const args = JSON.parse(process.argv[2] ?? '{}') as { path: string; nodeId: number };
 const mem = PoolMemory.open(args.path);
@@ -58,8 +58,9 @@ const RELEASE_SCRIPT =
   "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 async function runRedis(c: { port: number; shards: number; startAt: number; endAt: number }): Promise<unknown> {
-  const r = await RespClient.connect(c.port);
-  const sha = (await r.command('SCRIPT', 'LOAD', RELEASE_SCRIPT)) as string;
+  const r = createClient({ socket: { host: '127.0.0.1', port: c.port } });
+  await r.connect();
+  const sha = await r.scriptLoad(RELEASE_SCRIPT);
   await untilWall(c.startAt);
   const s = new Sampler();
   let ops = 0;
@@ -68,13 +69,13 @@ async function runRedis(c: { port: number; shards: number; startAt: number; endA
   while (Date.now() < c.endAt) {
     const key = `lock:${c.shards > 1 ? Math.floor(Math.random() * c.shards) : 0}`;
     const t0 = performance.now();
-    while ((await r.command('SET', key, token, 'NX', 'PX', 5000)) !== 'OK') retries++;
-    const del = await r.command('EVALSHA', sha, 1, key, token);
+    while ((await r.set(key, token, { NX: true, PX: 5000 })) !== 'OK') retries++;
+    const del = await r.evalSha(sha, { keys: [key], arguments: [token] });
     if (del !== 1) throw new Error(`lock ${key} lost: ${String(del)}`);
     s.add((performance.now() - t0) * 1000);
     ops++;
   }
-  r.close();
+  await r.quit();
   return { ops, samples: s.samples, retries };
 }
 

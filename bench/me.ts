@@ -8,7 +8,7 @@
  *
  * Exports runMeBench/renderMeBench so that bench/run.ts can include it.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { formatMeArea } from '../src/engine/me/area.js';
 import { meAreaSize } from '../src/engine/layout/geometry.js';
 import { PoolMemory } from '../src/engine/pool/memory.js';
-import { RespClient } from './me-resp.js';
+import { startRedisServer } from './redis-server.js';
 
 const MAX_NODES = 8;
 const workerPath = fileURLToPath(new URL('./me-worker.js', import.meta.url));
@@ -75,26 +75,6 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-async function startRedis(port: number): Promise<ChildProcess | null> {
-  if (spawnSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' }).status !== 0) return null;
-  const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  for (let i = 0; i < 100; i++) {
-    try {
-      const c = await RespClient.connect(port);
-      const pong = await c.command('PING');
-      c.close();
-      if (pong === 'PONG') return child;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill('SIGKILL');
-  return null;
-}
-
 export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
   const durationMs = quick ? 200 : 1500;
   const procCounts = quick ? [1, 2] : [1, 2, 4, 8];
@@ -104,9 +84,9 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
   const areaStride = Math.ceil(meAreaSize(64, MAX_NODES) / 4096) * 4096;
   const runs = procCounts.length * shardCounts.length * 2;
   const mem = PoolMemory.open(path, { createSize: areaStride * (runs + 1) });
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const redis = quick ? null : await startRedis(port);
-  const redisVersion = redis ? spawnSync('redis-server', ['--version']).stdout.toString().trim() : null;
+  const redis = quick ? undefined : await startRedisServer(20000 + Math.floor(Math.random() * 20000));
+  const port = redis?.port ?? 0;
+  const redisVersion = redis?.version ?? null;
   const rows: MeBenchRow[] = [];
   let area = 0;
   try {
@@ -147,7 +127,7 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
       for (const w of workers) w.stop();
     }
   } finally {
-    redis?.kill('SIGKILL');
+    await redis?.stop();
     mem.close();
     rmSync(dir, { recursive: true, force: true });
   }

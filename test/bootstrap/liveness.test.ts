@@ -94,7 +94,8 @@ describe('node slots and liveness', () => {
     await expect(attachNode({ path: pool, timing: FAST_TIMING })).rejects.toThrow(NodeSlotBusyError);
     await b.kill9();
     const c = await attachNode({ path: pool, timing: FAST_TIMING });
-    expect(c.tookOverSlot).toBe(true);
+    // Either c took the stale slot over itself, or node a's garbage collector had already reclaimed
+    // the dead node and freed its slot: both give c the dead node's id, never a live one's.
     expect(new Set([a.nodeId, c.nodeId])).toEqual(new Set([1, 2]));
     await Promise.all([a.detach(), c.detach()]);
   });
