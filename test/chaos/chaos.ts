@@ -28,6 +28,8 @@ export interface ChaosResult {
   rounds: number;
   operations: number;
   kills: number;
+  /** Graceful detach + attach. */
+  restarts: number;
   violations: string[];
   lost: string[];
   acknowledged: { regions: number; names: number };
@@ -56,6 +58,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     rounds: 0,
     operations: 0,
     kills: 0,
+    restarts: 0,
     violations: [],
     lost: [],
     acknowledged: { regions: 0, names: 0 },
@@ -92,7 +95,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
             'clear',
             'find',
             'ref',
+            'pin',
             'grant',
+            'revoke',
+            'chown',
             'process-region',
             'read',
           ]),
@@ -123,6 +129,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       if (victim >= 0) {
         nodes[victim] = new Agent(pool);
         await nodes[victim]!.ready;
+      }
+      if (round % 3 === 2) {
+        // A graceful detach and a fresh attach (the node id may come back or change).
+        const leaving = Math.floor(rand() * nodes.length);
+        await nodes[leaving]!.detach();
+        nodes[leaving] = new Agent(pool);
+        await nodes[leaving]!.ready;
+        result.restarts++;
       }
       result.rounds++;
       // Let garbage collection reclaim the dead node and what it left half-made, then check.
@@ -195,14 +209,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         break;
       }
       case 'find':
-      case 'ref': {
+      case 'ref':
+      case 'pin': {
         const all = [...names].filter((n) => !uncertain.has(n));
         if (all.length === 0) break;
         const key = all[Math.floor(step.pickR * all.length)]!;
         const c = await agent.code({
           op: 'table',
           name: 'chaos-names',
-          action: step.op === 'find' ? 'find' : 'refInc',
+          action: { find: 'find', ref: 'refInc', pin: 'pinInc' }[step.op],
           key,
         });
         if (c !== 'OK' && names.has(key)) result.lost.push(`name ${key}: ${step.op} answered ${c}`);
@@ -218,6 +233,22 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           to: { kind: 'process', nodeId: peer.nodeId, pid: peer.pid },
           perms: Perm.READ,
         });
+        break;
+      }
+      case 'revoke': {
+        if (ownRegions.length === 0) break;
+        const name = ownRegions[Math.floor(step.pickR * ownRegions.length)]!;
+        const peer = nodes[(step.w + 1) % nodes.length]!;
+        await agent.code({ op: 'revoke', name, to: { kind: 'process', nodeId: peer.nodeId, pid: peer.pid } });
+        break;
+      }
+      case 'chown': {
+        // To a user principal: the region stays persistent (and durable).
+        if (ownRegions.length === 0) break;
+        const name = ownRegions[Math.floor(step.pickR * ownRegions.length)]!;
+        inFlight.push(name);
+        const c = await agent.code({ op: 'chown', name, to: { kind: 'user', uid: 0 } });
+        if (c === 'OK') await agent.code({ op: 'default', name, perms: Perm.ALL });
         break;
       }
       case 'process-region': {
