@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Perm, checkPool, formatDevice } from '../../src/engine/index.js';
 import { Agent } from '../helpers/agent.js';
+import { seededRandom } from '../helpers/util.js';
 
 export interface ChaosOptions {
   rounds: number;
@@ -35,22 +36,11 @@ export interface ChaosResult {
   acknowledged: { regions: number; names: number };
 }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const MiB = 1024 * 1024;
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const log = opts.log ?? (() => undefined);
-  const rand = prng(opts.seed);
+  const rand = seededRandom(opts.seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const dir = mkdtempSync(join(tmpdir(), 'marufs-chaos-'));
   const pool = join(dir, 'chaos.pool');

@@ -12,22 +12,13 @@ import {
   formatDevice,
   thisProcess,
   type Caller,
-  type MarufsError,
   type MarufsNode,
 } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
+import { code } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
-
-async function code(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    return (e as MarufsError).code;
-  }
-  return 'OK';
-}
 
 describe('name tables', () => {
   const tmp = tempDir();

@@ -11,21 +11,12 @@ import {
   workloadId,
   type Caller,
   type MarufsNode,
-  type MarufsError,
 } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
+import { code } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
-
-async function code(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    return (e as MarufsError).code;
-  }
-  return 'OK';
-}
 
 describe('regions on two nodes', () => {
   const tmp = tempDir();

@@ -16,19 +16,9 @@ import {
 } from '../../src/engine/index.js';
 import { Agent, agents, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
+import { seededRandom } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function poolState(path: string): { problems: string[]; regions: { name: string; size: number }[] } {
   const mem = PoolMemory.open(path, { readOnly: true });
@@ -50,7 +40,7 @@ describe('regions model test', () => {
     await formatDevice({ path, size: 96 * MiB, geometry: { maxNodes: 8, maxRegions: 64 } });
     const nodes = await agents(path, 4);
     const seed = Number(process.env['MARUFS_SEED'] ?? 20261123);
-    const rand = mulberry32(seed);
+    const rand = seededRandom(seed);
     const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]!;
     const models = nodes.map(() => new Map<string, { size: number }>());
     let ops = 0;
