@@ -9,6 +9,7 @@ import { cpus } from 'node:os';
 import { renderBootstrapBench, runBootstrapBench } from './bootstrap.js';
 import { renderMeBench, runMeBench } from './me.js';
 import { renderNrhtBench, runNrhtBench } from './nrht.js';
+import { plot } from './plot.js';
 import { renderRegionBench, runRegionBench } from './regions.js';
 
 interface Bench {
@@ -48,6 +49,8 @@ async function main(): Promise<void> {
         `${resultsDir}/${name}.json`,
         `${JSON.stringify({ machine, date: new Date().toISOString(), ...result }, null, 2)}\n`,
       );
+      const chart = plot(name);
+      if (chart) process.stdout.write(`plot: ${chart}\n\n`);
     }
   }
 }
