@@ -5,42 +5,24 @@
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { NrhtTable, attachNode, thisProcess, type Caller, type MarufsNode } from '../../engine/index.js';
+import { NrhtTable, type Caller, type MarufsNode } from '../../engine/index.js';
+import { nodeCommandOptions, printResult, withNode, type NodeCommandOptions } from '../node-command.js';
 import { parseInteger } from '../units.js';
-
-interface Common {
-  nodeId?: number;
-  json?: boolean;
-}
 
 async function withTable<T>(
   device: string,
   table: string,
-  opts: Common,
+  opts: NodeCommandOptions,
   fn: (t: NrhtTable, node: MarufsNode, caller: Caller) => Promise<T> | T,
 ): Promise<T> {
-  const node = await attachNode({ path: device, nodeId: opts.nodeId });
-  const caller = thisProcess(node.nodeId);
-  try {
+  return withNode(device, opts, async (node, caller) => {
     const t = NrhtTable.open(node, table, caller);
     try {
       return await fn(t, node, caller);
     } finally {
       await t.leave();
     }
-  } finally {
-    await node.detach();
-  }
-}
-
-function common(cmd: Command): Command {
-  return cmd
-    .option('--node-id <n>', 'attach as this node id (default: lowest free)', parseInteger)
-    .option('--json', 'print JSON');
-}
-
-function print(opts: Common, json: unknown, text: string): void {
-  process.stdout.write(opts.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
+  });
 }
 
 function direction(text: string): 'inc' | 'dec' {
@@ -51,7 +33,9 @@ function direction(text: string): 'inc' | 'dec' {
 export function registerNames(program: Command): void {
   const names = program.command('names').description('name tables (NRHT): publish and look up name → (region, offset)');
 
-  common(names.command('init').description('make a region a name table (creates the region if missing; needs ADMIN)'))
+  nodeCommandOptions(
+    names.command('init').description('make a region a name table (creates the region if missing; needs ADMIN)'),
+  )
     .argument('<device>')
     .argument('<table>', 'table region name')
     .option('--entries <n>', 'total entries, power of two (default 524288)', parseInteger)
@@ -62,14 +46,12 @@ export function registerNames(program: Command): void {
       async (
         device: string,
         table: string,
-        opts: Common & { entries?: number; shards?: number; buckets?: number; strategy?: string },
+        opts: NodeCommandOptions & { entries?: number; shards?: number; buckets?: number; strategy?: string },
       ) => {
         if (opts.strategy && opts.strategy !== 'request' && opts.strategy !== 'order') {
           throw new InvalidArgumentError(`bad strategy "${opts.strategy}"`);
         }
-        const node = await attachNode({ path: device, nodeId: opts.nodeId });
-        const caller = thisProcess(node.nodeId);
-        try {
+        const stats = await withNode(device, opts, async (node, caller) => {
           if (!node.regions.lookup(table)) await node.regions.create(table, caller, { lifetime: 'persistent' });
           const t = await NrhtTable.init(node, table, caller, {
             ...(opts.entries !== undefined ? { maxEntries: opts.entries } : {}),
@@ -77,54 +59,59 @@ export function registerNames(program: Command): void {
             ...(opts.buckets !== undefined ? { buckets: opts.buckets } : {}),
             ...(opts.strategy ? { strategy: opts.strategy as 'request' | 'order' } : {}),
           });
-          const stats = t.stats();
+          const result = t.stats();
           await t.leave();
-          print(
-            opts,
-            stats,
-            `initialized ${table}: ${stats.capacity} entries in ${stats.geometry.shards} shards (${stats.geometry.strategy})`,
-          );
-        } finally {
-          await node.detach();
-        }
+          return result;
+        });
+        printResult(
+          opts,
+          stats,
+          `initialized ${table}: ${stats.capacity} entries in ${stats.geometry.shards} shards (${stats.geometry.strategy})`,
+        );
       },
     );
 
-  common(names.command('put').description('publish name → (region, offset); fails if the name exists'))
+  nodeCommandOptions(names.command('put').description('publish name → (region, offset); fails if the name exists'))
     .argument('<device>')
     .argument('<table>')
     .argument('<name>')
     .argument('<region>', 'target region name')
     .argument('<offset>', 'byte offset inside the target region', parseInteger)
-    .action(async (device: string, table: string, name: string, region: string, offset: number, opts: Common) => {
-      await withTable(device, table, opts, (t) => t.publish(name, region, offset));
-      print(opts, { name, region, offset }, `${name} → ${region} @ ${offset}`);
-    });
+    .action(
+      async (device: string, table: string, name: string, region: string, offset: number, opts: NodeCommandOptions) => {
+        await withTable(device, table, opts, (t) => t.publish(name, region, offset));
+        printResult(opts, { name, region, offset }, `${name} → ${region} @ ${offset}`);
+      },
+    );
 
-  common(names.command('get').description('look a name up'))
+  nodeCommandOptions(names.command('get').description('look a name up'))
     .argument('<device>')
     .argument('<table>')
     .argument('<name>')
-    .action(async (device: string, table: string, name: string, opts: Common) => {
+    .action(async (device: string, table: string, name: string, opts: NodeCommandOptions) => {
       const r = await withTable(device, table, opts, (t) => t.find(name));
-      print(opts, r, `${r.name} → ${r.regionName} (region ${r.regionId}) @ ${r.offset}  ref ${r.ref}  pin ${r.pin}`);
+      printResult(
+        opts,
+        r,
+        `${r.name} → ${r.regionName} (region ${r.regionId}) @ ${r.offset}  ref ${r.ref}  pin ${r.pin}`,
+      );
     });
 
-  common(names.command('rm').description('remove a name'))
+  nodeCommandOptions(names.command('rm').description('remove a name'))
     .argument('<device>')
     .argument('<table>')
     .argument('<name>')
-    .action(async (device: string, table: string, name: string, opts: Common) => {
+    .action(async (device: string, table: string, name: string, opts: NodeCommandOptions) => {
       await withTable(device, table, opts, (t) => t.clear(name));
-      print(opts, { removed: name }, `removed ${name}`);
+      printResult(opts, { removed: name }, `removed ${name}`);
     });
 
-  common(names.command('ls').description('list every name of a table'))
+  nodeCommandOptions(names.command('ls').description('list every name of a table'))
     .argument('<device>')
     .argument('<table>')
-    .action(async (device: string, table: string, opts: Common) => {
+    .action(async (device: string, table: string, opts: NodeCommandOptions) => {
       const rows = await withTable(device, table, opts, (t) => t.list());
-      print(
+      printResult(
         opts,
         rows,
         rows.map((r) => `${r.name} → ${r.regionName} @ ${r.offset}  ref ${r.ref}  pin ${r.pin}`).join('\n') ||
@@ -133,12 +120,12 @@ export function registerNames(program: Command): void {
     });
 
   for (const counter of ['ref', 'pin'] as const) {
-    common(names.command(counter).description(`increment or decrement a name's ${counter} counter`))
+    nodeCommandOptions(names.command(counter).description(`increment or decrement a name's ${counter} counter`))
       .argument('<device>')
       .argument('<table>')
       .argument('<name>')
       .argument('<direction>', 'inc or dec', direction)
-      .action(async (device: string, table: string, name: string, dir: 'inc' | 'dec', opts: Common) => {
+      .action(async (device: string, table: string, name: string, dir: 'inc' | 'dec', opts: NodeCommandOptions) => {
         const value = await withTable(device, table, opts, (t) =>
           counter === 'ref'
             ? dir === 'inc'
@@ -148,16 +135,16 @@ export function registerNames(program: Command): void {
               ? t.pinInc(name)
               : t.pinDec(name),
         );
-        print(opts, { name, [counter]: value }, `${name} ${counter} ${value}`);
+        printResult(opts, { name, [counter]: value }, `${name} ${counter} ${value}`);
       });
   }
 
-  common(names.command('stat').description('geometry, fill and chain depth of a table'))
+  nodeCommandOptions(names.command('stat').description('geometry, fill and chain depth of a table'))
     .argument('<device>')
     .argument('<table>')
-    .action(async (device: string, table: string, opts: Common) => {
+    .action(async (device: string, table: string, opts: NodeCommandOptions) => {
       const s = await withTable(device, table, opts, (t) => t.stats());
-      print(
+      printResult(
         opts,
         s,
         `${table}: ${s.entries}/${s.capacity} names, ${s.geometry.shards} shards × ${s.geometry.bucketsPerShard} buckets, ${s.geometry.strategy}; longest chain ${s.longestChain}`,

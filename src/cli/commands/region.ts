@@ -8,35 +8,14 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import {
   MarufsError,
-  attachNode,
   parsePerms,
   regionReport,
-  thisProcess,
   workloadId,
-  type Caller,
-  type MarufsNode,
   type Principal,
   type RegionReport,
 } from '../../engine/index.js';
+import { nodeCommandOptions, printResult, withNode, type NodeCommandOptions } from '../node-command.js';
 import { formatBytes, parseInteger, parseSize } from '../units.js';
-
-interface Common {
-  nodeId?: number;
-  json?: boolean;
-}
-
-async function withNode<T>(
-  device: string,
-  opts: Common,
-  fn: (node: MarufsNode, caller: Caller) => Promise<T>,
-): Promise<T> {
-  const node = await attachNode({ path: device, nodeId: opts.nodeId });
-  try {
-    return await fn(node, thisProcess(node.nodeId));
-  } finally {
-    await node.detach();
-  }
-}
 
 function permsArg(text: string): number {
   try {
@@ -87,16 +66,6 @@ function principalOptions(cmd: Command): Command {
     .option('--workload <ns/sa>', 'a workload principal: Kubernetes namespace/serviceAccount', workloadArg);
 }
 
-function common(cmd: Command): Command {
-  return cmd
-    .option('--node-id <n>', 'attach as this node id (default: lowest free)', parseInteger)
-    .option('--json', 'print JSON');
-}
-
-function print(opts: Common, json: unknown, text: string): void {
-  process.stdout.write(opts.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
-}
-
 function describe(r: RegionReport): string {
   const owner = r.owner
     ? Object.entries(r.owner)
@@ -125,14 +94,18 @@ export function registerRegion(program: Command): void {
     .command('region')
     .description('create, size, list, delete regions and manage their permissions');
 
-  common(region.command('create').description('reserve a region name (optionally size it at once)'))
+  nodeCommandOptions(region.command('create').description('reserve a region name (optionally size it at once)'))
     .argument('<device>', 'pool device or pool file')
     .argument('<name>', 'region name, 1–63 bytes')
     .option('--size <bytes>', 'size it right away (rounded up to 2 MiB)', parseSize)
     .option('--default <perms>', 'permissions for everyone else, e.g. r, rw, none', permsArg)
     .option('--lifetime <kind>', 'persistent (default from the CLI: owned by your uid) or process')
     .action(
-      async (device: string, name: string, opts: Common & { size?: number; default?: number; lifetime?: string }) => {
+      async (
+        device: string,
+        name: string,
+        opts: NodeCommandOptions & { size?: number; default?: number; lifetime?: string },
+      ) => {
         const lifetime = opts.lifetime ?? 'persistent';
         if (lifetime !== 'persistent' && lifetime !== 'process')
           throw new MarufsError('EINVAL', `bad lifetime "${lifetime}"`);
@@ -151,97 +124,105 @@ export function registerRegion(program: Command): void {
           }
           return regionReport(node.regions.stat(name));
         });
-        print(opts, r, describe(r));
+        printResult(opts, r, describe(r));
       },
     );
 
-  common(region.command('size').description('size a region once (rounded up to 2 MiB)'))
+  nodeCommandOptions(region.command('size').description('size a region once (rounded up to 2 MiB)'))
     .argument('<device>')
     .argument('<name>')
     .argument('<bytes>', 'size, e.g. 64M', parseSize)
-    .action(async (device: string, name: string, bytes: number, opts: Common) => {
+    .action(async (device: string, name: string, bytes: number, opts: NodeCommandOptions) => {
       const r = await withNode(device, opts, async (node, caller) =>
         regionReport(await node.regions.size(name, bytes, caller)),
       );
-      print(opts, r, describe(r));
+      printResult(opts, r, describe(r));
     });
 
-  common(region.command('ls').description('list regions'))
+  nodeCommandOptions(region.command('ls').description('list regions'))
     .argument('<device>')
-    .action(async (device: string, opts: Common) => {
+    .action(async (device: string, opts: NodeCommandOptions) => {
       const rows = await withNode(device, opts, (node) => Promise.resolve(node.regions.list().map(regionReport)));
       const text = rows
         .map((r) => `${String(r.id).padStart(5)}  ${r.defaultPermissions}  ${String(r.size).padStart(12)}  ${r.name}`)
         .join('\n');
-      print(opts, rows, rows.length ? text : '(no regions)');
+      printResult(opts, rows, rows.length ? text : '(no regions)');
     });
 
-  common(region.command('stat').description('show one region'))
+  nodeCommandOptions(region.command('stat').description('show one region'))
     .argument('<device>')
     .argument('<name>')
-    .action(async (device: string, name: string, opts: Common) => {
+    .action(async (device: string, name: string, opts: NodeCommandOptions) => {
       const r = await withNode(device, opts, (node) => Promise.resolve(regionReport(node.regions.stat(name))));
-      print(opts, r, describe(r));
+      printResult(opts, r, describe(r));
     });
 
-  common(region.command('rm').description('delete a region (needs DELETE)'))
+  nodeCommandOptions(region.command('rm').description('delete a region (needs DELETE)'))
     .argument('<device>')
     .argument('<name>')
-    .action(async (device: string, name: string, opts: Common) => {
+    .action(async (device: string, name: string, opts: NodeCommandOptions) => {
       await withNode(device, opts, (node, caller) => node.regions.unlink(name, caller));
-      print(opts, { deleted: name }, `deleted ${name}`);
+      printResult(opts, { deleted: name }, `deleted ${name}`);
     });
 
-  principalOptions(common(region.command('grant').description('grant permissions to a process, user or workload')))
+  principalOptions(
+    nodeCommandOptions(region.command('grant').description('grant permissions to a process, user or workload')),
+  )
     .argument('<device>')
     .argument('<name>')
     .requiredOption('--perms <perms>', 'permissions: letters r w d a i g, or all', permsArg)
-    .action(async (device: string, name: string, opts: Common & PrincipalOpts & { perms: number }) => {
+    .action(async (device: string, name: string, opts: NodeCommandOptions & PrincipalOpts & { perms: number }) => {
       const grantee = principalFrom(opts);
       const r = await withNode(device, opts, async (node, caller) => {
         await node.regions.grant(name, caller, grantee, opts.perms);
         return regionReport(node.regions.stat(name));
       });
-      print(opts, r, describe(r));
+      printResult(opts, r, describe(r));
     });
 
-  principalOptions(common(region.command('revoke').description('revoke permissions (default: all) from a principal')))
+  principalOptions(
+    nodeCommandOptions(region.command('revoke').description('revoke permissions (default: all) from a principal')),
+  )
     .argument('<device>')
     .argument('<name>')
     .option('--perms <perms>', 'which permissions to take away (default all)', permsArg)
-    .action(async (device: string, name: string, opts: Common & PrincipalOpts & { perms?: number }) => {
+    .action(async (device: string, name: string, opts: NodeCommandOptions & PrincipalOpts & { perms?: number }) => {
       const grantee = principalFrom(opts);
       const r = await withNode(device, opts, async (node, caller) => {
         await node.regions.revoke(name, caller, grantee, opts.perms);
         return regionReport(node.regions.stat(name));
       });
-      print(opts, r, describe(r));
+      printResult(opts, r, describe(r));
     });
 
-  common(region.command('default').description('set the permissions of everyone but the owner and delegates'))
+  nodeCommandOptions(
+    region.command('default').description('set the permissions of everyone but the owner and delegates'),
+  )
     .argument('<device>')
     .argument('<name>')
     .argument('<perms>', 'letters r w d a i g, all, or none', permsArg)
-    .action(async (device: string, name: string, perms: number, opts: Common) => {
+    .action(async (device: string, name: string, perms: number, opts: NodeCommandOptions) => {
       const r = await withNode(device, opts, async (node, caller) => {
         await node.regions.setDefault(name, caller, perms);
         return regionReport(node.regions.stat(name));
       });
-      print(opts, r, describe(r));
+      printResult(opts, r, describe(r));
     });
 
   principalOptions(
-    common(region.command('chown').description('transfer ownership (needs ADMIN; wipes default and delegations)')),
+    nodeCommandOptions(
+      region.command('chown').description('transfer ownership (needs ADMIN; wipes default and delegations)'),
+    ),
   )
     .argument('<device>')
     .argument('<name>')
-    .action(async (device: string, name: string, opts: Common & PrincipalOpts) => {
+    .action(async (device: string, name: string, opts: NodeCommandOptions & PrincipalOpts) => {
       const named = opts.workload || opts.uid !== undefined || opts.pid !== undefined;
       const r = await withNode(device, opts, async (node, caller) => {
         const owner = named ? principalFrom(opts) : { kind: 'user' as const, uid: caller.uid ?? 0 };
         await node.regions.chown(name, caller, owner);
         return regionReport(node.regions.stat(name));
       });
-      print(opts, r, describe(r));
+      printResult(opts, r, describe(r));
     });
 }
