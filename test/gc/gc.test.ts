@@ -180,6 +180,42 @@ describe('garbage collection', () => {
     await other.detach();
   });
 
+  it('never frees a region twice when GC races an unlink from another node (H20, 20 rounds)', async () => {
+    const me = thisProcess(node.nodeId);
+    const other = await attachNode({ path: pool, timing: TIMING, gc: false });
+    const them = thisProcess(other.nodeId);
+    const before = node.regions.capacity();
+    for (let round = 0; round < 20; round++) {
+      const name = `race-${round}`;
+      const child = sleeper();
+      await sleep(20);
+      const owner = {
+        kind: 'process' as const,
+        nodeId: node.nodeId,
+        pid: child.pid!,
+        startTime: processStartTime(child.pid!)!,
+      };
+      await node.regions.create(name, me, { owner, defaultPerms: Perm.ALL });
+      await node.regions.size(name, 2 * MiB, me);
+      child.kill('SIGKILL');
+      await sleep(10);
+      const [unlinked] = await Promise.all([
+        other.regions.unlink(name, them).then(
+          () => 'OK',
+          (e: { code: string }) => e.code,
+        ),
+        node.gc.trigger(),
+      ]);
+      expect(['OK', 'ENOENT']).toContain(unlinked);
+      expect(node.regions.lookup(name)).toBeUndefined();
+    }
+    const after = node.regions.capacity();
+    expect(after.usedBytes).toBe(before.usedBytes);
+    expect(after.regionsUsed).toBe(before.regionsUsed);
+    expect(problems(pool)).toEqual([]);
+    await other.detach();
+  });
+
   it('pauses, triggers while paused, stops and restarts', async () => {
     const me = thisProcess(node.nodeId);
     node.gc.pause(true);
