@@ -158,6 +158,10 @@ describe('marufs region and names commands', () => {
     expect(failed.stderr).toMatch(/ENOSPC/);
     expect(runCli(['region', 'stat', pool, 'huge']).status).toBe(1); // no half-made region left behind
 
+    const badInit = runCli(['names', 'init', pool, 'bad-idx', '--shards', '3']);
+    expect(badInit.status).toBe(1);
+    expect(badInit.stderr).toMatch(/EINVAL: .*shards must be a power of two/);
+    expect(runCli(['region', 'stat', pool, 'bad-idx']).status).toBe(1); // no half-made table left behind
     expect(runCli(['names', 'init', pool, 'idx', '--entries', '4096', '--shards', '4']).status).toBe(0);
     expect(runCli(['names', 'put', pool, 'idx', 'block-1', 'kv', '4096']).status).toBe(0);
     const dup = runCli(['names', 'put', pool, 'idx', 'block-1', 'kv', '0']);

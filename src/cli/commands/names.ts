@@ -52,13 +52,21 @@ export function registerNames(program: Command): void {
           throw new InvalidArgumentError(`bad strategy "${opts.strategy}"`);
         }
         const stats = await withNode(device, opts, async (node, caller) => {
-          if (!node.regions.lookup(table)) await node.regions.create(table, caller, { lifetime: 'persistent' });
-          const t = await NrhtTable.init(node, table, caller, {
-            ...(opts.entries !== undefined ? { maxEntries: opts.entries } : {}),
-            ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
-            ...(opts.buckets !== undefined ? { buckets: opts.buckets } : {}),
-            ...(opts.strategy ? { strategy: opts.strategy as 'request' | 'order' } : {}),
-          });
+          const created = !node.regions.lookup(table);
+          if (created) await node.regions.create(table, caller, { lifetime: 'persistent' });
+          let t: NrhtTable;
+          try {
+            t = await NrhtTable.init(node, table, caller, {
+              ...(opts.entries !== undefined ? { maxEntries: opts.entries } : {}),
+              ...(opts.shards !== undefined ? { shards: opts.shards } : {}),
+              ...(opts.buckets !== undefined ? { buckets: opts.buckets } : {}),
+              ...(opts.strategy ? { strategy: opts.strategy as 'request' | 'order' } : {}),
+            });
+          } catch (err) {
+            // No half-made table left behind: remove the region this command created.
+            if (created) await node.regions.unlink(table, caller).catch(() => undefined);
+            throw err;
+          }
           const result = t.stats();
           await t.leave();
           return result;

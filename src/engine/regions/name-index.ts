@@ -209,23 +209,4 @@ export class NameIndex {
   retireStuck(shard: number, index: number, observed: number): boolean {
     return retireStuck(this.#shards[shard]!, index, observed);
   }
-
-  /** Entries in use and the longest chain (inspection, benchmarks). */
-  stats(): { inUse: number; longestChain: number } {
-    let inUse = 0;
-    let longest = 0;
-    for (const s of this.#shards) {
-      inUse += this.mem.load32(s.inUseWord);
-      for (let b = 0; b < this.buckets; b++) {
-        let len = 0;
-        let idx = this.mem.load32(s.bucketBase + 4 * b);
-        while (idx !== BUCKET_END && idx < this.entries && len <= this.entries) {
-          len++;
-          idx = this.mem.load32(entryAt(s, idx) + INDEX_ENTRY.next);
-        }
-        longest = Math.max(longest, len);
-      }
-    }
-    return { inUse, longestChain: longest };
-  }
 }
