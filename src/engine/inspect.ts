@@ -5,7 +5,7 @@
  * docs/cli.md and kept stable: fields are only ever added.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SLOT_STATE_NAMES, HEADER, readSlot } from './bootstrap/slots.js';
+import { SLOT_STATE_NAMES, HEADER, readSlot, type SlotView } from './bootstrap/slots.js';
 import { BOOTSTRAP_SLOTS } from './layout/geometry.js';
 import { readSuperblock } from './layout/superblock.js';
 import { PoolMemory } from './pool/memory.js';
@@ -76,6 +76,34 @@ export interface RegionReport {
   table?: (NrhtStats & { me: MeAreaReport }) | { error: string };
 }
 
+/** A claimed node slot as JSON (liveness is judged by the caller). */
+export function slotReport(v: SlotView): Omit<SlotReport, 'liveness'> {
+  return {
+    nodeId: v.nodeId,
+    state: SLOT_STATE_NAMES[v.state] ?? 'unknown',
+    pid: v.pid,
+    heartbeat: Number(v.heartbeat),
+    heartbeatPeriodMs: v.heartbeatPeriodMs,
+    claimedAt: isoFromNs(v.claimedAtNs),
+    claims: Number(v.claims),
+    token: v.owner.toString(16).padStart(16, '0'),
+  };
+}
+
+/** A live, sized name-table region's geometry, fill, chain depths and ME area; undefined for others. */
+export function tableReport(
+  mem: PoolMemory,
+  r: RegionInfo,
+): (NrhtStats & { me: MeAreaReport }) | { error: string } | undefined {
+  if (r.type !== 1 || r.physOffset === 0 || r.state !== 'allocated') return undefined;
+  try {
+    const g = readNrhtGeometry(mem, r.physOffset, r.size, { id: r.id, generation: r.generation });
+    return { ...tableStats(mem, r.physOffset, g), me: inspectMeArea(mem, r.physOffset + g.meOffset) };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
 export function regionReport(r: RegionInfo): RegionReport {
   return {
     name: r.name,
@@ -126,17 +154,7 @@ export async function inspectPool(path: string, options: InspectOptions = {}): P
     for (const [i, hb0] of first) {
       const v = readSlot(mem, i);
       if (v.owner === 0n) continue;
-      slots.push({
-        nodeId: v.nodeId,
-        state: SLOT_STATE_NAMES[v.state] ?? 'unknown',
-        pid: v.pid,
-        heartbeat: Number(v.heartbeat),
-        heartbeatPeriodMs: v.heartbeatPeriodMs,
-        liveness: v.heartbeat !== hb0 ? 'live' : 'stalled',
-        claimedAt: isoFromNs(v.claimedAtNs),
-        claims: Number(v.claims),
-        token: v.owner.toString(16).padStart(16, '0'),
-      });
+      slots.push({ ...slotReport(v), liveness: v.heartbeat !== hb0 ? 'live' : 'stalled' });
     }
     const report: PoolReport = {
       device: { path, kind: mem.kind, size: mem.size },
@@ -162,14 +180,8 @@ export async function inspectPool(path: string, options: InspectOptions = {}): P
       const table = new RegionTable(mem, sb.layout);
       report.regions = table.list({ includeDeleting: true }).map((r) => {
         const out = regionReport(r);
-        if (r.type === 1 && r.physOffset !== 0 && r.state === 'allocated') {
-          try {
-            const g = readNrhtGeometry(mem, r.physOffset, r.size, { id: r.id, generation: r.generation });
-            out.table = { ...tableStats(mem, r.physOffset, g), me: inspectMeArea(mem, r.physOffset + g.meOffset) };
-          } catch (e) {
-            out.table = { error: (e as Error).message };
-          }
-        }
+        const t = tableReport(mem, r);
+        if (t) out.table = t;
         return out;
       });
       report.globalMe = inspectMeArea(mem, sb.layout.globalMeOffset);

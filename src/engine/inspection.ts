@@ -9,14 +9,14 @@
  * Controls: GC trigger / pause / resume / stop / restart, heartbeat freeze (node slot and MEs),
  * ME stats reset.
  */
-import { readSlot, SLOT_STATE_NAMES } from './bootstrap/slots.js';
+import { readSlot } from './bootstrap/slots.js';
 import { BOOTSTRAP_SLOTS } from './layout/geometry.js';
-import { regionReport, type RegionReport } from './inspect.js';
+import { regionReport, slotReport, tableReport, type RegionReport, type SlotReport } from './inspect.js';
+import type { MeAreaReport } from './me/inspect.js';
 import type { MeInstanceInfo } from './me/instance.js';
 import type { MeStatsSnapshot } from './me/stats.js';
 import type { MarufsNode } from './node.js';
-import { readNrhtGeometry } from './nrht/layout.js';
-import { joinedTableMes, tableStats, type NrhtStats } from './nrht/table.js';
+import { joinedTableMes, type NrhtStats } from './nrht/table.js';
 import type { GcPhaseCounts, GcStatus } from './gc/collector.js';
 import type { Capacity } from './regions/store.js';
 import { MarufsError } from './errors.js';
@@ -28,11 +28,11 @@ export interface MeView {
 
 export interface NodeViews {
   node: { nodeId: number; state: string; poolUuid: string; formatGeneration: number; heartbeatFrozen: boolean };
-  bootstrap: { nodeId: number; state: string; pid: number; heartbeat: number; claims: number; self: boolean }[];
+  bootstrap: (Omit<SlotReport, 'liveness'> & { self: boolean })[];
   regions: RegionReport[];
   capacity: Capacity;
   me: { global: MeView; tables: (MeView & { regionId: number })[] };
-  tables: ({ name: string; regionId: number } & NrhtStats)[];
+  tables: ({ name: string; regionId: number } & NrhtStats & { me: MeAreaReport })[];
   gc: GcStatus;
 }
 
@@ -64,15 +64,7 @@ export class NodeInspector {
     const out: NodeViews['bootstrap'] = [];
     for (let i = 0; i < Math.min(BOOTSTRAP_SLOTS, this.node.superblock.geometry.maxNodes); i++) {
       const v = readSlot(this.node.mem, i);
-      if (v.owner === 0n) continue;
-      out.push({
-        nodeId: v.nodeId,
-        state: SLOT_STATE_NAMES[v.state] ?? 'unknown',
-        pid: v.pid,
-        heartbeat: Number(v.heartbeat),
-        claims: Number(v.claims),
-        self: i === this.node.slotIndex,
-      });
+      if (v.owner !== 0n) out.push({ ...slotReport(v), self: i === this.node.slotIndex });
     }
     return out;
   }
@@ -87,16 +79,10 @@ export class NodeInspector {
   }
 
   tables(): NodeViews['tables'] {
-    const { mem } = this.node;
     const out: NodeViews['tables'] = [];
     for (const r of this.node.regions.list()) {
-      if (r.type !== 1 || r.physOffset === 0) continue;
-      try {
-        const g = readNrhtGeometry(mem, r.physOffset, r.size, { id: r.id, generation: r.generation });
-        out.push({ name: r.name, regionId: r.id, ...tableStats(mem, r.physOffset, g) });
-      } catch {
-        // not an initialized table: nothing to show
-      }
+      const t = tableReport(this.node.mem, r);
+      if (t && !('error' in t)) out.push({ name: r.name, regionId: r.id, ...t });
     }
     return out;
   }

@@ -29,6 +29,18 @@ function sleeper(): ChildProcess {
   return spawn('sleep', ['60'], { stdio: 'ignore' });
 }
 
+/** A short-lived process to own something, and its process principal on `node`. */
+async function ownedBySleeper(
+  node: MarufsNode,
+): Promise<{ child: ChildProcess; owner: { kind: 'process'; nodeId: number; pid: number; startTime: bigint } }> {
+  const child = sleeper();
+  await sleep(50);
+  return {
+    child,
+    owner: { kind: 'process', nodeId: node.nodeId, pid: child.pid!, startTime: processStartTime(child.pid!)! },
+  };
+}
+
 async function until(cond: () => boolean, ms = 5000): Promise<number> {
   const t0 = performance.now();
   while (!cond()) {
@@ -64,14 +76,7 @@ describe('garbage collection', () => {
 
   it('reclaims the region of a dead owner process within 2 s, and keeps a live owner region', async () => {
     const me = thisProcess(node.nodeId);
-    const child = sleeper();
-    await sleep(50);
-    const owner = {
-      kind: 'process' as const,
-      nodeId: node.nodeId,
-      pid: child.pid!,
-      startTime: processStartTime(child.pid!)!,
-    };
+    const { child, owner } = await ownedBySleeper(node);
     await node.regions.create('doomed', me, { owner, defaultPerms: Perm.ALL });
     await node.regions.size('doomed', 2 * MiB, me);
     await node.regions.create('mine', me);
@@ -187,14 +192,7 @@ describe('garbage collection', () => {
     const before = node.regions.capacity();
     for (let round = 0; round < 20; round++) {
       const name = `race-${round}`;
-      const child = sleeper();
-      await sleep(20);
-      const owner = {
-        kind: 'process' as const,
-        nodeId: node.nodeId,
-        pid: child.pid!,
-        startTime: processStartTime(child.pid!)!,
-      };
+      const { child, owner } = await ownedBySleeper(node);
       await node.regions.create(name, me, { owner, defaultPerms: Perm.ALL });
       await node.regions.size(name, 2 * MiB, me);
       child.kill('SIGKILL');
@@ -219,14 +217,7 @@ describe('garbage collection', () => {
   it('pauses, triggers while paused, stops and restarts', async () => {
     const me = thisProcess(node.nodeId);
     node.gc.pause(true);
-    const child = sleeper();
-    await sleep(50);
-    const owner = {
-      kind: 'process' as const,
-      nodeId: node.nodeId,
-      pid: child.pid!,
-      startTime: processStartTime(child.pid!)!,
-    };
+    const { child, owner } = await ownedBySleeper(node);
     await node.regions.create('paused', me, { owner });
     child.kill('SIGKILL');
     await sleep(500);
