@@ -25,7 +25,7 @@ import { readNrhtGeometry } from '../nrht/layout.js';
 import { chainShards } from '../nrht/table.js';
 import { LivenessObserver, SlotState, slotOffset, SLOT } from '../bootstrap/slots.js';
 import { processAlive, processStartTime, readPrincipal } from '../regions/principal.js';
-import { D, DelegState, E, Lifetime, RatState, RegionType, mapperNodes } from '../regions/rat.js';
+import { D, DelegState, E, Lifetime, RatState, RegionType, hasMapper } from '../regions/rat.js';
 import type { Maintenance } from '../regions/store.js';
 
 export interface GcConfig {
@@ -204,7 +204,7 @@ export class GarbageCollector {
         }
         continue;
       }
-      if (mapperNodes(mem, rat, id).includes(me) && !store.openRegions().includes(id)) {
+      if (hasMapper(mem, rat, id, me) && !store.openRegions().includes(id)) {
         // A bit left by this node id's previous incarnation (it died with the region open).
         actions.push((m, c) => {
           if (store.openRegions().includes(id)) return;
@@ -369,7 +369,7 @@ export class GarbageCollector {
       const e = rat.entry(id);
       const state = mem.load32(e + E.state);
       if (state === RatState.FREE) continue;
-      if (mapperNodes(mem, rat, id).includes(nodeId)) {
+      if (hasMapper(mem, rat, id, nodeId)) {
         actions.push((m, c) => {
           c.mapperBits++;
           m.clearMapper(id, nodeId);

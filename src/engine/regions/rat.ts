@@ -151,6 +151,12 @@ export function nameEquals(mem: PoolMemory, rat: RatLayout, id: number, name: Ui
   return mem.bytes(e + E.name, name.length).equals(name);
 }
 
+/** Is node `nodeId`'s bit set in region `id`'s mapper bitmap? (One load, no allocation.) */
+export function hasMapper(mem: PoolMemory, rat: RatLayout, id: number, nodeId: number): boolean {
+  const word = mem.load64(rat.entry(id) + E.mappers + 8 * ((nodeId - 1) >> 6));
+  return ((word >> BigInt((nodeId - 1) & 63)) & 1n) === 1n;
+}
+
 export function mapperNodes(mem: PoolMemory, rat: RatLayout, id: number): number[] {
   const nodes: number[] = [];
   const base = rat.entry(id) + E.mappers;
