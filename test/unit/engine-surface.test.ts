@@ -6,8 +6,8 @@ import * as engine from '../../src/engine/index.js';
 import * as sdk from '../../src/index.js';
 
 describe('engine public surface', () => {
-  it('exports the same names from the package root as from the engine', () => {
-    expect(Object.keys(sdk).sort()).toEqual(Object.keys(engine).sort());
+  it('exports every engine name from the package root, plus the SDK facade', () => {
+    expect(Object.keys(sdk).sort()).toEqual([...Object.keys(engine), 'NameTable', 'Pool', 'Region'].sort());
   });
 
   it('exports every error class with a fixed name and an errno code', () => {
@@ -44,6 +44,9 @@ describe('engine public surface', () => {
       'PoolMemory',
       'computeLayout',
       'resolveGeometry',
+      'parsePerms',
+      'parsePrincipal',
+      'workloadPrincipal',
     ]) {
       expect(engine).toHaveProperty(name);
     }

@@ -10,7 +10,7 @@ import {
   MarufsError,
   parsePerms,
   regionReport,
-  workloadId,
+  workloadPrincipal,
   type Principal,
   type RegionReport,
 } from '../../engine/index.js';
@@ -25,30 +25,26 @@ function permsArg(text: string): number {
   }
 }
 
-function workloadArg(text: string): { namespace: string; serviceAccount: string } {
-  const [namespace, serviceAccount, extra] = text.split('/');
-  if (!namespace || !serviceAccount || extra !== undefined)
-    throw new InvalidArgumentError(`want namespace/serviceAccount, got "${text}"`);
-  return { namespace, serviceAccount };
+/** --workload: "namespace/serviceAccount", checked by the engine's parser (workloadPrincipal). */
+function workloadArg(text: string): string {
+  try {
+    workloadPrincipal(text);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return text;
 }
 
 interface PrincipalOpts {
   node?: number;
   pid?: number;
   uid?: number;
-  workload?: { namespace: string; serviceAccount: string };
+  workload?: string;
 }
 
 /** The principal named by --node/--pid, --uid or --workload [--node]. */
 function principalFrom(o: PrincipalOpts): Principal {
-  if (o.workload) {
-    return {
-      kind: 'workload',
-      workloadId: workloadId(o.workload.namespace, o.workload.serviceAccount),
-      ...(o.node !== undefined ? { nodeId: o.node } : {}),
-      name: `${o.workload.namespace}/${o.workload.serviceAccount}`,
-    };
-  }
+  if (o.workload) return workloadPrincipal(o.workload, o.node);
   if (o.uid !== undefined) return { kind: 'user', uid: o.uid };
   if (o.pid !== undefined && o.node !== undefined)
     return { kind: 'process', nodeId: o.node, pid: o.pid, startTime: 0n };

@@ -49,6 +49,60 @@ export function workloadId(namespace: string, serviceAccount: string): bigint {
   return d.readBigUInt64LE(0) | 1n;
 }
 
+/**
+ * The workload principal of "namespace/serviceAccount", optionally limited to node `nodeId`.
+ * EINVAL unless the name is exactly two non-empty parts.
+ */
+export function workloadPrincipal(name: string, nodeId?: number): Principal {
+  const slash = name.indexOf('/');
+  if (slash < 0) throw new MarufsError('EINVAL', `bad workload "${name}": want namespace/serviceAccount`);
+  return {
+    kind: 'workload',
+    workloadId: workloadId(name.slice(0, slash), name.slice(slash + 1)),
+    ...(nodeId !== undefined ? { nodeId } : {}),
+    name,
+  };
+}
+
+/**
+ * A principal from its short text form (the SDK's grant/revoke/chown arguments):
+ *
+ *   process:<node>:<pid>                             a process; its start time is bound on first use
+ *                                                    (at once when it runs on the granter's node)
+ *   user:<uid>                                       a user, on any node
+ *   workload:<namespace>/<serviceAccount>[@<node>]   a Kubernetes workload, optionally on one node
+ *
+ * Numbers are decimal. Only the syntax is checked here (EINVAL); ranges (node ids within the
+ * pool's nodes, pid > 0…) are checked by the operation that uses the principal.
+ */
+export function parsePrincipal(text: string): Principal {
+  const bad = (): never => {
+    throw new MarufsError(
+      'EINVAL',
+      `bad principal "${text}": want process:<node>:<pid>, user:<uid> or workload:<namespace>/<serviceAccount>[@<node>]`,
+    );
+  };
+  const int = (s: string | undefined): number => (s !== undefined && /^\d{1,10}$/.test(s) ? Number(s) : bad());
+  const colon = text.indexOf(':');
+  const rest = text.slice(colon + 1);
+  switch (colon < 0 ? '' : text.slice(0, colon)) {
+    case 'process': {
+      const parts = rest.split(':');
+      if (parts.length !== 2) bad();
+      return { kind: 'process', nodeId: int(parts[0]), pid: int(parts[1]), startTime: 0n };
+    }
+    case 'user':
+      return { kind: 'user', uid: int(rest) };
+    case 'workload': {
+      const at = rest.lastIndexOf('@');
+      if (at < 0) return workloadPrincipal(rest);
+      return workloadPrincipal(rest.slice(0, at), int(rest.slice(at + 1)));
+    }
+    default:
+      return bad();
+  }
+}
+
 /** 64-bit id of a managed owner (e.g. a MarufsRegion's UID). */
 export function managedId(resourceUid: string): bigint {
   if (!resourceUid) throw new MarufsError('EINVAL', 'a managed owner needs a resource id');
