@@ -1,0 +1,239 @@
+/**
+ * The node plugin's HTTP server (express 5): liveness and readiness probes, Prometheus metrics, the
+ * JSON inspection API over NodeInspector's views, and the inspector's debug controls (only when the
+ * daemon runs with debug enabled). Every failure becomes a JSON error `{ error: <errno code>,
+ * message }` with an HTTP status from the code, produced by one error middleware; no request can
+ * crash the process. docs/http-api.md lists the routes and metrics.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import {
+  DEBUG_ACTIONS,
+  MarufsError,
+  type DebugAction,
+  type ErrorCode,
+  type MarufsNode,
+  type NodeInspector,
+  type NodeViews,
+} from '../engine/index.js';
+import type { PluginMetrics } from './metrics.js';
+
+export {
+  HeartbeatWatch,
+  ownSlotHeartbeat,
+  type HeartbeatWatchOptions,
+  type HeartbeatWatchStatus,
+} from './heartbeat-watch.js';
+
+/** The daemon's view of its own health, served by /readyz. */
+export interface HealthReport {
+  /** The node is attached to the pool and owns its slot. */
+  attached: boolean;
+  /** The FUSE mount is up. */
+  mounted: boolean;
+  /** This node's slot heartbeat moved within the stall window (HeartbeatWatch). */
+  heartbeatMoving: boolean;
+  detail?: Record<string, unknown>;
+}
+
+type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
+
+/** The part of a pino logger this module uses. */
+export interface HttpLogger {
+  error: LogFn;
+  warn: LogFn;
+  debug: LogFn;
+}
+
+export interface HttpAppOptions {
+  node: MarufsNode;
+  inspector: NodeInspector;
+  metrics: PluginMetrics;
+  health: () => HealthReport;
+  /** Serve the debug controls (POST /api/v1/debug/:action). Off: they answer 403. */
+  debug: boolean;
+  logger?: HttpLogger;
+}
+
+export interface HttpServerOptions extends HttpAppOptions {
+  host: string;
+  /** 0 = any free port (see the returned address). */
+  port: number;
+}
+
+export interface HttpServerHandle {
+  server: Server;
+  address: { host: string; port: number };
+  /** Stop listening and close every connection, idle keep-alive ones included. */
+  close(): Promise<void>;
+}
+
+/** The views under /api/v1, in the order /api/v1 lists them. */
+export const API_VIEWS = ['node', 'bootstrap', 'regions', 'regions/:name', 'capacity', 'me', 'tables', 'gc'] as const;
+
+/** HTTP status of an engine error code. */
+export function httpStatusOf(code: string): number {
+  switch (code as ErrorCode) {
+    case 'ENOENT':
+      return 404;
+    case 'EINVAL':
+    case 'ENAMETOOLONG':
+      return 400;
+    case 'EACCES':
+    case 'EPERM':
+      return 403;
+    case 'EEXIST':
+      return 409;
+    case 'ENOSPC':
+      return 507;
+    case 'ETIMEDOUT':
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+/** JSON.stringify replacer: bigints as decimal strings. */
+export function jsonReplacer(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}
+
+/** An express app serving the probes, metrics, inspection API and (if enabled) debug controls. */
+export function createHttpApp(opts: HttpAppOptions): Express {
+  const { node, inspector, metrics } = opts;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('json replacer', jsonReplacer);
+  app.set('etag', false);
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', (_req, res) => {
+    const report = opts.health();
+    const ready = report.attached && report.mounted && report.heartbeatMoving;
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', ...report });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    const text = await metrics.metrics();
+    res.set('Content-Type', metrics.contentType).send(text);
+  });
+
+  const api = express.Router();
+  api.get('/', (_req, res) => {
+    res.json({
+      views: API_VIEWS.map((v) => `/api/v1/${v}`),
+      debug: { enabled: opts.debug, route: 'POST /api/v1/debug/:action', actions: DEBUG_ACTIONS },
+    });
+  });
+  api.get('/node', (_req, res) => {
+    const sb = node.superblock;
+    const view: NodeViews['node'] = {
+      nodeId: node.nodeId,
+      state: node.state,
+      poolUuid: sb.poolUuid,
+      formatGeneration: sb.formatGeneration,
+      heartbeatFrozen: node.heartbeatFrozen,
+    };
+    res.json(view);
+  });
+  api.get('/bootstrap', (_req, res) => {
+    res.json(inspector.bootstrap());
+  });
+  api.get('/regions', (_req, res) => {
+    res.json(inspector.regions());
+  });
+  api.get('/regions/:name', (req, res) => {
+    res.json(inspector.region(req.params.name));
+  });
+  api.get('/capacity', (_req, res) => {
+    res.json(node.regions.capacity());
+  });
+  api.get('/me', async (_req, res) => {
+    res.json(await inspector.me());
+  });
+  api.get('/tables', (_req, res) => {
+    res.json(inspector.tables());
+  });
+  api.get('/gc', (_req, res) => {
+    res.json(node.gc.status());
+  });
+  api.post('/debug/:action', async (req, res) => {
+    if (!opts.debug) {
+      throw new MarufsError(
+        'EPERM',
+        'debug controls are disabled on this node plugin (start it with debug enabled to use them)',
+      );
+    }
+    const action = req.params.action as DebugAction;
+    if (!DEBUG_ACTIONS.includes(action)) {
+      throw new MarufsError('EINVAL', `unknown debug action "${action}" (have: ${DEBUG_ACTIONS.join(', ')})`);
+    }
+    opts.logger?.warn({ action, remote: req.ip }, 'debug control applied');
+    res.json({ action, result: await inspector.control(action) });
+  });
+  app.use('/api/v1', api);
+
+  // Unknown route.
+  app.use((req, _res, next) => {
+    next(new MarufsError('ENOENT', `no route ${req.method} ${req.path}`));
+  });
+
+  // The one error middleware: errno code → HTTP status, JSON body.
+  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    let status: number;
+    let code: string;
+    let message: string;
+    if (err instanceof MarufsError) {
+      code = err.code;
+      status = httpStatusOf(code);
+      message = err.message;
+    } else {
+      const e = err as { status?: unknown; statusCode?: unknown; message?: unknown } | null;
+      const s = Number(e?.status ?? e?.statusCode);
+      // express / body errors carry a 4xx status (e.g. a malformed URI); anything else is a bug: 500.
+      status = Number.isInteger(s) && s >= 400 && s < 500 ? s : 500;
+      code = status === 404 ? 'ENOENT' : status < 500 ? 'EINVAL' : 'EIO';
+      message = typeof e?.message === 'string' ? e.message : String(err);
+    }
+    if (status >= 500) opts.logger?.error({ err, method: req.method, url: req.originalUrl }, 'http request failed');
+    else opts.logger?.debug({ code, method: req.method, url: req.originalUrl }, 'http request refused');
+    if (res.headersSent) {
+      next(err); // express closes the connection
+      return;
+    }
+    res.status(status).json({ error: code, message });
+  });
+  return app;
+}
+
+/** Create the app and listen on host:port; resolves once listening. */
+export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
+  const app = createHttpApp(opts);
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(opts.port, opts.host);
+    const onError = (err: Error): void => reject(err);
+    s.once('error', onError);
+    s.once('listening', () => {
+      s.off('error', onError);
+      resolve(s);
+    });
+  });
+  server.on('error', (err) => opts.logger?.error({ err }, 'http server error'));
+  const addr = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    address: { host: addr.address, port: addr.port },
+    close() {
+      closing ??= new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
