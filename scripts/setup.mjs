@@ -28,7 +28,14 @@ function has(cmd) {
 }
 
 // 1. System packages: a C compiler for native/.
-const systemNeeds = [{ check: () => has('cc'), pkgs: ['gcc', 'libc6-dev'] }];
+const systemNeeds = [
+  { check: () => has('cc'), pkgs: ['gcc', 'libc6-dev'] },
+  // The FUSE addon: libfuse 2 headers and pkg-config to build, fuse3 for fusermount (never the
+  // `fuse` package, which conflicts with fuse3), attr for getfattr/setfattr (tests, users).
+  { check: () => existsSync('/usr/include/fuse/fuse.h') && has('pkg-config'), pkgs: ['libfuse-dev', 'pkg-config'] },
+  { check: () => has('fusermount3') || has('fusermount'), pkgs: ['fuse3'] },
+  { check: () => has('getfattr'), pkgs: ['attr'] },
+];
 const missing = systemNeeds.filter((n) => !n.check()).flatMap((n) => n.pkgs);
 if (missing.length > 0) {
   if (process.getuid?.() === 0 && has('apt-get')) {
@@ -66,6 +73,40 @@ if (!existsSync(nativeOut) || statSync(nativeOut).mtimeMs < statSync(nativeSrc).
   log('building native/build/libmarufs_native.so');
   mkdirSync(dirname(nativeOut), { recursive: true });
   run('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-shared', '-fPIC', '-o', nativeOut, nativeSrc]);
+}
+
+/** Node-API headers of the running Node (<prefix>/include/node). */
+function nodeHeaders() {
+  for (const dir of [join(dirname(dirname(process.execPath)), 'include', 'node'), '/usr/include/node']) {
+    if (existsSync(join(dir, 'node_api.h'))) return dir;
+  }
+  process.stderr.write(
+    '[setup] Node-API headers (node_api.h) not found next to this Node; install Node with its headers\n',
+  );
+  process.exit(1);
+}
+
+// 3b. The FUSE addon (native/marufs_fuse.c): Node-API against the system's Node headers and libfuse 2.
+const fuseSrc = join(root, 'native', 'marufs_fuse.c');
+const fuseOut = join(root, 'native', 'build', 'marufs_fuse.node');
+if (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < statSync(fuseSrc).mtimeMs) {
+  log('building native/build/marufs_fuse.node');
+  const fuseFlags = execFileSync('pkg-config', ['--cflags', '--libs', 'fuse'], { encoding: 'utf8' })
+    .trim()
+    .split(/\s+/);
+  run('cc', [
+    '-O2',
+    '-Wall',
+    '-Wextra',
+    '-Werror',
+    '-shared',
+    '-fPIC',
+    `-I${nodeHeaders()}`,
+    '-o',
+    fuseOut,
+    fuseSrc,
+    ...fuseFlags,
+  ]);
 }
 
 // 4. TypeScript, when any source is newer than the last build.

@@ -12,6 +12,7 @@ import { registerFormat } from './commands/format.js';
 import { registerFsck } from './commands/fsck.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerNames } from './commands/names.js';
+import { registerNode } from './commands/node.js';
 import { registerRegion } from './commands/region.js';
 
 export function buildProgram(): Command {
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerAttach(program);
   registerRegion(program);
   registerNames(program);
+  registerNode(program);
   registerDemo(program);
   return program;
 }

@@ -55,10 +55,12 @@ export {
   type CriticalSection,
 } from './regions/store.js';
 export { RegionHandle, type MappedView } from './regions/handle.js';
-export { Perm, parsePerms, formatPerms, DELEGABLE_BY_GRANT } from './regions/acl.js';
+export { Perm, parsePerms, formatPerms, DELEGABLE_BY_GRANT, PermissionCache } from './regions/acl.js';
 export {
   thisProcess,
   workloadId,
+  workloadPrincipal,
+  parsePrincipal,
   managedId,
   processStartTime,
   processAlive,

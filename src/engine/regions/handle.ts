@@ -65,9 +65,9 @@ export class RegionHandle {
     return this.#store.permissionsById(this.id, this.caller);
   }
 
-  #check(needed: number, what: string): number {
+  #check(needed: number, what: string, caller: Caller = this.caller, cache: PermissionCache = this.#perms): number {
     const e = this.#entry();
-    if ((this.#store.permissionsCached(this.id, this.caller, this.#perms) & needed) !== needed) {
+    if ((this.#store.permissionsCached(this.id, caller, cache) & needed) !== needed) {
       if (this.#store.mem.load32(e + E.state) === RatState.DELETING) {
         throw new MarufsError('ESTALE', `region "${this.name}" was deleted`);
       }
@@ -109,7 +109,15 @@ export class RegionHandle {
 
   /** Copy up to `length` bytes at `offset`; fewer (or none) at and past the end; none before sizing. */
   read(offset: number, length: number, target?: Buffer): Buffer {
-    const e = this.#check(Perm.READ, 'reading');
+    return this.readAs(this.caller, this.#perms, offset, length, target);
+  }
+
+  /**
+   * read() checked for `caller` rather than the handle's opener, with the caller's own permission
+   * cache: a file system serving many processes through one open region checks whoever asks.
+   */
+  readAs(caller: Caller, cache: PermissionCache, offset: number, length: number, target?: Buffer): Buffer {
+    const e = this.#check(Perm.READ, 'reading', caller, cache);
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
       throw new MarufsError('EINVAL', `bad read range ${offset}+${length}`);
     }
@@ -126,7 +134,12 @@ export class RegionHandle {
 
   /** Copy `data` into the region at `offset`. EINVAL past the end, ENODATA before sizing. */
   write(offset: number, data: Uint8Array): number {
-    const e = this.#check(Perm.WRITE, 'writing');
+    return this.writeAs(this.caller, this.#perms, offset, data);
+  }
+
+  /** write() checked for `caller` (see readAs). */
+  writeAs(caller: Caller, cache: PermissionCache, offset: number, data: Uint8Array): number {
+    const e = this.#check(Perm.WRITE, 'writing', caller, cache);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new MarufsError('EINVAL', `bad write offset ${offset}`);
     const mem = this.#store.mem;
     const phys = Number(mem.load64(e + E.physOffset));

@@ -1,0 +1,651 @@
+/*
+ * marufs FUSE binding: libfuse 2 (high-level, path based) driven from JavaScript through Node-API.
+ *
+ * Why our own: the existing Node bindings do not tell the file system who is calling. marufs checks
+ * every request against the calling process, so each request carries the caller's pid, uid and
+ * gid from fuse_get_context().
+ *
+ * How: fuse_loop_mt() runs on its own threads. Every operation that needs the engine packs its
+ * arguments into a request, hands it to the JavaScript handler through a thread-safe function and
+ * waits on the request's condition variable. The handler answers, now or later (it may wait for a
+ * cross-node lock), with reply(request, result, extra); reply fills the kernel's answer (stat,
+ * directory entries, statfs, xattr bytes) and wakes the FUSE thread. Reads and writes hand the
+ * handler a Buffer over libfuse's own buffer, so data is copied once, between pool and kernel.
+ * Attribute changes that marufs does not keep (chmod, chown, utimens) succeed without a round
+ * trip, as in the reference; directories, links and renames are refused with EPERM.
+ *
+ * Built by scripts/setup.mjs with plain `cc -shared` against the Node-API headers and libfuse 2.
+ */
+#define FUSE_USE_VERSION 29
+#define NAPI_VERSION 8
+#include <errno.h>
+#include <fuse.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+enum op {
+  OP_GETATTR = 1,
+  OP_READDIR,
+  OP_OPEN,
+  OP_CREATE,
+  OP_READ,
+  OP_WRITE,
+  OP_RELEASE,
+  OP_TRUNCATE,
+  OP_UNLINK,
+  OP_STATFS,
+  OP_GETXATTR,
+  OP_SETXATTR,
+  OP_LISTXATTR,
+  OP_REMOVEXATTR,
+  OP_EXIT = 100,
+};
+
+#define REQ_MAGIC 0x6d617275u
+
+typedef struct request {
+  uint32_t magic;
+  int op;
+  const char *path;
+  const char *name; /* xattr name */
+  char *buf;        /* read target, write source, xattr value / list target */
+  size_t size;
+  int64_t offset; /* file offset, truncate length or create mode */
+  uint64_t fh;
+  int flags;
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  /* answer */
+  int result;
+  struct stat *st;
+  struct statvfs *sv;
+  void *dirbuf;
+  fuse_fill_dir_t filler;
+  struct fuse_file_info *fi;
+  int done;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} request_t;
+
+typedef struct mount_state {
+  struct fuse *fuse;
+  struct fuse_chan *chan;
+  char *mountpoint;
+  pthread_t thread;
+  napi_threadsafe_function tsfn;
+  volatile int running;
+} mount_state_t;
+
+/* ---- FUSE side ------------------------------------------------------------------------------ */
+
+static int submit(request_t *r) {
+  struct fuse_context *ctx = fuse_get_context();
+  mount_state_t *ms = (mount_state_t *)ctx->private_data;
+  r->magic = REQ_MAGIC;
+  r->pid = ctx->pid;
+  r->uid = ctx->uid;
+  r->gid = ctx->gid;
+  r->done = 0;
+  r->result = -EIO;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->cv, NULL);
+  if (napi_call_threadsafe_function(ms->tsfn, r, napi_tsfn_blocking) != napi_ok) {
+    r->result = -ENOTCONN;
+  } else {
+    pthread_mutex_lock(&r->mu);
+    while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+  }
+  r->magic = 0;
+  pthread_cond_destroy(&r->cv);
+  pthread_mutex_destroy(&r->mu);
+  return r->result;
+}
+
+#define NEW_REQUEST(kind) \
+  request_t r;            \
+  memset(&r, 0, sizeof r); \
+  r.op = (kind);          \
+  r.path = path
+
+static int m_getattr(const char *path, struct stat *st) {
+  NEW_REQUEST(OP_GETATTR);
+  memset(st, 0, sizeof *st);
+  r.st = st;
+  return submit(&r);
+}
+
+static int m_fgetattr(const char *path, struct stat *st, struct fuse_file_info *fi) {
+  NEW_REQUEST(OP_GETATTR);
+  memset(st, 0, sizeof *st);
+  r.st = st;
+  r.fh = fi ? fi->fh : 0;
+  r.flags = fi ? 1 : 0; /* has a file handle */
+  return submit(&r);
+}
+
+static int m_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off, struct fuse_file_info *fi) {
+  (void)off;
+  (void)fi;
+  NEW_REQUEST(OP_READDIR);
+  r.dirbuf = buf;
+  r.filler = filler;
+  return submit(&r);
+}
+
+static int m_open(const char *path, struct fuse_file_info *fi) {
+  NEW_REQUEST(OP_OPEN);
+  r.flags = fi->flags;
+  r.fi = fi;
+  return submit(&r);
+}
+
+static int m_create(const char *path, mode_t mode, struct fuse_file_info *fi) {
+  NEW_REQUEST(OP_CREATE);
+  r.offset = mode;
+  r.flags = fi->flags;
+  r.fi = fi;
+  return submit(&r);
+}
+
+static int m_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  NEW_REQUEST(OP_READ);
+  r.buf = buf;
+  r.size = size;
+  r.offset = off;
+  r.fh = fi->fh;
+  return submit(&r);
+}
+
+static int m_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  NEW_REQUEST(OP_WRITE);
+  r.buf = (char *)buf;
+  r.size = size;
+  r.offset = off;
+  r.fh = fi->fh;
+  return submit(&r);
+}
+
+static int m_release(const char *path, struct fuse_file_info *fi) {
+  NEW_REQUEST(OP_RELEASE);
+  r.fh = fi->fh;
+  return submit(&r);
+}
+
+static int m_truncate(const char *path, off_t len) {
+  NEW_REQUEST(OP_TRUNCATE);
+  r.offset = len;
+  return submit(&r);
+}
+
+static int m_ftruncate(const char *path, off_t len, struct fuse_file_info *fi) {
+  NEW_REQUEST(OP_TRUNCATE);
+  r.offset = len;
+  r.fh = fi->fh;
+  r.flags = 1;
+  return submit(&r);
+}
+
+static int m_unlink(const char *path) {
+  NEW_REQUEST(OP_UNLINK);
+  return submit(&r);
+}
+
+static int m_statfs(const char *path, struct statvfs *sv) {
+  NEW_REQUEST(OP_STATFS);
+  memset(sv, 0, sizeof *sv);
+  r.sv = sv;
+  return submit(&r);
+}
+
+/* Only "user.marufs.*" attributes exist; answer the kernel's other probes (security.capability on
+ * every write, POSIX ACLs) here, without a round trip to JavaScript. */
+#define MARUFS_XATTR_PREFIX "user.marufs."
+static int marufs_xattr(const char *name) { return strncmp(name, MARUFS_XATTR_PREFIX, sizeof MARUFS_XATTR_PREFIX - 1) == 0; }
+
+static int m_getxattr(const char *path, const char *name, char *value, size_t size) {
+  if (!marufs_xattr(name)) return -ENODATA;
+  NEW_REQUEST(OP_GETXATTR);
+  r.name = name;
+  r.buf = value;
+  r.size = size;
+  return submit(&r);
+}
+
+static int m_setxattr(const char *path, const char *name, const char *value, size_t size, int flags) {
+  if (!marufs_xattr(name)) return -ENOTSUP;
+  NEW_REQUEST(OP_SETXATTR);
+  r.name = name;
+  r.buf = (char *)value;
+  r.size = size;
+  r.flags = flags;
+  return submit(&r);
+}
+
+static int m_listxattr(const char *path, char *list, size_t size) {
+  NEW_REQUEST(OP_LISTXATTR);
+  r.buf = list;
+  r.size = size;
+  return submit(&r);
+}
+
+static int m_removexattr(const char *path, const char *name) {
+  if (!marufs_xattr(name)) return -ENODATA;
+  NEW_REQUEST(OP_REMOVEXATTR);
+  r.name = name;
+  return submit(&r);
+}
+
+/* Attribute changes marufs does not keep: succeed, persist nothing (reference §3.2). */
+static int m_chmod(const char *path, mode_t mode) {
+  (void)path;
+  (void)mode;
+  return 0;
+}
+static int m_chown(const char *path, uid_t uid, gid_t gid) {
+  (void)path;
+  (void)uid;
+  (void)gid;
+  return 0;
+}
+static int m_utimens(const char *path, const struct timespec tv[2]) {
+  (void)path;
+  (void)tv;
+  return 0;
+}
+/* Data goes straight to pool memory: nothing to flush. */
+static int m_flush(const char *path, struct fuse_file_info *fi) {
+  (void)path;
+  (void)fi;
+  return 0;
+}
+static int m_fsync(const char *path, int datasync, struct fuse_file_info *fi) {
+  (void)path;
+  (void)datasync;
+  (void)fi;
+  return 0;
+}
+/* One flat directory of regular files. */
+static int m_mkdir(const char *path, mode_t mode) {
+  (void)path;
+  (void)mode;
+  return -EPERM;
+}
+static int m_mknod(const char *path, mode_t mode, dev_t dev) {
+  (void)path;
+  (void)mode;
+  (void)dev;
+  return -EPERM;
+}
+static int m_rmdir(const char *path) {
+  (void)path;
+  return -EPERM;
+}
+static int m_rename(const char *from, const char *to) {
+  (void)from;
+  (void)to;
+  return -EPERM;
+}
+static int m_link(const char *from, const char *to) {
+  (void)from;
+  (void)to;
+  return -EPERM;
+}
+static int m_symlink(const char *from, const char *to) {
+  (void)from;
+  (void)to;
+  return -EPERM;
+}
+
+static struct fuse_operations operations = {
+    .getattr = m_getattr,
+    .fgetattr = m_fgetattr,
+    .readdir = m_readdir,
+    .open = m_open,
+    .create = m_create,
+    .read = m_read,
+    .write = m_write,
+    .release = m_release,
+    .truncate = m_truncate,
+    .ftruncate = m_ftruncate,
+    .unlink = m_unlink,
+    .statfs = m_statfs,
+    .getxattr = m_getxattr,
+    .setxattr = m_setxattr,
+    .listxattr = m_listxattr,
+    .removexattr = m_removexattr,
+    .chmod = m_chmod,
+    .chown = m_chown,
+    .utimens = m_utimens,
+    .flush = m_flush,
+    .fsync = m_fsync,
+    .mkdir = m_mkdir,
+    .mknod = m_mknod,
+    .rmdir = m_rmdir,
+    .rename = m_rename,
+    .link = m_link,
+    .symlink = m_symlink,
+    .flag_nullpath_ok = 1,
+    .flag_nopath = 0,
+};
+
+static void *loop_thread(void *arg) {
+  mount_state_t *ms = (mount_state_t *)arg;
+  fuse_loop_mt(ms->fuse);
+  fuse_unmount(ms->mountpoint, ms->chan);
+  fuse_destroy(ms->fuse);
+  ms->fuse = NULL;
+  ms->running = 0;
+  static request_t exit_request;
+  memset(&exit_request, 0, sizeof exit_request);
+  exit_request.op = OP_EXIT;
+  napi_call_threadsafe_function(ms->tsfn, &exit_request, napi_tsfn_blocking);
+  napi_release_threadsafe_function(ms->tsfn, napi_tsfn_release);
+  return NULL;
+}
+
+/* ---- JavaScript side ------------------------------------------------------------------------ */
+
+#define CHECK(env, call)                                        \
+  do {                                                          \
+    if ((call) != napi_ok) {                                    \
+      napi_throw_error((env), NULL, "marufs_fuse: " #call);     \
+      return NULL;                                              \
+    }                                                           \
+  } while (0)
+
+static napi_value str_or_null(napi_env env, const char *s) {
+  napi_value v;
+  if (s)
+    napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
+  else
+    napi_get_null(env, &v);
+  return v;
+}
+
+/* Runs on the JS thread for every request: handler(req, op, path, fh, size, offset, flags, buf, name, pid, uid, gid). */
+static void call_js(napi_env env, napi_value handler, void *context, void *data) {
+  (void)context;
+  request_t *r = (request_t *)data;
+  if (env == NULL) { /* shutting down: answer so the FUSE thread does not hang */
+    if (r->op != OP_EXIT) {
+      pthread_mutex_lock(&r->mu);
+      r->result = -ENOTCONN;
+      r->done = 1;
+      pthread_cond_signal(&r->cv);
+      pthread_mutex_unlock(&r->mu);
+    }
+    return;
+  }
+  napi_value argv[12], undef, global;
+  napi_get_undefined(env, &undef);
+  napi_get_global(env, &global);
+  napi_create_external(env, r, NULL, NULL, &argv[0]);
+  napi_create_int32(env, r->op, &argv[1]);
+  argv[2] = str_or_null(env, r->path);
+  napi_create_int64(env, (int64_t)r->fh, &argv[3]);
+  napi_create_int64(env, (int64_t)r->size, &argv[4]);
+  napi_create_int64(env, r->offset, &argv[5]);
+  napi_create_int32(env, r->flags, &argv[6]);
+  if (r->buf && (r->op == OP_READ || r->op == OP_WRITE || r->op == OP_SETXATTR) && r->size > 0) {
+    napi_create_external_buffer(env, r->size, r->buf, NULL, NULL, &argv[7]);
+  } else {
+    argv[7] = undef;
+  }
+  argv[8] = str_or_null(env, r->name);
+  napi_create_int32(env, (int32_t)r->pid, &argv[9]);
+  napi_create_uint32(env, (uint32_t)r->uid, &argv[10]);
+  napi_create_uint32(env, (uint32_t)r->gid, &argv[11]);
+  napi_value ignored;
+  if (napi_call_function(env, global, handler, 12, argv, &ignored) != napi_ok && r->op != OP_EXIT) {
+    /* The handler threw: clear the exception, fail the request instead of hanging it. */
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    pthread_mutex_lock(&r->mu);
+    if (!r->done) {
+      r->result = -EIO;
+      r->done = 1;
+      pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+  }
+}
+
+static double num_at(napi_env env, napi_value arr, uint32_t i) {
+  napi_value v;
+  double d = 0;
+  if (napi_get_element(env, arr, i, &v) == napi_ok) napi_get_value_double(env, v, &d);
+  return d;
+}
+
+static void fill_stat(napi_env env, struct stat *st, napi_value a) {
+  /* [mode, size, nlink, uid, gid, ino, atimeMs, mtimeMs, ctimeMs, blocks] */
+  st->st_mode = (mode_t)num_at(env, a, 0);
+  st->st_size = (off_t)num_at(env, a, 1);
+  st->st_nlink = (nlink_t)num_at(env, a, 2);
+  st->st_uid = (uid_t)num_at(env, a, 3);
+  st->st_gid = (gid_t)num_at(env, a, 4);
+  st->st_ino = (ino_t)num_at(env, a, 5);
+  double t[3] = {num_at(env, a, 6), num_at(env, a, 7), num_at(env, a, 8)};
+  struct timespec *ts[3] = {&st->st_atim, &st->st_mtim, &st->st_ctim};
+  for (int i = 0; i < 3; i++) {
+    ts[i]->tv_sec = (time_t)(t[i] / 1000);
+    ts[i]->tv_nsec = (long)((t[i] - (double)ts[i]->tv_sec * 1000) * 1e6);
+  }
+  st->st_blocks = (blkcnt_t)num_at(env, a, 9);
+  st->st_blksize = 4096;
+}
+
+static void fill_statfs(napi_env env, struct statvfs *sv, napi_value a) {
+  /* [bsize, frsize, blocks, bfree, bavail, files, ffree, namemax] */
+  sv->f_bsize = (unsigned long)num_at(env, a, 0);
+  sv->f_frsize = (unsigned long)num_at(env, a, 1);
+  sv->f_blocks = (fsblkcnt_t)num_at(env, a, 2);
+  sv->f_bfree = (fsblkcnt_t)num_at(env, a, 3);
+  sv->f_bavail = (fsblkcnt_t)num_at(env, a, 4);
+  sv->f_files = (fsfilcnt_t)num_at(env, a, 5);
+  sv->f_ffree = (fsfilcnt_t)num_at(env, a, 6);
+  sv->f_favail = sv->f_ffree;
+  sv->f_namemax = (unsigned long)num_at(env, a, 7);
+}
+
+static int copy_bytes_out(napi_env env, request_t *r, napi_value value) {
+  void *data = NULL;
+  size_t len = 0;
+  bool is_buffer = false;
+  napi_is_buffer(env, value, &is_buffer);
+  if (!is_buffer) return -EIO;
+  napi_get_buffer_info(env, value, &data, &len);
+  if (r->size == 0) return (int)len;
+  if (len > r->size) return -ERANGE;
+  memcpy(r->buf, data, len);
+  return (int)len;
+}
+
+/* reply(req, result, extra?) */
+static napi_value js_reply(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  request_t *r = NULL;
+  CHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
+  if (r == NULL || r->magic != REQ_MAGIC || r->done) {
+    napi_throw_error(env, "EALREADY", "marufs_fuse: request already answered");
+    return NULL;
+  }
+  int32_t result = -EIO;
+  napi_get_value_int32(env, argv[1], &result);
+  napi_valuetype t = napi_undefined;
+  if (argc >= 3) napi_typeof(env, argv[2], &t);
+  bool has_extra = argc >= 3 && t != napi_undefined && t != napi_null;
+  if (result >= 0 && has_extra) {
+    switch (r->op) {
+      case OP_GETATTR:
+        fill_stat(env, r->st, argv[2]);
+        break;
+      case OP_STATFS:
+        fill_statfs(env, r->sv, argv[2]);
+        break;
+      case OP_OPEN:
+      case OP_CREATE: /* [fh, direct_io]: direct I/O bypasses the page cache (the control file) */
+        r->fi->fh = (uint64_t)num_at(env, argv[2], 0);
+        r->fi->direct_io = num_at(env, argv[2], 1) != 0;
+        r->fi->keep_cache = 0;
+        break;
+      case OP_READDIR: {
+        uint32_t n = 0;
+        napi_get_array_length(env, argv[2], &n);
+        r->filler(r->dirbuf, ".", NULL, 0);
+        r->filler(r->dirbuf, "..", NULL, 0);
+        char name[256];
+        for (uint32_t i = 0; i < n; i++) {
+          napi_value v;
+          size_t len = 0;
+          if (napi_get_element(env, argv[2], i, &v) != napi_ok) continue;
+          if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok) continue;
+          if (r->filler(r->dirbuf, name, NULL, 0)) break;
+        }
+        break;
+      }
+      case OP_GETXATTR:
+      case OP_LISTXATTR:
+        result = copy_bytes_out(env, r, argv[2]);
+        break;
+      default:
+        break;
+    }
+  }
+  pthread_mutex_lock(&r->mu);
+  r->result = result;
+  r->done = 1;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  return NULL;
+}
+
+static void finalize_state(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  mount_state_t *ms = (mount_state_t *)data;
+  free(ms->mountpoint);
+  free(ms);
+}
+
+/* mount(mountpoint, options, handler) → state; throws with errno text when the mount fails. */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char mountpoint[4096], options[4096];
+  size_t len;
+  CHECK(env, napi_get_value_string_utf8(env, argv[0], mountpoint, sizeof mountpoint, &len));
+  CHECK(env, napi_get_value_string_utf8(env, argv[1], options, sizeof options, &len));
+
+  mount_state_t *ms = calloc(1, sizeof *ms);
+  ms->mountpoint = strdup(mountpoint);
+  napi_value name;
+  napi_create_string_utf8(env, "marufs-fuse", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
+      napi_ok) {
+    free(ms->mountpoint);
+    free(ms);
+    napi_throw_error(env, "EIO", "marufs_fuse: cannot create the request queue");
+    return NULL;
+  }
+
+  char *args_v[] = {"marufs", "-o", options, NULL};
+  struct fuse_args args = FUSE_ARGS_INIT(3, args_v);
+  errno = 0;
+  ms->chan = fuse_mount(mountpoint, &args);
+  if (ms->chan == NULL) {
+    int e = errno ? errno : EIO;
+    napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
+    free(ms->mountpoint);
+    free(ms);
+    char msg[4200];
+    snprintf(msg, sizeof msg, "cannot mount FUSE at %s: %s", mountpoint, strerror(e));
+    napi_throw_error(env, "EMOUNT", msg);
+    return NULL;
+  }
+  /* fuse_mount() took the mount options out of args; fuse_new() gets the rest. */
+  ms->fuse = fuse_new(ms->chan, &args, &operations, sizeof operations, ms);
+  fuse_opt_free_args(&args);
+  if (ms->fuse == NULL) {
+    fuse_unmount(mountpoint, ms->chan);
+    napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
+    free(ms->mountpoint);
+    free(ms);
+    napi_throw_error(env, "EMOUNT", "fuse_new failed (bad mount options?)");
+    return NULL;
+  }
+  ms->running = 1;
+  /* The queue must not keep the event loop alive by itself; the daemon decides when to exit. */
+  napi_unref_threadsafe_function(env, ms->tsfn);
+  if (pthread_create(&ms->thread, NULL, loop_thread, ms) != 0) {
+    fuse_unmount(mountpoint, ms->chan);
+    fuse_destroy(ms->fuse);
+    napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
+    free(ms->mountpoint);
+    free(ms);
+    napi_throw_error(env, "EIO", "cannot start the FUSE thread");
+    return NULL;
+  }
+  pthread_detach(ms->thread);
+  napi_value handle;
+  CHECK(env, napi_create_external(env, ms, finalize_state, NULL, &handle));
+  return handle;
+}
+
+/*
+ * unmount(state): stop taking requests and detach the mount (lazily, as root; fusermount otherwise).
+ * The loop thread exits when the kernel closes the connection, then reports OP_EXIT to the handler.
+ */
+static napi_value js_unmount(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_state_t *ms = NULL;
+  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  napi_value ret;
+  if (!ms->running) {
+    napi_get_boolean(env, false, &ret);
+    return ret;
+  }
+  if (ms->fuse) fuse_exit(ms->fuse);
+  int rc = umount2(ms->mountpoint, MNT_DETACH);
+  napi_get_boolean(env, rc == 0, &ret);
+  return ret;
+}
+
+static napi_value js_running(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_state_t *ms = NULL;
+  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  napi_value ret;
+  napi_get_boolean(env, ms->running != 0, &ret);
+  return ret;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
+      {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL},
+      {"running", NULL, js_running, NULL, NULL, NULL, napi_default, NULL},
+      {"reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(marufs_fuse, init)

@@ -1,0 +1,320 @@
+/**
+ * The node plugin daemon: what runs on every host. It attaches this host to the pool as a node,
+ * mounts the pool with FUSE, serves HTTP (health, metrics, inspection), and on stop unmounts and
+ * detaches in a bounded time.
+ *
+ * Robustness rules it owns:
+ *  - a mount left stale by a crashed daemon (every access fails with ENOTCONN) is detached before
+ *    mounting again; a live mount by another process is refused;
+ *  - the mount is watched: if it disappears (unmounted from outside), the daemon mounts again, and
+ *    exits with an error if that fails;
+ *  - stop(): detach the mount lazily (no new opens), let open files finish for `shutdownGraceMs`,
+ *    then abort the FUSE connection so stuck callers get ENOTCONN, close handles, detach the node.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { promisify } from 'node:util';
+import { pino, type Logger } from 'pino';
+import { attachNode, NodeInspector, type MarufsNode } from '../engine/index.js';
+import { ControlExecutor } from './control.js';
+import { mountFuse, type FuseMount } from './fuse-binding.js';
+import { MarufsFs } from './fuse-fs.js';
+import { HeartbeatWatch, startHttpServer, type HealthReport, type HttpServerHandle } from './http.js';
+import { CallerResolver, PodRegistry } from './identity.js';
+import { PluginMetrics } from './metrics.js';
+
+const run = promisify(execFile);
+
+export interface DaemonOptions {
+  /** Pool device (/dev/daxX.Y) or pool file. */
+  device: string;
+  /** Where to mount the pool. Created if missing. */
+  mountpoint: string;
+  nodeId?: number | undefined;
+  /** Format an unformatted pool (only if this node wins the election). */
+  formatIfNeeded?: boolean;
+  /** Create (or grow) a pool file of this size first. */
+  createSize?: number | undefined;
+  /** Serve HTTP here ("host:port"); none when absent. */
+  http?: { host: string; port: number } | undefined;
+  /** Serve the debug controls over HTTP. Default false. */
+  debug?: boolean;
+  /** Lifetime of regions created through the mount. Default "persistent". */
+  lifetime?: 'persistent' | 'process';
+  /** How long stop() lets open files finish before aborting the connection. Default 5000 ms. */
+  shutdownGraceMs?: number;
+  /** How often the mount is checked. Default 1000 ms. */
+  mountCheckMs?: number;
+  /** Called when the daemon gives up (mount lost and cannot be restored, node fenced). */
+  onFatal?: (err: Error) => void;
+  logger?: Logger;
+  /** Extra attach options for tests (GC, timing). */
+  attach?: Partial<Parameters<typeof attachNode>[0]>;
+}
+
+/** Mount options: big writes, no attribute caching (cross-node changes show at once). */
+export function fuseOptions(device: string): string {
+  const opts = [
+    `fsname=marufs:${device.replaceAll(',', '_')}`,
+    'subtype=marufs',
+    'big_writes',
+    'max_write=131072',
+    'max_read=131072',
+    'attr_timeout=0',
+    'entry_timeout=0',
+    'negative_timeout=0',
+    'hard_remove',
+    'use_ino',
+  ];
+  if (process.getuid?.() === 0) opts.push('allow_other');
+  return opts.join(',');
+}
+
+/** Is `dir` a mount point in this mount namespace, and of which type? */
+export function mountAt(dir: string): { fstype: string; source: string; minor: number } | undefined {
+  const target = resolvePath(dir);
+  let found: { fstype: string; source: string; minor: number } | undefined;
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    // id parent major:minor root mountpoint options [optional…] - fstype source superoptions
+    const parts = line.split(' ');
+    if (parts.length < 10) continue;
+    const point = parts[4]!.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (point !== target) continue;
+    const dash = parts.indexOf('-', 6);
+    // The last mount on a point is the visible one.
+    found = { fstype: parts[dash + 1] ?? '', source: parts[dash + 2] ?? '', minor: Number(parts[2]!.split(':')[1]) };
+  }
+  return found;
+}
+
+/** Detach a mount lazily (root: umount -l; others: fusermount -u -z). */
+export async function detachMount(dir: string): Promise<void> {
+  try {
+    await run('umount', ['-l', dir]);
+  } catch {
+    await run('fusermount', ['-u', '-z', dir]).catch(() => run('fusermount3', ['-u', '-z', dir]));
+  }
+}
+
+/**
+ * Make `dir` ready to mount on: create it; detach a stale FUSE mount (ENOTCONN) left by a crash;
+ * refuse one that is alive. Returns true when a stale mount was recovered.
+ */
+export async function prepareMountpoint(dir: string, log?: Logger): Promise<boolean> {
+  let stale = false;
+  try {
+    statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED') stale = true;
+    else if (code === 'ENOENT') mkdirSync(dir, { recursive: true });
+    else throw err;
+  }
+  if (stale) {
+    log?.warn({ mountpoint: dir }, 'stale FUSE mount (ENOTCONN) left by a dead daemon: detaching it');
+    await detachMount(dir);
+    statSync(dir);
+    return true;
+  }
+  const existing = mountAt(dir);
+  if (existing) {
+    throw new Error(`${dir} is already mounted (${existing.fstype} from ${existing.source}); unmount it first`);
+  }
+  return false;
+}
+
+/** Abort a FUSE connection through fusectl (mounting fusectl if needed). Best effort. */
+function abortConnection(minor: number): boolean {
+  const dir = '/sys/fs/fuse/connections';
+  try {
+    if (!existsSync(`${dir}/${minor}`) && existsSync(dir)) {
+      try {
+        // fusectl: the standard place for per-connection controls.
+        execFileSync('mount', ['-t', 'fusectl', 'fusectl', dir], { stdio: 'ignore' });
+      } catch {
+        /* not possible here */
+      }
+    }
+    writeFileSync(`${dir}/${minor}/abort`, '1');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class NodeDaemon {
+  readonly node: MarufsNode;
+  readonly mountpoint: string;
+  readonly pods: PodRegistry;
+  readonly metrics: PluginMetrics;
+  readonly fs: MarufsFs;
+  readonly log: Logger;
+  /** Set when start() found and detached a stale mount. */
+  readonly recoveredStaleMount: boolean;
+  #options: DaemonOptions;
+  #mount: FuseMount | undefined;
+  #mountMinor = 0;
+  #loopEnded: Promise<void> = Promise.resolve();
+  #http: HttpServerHandle | undefined;
+  #watch: HeartbeatWatch;
+  #timer: NodeJS.Timeout | undefined;
+  #stopping: Promise<void> | undefined;
+  #remounts = 0;
+
+  private constructor(node: MarufsNode, options: DaemonOptions, log: Logger, recovered: boolean) {
+    this.node = node;
+    this.#options = options;
+    this.log = log;
+    this.mountpoint = resolvePath(options.mountpoint);
+    this.recoveredStaleMount = recovered;
+    this.pods = new PodRegistry();
+    this.metrics = new PluginMetrics(node);
+    this.fs = new MarufsFs({
+      node,
+      resolver: new CallerResolver(node.nodeId, this.pods),
+      control: new ControlExecutor(node),
+      createLifetime: options.lifetime ?? 'persistent',
+      observe: (op, s, code) => this.metrics.observe(op, s, code),
+      observeControl: (op, result) => this.metrics.observeControl(op, result),
+      logger: log.child({ component: 'fuse' }),
+    });
+    this.#watch = new HeartbeatWatch({ node });
+  }
+
+  static async start(options: DaemonOptions): Promise<NodeDaemon> {
+    const log = options.logger ?? pino({ name: 'marufs-node' });
+    const recovered = await prepareMountpoint(options.mountpoint, log);
+    const node = await attachNode({
+      path: options.device,
+      nodeId: options.nodeId,
+      format: options.formatIfNeeded ? 'if-needed' : 'never',
+      createSize: options.createSize,
+      ...options.attach,
+    });
+    const daemon = new NodeDaemon(node, options, log.child({ nodeId: node.nodeId }), recovered);
+    try {
+      daemon.#mountNow();
+      daemon.#watch.start();
+      if (options.http) {
+        daemon.#http = await startHttpServer({
+          host: options.http.host,
+          port: options.http.port,
+          node,
+          inspector: new NodeInspector(node),
+          metrics: daemon.metrics,
+          health: () => daemon.health(),
+          debug: options.debug ?? false,
+          logger: daemon.log.child({ component: 'http' }),
+        });
+      }
+    } catch (err) {
+      await daemon.stop().catch(() => undefined);
+      throw err;
+    }
+    node.onFenced(() => daemon.#fatal(new Error(`node ${node.nodeId} was declared dead by another node (fenced)`)));
+    daemon.#timer = setInterval(() => daemon.#checkMount(), options.mountCheckMs ?? 1000);
+    daemon.#timer.unref();
+    daemon.log.info(
+      {
+        device: options.device,
+        mountpoint: daemon.mountpoint,
+        http: daemon.httpAddress,
+        formatted: node.formatted !== undefined,
+        recoveredStaleMount: recovered,
+      },
+      'node plugin serving',
+    );
+    return daemon;
+  }
+
+  /** Where HTTP listens (undefined without --http). */
+  get httpAddress(): { host: string; port: number } | undefined {
+    return this.#http?.address;
+  }
+
+  get mounted(): boolean {
+    return this.#mount?.running === true && mountAt(this.mountpoint)?.fstype === 'fuse.marufs';
+  }
+
+  health(): HealthReport {
+    const w = this.#watch.status();
+    return {
+      attached: this.node.state === 'active',
+      mounted: this.mounted,
+      heartbeatMoving: w.moving,
+      detail: { nodeId: this.node.nodeId, mountpoint: this.mountpoint, openFiles: this.fs.openFiles, heartbeat: w },
+    };
+  }
+
+  #mountNow(): void {
+    let ended!: () => void;
+    this.#loopEnded = new Promise<void>((r) => (ended = r));
+    this.#mount = mountFuse(this.mountpoint, fuseOptions(this.#options.device), this.fs.handle, () => {
+      ended();
+      if (!this.#stopping) this.log.warn({ mountpoint: this.mountpoint }, 'FUSE loop ended (unmounted from outside?)');
+    });
+    // Never stat the mount from this thread: the request would wait for this very thread.
+    this.#mountMinor = mountAt(this.mountpoint)?.minor ?? 0;
+  }
+
+  /** Periodic check: the mount must still be ours. Remount once lost; give up if that fails. */
+  #checkMount(): void {
+    if (this.#stopping || this.mounted) return;
+    this.log.warn({ mountpoint: this.mountpoint }, 'mount disappeared: mounting again');
+    void (async () => {
+      try {
+        this.#mount?.unmount();
+        await Promise.race([this.#loopEnded, new Promise((r) => setTimeout(r, 2000))]);
+        if (this.#stopping) return;
+        await prepareMountpoint(this.mountpoint, this.log);
+        this.#mountNow();
+        this.#remounts++;
+        this.log.info({ mountpoint: this.mountpoint, remounts: this.#remounts }, 'mounted again');
+      } catch (err) {
+        this.#fatal(
+          new Error(`mount at ${this.mountpoint} was lost and cannot be restored: ${(err as Error).message}`),
+        );
+      }
+    })();
+  }
+
+  /** How many times the mount was restored after disappearing. */
+  get remounts(): number {
+    return this.#remounts;
+  }
+
+  #fatal(err: Error): void {
+    this.log.error({ err: err.message }, 'node plugin cannot go on');
+    if (this.#options.onFatal) this.#options.onFatal(err);
+  }
+
+  /** Unmount, let open files finish (bounded), close everything, detach. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#watch.stop();
+    const grace = this.#options.shutdownGraceMs ?? 5000;
+    if (this.#mount?.running) {
+      const detached = this.#mount.unmount();
+      if (!detached) await detachMount(this.mountpoint).catch(() => undefined);
+      const timedOut = await Promise.race([
+        this.#loopEnded.then(() => false),
+        new Promise<boolean>((r) => setTimeout(() => r(true), grace).unref()),
+      ]);
+      if (timedOut) {
+        const aborted = abortConnection(this.#mountMinor);
+        this.log.warn({ openFiles: this.fs.openFiles, aborted }, 'files still open after the grace period: aborting');
+        await Promise.race([this.#loopEnded, new Promise((r) => setTimeout(r, 1000).unref())]);
+      }
+    }
+    this.fs.closeAll();
+    await this.#http?.close().catch(() => undefined);
+    await this.node.detach();
+    this.log.info({ mountpoint: this.mountpoint }, 'node plugin stopped');
+  }
+}

@@ -1,0 +1,480 @@
+/**
+ * The marufs file system as FUSE serves it: one flat directory of regions on this node.
+ *
+ * - create/touch reserves a region (owned by the caller's workload or user, lifetime "persistent" —
+ *   or by the calling process with lifetime "process" when the mount asks for it); the first
+ *   truncate sizes it once; a later truncate to another size fails with EACCES.
+ * - read and write check the *requesting* process's permissions on every call (write-back from a
+ *   kernel thread is checked as the file's opener) and copy straight between pool memory and
+ *   libfuse's buffer. Writes stop at the region's size (EFBIG past it, and before sizing).
+ * - mmap works through the kernel page cache: pages are read and written back through read/write.
+ *   The page cache is dropped at every open, so a file opened after another node's write sees it.
+ * - unlink needs DELETE; getattr and readdir read the pool on every call (no attribute caching), so
+ *   another node's create, size and unlink show at once; statfs reports the pool's real capacity.
+ * - names over 63 bytes fail with ENAMETOOLONG; directories, links and renames with EPERM.
+ * - `/.marufs` is the control file and `user.marufs.*` the control attributes (control.ts).
+ */
+import { constants as fsConstants } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import {
+  Errno,
+  MarufsError,
+  NAME_MAX,
+  PermissionCache,
+  type Caller,
+  type MarufsNode,
+  type Principal,
+  type RegionHandle,
+  type RegionInfo,
+} from '../engine/index.js';
+import { CONTROL_FILE, LISTED_XATTRS, parseControlRequest, toJson, type ControlExecutor } from './control.js';
+import { Op, OP_NAMES, reply, type FuseRequest, type StatTuple, type StatfsTuple } from './fuse-binding.js';
+import type { CallerResolver } from './identity.js';
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const ROOT_INO = 1;
+const CONTROL_INO = 2;
+const FIRST_REGION_INO = 16;
+const O_EXCL = fsConstants.O_EXCL;
+const ENOTCONN = osConstants.errno.ENOTCONN;
+
+export interface FsLogger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface FuseFsOptions {
+  node: MarufsNode;
+  resolver: CallerResolver;
+  control: ControlExecutor;
+  /** Lifetime of regions created through the mount. Default "persistent". */
+  createLifetime?: 'persistent' | 'process';
+  /** Called once per request (the metrics hook): operation, duration, error code if it failed. */
+  observe?: (op: string, seconds: number, errorCode?: string) => void;
+  /** Called once per control request (the metrics hook). */
+  observeControl?: (op: string, result: string) => void;
+  logger?: FsLogger;
+}
+
+interface OpenRegion {
+  kind: 'region';
+  handle: RegionHandle;
+  opener: Caller;
+  openerCache: PermissionCache;
+  lastCaller: Caller | undefined;
+  lastCache: PermissionCache;
+}
+
+interface OpenControl {
+  kind: 'control';
+  response: Buffer;
+}
+
+type OpenFile = OpenRegion | OpenControl;
+
+const EMPTY = Buffer.alloc(0);
+const LISTED = Buffer.from(LISTED_XATTRS.map((n) => `${n}\0`).join(''));
+
+function msFromNs(ns: bigint): number {
+  return Number(ns / 1_000_000n);
+}
+
+export class MarufsFs {
+  readonly #node: MarufsNode;
+  readonly #resolver: CallerResolver;
+  readonly #control: ControlExecutor;
+  readonly #lifetime: 'persistent' | 'process';
+  readonly #observe: FuseFsOptions['observe'];
+  readonly #observeControl: FuseFsOptions['observeControl'];
+  readonly #log: FsLogger | undefined;
+  readonly #files = new Map<number, OpenFile>();
+  readonly #mountedAt = Date.now();
+  #nextFh = 1;
+  #inFlight = 0;
+
+  constructor(options: FuseFsOptions) {
+    this.#node = options.node;
+    this.#resolver = options.resolver;
+    this.#control = options.control;
+    this.#lifetime = options.createLifetime ?? 'persistent';
+    this.#observe = options.observe;
+    this.#observeControl = options.observeControl;
+    this.#log = options.logger;
+  }
+
+  /** Files open through the mount right now. */
+  get openFiles(): number {
+    return this.#files.size;
+  }
+
+  /** Requests being served right now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** The request handler given to mountFuse(). Never throws; answers every request exactly once. */
+  readonly handle = (req: FuseRequest): void => {
+    const t0 = performance.now();
+    this.#inFlight++;
+    let answered = false;
+    const answer = (result: number, extra?: unknown): void => {
+      if (answered) return;
+      answered = true;
+      this.#inFlight--;
+      try {
+        reply(req.token, result, extra);
+      } catch (err) {
+        this.#log?.error({ err, op: OP_NAMES[req.op] }, 'FUSE reply failed');
+      }
+      this.#observe?.(
+        OP_NAMES[req.op] ?? 'unknown',
+        (performance.now() - t0) / 1000,
+        result < 0 ? codeName(-result) : undefined,
+      );
+    };
+    const fail = (err: unknown): void => answer(-this.#errno(err, req));
+    try {
+      const out = this.#dispatch(req, answer);
+      if (out !== undefined) out.catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  };
+
+  #errno(err: unknown, req: FuseRequest): number {
+    if (err instanceof MarufsError) {
+      this.#log?.debug({ op: OP_NAMES[req.op], path: req.path, code: err.code, msg: err.message }, 'request refused');
+      return err.errno;
+    }
+    this.#log?.error({ err, op: OP_NAMES[req.op], path: req.path }, 'request failed unexpectedly');
+    return Errno.EIO;
+  }
+
+  /** Serve one request; returns a promise for the asynchronous ones. */
+  #dispatch(req: FuseRequest, answer: (result: number, extra?: unknown) => void): Promise<void> | undefined {
+    switch (req.op) {
+      case Op.GETATTR:
+        answer(0, this.#getattr(req));
+        return undefined;
+      case Op.READDIR:
+        answer(0, this.#readdir(req));
+        return undefined;
+      case Op.OPEN:
+        answer(0, this.#open(req));
+        return undefined;
+      case Op.CREATE:
+        return this.#create(req).then((fh) => answer(0, fh));
+      case Op.READ:
+        answer(this.#read(req));
+        return undefined;
+      case Op.WRITE: {
+        const file = this.#file(req.fh);
+        if (file.kind === 'control') return this.#controlWrite(file, req).then(answer);
+        answer(this.#write(file, req));
+        return undefined;
+      }
+      case Op.RELEASE:
+        this.#release(req.fh);
+        answer(0);
+        return undefined;
+      case Op.TRUNCATE:
+        return this.#truncate(req).then(() => answer(0));
+      case Op.UNLINK:
+        return this.#unlink(req).then(() => answer(0));
+      case Op.STATFS:
+        answer(0, this.#statfs());
+        return undefined;
+      case Op.GETXATTR:
+        return this.#getxattr(req).then((value) => answer(0, value));
+      case Op.SETXATTR:
+        return this.#setxattr(req).then(() => answer(0));
+      case Op.LISTXATTR:
+        answer(0, this.#regionName(req.path) === CONTROL_FILE || req.path === '/' ? EMPTY : this.#listxattr(req));
+        return undefined;
+      case Op.REMOVEXATTR:
+        return this.#removexattr(req).then(() => answer(0));
+      default:
+        answer(-Errno.ENOSYS);
+        return undefined;
+    }
+  }
+
+  // ---- names and callers -----------------------------------------------------------------------
+
+  /** "/name" → "name"; ENOENT for anything deeper (there are no directories). */
+  #regionName(path: string | null): string {
+    if (path === null || path.length < 2 || path[0] !== '/' || path.indexOf('/', 1) >= 0) {
+      throw new MarufsError('ENOENT', `no such region path ${path ?? '(unlinked)'}`);
+    }
+    return path.slice(1);
+  }
+
+  #caller(req: FuseRequest): Caller {
+    return this.#resolver.resolve(req.pid, req.uid).caller;
+  }
+
+  /** Who a data request is checked as, with that caller's permission cache (no allocation on repeat). */
+  #dataCaller(file: OpenRegion, req: FuseRequest): [Caller, PermissionCache] {
+    const r = this.#resolver.resolve(req.pid, req.uid);
+    if (!r.isProcess || r.caller === file.opener) return [file.opener, file.openerCache];
+    if (r.caller !== file.lastCaller) {
+      file.lastCaller = r.caller;
+      file.lastCache = new PermissionCache();
+    }
+    return [r.caller, file.lastCache];
+  }
+
+  #file(fh: number): OpenFile {
+    const f = this.#files.get(fh);
+    if (!f) throw new MarufsError('EBADF', `no open file ${fh}`);
+    return f;
+  }
+
+  #addFile(file: OpenFile): number {
+    const fh = this.#nextFh++;
+    this.#files.set(fh, file);
+    return fh;
+  }
+
+  // ---- attributes and directory ---------------------------------------------------------------
+
+  #statOf(info: RegionInfo): StatTuple {
+    return [
+      S_IFREG | (info.mode & 0o7777),
+      info.size,
+      1,
+      info.uid,
+      info.gid,
+      FIRST_REGION_INO + info.id,
+      msFromNs(info.createdAt),
+      msFromNs(info.modifiedAt),
+      msFromNs(info.modifiedAt),
+      Math.ceil(info.size / 512),
+    ];
+  }
+
+  #getattr(req: FuseRequest): StatTuple {
+    if (req.path === '/') {
+      return [S_IFDIR | 0o1777, 0, 2, 0, 0, ROOT_INO, this.#mountedAt, this.#mountedAt, this.#mountedAt, 0];
+    }
+    if (req.flags === 1) {
+      const file = this.#files.get(req.fh);
+      if (file?.kind === 'region') return this.#statOf(file.handle.stat());
+    }
+    const name = this.#regionName(req.path);
+    if (name === CONTROL_FILE)
+      return [S_IFREG | 0o666, 0, 1, 0, 0, CONTROL_INO, this.#mountedAt, this.#mountedAt, this.#mountedAt, 0];
+    const info = this.#node.regions.stat(name);
+    if (info.state !== 'allocated' && info.state !== 'chowning')
+      throw new MarufsError('ENOENT', `no region named "${name}"`);
+    return this.#statOf(info);
+  }
+
+  #readdir(req: FuseRequest): string[] {
+    if (req.path !== '/') throw new MarufsError('ENOTDIR', `${req.path} is not a directory`);
+    const names: string[] = [];
+    for (const r of this.#node.regions.list()) {
+      if ((r.state === 'allocated' || r.state === 'chowning') && r.name) names.push(r.name);
+    }
+    return names;
+  }
+
+  #statfs(): StatfsTuple {
+    const c = this.#node.regions.capacity();
+    const page = 4096;
+    const free = Math.floor(Math.max(0, c.freeBytes) / page);
+    return [
+      page,
+      page,
+      Math.floor(c.totalBytes / page),
+      free,
+      free,
+      c.regionsMax,
+      Math.max(0, c.regionsMax - c.regionsUsed),
+      NAME_MAX,
+    ];
+  }
+
+  // ---- open, create, release -------------------------------------------------------------------
+
+  #open(req: FuseRequest): [number, number] {
+    const name = this.#regionName(req.path);
+    if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY }), 1];
+    const caller = this.#caller(req);
+    return [this.#openRegion(name, caller), 0];
+  }
+
+  #openRegion(name: string, caller: Caller): number {
+    const handle = this.#node.regions.open(name, caller);
+    return this.#addFile({
+      kind: 'region',
+      handle,
+      opener: caller,
+      openerCache: new PermissionCache(),
+      lastCaller: undefined,
+      lastCache: new PermissionCache(),
+    });
+  }
+
+  async #create(req: FuseRequest): Promise<[number, number]> {
+    const name = this.#regionName(req.path);
+    if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY }), 1];
+    const caller = this.#caller(req);
+    try {
+      await this.#node.regions.create(name, caller, {
+        lifetime: this.#lifetime,
+        owner: this.#ownerOf(caller),
+        mode: req.offset & 0o777,
+      });
+    } catch (err) {
+      // Another node created it between the kernel's lookup and ours: O_CREAT without O_EXCL opens it.
+      if (!(err instanceof MarufsError && err.code === 'EEXIST') || req.flags & O_EXCL) throw err;
+    }
+    return [this.#openRegion(name, caller), 0];
+  }
+
+  #ownerOf(caller: Caller): Principal {
+    if (this.#lifetime === 'process' || (caller.workloadId === undefined && caller.uid === undefined)) {
+      if (!caller.process) throw new MarufsError('EACCES', 'the caller has no process identity');
+      return { kind: 'process', nodeId: caller.nodeId, ...caller.process };
+    }
+    if (caller.workloadId !== undefined) return { kind: 'workload', workloadId: caller.workloadId };
+    return { kind: 'user', uid: caller.uid! };
+  }
+
+  #release(fh: number): void {
+    const file = this.#files.get(fh);
+    if (!file) return;
+    this.#files.delete(fh);
+    if (file.kind === 'region') file.handle.close();
+  }
+
+  /** Close every open file (shutdown). */
+  closeAll(): void {
+    for (const fh of [...this.#files.keys()]) this.#release(fh);
+  }
+
+  // ---- data ------------------------------------------------------------------------------------
+
+  #read(req: FuseRequest): number {
+    const file = this.#file(req.fh);
+    if (req.size === 0 || !req.buf) return 0;
+    if (file.kind === 'control') {
+      if (req.offset >= file.response.length) return 0;
+      return file.response.copy(req.buf, 0, req.offset, Math.min(file.response.length, req.offset + req.size));
+    }
+    const [caller, cache] = this.#dataCaller(file, req);
+    return file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
+  }
+
+  #write(file: OpenRegion, req: FuseRequest): number {
+    if (req.size === 0 || !req.buf) return 0;
+    const [caller, cache] = this.#dataCaller(file, req);
+    const size = file.handle.size();
+    const n = Math.min(req.size, size - req.offset);
+    if (n <= 0) {
+      throw new MarufsError(
+        'EFBIG',
+        size === 0 ? `region "${file.handle.name}" is not sized yet (truncate it first)` : 'write past the region end',
+      );
+    }
+    return file.handle.writeAs(caller, cache, req.offset, n === req.size ? req.buf : req.buf.subarray(0, n));
+  }
+
+  async #truncate(req: FuseRequest): Promise<void> {
+    const length = req.offset;
+    const file = req.flags === 1 ? this.#files.get(req.fh) : undefined;
+    if (file?.kind === 'control' || (!file && this.#regionName(req.path) === CONTROL_FILE)) return;
+    const caller = this.#caller(req);
+    const regions = this.#node.regions;
+    const handle = file?.kind === 'region' ? file.handle : undefined;
+    const info = handle ? handle.stat() : regions.stat(this.#regionName(req.path));
+    if (info.physOffset !== 0) {
+      if (length === info.size) return; // already this size: nothing to change
+      throw new MarufsError(
+        'EACCES',
+        `region "${info.name}" is already sized (${info.size} bytes); sizes are set once`,
+      );
+    }
+    if (length === 0) return;
+    await regions.sizeByRef(
+      () => {
+        if (regions.statById(info.id).generation !== info.generation) {
+          throw new MarufsError('ENOENT', `region "${info.name}" was deleted`);
+        }
+        return info.id;
+      },
+      length,
+      caller,
+    );
+  }
+
+  async #unlink(req: FuseRequest): Promise<void> {
+    const name = this.#regionName(req.path);
+    if (name === CONTROL_FILE) throw new MarufsError('EPERM', 'the control file cannot be removed');
+    await this.#node.regions.unlink(name, this.#caller(req));
+  }
+
+  // ---- control ---------------------------------------------------------------------------------
+
+  /** One JSON request per write; the answer (or the error) is read back from the same open file. */
+  async #controlWrite(file: OpenControl, req: FuseRequest): Promise<number> {
+    if (!req.buf || req.size === 0) return 0;
+    const caller = this.#caller(req);
+    let op = 'invalid';
+    try {
+      const request = parseControlRequest(parseJson(req.buf.toString('utf8')));
+      op = request.op;
+      const result = await this.#control.run(request, caller);
+      file.response = Buffer.from(`${toJson({ ok: true, result })}\n`);
+      this.#observeControl?.(op, 'ok');
+      return req.size;
+    } catch (err) {
+      const e = err instanceof MarufsError ? err : new MarufsError('EIO', (err as Error).message);
+      if (!(err instanceof MarufsError)) this.#log?.error({ err, op }, 'control request failed unexpectedly');
+      file.response = Buffer.from(`${toJson({ ok: false, error: e.code, message: e.message })}\n`);
+      this.#observeControl?.(op, e.code);
+      return -e.errno;
+    }
+  }
+
+  async #getxattr(req: FuseRequest): Promise<Buffer> {
+    const name = this.#regionName(req.path);
+    if (name === CONTROL_FILE) throw new MarufsError('ENODATA', 'the control file has no attributes');
+    return this.#control.getAttribute(name, req.name ?? '', this.#caller(req));
+  }
+
+  async #setxattr(req: FuseRequest): Promise<void> {
+    const name = this.#regionName(req.path);
+    if (name === CONTROL_FILE) throw new MarufsError('ENOTSUP', 'the control file has no attributes');
+    const value = req.buf ? req.buf.toString('utf8') : '';
+    await this.#control.setAttribute(name, req.name ?? '', value, this.#caller(req));
+  }
+
+  #listxattr(req: FuseRequest): Buffer {
+    this.#node.regions.stat(this.#regionName(req.path)); // ENOENT for a missing region
+    return LISTED;
+  }
+
+  async #removexattr(req: FuseRequest): Promise<void> {
+    await this.#control.removeAttribute(this.#regionName(req.path), req.name ?? '', this.#caller(req));
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new MarufsError('EINVAL', 'control request is not valid JSON');
+  }
+}
+
+const ERRNO_NAMES = new Map<number, string>(
+  Object.entries(osConstants.errno).map(([name, n]) => [n, name] as [number, string]),
+);
+
+function codeName(errno: number): string {
+  return errno === ENOTCONN ? 'ENOTCONN' : (ERRNO_NAMES.get(errno) ?? `E${errno}`);
+}

@@ -1,0 +1,154 @@
+/**
+ * Who is calling: turns the thread id, uid and gid that FUSE reports for a request into the engine's
+ * Caller — the process (thread-group id and its start time, H3; the executable's inode and device),
+ * the user, and, for a process inside a Kubernetes pod whose volume this node published, the pod's
+ * workload.
+ *
+ * FUSE reports the calling *thread*. Resolution reads /proc once per new thread and caches the
+ * result keyed by (thread id, thread start time), so a reused thread id never inherits a cached
+ * identity; a cache hit costs one read of /proc/<tid>/stat. Requests the kernel makes on its own
+ * behalf (page-cache write-back from a kernel thread, pid 0) have no process: the FUSE layer then
+ * checks the file handle's opener instead.
+ *
+ * Pods: /proc/<pid>/cgroup names the pod's UID (kubepods…pod<uid>…); the CSI layer records, when it
+ * publishes a volume, which workload that pod runs as (PodRegistry).
+ */
+import { readFileSync, statSync } from 'node:fs';
+import type { Caller } from '../engine/index.js';
+
+/** Pod UID → workload id (namespace/serviceAccount), filled in by the CSI node service. */
+export class PodRegistry {
+  #pods = new Map<string, { workloadId: bigint; namespace: string; serviceAccount: string }>();
+  #version = 0;
+
+  record(podUid: string, workload: { workloadId: bigint; namespace: string; serviceAccount: string }): void {
+    this.#pods.set(normalizePodUid(podUid), workload);
+    this.#version++;
+  }
+
+  forget(podUid: string): void {
+    if (this.#pods.delete(normalizePodUid(podUid))) this.#version++;
+  }
+
+  lookup(podUid: string): { workloadId: bigint; namespace: string; serviceAccount: string } | undefined {
+    return this.#pods.get(normalizePodUid(podUid));
+  }
+
+  /** Changes whenever a pod is recorded or forgotten (callers' cached workloads are re-read). */
+  get version(): number {
+    return this.#version;
+  }
+
+  get size(): number {
+    return this.#pods.size;
+  }
+}
+
+/** Pod UIDs appear with dashes in the API and with underscores in systemd cgroup names. */
+export function normalizePodUid(uid: string): string {
+  return uid.toLowerCase().replaceAll('_', '-');
+}
+
+const POD_IN_CGROUP = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/i;
+
+/** The pod UID in a /proc/<pid>/cgroup text, if the process runs in a pod. */
+export function podUidFromCgroup(text: string): string | undefined {
+  const m = POD_IN_CGROUP.exec(text);
+  return m ? normalizePodUid(m[1]!) : undefined;
+}
+
+interface ProcStat {
+  startTime: bigint;
+  ppid: number;
+}
+
+function readStat(pid: number): ProcStat | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ', 20);
+    return { ppid: Number(rest[1]), startTime: BigInt(rest[19]!) };
+  } catch {
+    return undefined;
+  }
+}
+
+function threadGroupOf(tid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${tid}/status`, 'latin1');
+    const m = /^Tgid:\s+(\d+)/m.exec(status);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface CacheEntry {
+  threadStart: bigint;
+  caller: Caller;
+  podUid: string | undefined;
+  podsVersion: number;
+}
+
+export interface ResolvedCaller {
+  caller: Caller;
+  /** A process of this host (false for the kernel's own requests and vanished callers). */
+  isProcess: boolean;
+  podUid: string | undefined;
+}
+
+export class CallerResolver {
+  readonly nodeId: number;
+  readonly pods: PodRegistry;
+  #cache = new Map<number, CacheEntry>();
+  #cacheLimit: number;
+
+  constructor(nodeId: number, pods: PodRegistry = new PodRegistry(), options: { cacheLimit?: number } = {}) {
+    this.nodeId = nodeId;
+    this.pods = pods;
+    this.#cacheLimit = options.cacheLimit ?? 4096;
+  }
+
+  /** The caller of a request from thread `tid` with file-system uid `uid`. */
+  resolve(tid: number, uid: number): ResolvedCaller {
+    if (tid <= 0) return { caller: { nodeId: this.nodeId, uid }, isProcess: false, podUid: undefined };
+    const stat = readStat(tid);
+    if (!stat) return { caller: { nodeId: this.nodeId, uid }, isProcess: false, podUid: undefined };
+    const hit = this.#cache.get(tid);
+    if (hit && hit.threadStart === stat.startTime && hit.caller.uid === uid && hit.podsVersion === this.pods.version) {
+      return { caller: hit.caller, isProcess: true, podUid: hit.podUid };
+    }
+    // Kernel threads (children of kthreadd, pid 2) act for nobody.
+    if (tid === 2 || stat.ppid === 2)
+      return { caller: { nodeId: this.nodeId, uid }, isProcess: false, podUid: undefined };
+    const tgid = threadGroupOf(tid) ?? tid;
+    const procStart = tgid === tid ? stat.startTime : readStat(tgid)?.startTime;
+    if (procStart === undefined) return { caller: { nodeId: this.nodeId, uid }, isProcess: false, podUid: undefined };
+    let exe: { ino: bigint; dev: bigint } | undefined;
+    try {
+      const st = statSync(`/proc/${tgid}/exe`, { bigint: true });
+      exe = { ino: st.ino, dev: st.dev };
+    } catch {
+      exe = undefined;
+    }
+    let podUid: string | undefined;
+    try {
+      podUid = podUidFromCgroup(readFileSync(`/proc/${tgid}/cgroup`, 'latin1'));
+    } catch {
+      podUid = undefined;
+    }
+    const workload = podUid ? this.pods.lookup(podUid) : undefined;
+    const caller: Caller = {
+      nodeId: this.nodeId,
+      process: {
+        pid: tgid,
+        startTime: procStart,
+        ...(exe ? { exeIno: exe.ino, exeDev: exe.dev } : {}),
+      },
+      uid,
+      ...(workload ? { workloadId: workload.workloadId } : {}),
+    };
+    if (this.#cache.size >= this.#cacheLimit) this.#cache.clear();
+    this.#cache.set(tid, { threadStart: stat.startTime, caller, podUid, podsVersion: this.pods.version });
+    return { caller, isProcess: true, podUid };
+  }
+}
