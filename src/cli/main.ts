@@ -6,6 +6,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { MarufsError } from '../engine/index.js';
+import { registerAccess } from './commands/access.js';
 import { registerAttach } from './commands/attach.js';
 import { registerDemo } from './commands/demo.js';
 import { registerFormat } from './commands/format.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerRegion(program);
   registerNames(program);
   registerNode(program);
+  registerAccess(program);
   registerDemo(program);
   return program;
 }

@@ -61,6 +61,7 @@ export {
   workloadId,
   workloadPrincipal,
   parsePrincipal,
+  principalText,
   managedId,
   processStartTime,
   processAlive,

@@ -23,6 +23,7 @@ import {
   formatPerms,
   parsePerms,
   parsePrincipal,
+  principalText,
   regionReport,
   type Caller,
   type MarufsNode,
@@ -369,28 +370,13 @@ async function runTableOp(t: NrhtTable, req: ControlRequest): Promise<unknown> {
 export function ownerFor(caller: Caller, lifetime: 'process' | 'persistent'): Principal {
   if (lifetime === 'persistent') {
     if (caller.workloadId !== undefined) return { kind: 'workload', workloadId: caller.workloadId };
-    if (caller.uid !== undefined) return { kind: 'user', uid: caller.uid };
+    if (caller.uid !== undefined) return { kind: 'user', uid: caller.uid, nodeId: caller.nodeId };
   }
   if (!caller.process) {
     if (caller.uid !== undefined) return { kind: 'user', uid: caller.uid };
     throw new MarufsError('EINVAL', 'the caller has no identity to own a region');
   }
   return { kind: 'process', nodeId: caller.nodeId, ...caller.process };
-}
-
-/** A principal in its short text form (the inverse of parsePrincipal, where one exists). */
-export function principalText(p: Principal | undefined): string {
-  if (!p) return '-';
-  switch (p.kind) {
-    case 'process':
-      return `process:${p.nodeId}:${p.pid}`;
-    case 'user':
-      return `user:${p.uid}`;
-    case 'workload':
-      return `workload:${p.name ?? p.workloadId.toString(16)}${p.nodeId ? `@${p.nodeId}` : ''}`;
-    case 'managed':
-      return `managed:${p.name ?? p.managedId.toString(16)}`;
-  }
 }
 
 function describeCaller(c: Caller): Record<string, unknown> {

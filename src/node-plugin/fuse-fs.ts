@@ -1,7 +1,8 @@
 /**
  * The marufs file system as FUSE serves it: one flat directory of regions on this node.
  *
- * - create/touch reserves a region (owned by the caller's workload or user, lifetime "persistent" —
+ * - create/touch reserves a region (owned by the caller's workload, or its user on this node; lifetime
+ *   "persistent" —
  *   or by the calling process with lifetime "process" when the mount asks for it); the first
  *   truncate sizes it once; a later truncate to another size fails with EACCES.
  * - read and write check the *requesting* process's permissions on every call (write-back from a
@@ -70,6 +71,8 @@ interface OpenRegion {
 interface OpenControl {
   kind: 'control';
   response: Buffer;
+  /** Reads return the answer as a stream (whatever the offset), so `cat` after a write works. */
+  readPos: number;
 }
 
 type OpenFile = OpenRegion | OpenControl;
@@ -301,7 +304,7 @@ export class MarufsFs {
 
   #open(req: FuseRequest): [number, number] {
     const name = this.#regionName(req.path);
-    if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY }), 1];
+    if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     const caller = this.#caller(req);
     return [this.#openRegion(name, caller), 0];
   }
@@ -320,7 +323,7 @@ export class MarufsFs {
 
   async #create(req: FuseRequest): Promise<[number, number]> {
     const name = this.#regionName(req.path);
-    if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY }), 1];
+    if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     const caller = this.#caller(req);
     try {
       await this.#node.regions.create(name, caller, {
@@ -341,7 +344,7 @@ export class MarufsFs {
       return { kind: 'process', nodeId: caller.nodeId, ...caller.process };
     }
     if (caller.workloadId !== undefined) return { kind: 'workload', workloadId: caller.workloadId };
-    return { kind: 'user', uid: caller.uid! };
+    return { kind: 'user', uid: caller.uid!, nodeId: caller.nodeId };
   }
 
   #release(fh: number): void {
@@ -362,8 +365,9 @@ export class MarufsFs {
     const file = this.#file(req.fh);
     if (req.size === 0 || !req.buf) return 0;
     if (file.kind === 'control') {
-      if (req.offset >= file.response.length) return 0;
-      return file.response.copy(req.buf, 0, req.offset, Math.min(file.response.length, req.offset + req.size));
+      const n = file.response.copy(req.buf, 0, file.readPos, Math.min(file.response.length, file.readPos + req.size));
+      file.readPos += n;
+      return n;
     }
     const [caller, cache] = this.#dataCaller(file, req);
     return file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
@@ -429,12 +433,14 @@ export class MarufsFs {
       op = request.op;
       const result = await this.#control.run(request, caller);
       file.response = Buffer.from(`${toJson({ ok: true, result })}\n`);
+      file.readPos = 0;
       this.#observeControl?.(op, 'ok');
       return req.size;
     } catch (err) {
       const e = err instanceof MarufsError ? err : new MarufsError('EIO', (err as Error).message);
       if (!(err instanceof MarufsError)) this.#log?.error({ err, op }, 'control request failed unexpectedly');
       file.response = Buffer.from(`${toJson({ ok: false, error: e.code, message: e.message })}\n`);
+      file.readPos = 0;
       this.#observeControl?.(op, e.code);
       return -e.errno;
     }

@@ -5,62 +5,10 @@
  * it creates (lifetime "persistent") — and detaches.
  */
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
-import {
-  MarufsError,
-  parsePerms,
-  regionReport,
-  workloadPrincipal,
-  type Principal,
-  type RegionReport,
-} from '../../engine/index.js';
+import { MarufsError, regionReport, type RegionReport } from '../../engine/index.js';
 import { nodeCommandOptions, printResult, withNode, type NodeCommandOptions } from '../node-command.js';
+import { permsArg, principalFrom, principalOptions, type PrincipalOpts } from '../principal-options.js';
 import { formatBytes, parseInteger, parseSize } from '../units.js';
-
-function permsArg(text: string): number {
-  try {
-    return parsePerms(text);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-/** --workload: "namespace/serviceAccount", checked by the engine's parser (workloadPrincipal). */
-function workloadArg(text: string): string {
-  try {
-    workloadPrincipal(text);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-  return text;
-}
-
-interface PrincipalOpts {
-  node?: number;
-  pid?: number;
-  uid?: number;
-  workload?: string;
-}
-
-/** The principal named by --node/--pid, --uid or --workload [--node]. */
-function principalFrom(o: PrincipalOpts): Principal {
-  if (o.workload) return workloadPrincipal(o.workload, o.node);
-  if (o.uid !== undefined) return { kind: 'user', uid: o.uid };
-  if (o.pid !== undefined && o.node !== undefined)
-    return { kind: 'process', nodeId: o.node, pid: o.pid, startTime: 0n };
-  throw new MarufsError(
-    'EINVAL',
-    'name a principal: --node N --pid P, --uid U, or --workload namespace/serviceAccount [--node N]',
-  );
-}
-
-function principalOptions(cmd: Command): Command {
-  return cmd
-    .option('--node <n>', 'node id of a process principal (or the node a workload is limited to)', parseInteger)
-    .option('--pid <pid>', 'process id of a process principal', parseInteger)
-    .option('--uid <uid>', 'a user principal', parseInteger)
-    .option('--workload <ns/sa>', 'a workload principal: Kubernetes namespace/serviceAccount', workloadArg);
-}
 
 function describe(r: RegionReport): string {
   const owner = r.owner

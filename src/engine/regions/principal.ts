@@ -5,7 +5,8 @@
  *  - process:  (node id, pid, process start time from /proc/<pid>/stat field 22), optionally bound to
  *              the executable's (inode, device). The process id is the thread-group id, never a
  *              thread id (H3). A start time of 0 in a delegation means "bind on first use".
- *  - user:     (uid), on any node — people and tools at a shell (the CLI's regions).
+ *  - user:     (uid), on any node or limited to one — people and tools at a shell (the CLI's regions,
+ *              and regions created through a node's mount, which name that node).
  *  - workload: a Kubernetes (namespace, serviceAccount) as a 64-bit id, optionally limited to one node.
  *  - managed:  a region owned by a resource (a MarufsRegion object), by its 64-bit id.
  *
@@ -27,7 +28,7 @@ export const PRINCIPAL_SIZE = 32;
 
 export type Principal =
   | { kind: 'process'; nodeId: number; pid: number; startTime: bigint; exeIno?: bigint; exeDev?: bigint }
-  | { kind: 'user'; uid: number }
+  | { kind: 'user'; uid: number; nodeId?: number }
   | { kind: 'workload'; workloadId: bigint; nodeId?: number; name?: string }
   | { kind: 'managed'; managedId: bigint; name?: string };
 
@@ -69,7 +70,7 @@ export function workloadPrincipal(name: string, nodeId?: number): Principal {
  *
  *   process:<node>:<pid>                             a process; its start time is bound on first use
  *                                                    (at once when it runs on the granter's node)
- *   user:<uid>                                       a user, on any node
+ *   user:<uid>[@<node>]                              a user, on any node or on one
  *   workload:<namespace>/<serviceAccount>[@<node>]   a Kubernetes workload, optionally on one node
  *
  * Numbers are decimal. Only the syntax is checked here (EINVAL); ranges (node ids within the
@@ -91,8 +92,11 @@ export function parsePrincipal(text: string): Principal {
       if (parts.length !== 2) bad();
       return { kind: 'process', nodeId: int(parts[0]), pid: int(parts[1]), startTime: 0n };
     }
-    case 'user':
-      return { kind: 'user', uid: int(rest) };
+    case 'user': {
+      const at = rest.lastIndexOf('@');
+      if (at < 0) return { kind: 'user', uid: int(rest) };
+      return { kind: 'user', uid: int(rest.slice(0, at)), nodeId: int(rest.slice(at + 1)) };
+    }
     case 'workload': {
       const at = rest.lastIndexOf('@');
       if (at < 0) return workloadPrincipal(rest);
@@ -100,6 +104,21 @@ export function parsePrincipal(text: string): Principal {
     }
     default:
       return bad();
+  }
+}
+
+/** A principal in its short text form (the inverse of parsePrincipal, where one exists). */
+export function principalText(p: Principal | undefined): string {
+  if (!p) return '-';
+  switch (p.kind) {
+    case 'process':
+      return `process:${p.nodeId}:${p.pid}`;
+    case 'user':
+      return `user:${p.uid}${p.nodeId ? `@${p.nodeId}` : ''}`;
+    case 'workload':
+      return `workload:${p.name ?? p.workloadId.toString(16)}${p.nodeId ? `@${p.nodeId}` : ''}`;
+    case 'managed':
+      return `managed:${p.name ?? p.managedId.toString(16)}`;
   }
 }
 
@@ -177,6 +196,9 @@ export function validatePrincipal(p: Principal, maxNodes: number): void {
       break;
     case 'user':
       if (!Number.isInteger(p.uid) || p.uid < 0 || p.uid > 0xfffffffe) bad('uid out of range');
+      if (p.nodeId !== undefined && (!Number.isInteger(p.nodeId) || p.nodeId < 0 || p.nodeId > maxNodes)) {
+        bad(`node id must be in 0..${maxNodes}`);
+      }
       break;
     case 'workload':
       if (p.workloadId <= 0n) bad('workload id must be non-zero');
@@ -210,6 +232,7 @@ export function writePrincipal(mem: PoolMemory, off: number, p: Principal): void
       mem.store64(off + 24, p.exeDev ?? 0n);
       break;
     case 'user':
+      nodeId = p.nodeId ?? 0;
       mem.store32(off + 4, p.uid);
       break;
     case 'workload':
@@ -244,7 +267,7 @@ export function readPrincipal(mem: PoolMemory, off: number): Principal | undefin
       };
     }
     case PrincipalKind.USER:
-      return { kind: 'user', uid: mem.load32(off + 4) };
+      return { kind: 'user', uid: mem.load32(off + 4), ...(nodeId ? { nodeId } : {}) };
     case PrincipalKind.WORKLOAD:
       return { kind: 'workload', workloadId: mem.load64(off + 8), ...(nodeId ? { nodeId } : {}) };
     case PrincipalKind.MANAGED:
@@ -279,7 +302,11 @@ export function matchesCaller(mem: PoolMemory, off: number, caller: Caller, bind
       return ino === p.exeIno && mem.load64(off + 24) === (p.exeDev ?? 0n);
     }
     case PrincipalKind.USER:
-      return caller.uid !== undefined && mem.load32(off + 4) === caller.uid >>> 0;
+      return (
+        caller.uid !== undefined &&
+        mem.load32(off + 4) === caller.uid >>> 0 &&
+        (nodeId === 0 || nodeId === caller.nodeId)
+      );
     case PrincipalKind.WORKLOAD:
       return (
         caller.workloadId !== undefined &&
@@ -311,7 +338,7 @@ export function samePrincipal(mem: PoolMemory, off: number, p: Principal): boole
     case 'process':
       return q.kind === 'process' && q.nodeId === p.nodeId && q.pid === p.pid;
     case 'user':
-      return q.kind === 'user' && q.uid === p.uid;
+      return q.kind === 'user' && q.uid === p.uid && (q.nodeId ?? 0) === (p.nodeId ?? 0);
     case 'workload':
       return q.kind === 'workload' && q.workloadId === p.workloadId && (q.nodeId ?? 0) === (p.nodeId ?? 0);
     case 'managed':
@@ -332,7 +359,7 @@ export function describePrincipal(p: Principal | undefined): Record<string, unkn
         ...(p.exeIno !== undefined ? { exe: `${p.exeDev ?? 0n}:${p.exeIno}` } : {}),
       };
     case 'user':
-      return { kind: 'user', uid: p.uid };
+      return { kind: 'user', uid: p.uid, nodeId: p.nodeId ?? 0 };
     case 'workload':
       return { kind: 'workload', workloadId: p.workloadId.toString(16), nodeId: p.nodeId ?? 0 };
     case 'managed':
