@@ -588,8 +588,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   ms->running = 1;
-  /* The queue must not keep the event loop alive by itself; the daemon decides when to exit. */
-  napi_unref_threadsafe_function(env, ms->tsfn);
+  /* The queue keeps the event loop alive while mounted; the loop thread releases it at the end. */
   if (pthread_create(&ms->thread, NULL, loop_thread, ms) != 0) {
     fuse_unmount(mountpoint, ms->chan);
     fuse_destroy(ms->fuse);

@@ -5,8 +5,8 @@
  *   "persistent" —
  *   or by the calling process with lifetime "process" when the mount asks for it); the first
  *   truncate sizes it once; a later truncate to another size fails with EACCES.
- * - read and write check the *requesting* process's permissions on every call (write-back from a
- *   kernel thread is checked as the file's opener) and copy straight between pool memory and
+ * - opening for writing needs WRITE; read and write check the *requesting* process's permissions
+ *   on every call (write-back from a kernel thread is checked as the file's opener) and copy straight between pool memory and
  *   libfuse's buffer. Writes stop at the region's size (EFBIG past it, and before sizing).
  * - mmap works through the kernel page cache: pages are read and written back through read/write.
  *   The page cache is dropped at every open, so a file opened after another node's write sees it.
@@ -21,6 +21,7 @@ import {
   Errno,
   MarufsError,
   NAME_MAX,
+  Perm,
   PermissionCache,
   type Caller,
   type MarufsNode,
@@ -38,6 +39,8 @@ const ROOT_INO = 1;
 const CONTROL_INO = 2;
 const FIRST_REGION_INO = 16;
 const O_EXCL = fsConstants.O_EXCL;
+const O_ACCMODE = 3;
+const O_RDONLY = fsConstants.O_RDONLY;
 const ENOTCONN = osConstants.errno.ENOTCONN;
 
 export interface FsLogger {
@@ -306,11 +309,20 @@ export class MarufsFs {
     const name = this.#regionName(req.path);
     if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     const caller = this.#caller(req);
-    return [this.#openRegion(name, caller), 0];
+    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
   }
 
-  #openRegion(name: string, caller: Caller): number {
-    const handle = this.#node.regions.open(name, caller);
+  /**
+   * Opening for reading checks nothing (a process may open first and be granted later, as in the
+   * reference); opening for writing needs WRITE now, because mapped pages are written back later by
+   * the kernel, where a refusal could only lose data. Every read and write checks again.
+   */
+  #openRegion(name: string, caller: Caller, forWriting: boolean): number {
+    const regions = this.#node.regions;
+    if (forWriting && (regions.permissions(name, caller) & Perm.WRITE) === 0) {
+      throw new MarufsError('EACCES', `opening "${name}" for writing needs WRITE`);
+    }
+    const handle = regions.open(name, caller);
     return this.#addFile({
       kind: 'region',
       handle,
@@ -335,7 +347,7 @@ export class MarufsFs {
       // Another node created it between the kernel's lookup and ours: O_CREAT without O_EXCL opens it.
       if (!(err instanceof MarufsError && err.code === 'EEXIST') || req.flags & O_EXCL) throw err;
     }
-    return [this.#openRegion(name, caller), 0];
+    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
   }
 
   #ownerOf(caller: Caller): Principal {

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { MarufsError, regionReport, type RegionReport } from '../../engine/index.js';
 import { nodeCommandOptions, printResult, withNode, type NodeCommandOptions } from '../node-command.js';
 import { permsArg, principalFrom, principalOptions, type PrincipalOpts } from '../principal-options.js';
-import { formatBytes, parseInteger, parseSize } from '../units.js';
+import { formatBytes, parseSize } from '../units.js';
 
 function describe(r: RegionReport): string {
   const owner = r.owner
