@@ -1,0 +1,133 @@
+/**
+ * Test helpers for the node plugin: real `marufs node` daemons (real FUSE mounts) as child
+ * processes on one pool file, shell commands run against their mounts, and clean-up that never
+ * leaves a mount or a daemon behind, even when a test fails.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { CLI, runCli } from './cli.js';
+
+export interface ServingEvent {
+  event: 'serving';
+  nodeId: number;
+  pid: number;
+  mountpoint: string;
+  http: { host: string; port: number } | null;
+  recoveredStaleMount: boolean;
+}
+
+const live = new Set<Daemon>();
+
+/** A `marufs node` daemon child process. */
+export class Daemon {
+  readonly child: ChildProcess;
+  readonly mountpoint: string;
+  stderr = '';
+  readonly lines: string[] = [];
+  readonly serving: Promise<ServingEvent>;
+  readonly exited: Promise<number | null>;
+
+  constructor(pool: string, mountpoint: string, args: string[] = []) {
+    this.mountpoint = mountpoint;
+    this.child = spawn(process.execPath, [CLI, 'node', pool, '--mount', mountpoint, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    live.add(this);
+    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((resolve) =>
+      this.child.on('exit', (code, signal) => {
+        live.delete(this);
+        resolve(code ?? (signal ? -1 : null));
+      }),
+    );
+    this.serving = new Promise((resolve, reject) => {
+      const rl = createInterface({ input: this.child.stdout! });
+      rl.on('line', (line) => {
+        this.lines.push(line);
+        try {
+          const e = JSON.parse(line) as ServingEvent;
+          if (e.event === 'serving') resolve(e);
+        } catch {
+          /* not JSON */
+        }
+      });
+      void this.exited.then((code) => reject(new Error(`daemon exited (${code}) before serving:\n${this.stderr}`)));
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** SIGTERM and wait; the exit code. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    return this.exited;
+  }
+
+  async kill9(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+/** Start a daemon and wait until it serves. */
+export async function startDaemon(pool: string, mountpoint: string, args: string[] = []): Promise<Daemon> {
+  mkdirSync(mountpoint, { recursive: true });
+  const d = new Daemon(pool, mountpoint, args);
+  await d.serving;
+  return d;
+}
+
+/** Format a fresh pool file (small geometry keeps tests fast). */
+export function formatPool(pool: string, size = '256M', extra: string[] = []): void {
+  rmSync(pool, { force: true });
+  const r = runCli(['format', pool, '--size', size, '--max-regions', '512', ...extra]);
+  if (r.status !== 0) throw new Error(`format failed: ${r.stderr}`);
+}
+
+/** Detach whatever is mounted at `dir` (stale or live), quietly. */
+export function unmountQuietly(dir: string): void {
+  spawnSync('umount', ['-l', dir], { stdio: 'ignore' });
+}
+
+/** Kill every daemon still running and detach their mounts: use in afterEach/afterAll. */
+export async function killAllDaemons(): Promise<void> {
+  const all = [...live];
+  await Promise.all(all.map((d) => d.kill9()));
+  for (const d of all) unmountQuietly(d.mountpoint);
+}
+
+export interface ShResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a shell snippet (sh -c) to completion. */
+export function sh(script: string, options: { uid?: number; timeoutMs?: number } = {}): ShResult {
+  const r = spawnSync('sh', ['-c', script], {
+    encoding: 'utf8',
+    timeout: options.timeoutMs ?? 60_000,
+    ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
+  });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** Like sh, but throws with the output unless the snippet exits 0; returns stdout. */
+export function shOk(script: string, options: { uid?: number } = {}): string {
+  const r = sh(script, options);
+  if (r.code !== 0) throw new Error(`sh failed (${r.code}): ${script}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** Names in a mount (what `ls` shows). */
+export function ls(dir: string): string[] {
+  return shOk(`ls -1 ${dir}`).split('\n').filter(Boolean).sort();
+}
+
+/** Is FUSE usable here (root and /dev/fuse)? The suites require it: CI runs as root. */
+export function fuseAvailable(): boolean {
+  return process.getuid?.() === 0 && spawnSync('test', ['-c', '/dev/fuse']).status === 0;
+}

@@ -1,0 +1,242 @@
+/**
+ * Access control through real FUSE mounts, checked as the calling process:
+ *  - test_ioctl's multi-node matrix M0–M5 (this test process is the peer, reading and writing
+ *    through node 2's mount; grants name it as process:2:<pid>, bound on first use);
+ *  - callers on threads (libuv's pool) are their process (H3);
+ *  - a caller with another uid is that user (owner and refusals);
+ *  - mmap data integrity across nodes (test_mmap X1–X6) with python's mmap on both mounts;
+ *  - control through xattrs and the control file, and bad control input.
+ */
+import { chmodSync, closeSync, openSync, promises as fsp, readSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, runCli, tempDir } from '../helpers/cli.js';
+import { formatPool, fuseAvailable, killAllDaemons, sh, shOk, startDaemon, type Daemon } from '../helpers/daemon.js';
+
+const tmp = tempDir('marufs-access-');
+const pool = `/dev/shm/marufs-access-${process.pid}.pool`;
+const m1 = join(tmp.dir, 'm1');
+const m2 = join(tmp.dir, 'm2');
+let d1: Daemon;
+let d2: Daemon;
+
+beforeAll(async () => {
+  expect(fuseAvailable()).toBe(true);
+  formatPool(pool, '256M');
+  chmodSync(tmp.dir, 0o755); // other users must reach the mount points
+  d1 = await startDaemon(pool, m1, ['--node-id', '1']);
+  d2 = await startDaemon(pool, m2, ['--node-id', '2']);
+});
+
+afterAll(async () => {
+  await d2?.stop();
+  await d1?.stop();
+  await killAllDaemons();
+  sh(`rm -f ${pool}`);
+  tmp.cleanup();
+});
+
+/** open read-only + read 1 byte: "OK" or the error code. */
+function readTest(path: string): string {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      readSync(fd, Buffer.alloc(1), 0, 1, 0);
+    } finally {
+      closeSync(fd);
+    }
+    return 'OK';
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? 'ERR';
+  }
+}
+
+/** open read-write + write 1 byte: "OK" or the error code. */
+function writeTest(path: string): string {
+  try {
+    const fd = openSync(path, 'r+');
+    try {
+      writeSync(fd, Buffer.from('w'), 0, 1, 0);
+    } finally {
+      closeSync(fd);
+    }
+    return 'OK';
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? 'ERR';
+  }
+}
+
+function cli(...args: string[]): string {
+  const r = runCli(args);
+  if (r.status !== 0) throw new Error(`marufs ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+describe('test_ioctl multi-node matrix through the mounts', () => {
+  const me = `--node 2 --pid ${process.pid}`.split(' ');
+
+  it('M0–M4: grants READ, then WRITE, then DELETE to the peer process', async () => {
+    shOk(`touch ${m1}/mx && truncate -s 4M ${m1}/mx`);
+    // M1: the peer (this process on node 2) has nothing.
+    expect(readTest(join(m2, 'mx'))).toBe('EACCES');
+    expect(writeTest(join(m2, 'mx'))).toBe('EACCES');
+    // M2: READ.
+    cli('grant', join(m1, 'mx'), ...me, '--perms', 'r');
+    expect(readTest(join(m2, 'mx'))).toBe('OK');
+    expect(writeTest(join(m2, 'mx'))).toBe('EACCES');
+    // Reads from libuv's worker threads are this process too (thread id → thread group).
+    expect((await fsp.readFile(join(m2, 'mx'))).length).toBe(4 << 20);
+    // M3: WRITE (an upsert of the same delegation).
+    cli('grant', join(m1, 'mx'), ...me, '--perms', 'rw');
+    expect(readTest(join(m2, 'mx'))).toBe('OK');
+    expect(writeTest(join(m2, 'mx'))).toBe('OK');
+    expect(sh(`rm ${m2}/mx`).code).not.toBe(0); // the shell's rm is another process: no DELETE
+    // M4: DELETE, and this process unlinks through node 2.
+    cli('grant', join(m1, 'mx'), ...me, '--perms', 'rwd');
+    await fsp.unlink(join(m2, 'mx'));
+    expect(sh(`ls ${m1}`).stdout).not.toMatch(/mx/);
+  });
+
+  it('M5: default permissions open and close reading for everyone', () => {
+    shOk(`touch ${m1}/m5 && truncate -s 2M ${m1}/m5`);
+    expect(readTest(join(m2, 'm5'))).toBe('EACCES');
+    cli('default', join(m1, 'm5'), 'r');
+    expect(readTest(join(m2, 'm5'))).toBe('OK');
+    expect(writeTest(join(m2, 'm5'))).toBe('EACCES');
+    cli('default', join(m1, 'm5'), 'none');
+    expect(readTest(join(m2, 'm5'))).toBe('EACCES');
+    shOk(`rm ${m1}/m5`);
+  });
+
+  it('revoke takes permissions back at once, for open files too', () => {
+    shOk(`touch ${m1}/rv && truncate -s 2M ${m1}/rv`);
+    cli('grant', join(m1, 'rv'), ...me, '--perms', 'r');
+    const fd = openSync(join(m2, 'rv'), 'r');
+    try {
+      expect(readSync(fd, Buffer.alloc(16), 0, 16, 0)).toBe(16);
+      cli('revoke', join(m1, 'rv'), ...me);
+      // The page cache still holds page 0; a read of another page goes to the daemon and is refused.
+      expect(() => readSync(fd, Buffer.alloc(16), 0, 16, 1 << 20)).toThrow(/EACCES|permission/i);
+    } finally {
+      closeSync(fd);
+    }
+    shOk(`rm ${m1}/rv`);
+  });
+});
+
+describe('caller identity', () => {
+  it('sees a caller with another uid as that user, on that node', () => {
+    const nobody = 65534;
+    shOk(`touch ${m1}/nob && truncate -s 2M ${m1}/nob`, { uid: nobody });
+    const owner = shOk(`getfattr --only-values -n user.marufs.owner ${m1}/nob`);
+    expect(owner).toBe(`user:${nobody}@1`);
+    // root is not the owner: nothing by default.
+    expect(readTest(join(m1, 'nob'))).toBe('EACCES');
+    expect(sh(`rm ${m1}/nob`).stderr).toMatch(/Permission denied/);
+    // The owner sees its own rights, and who it is.
+    const who = JSON.parse(
+      shOk(`${process.execPath} ${CLI} whoami ${m1}/nob --json`, {
+        uid: nobody,
+      }),
+    ) as { caller: { uid: number; nodeId: number }; permissions: string };
+    expect(who.caller).toMatchObject({ uid: nobody, nodeId: 1 });
+    expect(who.permissions).toBe('rwdaig');
+    shOk(`rm ${m1}/nob`, { uid: nobody });
+  });
+});
+
+describe('mmap data integrity across nodes (test_mmap X1–X6)', () => {
+  const py = (script: string): string => shOk(`python3 - <<'PY'\n${script}\nPY`);
+  const words = 524288; // 2 MiB of 32-bit words
+
+  it('a pattern written through a mapping on node 1 is read through a mapping on node 2, and back', () => {
+    shOk(`touch ${m1}/mm && truncate -s 8M ${m1}/mm`);
+    cli('grant', join(m1, 'mm'), '--uid', '0', '--node', '2', '--perms', 'rw');
+    // X2: owner maps 2 MiB read-write, writes pattern B, msync, unmap.
+    py(`
+import mmap, os, struct
+fd = os.open("${m1}/mm", os.O_RDWR)
+m = mmap.mmap(fd, 2 << 20, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+m[:] = struct.pack("<${words}I", *[(0xCAFEBABE ^ i) & 0xFFFFFFFF for i in range(${words})])
+m.flush(); m.close(); os.close(fd)`);
+    // X3/X4: the peer maps read-only and checks every word; read() agrees.
+    expect(
+      py(`
+import mmap, os, struct
+fd = os.open("${m2}/mm", os.O_RDONLY)
+m = mmap.mmap(fd, 2 << 20, mmap.MAP_SHARED, mmap.PROT_READ)
+w = struct.unpack("<${words}I", m[:])
+bad = sum(1 for i, v in enumerate(w) if v != (0xCAFEBABE ^ i) & 0xFFFFFFFF)
+head = struct.unpack("<4I", os.pread(fd, 16, 0))
+print(bad, head == w[:4])`).trim(),
+    ).toBe('0 True');
+    // X5: the peer maps read-write and writes pattern A into words 0..3.
+    py(`
+import mmap, os, struct
+fd = os.open("${m2}/mm", os.O_RDWR)
+m = mmap.mmap(fd, 2 << 20, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+m[0:16] = struct.pack("<4I", *[(0xDEADBEEF ^ i) for i in range(4)])
+m.flush(); m.close(); os.close(fd)`);
+    // X6: the owner's read() sees the peer's words.
+    expect(
+      py(`
+import os, struct
+fd = os.open("${m1}/mm", os.O_RDONLY)
+print(list(struct.unpack("<5I", os.pread(fd, 20, 0))) == [0xDEADBEEF ^ i for i in range(4)] + [0xCAFEBABE ^ 4])`).trim(),
+    ).toBe('True');
+    shOk(`rm ${m1}/mm`);
+  });
+
+  it('a read-only peer cannot open a region for writing, so it cannot map it writable', () => {
+    shOk(`touch ${m1}/ro && truncate -s 2M ${m1}/ro`);
+    cli('default', join(m1, 'ro'), 'r');
+    const r = sh(`python3 -c 'import os; os.open("${m2}/ro", os.O_RDWR)'`);
+    expect(r.stderr).toMatch(/Permission denied/);
+    shOk(`rm ${m1}/ro`);
+  });
+});
+
+describe('control through the mount', () => {
+  it('shows and changes permissions with getfattr/setfattr', () => {
+    shOk(`touch ${m1}/xa`);
+    expect(shOk(`getfattr --only-values -n user.marufs.default ${m1}/xa`)).toBe('------');
+    shOk(`setfattr -n user.marufs.default -v rw ${m1}/xa`);
+    expect(shOk(`getfattr --only-values -n user.marufs.default ${m1}/xa`)).toBe('rw----');
+    shOk(`setfattr -n user.marufs.grant -v 'workload:team-a/infer rwd' ${m1}/xa`);
+    expect(shOk(`getfattr --only-values -n user.marufs.delegations ${m1}/xa`)).toMatch(/^workload:\S+ rwd--- active$/m);
+    shOk(`setfattr -n user.marufs.revoke -v 'workload:team-a/infer' ${m1}/xa`);
+    expect(shOk(`getfattr --only-values -n user.marufs.delegations ${m1}/xa`)).not.toMatch(/active/);
+    expect(shOk(`getfattr -d -m - ${m1}/xa`)).toMatch(/user\.marufs\.lifetime="persistent"/);
+    // A peer without ADMIN cannot change the defaults.
+    expect(sh(`setfattr -n user.marufs.default -v rwd ${m2}/xa`).stderr).toMatch(/Permission denied/);
+    expect(sh(`setfattr -n user.marufs.grant -v 'nonsense' ${m1}/xa`).stderr).toMatch(/Invalid argument/);
+    expect(sh(`getfattr -n user.marufs.nothing ${m1}/xa`).stderr).toMatch(/No such attribute/);
+    shOk(`rm ${m1}/xa`);
+  });
+
+  it('publishes and finds names with the CLI and xattrs; refuses bad control input', () => {
+    cli('names', 'init', join(m1, 'tbl'), '--entries', '1024', '--shards', '4');
+    shOk(`touch ${m1}/data && truncate -s 4M ${m1}/data`);
+    cli('names', 'put', join(m1, 'tbl'), 'k1', 'data', '4096');
+    expect(JSON.parse(cli('names', 'get', join(m1, 'tbl'), 'k1', '--json'))).toMatchObject({
+      name: 'k1',
+      regionName: 'data',
+      offset: 4096,
+    });
+    shOk(`setfattr -n user.marufs.name.k2 -v 'data 8192' ${m1}/tbl`);
+    expect(shOk(`getfattr --only-values -n user.marufs.name.k2 ${m1}/tbl`)).toBe('data 8192');
+    expect(JSON.parse(cli('names', 'ls', join(m1, 'tbl'), '--json'))).toHaveLength(2);
+    shOk(`setfattr -x user.marufs.name.k2 ${m1}/tbl`);
+    expect(runCli(['names', 'get', join(m1, 'tbl'), 'k2']).stderr).toMatch(/ENOENT/);
+    // Node 2's root has no IOCTL on node 1's table.
+    expect(runCli(['names', 'get', join(m2, 'tbl'), 'k1']).stderr).toMatch(/EACCES/);
+    // Bad input through the control file: a clear error, and the daemon goes on.
+    const bad = sh(`exec 3<>${m1}/.marufs; printf 'not json' >&3; cat <&3`);
+    expect(bad.stdout).toMatch(/"error":"EINVAL".*not valid JSON/);
+    const unknown = sh(`exec 3<>${m1}/.marufs; printf '{"op":"explode"}' >&3; cat <&3`);
+    expect(unknown.stdout).toMatch(/unknown control op/);
+    expect(runCli(['grant', join(m1, 'data'), '--perms', 'rw']).stderr).toMatch(/name a principal/);
+    expect(runCli(['grant', join(m1, 'nope'), '--uid', '5', '--perms', 'r']).stderr).toMatch(/ENOENT/);
+    shOk(`rm ${m1}/tbl ${m1}/data`);
+    expect(sh(`ls ${m1}`).code).toBe(0);
+  });
+});
