@@ -213,8 +213,8 @@ export class NodeDaemon {
       throw err;
     }
     node.onFenced(() => daemon.#fatal(new Error(`node ${node.nodeId} was declared dead by another node (fenced)`)));
+    // This timer also keeps the process alive while it serves (stop() clears it).
     daemon.#timer = setInterval(() => daemon.#checkMount(), options.mountCheckMs ?? 1000);
-    daemon.#timer.unref();
     daemon.log.info(
       {
         device: options.device,

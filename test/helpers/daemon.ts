@@ -74,7 +74,11 @@ export class Daemon {
 
 /** Start a daemon and wait until it serves. */
 export async function startDaemon(pool: string, mountpoint: string, args: string[] = []): Promise<Daemon> {
-  mkdirSync(mountpoint, { recursive: true });
+  try {
+    mkdirSync(mountpoint, { recursive: true });
+  } catch {
+    /* a stale mount (ENOTCONN): the daemon recovers it */
+  }
   const d = new Daemon(pool, mountpoint, args);
   await d.serving;
   return d;

@@ -1,0 +1,120 @@
+/**
+ * The daemon's robustness rules on real mounts and real processes:
+ *  - kill -9 leaves a stale mount (ENOTCONN); the next daemon detects and recovers it, and the
+ *    regions are all still there;
+ *  - a mount removed from outside is mounted again by the daemon;
+ *  - SIGTERM during heavy I/O unmounts and exits within a bounded time, leaving no mount;
+ *  - HTTP served beside the mount: readiness, and FUSE request metrics that count real requests.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from '../helpers/cli.js';
+import {
+  formatPool,
+  fuseAvailable,
+  killAllDaemons,
+  ls,
+  sh,
+  shOk,
+  startDaemon,
+  unmountQuietly,
+} from '../helpers/daemon.js';
+
+const tmp = tempDir('marufs-robust-');
+const pool = `/dev/shm/marufs-robust-${process.pid}.pool`;
+const mnt = join(tmp.dir, 'm');
+
+beforeAll(() => {
+  expect(fuseAvailable()).toBe(true);
+  formatPool(pool, '256M');
+});
+
+afterEach(async () => {
+  await killAllDaemons();
+  unmountQuietly(mnt);
+});
+
+afterAll(() => {
+  sh(`rm -f ${pool}`);
+  tmp.cleanup();
+});
+
+function mounted(dir: string): boolean {
+  return sh(`grep -q " ${dir} .* - fuse.marufs " /proc/self/mountinfo`).code === 0;
+}
+
+async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('node plugin robustness', () => {
+  it('recovers the stale mount a kill -9 leaves, with every region intact', async () => {
+    const d = await startDaemon(pool, mnt, ['--node-id', '3']);
+    shOk(`touch ${mnt}/keep1 ${mnt}/keep2 && truncate -s 2M ${mnt}/keep1 && printf survived | dd of=${mnt}/keep1 conv=notrunc status=none`);
+    await d.kill9();
+    expect(() => statSync(mnt)).toThrow(/ENOTCONN/);
+    const again = await startDaemon(pool, mnt, ['--node-id', '3']);
+    expect((await again.serving).recoveredStaleMount).toBe(true);
+    expect(ls(mnt)).toEqual(['keep1', 'keep2']);
+    expect(shOk(`head -c 8 ${mnt}/keep1`)).toBe('survived');
+    expect(again.stderr).toMatch(/stale FUSE mount/);
+    shOk(`rm ${mnt}/keep1 ${mnt}/keep2`);
+    expect(await again.stop()).toBe(0);
+    expect(mounted(mnt)).toBe(false);
+  });
+
+  it('mounts again when its mount is removed from outside', async () => {
+    const d = await startDaemon(pool, mnt, ['--node-id', '3']);
+    shOk(`touch ${mnt}/r1`);
+    shOk(`umount -l ${mnt}`);
+    await until('the daemon to mount again', () => mounted(mnt) && existsSync(join(mnt, 'r1')));
+    expect(d.stderr).toMatch(/mounted again/);
+    shOk(`rm ${mnt}/r1`);
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('unmounts and exits within a bounded time on SIGTERM during heavy I/O', async () => {
+    const d = await startDaemon(pool, mnt, ['--node-id', '3', '--shutdown-grace-ms', '1500']);
+    shOk(`touch ${mnt}/busy && truncate -s 64M ${mnt}/busy`);
+    // Two writers and a reader keep files open and requests flowing.
+    const io = sh(
+      `(for i in $(seq 1 1000); do dd if=/dev/zero of=${mnt}/busy bs=1M count=64 conv=notrunc status=none || exit 0; done) >/dev/null 2>&1 &
+       (for i in $(seq 1 1000); do cat ${mnt}/busy > /dev/null || exit 0; done) >/dev/null 2>&1 &
+       echo started`,
+      { timeoutMs: 5000 },
+    );
+    expect(io.stdout).toMatch(/started/);
+    await new Promise((r) => setTimeout(r, 1000));
+    const t0 = Date.now();
+    const code = await d.stop();
+    const took = Date.now() - t0;
+    expect(code).toBe(0);
+    expect(took).toBeLessThan(8000); // grace 1.5 s + abort; a correctness bound, not a benchmark
+    expect(mounted(mnt)).toBe(false);
+    sh(`pkill -f "of=${mnt}/busy"; pkill -f "cat ${mnt}/busy"`);
+  });
+
+  it('serves readiness and counts real FUSE requests in its metrics', async () => {
+    const d = await startDaemon(pool, mnt, ['--node-id', '3', '--http', '127.0.0.1:0']);
+    const http = (await d.serving).http!;
+    const base = `http://${http.host}:${http.port}`;
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    shOk(`touch ${mnt}/m && truncate -s 2M ${mnt}/m && head -c 4096 ${mnt}/m > /dev/null && rm ${mnt}/m`);
+    expect(sh(`cat ${mnt}/absent`).code).not.toBe(0);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const count = (op: string): number =>
+      Number(new RegExp(`^marufs_fuse_requests_total\\{op="${op}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    expect(count('create')).toBeGreaterThanOrEqual(1);
+    expect(count('truncate')).toBeGreaterThanOrEqual(1);
+    expect(count('read')).toBeGreaterThanOrEqual(1);
+    expect(count('unlink')).toBeGreaterThanOrEqual(1);
+    expect(text).toMatch(/^marufs_fuse_errors_total\{op="getattr",code="ENOENT"\} \d+/m);
+    expect(text).toMatch(/^marufs_fuse_request_duration_seconds_bucket\{.*op="read".*\} \d+/m);
+    expect((await fetch(`${base}/api/v1/regions`)).status).toBe(200);
+    expect(await d.stop()).toBe(0);
+  });
+});
