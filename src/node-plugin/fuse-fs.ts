@@ -14,6 +14,8 @@
  *   another node's create, size and unlink show at once; statfs reports the pool's real capacity.
  * - names over 63 bytes fail with ENAMETOOLONG; directories, links and renames with EPERM.
  * - `/.marufs` is the control file and `user.marufs.*` the control attributes (control.ts).
+ * - `/.views/<region>/` is a directory holding just that region (hidden from the root listing), so a
+ *   CSI volume can bind-mount one region and nothing else.
  */
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -37,7 +39,12 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const ROOT_INO = 1;
 const CONTROL_INO = 2;
+const VIEWS_INO = 3;
 const FIRST_REGION_INO = 16;
+/** View directories get inode numbers above every region's. */
+const FIRST_VIEW_INO = 1 << 24;
+/** `/.views/<region>/` holds exactly one file, the region: what a CSI volume bind-mounts. */
+export const VIEWS_DIR = '/.views';
 const O_EXCL = fsConstants.O_EXCL;
 const O_ACCMODE = 3;
 const O_RDONLY = fsConstants.O_RDONLY;
@@ -197,7 +204,7 @@ export class MarufsFs {
       case Op.SETXATTR:
         return this.#setxattr(req).then(() => answer(0));
       case Op.LISTXATTR:
-        answer(0, this.#regionName(req.path) === CONTROL_FILE || req.path === '/' ? EMPTY : this.#listxattr(req));
+        answer(0, this.#isRegionPath(req.path) ? this.#listxattr(req) : EMPTY);
         return undefined;
       case Op.REMOVEXATTR:
         return this.#removexattr(req).then(() => answer(0));
@@ -209,12 +216,27 @@ export class MarufsFs {
 
   // ---- names and callers -----------------------------------------------------------------------
 
-  /** "/name" → "name"; ENOENT for anything deeper (there are no directories). */
+  /**
+   * The region a path names: "/name", or "/.views/name/name" (a region seen through its view
+   * directory, which is what a CSI volume bind-mounts). ENOENT for anything else.
+   */
   #regionName(path: string | null): string {
-    if (path === null || path.length < 2 || path[0] !== '/' || path.indexOf('/', 1) >= 0) {
+    if (path === null || path.length < 2 || path[0] !== '/') {
       throw new MarufsError('ENOENT', `no such region path ${path ?? '(unlinked)'}`);
     }
-    return path.slice(1);
+    const slash = path.indexOf('/', 1);
+    if (slash < 0) return path.slice(1);
+    const view = viewOf(path);
+    if (view && view.file === view.dir) return view.dir;
+    throw new MarufsError('ENOENT', `no such region path ${path}`);
+  }
+
+  #isRegionPath(path: string | null): boolean {
+    try {
+      return this.#regionName(path) !== CONTROL_FILE;
+    } catch {
+      return false;
+    }
   }
 
   #caller(req: FuseRequest): Caller {
@@ -261,9 +283,17 @@ export class MarufsFs {
     ];
   }
 
+  #dirStat(ino: number, mode: number): StatTuple {
+    return [S_IFDIR | mode, 0, 2, 0, 0, ino, this.#mountedAt, this.#mountedAt, this.#mountedAt, 0];
+  }
+
   #getattr(req: FuseRequest): StatTuple {
-    if (req.path === '/') {
-      return [S_IFDIR | 0o1777, 0, 2, 0, 0, ROOT_INO, this.#mountedAt, this.#mountedAt, this.#mountedAt, 0];
+    if (req.path === '/') return this.#dirStat(ROOT_INO, 0o1777);
+    if (req.path === VIEWS_DIR) return this.#dirStat(VIEWS_INO, 0o555);
+    const view = req.path ? viewOf(req.path) : undefined;
+    if (view && view.file === undefined) {
+      const info = this.#node.regions.stat(view.dir); // ENOENT when the region is gone
+      return this.#dirStat(FIRST_VIEW_INO + info.id, 0o555);
     }
     if (req.flags === 1) {
       const file = this.#files.get(req.fh);
@@ -279,7 +309,9 @@ export class MarufsFs {
   }
 
   #readdir(req: FuseRequest): string[] {
-    if (req.path !== '/') throw new MarufsError('ENOTDIR', `${req.path} is not a directory`);
+    const view = req.path ? viewOf(req.path) : undefined;
+    if (view && view.file === undefined) return [this.#node.regions.stat(view.dir).name];
+    if (req.path !== '/' && req.path !== VIEWS_DIR) throw new MarufsError('ENOTDIR', `${req.path} is not a directory`);
     const names: string[] = [];
     for (const r of this.#node.regions.list()) {
       if ((r.state === 'allocated' || r.state === 'chowning') && r.name) names.push(r.name);
@@ -336,6 +368,7 @@ export class MarufsFs {
   async #create(req: FuseRequest): Promise<[number, number]> {
     const name = this.#regionName(req.path);
     if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
+    if (`/${name}` === VIEWS_DIR) throw new MarufsError('EPERM', `"${name}" is reserved by the mount`);
     const caller = this.#caller(req);
     try {
       await this.#node.regions.create(name, caller, {
@@ -479,6 +512,17 @@ export class MarufsFs {
   async #removexattr(req: FuseRequest): Promise<void> {
     await this.#control.removeAttribute(this.#regionName(req.path), req.name ?? '', this.#caller(req));
   }
+}
+
+/** "/.views/a" → { dir: "a" }; "/.views/a/b" → { dir: "a", file: "b" }; anything else → undefined. */
+function viewOf(path: string): { dir: string; file?: string } | undefined {
+  if (!path.startsWith(`${VIEWS_DIR}/`)) return undefined;
+  const rest = path.slice(VIEWS_DIR.length + 1);
+  const slash = rest.indexOf('/');
+  if (slash < 0) return rest ? { dir: rest } : undefined;
+  const file = rest.slice(slash + 1);
+  if (!file || file.includes('/')) return undefined;
+  return { dir: rest.slice(0, slash), file };
 }
 
 function parseJson(text: string): unknown {

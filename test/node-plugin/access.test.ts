@@ -239,4 +239,17 @@ describe('control through the mount', () => {
     shOk(`rm ${m1}/tbl ${m1}/data`);
     expect(sh(`ls ${m1}`).code).toBe(0);
   });
+
+  it('shows one region alone in its view directory (what CSI bind-mounts)', () => {
+    shOk(`touch ${m1}/v1 ${m1}/v2 && truncate -s 2M ${m1}/v1`);
+    shOk(`printf view | dd of=${m1}/.views/v1/v1 conv=notrunc status=none`);
+    expect(shOk(`ls -A ${m1}/.views/v1`).trim()).toBe('v1');
+    expect(shOk(`head -c 4 ${m2}/.views/v1/v1 2>&1 || true`)).toMatch(/Permission denied/);
+    expect(shOk(`head -c 4 ${m1}/v1`)).toBe('view');
+    expect(sh(`ls ${m1}/.views/v1/v2`).code).not.toBe(0);
+    expect(sh(`ls ${m1}/.views/absent`).code).not.toBe(0);
+    expect(shOk(`ls -A ${m1}`)).not.toMatch(/\.views/);
+    shOk(`rm ${m1}/v1 ${m1}/v2`);
+    expect(sh(`ls ${m1}/.views/v1`).code).not.toBe(0);
+  });
 });
