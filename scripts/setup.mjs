@@ -3,7 +3,8 @@
 //   1. system packages the project needs (installed with apt-get when running as root),
 //   2. `npm ci` when node_modules is missing or older than package-lock.json,
 //   3. the native helper library (plain `cc -shared`, no node-gyp),
-//   4. TypeScript (src, test, bench → dist/).
+//   4. TypeScript (src, test, bench → dist/);
+//   with --test-tools, also the Kubernetes test tools (scripts/k8s-tools.sh).
 // Uses only Node built-ins, so it runs before any dependency is installed.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -107,6 +108,16 @@ if (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < statSync(fuseSrc).mtimeM
     fuseSrc,
     ...fuseFlags,
   ]);
+}
+
+// 3c. With --test-tools (npm test): the Kubernetes test tools (kube-apiserver, etcd, helm,
+//     csi-sanity), built once from Go modules into .tools/bin by scripts/k8s-tools.sh.
+//     The script skips every tool that is already built (its stamps), so this costs nothing warm.
+if (process.argv.includes('--test-tools')) {
+  if (!existsSync(join(root, '.tools', 'bin', 'kube-apiserver'))) {
+    log('building the Kubernetes test tools (scripts/k8s-tools.sh; about 6 minutes the first time)');
+  }
+  run('bash', [join(root, 'scripts', 'k8s-tools.sh')]);
 }
 
 // 4. TypeScript, when any source is newer than the last build.
