@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { renderBootstrapBench, runBootstrapBench } from './bootstrap.js';
+import { plotFuseResults, renderFuseBench, runFuseBench } from './fuse.js';
 import { renderMeBench, runMeBench } from './me.js';
 import { renderNrhtBench, runNrhtBench } from './nrht.js';
 import { plot } from './plot.js';
@@ -16,6 +17,8 @@ interface Bench {
   title: string;
   run: (quick: boolean) => Promise<object>;
   render: (result: never) => string;
+  /** Writes docs/img/<name>.svg from bench/results/<name>.json when bench/plot.ts has no plot for it. */
+  plot?: () => string | undefined;
 }
 
 const BENCHES: Record<string, Bench> = {
@@ -27,6 +30,12 @@ const BENCHES: Record<string, Bench> = {
   },
   me: { title: 'ME acquire+release next to a Redis lock', run: runMeBench, render: renderMeBench },
   nrht: { title: 'name tables next to Redis, and the multi-node sweep', run: runNrhtBench, render: renderNrhtBench },
+  fuse: {
+    title: 'FUSE mount vs tmpfs file I/O, SDK mapped copy vs memcpy',
+    run: runFuseBench,
+    render: renderFuseBench,
+    plot: plotFuseResults,
+  },
 };
 
 const args = process.argv.slice(2);
@@ -49,7 +58,7 @@ async function main(): Promise<void> {
         `${resultsDir}/${name}.json`,
         `${JSON.stringify({ machine, date: new Date().toISOString(), ...result }, null, 2)}\n`,
       );
-      const chart = plot(name);
+      const chart = plot(name) ?? bench.plot?.();
       if (chart) process.stdout.write(`plot: ${chart}\n\n`);
     }
   }

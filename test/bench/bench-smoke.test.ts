@@ -31,3 +31,32 @@ describe('nrht bench smoke', () => {
     expect(renderNrhtBench(r)).toMatch(/find vs GET/);
   });
 });
+
+describe('fuse bench smoke', () => {
+  it('runs the FUSE/SDK data-path benchmark in its quick form and produces every figure', async () => {
+    const { runFuseBench, renderFuseBench } = await import('../../bench/fuse.js');
+    const r = await runFuseBench(true);
+    expect(r.fileIo.map((x) => x.test)).toEqual([
+      'seq write 1 MiB',
+      'seq read 1 MiB, cold (fresh open)',
+      'seq read 1 MiB, warm (2nd pass)',
+      'random read 4 KiB',
+      'random write 4 KiB',
+      'random read 128 KiB',
+    ]);
+    const positive = (v: number): void => {
+      expect(Number.isFinite(v)).toBe(true);
+      expect(v).toBeGreaterThan(0);
+    };
+    for (const x of r.fileIo) [x.fuse, x.tmpfs, x.ratio, ...x.fuseSamples, ...x.tmpfsSamples].forEach(positive);
+    expect(r.sdkCopy.length).toBe(3 * 2 * 2);
+    for (const x of r.sdkCopy)
+      [x.sdkGBps, x.memcpyGBps, x.ratio, ...x.sdkSamples, ...x.memcpySamples].forEach(positive);
+    expect(r.goals.map((g) => g.goal)).toEqual(['FUSE read ≥ 0.5× tmpfs', 'SDK copy ≥ 0.9× memcpy']);
+    for (const g of r.goals) {
+      positive(g.measured);
+      expect(typeof g.met).toBe('boolean');
+    }
+    expect(renderFuseBench(r)).toMatch(/FUSE\/tmpfs/);
+  });
+});

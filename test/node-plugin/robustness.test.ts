@@ -54,7 +54,9 @@ async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Pro
 describe('node plugin robustness', () => {
   it('recovers the stale mount a kill -9 leaves, with every region intact', async () => {
     const d = await startDaemon(pool, mnt, ['--node-id', '3']);
-    shOk(`touch ${mnt}/keep1 ${mnt}/keep2 && truncate -s 2M ${mnt}/keep1 && printf survived | dd of=${mnt}/keep1 conv=notrunc status=none`);
+    shOk(
+      `touch ${mnt}/keep1 ${mnt}/keep2 && truncate -s 2M ${mnt}/keep1 && printf survived | dd of=${mnt}/keep1 conv=notrunc status=none`,
+    );
     await d.kill9();
     expect(() => statSync(mnt)).toThrow(/ENOTCONN/);
     const again = await startDaemon(pool, mnt, ['--node-id', '3']);
