@@ -19,6 +19,7 @@
 #define FUSE_USE_VERSION 29
 #define NAPI_VERSION 8
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse.h>
 #include <node_api.h>
 #include <pthread.h>
@@ -76,6 +77,39 @@ typedef struct request {
   pthread_cond_t cv;
 } request_t;
 
+/*
+ * The data fast path. After JavaScript has checked a read or write of file handle `fh` by thread
+ * `tid`, it may arm the handle: the region's address and size in this process's pool mapping, the
+ * address of the region's ACL sequence word, the sequence it checked at and the permissions it
+ * found. Later reads and writes of that handle by that same thread are then served here, on the
+ * FUSE thread, with no round trip to JavaScript, as long as
+ *   - the region's ACL sequence word still holds the checked value (every change of owner,
+ *     defaults, delegations or state moves it — the engine's PermissionCache relies on the same), and
+ *   - the thread is still the task that was checked: the entry keeps /proc/<tid>/stat open, and a
+ *     read of that descriptor fails (ESRCH) once the task is gone, even if its tid was reused.
+ * Anything else goes to JavaScript. Entries are disarmed at release. Coherent pools only (the
+ * caller does not arm in flush mode).
+ */
+#define FAST_SLOTS 65536u
+#define PERM_READ 1u
+#define PERM_WRITE 2u
+
+typedef struct fast_entry {
+  int armed;
+  uint64_t fh;
+  pid_t tid;
+  int procfd;
+  char *base;
+  uint64_t size;
+  volatile uint32_t *acl_seq;
+  uint32_t seq;
+  uint32_t perms;
+} fast_entry_t;
+
+typedef struct fast_stats {
+  uint64_t reads, writes, read_bytes, write_bytes, misses;
+} fast_stats_t;
+
 typedef struct mount_state {
   struct fuse *fuse;
   struct fuse_chan *chan;
@@ -83,7 +117,65 @@ typedef struct mount_state {
   pthread_t thread;
   napi_threadsafe_function tsfn;
   volatile int running;
+  pthread_mutex_t fast_mu;
+  fast_entry_t *fast; /* FAST_SLOTS entries, indexed by fh % FAST_SLOTS */
+  fast_stats_t stats;
 } mount_state_t;
+
+static void disarm_locked(fast_entry_t *e) {
+  if (e->armed && e->procfd >= 0) close(e->procfd);
+  e->armed = 0;
+  e->procfd = -1;
+}
+
+/* Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then. */
+static int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write,
+                   int *result) {
+  if (ms->fast == NULL) return 0;
+  pthread_mutex_lock(&ms->fast_mu);
+  fast_entry_t *e = &ms->fast[fh % FAST_SLOTS];
+  uint32_t need = write ? PERM_WRITE : PERM_READ;
+  if (!e->armed || e->fh != fh || e->tid != tid || (e->perms & need) != need ||
+      __atomic_load_n(e->acl_seq, __ATOMIC_ACQUIRE) != e->seq) {
+    ms->stats.misses++;
+    pthread_mutex_unlock(&ms->fast_mu);
+    return 0;
+  }
+  char probe;
+  if (pread(e->procfd, &probe, 1, 0) != 1) { /* the checked task is gone */
+    disarm_locked(e);
+    ms->stats.misses++;
+    pthread_mutex_unlock(&ms->fast_mu);
+    return 0;
+  }
+  char *base = e->base;
+  uint64_t region = e->size;
+  pthread_mutex_unlock(&ms->fast_mu);
+  /* The extent stays valid while the handle is open, and the kernel holds it open during I/O. */
+  uint64_t n = off < 0 || (uint64_t)off >= region ? 0 : region - (uint64_t)off;
+  if (n > size) n = size;
+  if (write) {
+    if (n == 0) {
+      *result = -EFBIG;
+      return 1;
+    }
+    memcpy(base + off, buf, n);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+  } else if (n > 0) {
+    memcpy(buf, base + off, n);
+  }
+  pthread_mutex_lock(&ms->fast_mu);
+  if (write) {
+    ms->stats.writes++;
+    ms->stats.write_bytes += n;
+  } else {
+    ms->stats.reads++;
+    ms->stats.read_bytes += n;
+  }
+  pthread_mutex_unlock(&ms->fast_mu);
+  *result = (int)n;
+  return 1;
+}
 
 /* ---- FUSE side ------------------------------------------------------------------------------ */
 
@@ -158,6 +250,9 @@ static int m_create(const char *path, mode_t mode, struct fuse_file_info *fi) {
 }
 
 static int m_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  int fast;
+  struct fuse_context *ctx = fuse_get_context();
+  if (fast_io((mount_state_t *)ctx->private_data, fi->fh, ctx->pid, buf, size, off, 0, &fast)) return fast;
   NEW_REQUEST(OP_READ);
   r.buf = buf;
   r.size = size;
@@ -167,6 +262,9 @@ static int m_read(const char *path, char *buf, size_t size, off_t off, struct fu
 }
 
 static int m_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  int fast;
+  struct fuse_context *ctx = fuse_get_context();
+  if (fast_io((mount_state_t *)ctx->private_data, fi->fh, ctx->pid, (char *)buf, size, off, 1, &fast)) return fast;
   NEW_REQUEST(OP_WRITE);
   r.buf = (char *)buf;
   r.size = size;
@@ -532,12 +630,18 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static void free_state(mount_state_t *ms) {
+  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) disarm_locked(&ms->fast[i]);
+  free(ms->fast);
+  pthread_mutex_destroy(&ms->fast_mu);
+  free(ms->mountpoint);
+  free(ms);
+}
+
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  mount_state_t *ms = (mount_state_t *)data;
-  free(ms->mountpoint);
-  free(ms);
+  free_state((mount_state_t *)data);
 }
 
 /* mount(mountpoint, options, handler) → state; throws with errno text when the mount fails. */
@@ -552,12 +656,14 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 
   mount_state_t *ms = calloc(1, sizeof *ms);
   ms->mountpoint = strdup(mountpoint);
+  pthread_mutex_init(&ms->fast_mu, NULL);
+  ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
+  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = -1;
   napi_value name;
   napi_create_string_utf8(env, "marufs-fuse", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
       napi_ok) {
-    free(ms->mountpoint);
-    free(ms);
+    free_state(ms);
     napi_throw_error(env, "EIO", "marufs_fuse: cannot create the request queue");
     return NULL;
   }
@@ -569,8 +675,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (ms->chan == NULL) {
     int e = errno ? errno : EIO;
     napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
-    free(ms->mountpoint);
-    free(ms);
+    free_state(ms);
     char msg[4200];
     snprintf(msg, sizeof msg, "cannot mount FUSE at %s: %s", mountpoint, strerror(e));
     napi_throw_error(env, "EMOUNT", msg);
@@ -582,8 +687,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (ms->fuse == NULL) {
     fuse_unmount(mountpoint, ms->chan);
     napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
-    free(ms->mountpoint);
-    free(ms);
+    free_state(ms);
     napi_throw_error(env, "EMOUNT", "fuse_new failed (bad mount options?)");
     return NULL;
   }
@@ -593,8 +697,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     fuse_unmount(mountpoint, ms->chan);
     fuse_destroy(ms->fuse);
     napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
-    free(ms->mountpoint);
-    free(ms);
+    free_state(ms);
     napi_throw_error(env, "EIO", "cannot start the FUSE thread");
     return NULL;
   }
@@ -625,6 +728,109 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   return ret;
 }
 
+/* Start time (field 22) in a /proc/<pid>/stat text; 0 if unparsable. */
+static unsigned long long stat_start_time(const char *text) {
+  const char *p = strrchr(text, ')');
+  if (p == NULL) return 0;
+  p += 2; /* field 3 */
+  for (int field = 3; field < 22 && *p; field++) {
+    p = strchr(p, ' ');
+    if (p == NULL) return 0;
+    p++;
+  }
+  return strtoull(p, NULL, 10);
+}
+
+/* arm(state, fh, tid, threadStart, address, size, aclSeqAddress, seq, perms) → armed? */
+static napi_value js_arm(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_state_t *ms = NULL;
+  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  double fh, tid, start, addr, size, seq_addr, seq, perms;
+  napi_get_value_double(env, argv[1], &fh);
+  napi_get_value_double(env, argv[2], &tid);
+  napi_get_value_double(env, argv[3], &start);
+  napi_get_value_double(env, argv[4], &addr);
+  napi_get_value_double(env, argv[5], &size);
+  napi_get_value_double(env, argv[6], &seq_addr);
+  napi_get_value_double(env, argv[7], &seq);
+  napi_get_value_double(env, argv[8], &perms);
+  napi_value ret;
+  napi_get_boolean(env, false, &ret);
+  if (ms->fast == NULL || tid <= 0) return ret;
+  char path[64], text[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ret;
+  ssize_t n = pread(fd, text, sizeof text - 1, 0);
+  if (n <= 0) {
+    close(fd);
+    return ret;
+  }
+  text[n] = 0;
+  /* Arm only for the very task JavaScript checked (same start time), never a successor. */
+  if ((double)stat_start_time(text) != start) {
+    close(fd);
+    return ret;
+  }
+  pthread_mutex_lock(&ms->fast_mu);
+  fast_entry_t *e = &ms->fast[(uint64_t)fh % FAST_SLOTS];
+  disarm_locked(e);
+  e->fh = (uint64_t)fh;
+  e->tid = (pid_t)tid;
+  e->procfd = fd;
+  e->base = (char *)(uintptr_t)addr;
+  e->size = (uint64_t)size;
+  e->acl_seq = (volatile uint32_t *)(uintptr_t)seq_addr;
+  e->seq = (uint32_t)seq;
+  e->perms = (uint32_t)perms;
+  e->armed = 1;
+  pthread_mutex_unlock(&ms->fast_mu);
+  napi_get_boolean(env, true, &ret);
+  return ret;
+}
+
+/* disarm(state, fh) */
+static napi_value js_disarm(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_state_t *ms = NULL;
+  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  double fh;
+  napi_get_value_double(env, argv[1], &fh);
+  if (ms->fast == NULL) return NULL;
+  pthread_mutex_lock(&ms->fast_mu);
+  fast_entry_t *e = &ms->fast[(uint64_t)fh % FAST_SLOTS];
+  if (e->armed && e->fh == (uint64_t)fh) disarm_locked(e);
+  pthread_mutex_unlock(&ms->fast_mu);
+  return NULL;
+}
+
+/* fastStats(state) → [reads, writes, readBytes, writeBytes, misses] */
+static napi_value js_fast_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_state_t *ms = NULL;
+  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  pthread_mutex_lock(&ms->fast_mu);
+  fast_stats_t st = ms->stats;
+  pthread_mutex_unlock(&ms->fast_mu);
+  double v[5] = {(double)st.reads, (double)st.writes, (double)st.read_bytes, (double)st.write_bytes,
+                 (double)st.misses};
+  napi_value arr;
+  napi_create_array_with_length(env, 5, &arr);
+  for (uint32_t i = 0; i < 5; i++) {
+    napi_value x;
+    napi_create_double(env, v[i], &x);
+    napi_set_element(env, arr, i, x);
+  }
+  return arr;
+}
+
 static napi_value js_running(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -642,6 +848,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL},
       {"running", NULL, js_running, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL},
+      {"arm", NULL, js_arm, NULL, NULL, NULL, napi_default, NULL},
+      {"disarm", NULL, js_disarm, NULL, NULL, NULL, napi_default, NULL},
+      {"fastStats", NULL, js_fast_stats, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

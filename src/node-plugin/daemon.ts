@@ -13,11 +13,12 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { basename, resolve as resolvePath } from 'node:path';
 import { promisify } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { attachNode, NodeInspector, type MarufsNode } from '../engine/index.js';
 import { ControlExecutor } from './control.js';
+import { CsiServer } from './csi.js';
 import { mountFuse, type FuseMount } from './fuse-binding.js';
 import { MarufsFs } from './fuse-fs.js';
 import { HeartbeatWatch, startHttpServer, type HealthReport, type HttpServerHandle } from './http.js';
@@ -38,6 +39,14 @@ export interface DaemonOptions {
   createSize?: number | undefined;
   /** Serve HTTP here ("host:port"); none when absent. */
   http?: { host: string; port: number } | undefined;
+  /**
+   * Serve CSI (Identity + Node) on this unix socket; none when absent. `poolName` (the `<pool>` of
+   * volume handles and the topology value) defaults to the device's base name without a ".pool" suffix;
+   * `nodeName` (node_id) to the host name.
+   */
+  csi?:
+    | { socket: string; driverName?: string; nodeName?: string | undefined; poolName?: string | undefined }
+    | undefined;
   /** Serve the debug controls over HTTP. Default false. */
   debug?: boolean;
   /** Lifetime of regions created through the mount. Default "persistent". */
@@ -49,6 +58,8 @@ export interface DaemonOptions {
   /** Called when the daemon gives up (mount lost and cannot be restored, node fenced). */
   onFatal?: (err: Error) => void;
   logger?: Logger;
+  /** Serve checked reads and writes of open files in the addon (default true; false: every one in JS). */
+  fastPath?: boolean;
   /** Extra attach options for tests (GC, timing). */
   attach?: Partial<Parameters<typeof attachNode>[0]>;
 }
@@ -157,6 +168,7 @@ export class NodeDaemon {
   #mountMinor = 0;
   #loopEnded: Promise<void> = Promise.resolve();
   #http: HttpServerHandle | undefined;
+  #csi: CsiServer | undefined;
   #watch: HeartbeatWatch;
   #timer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
@@ -208,6 +220,23 @@ export class NodeDaemon {
           logger: daemon.log.child({ component: 'http' }),
         });
       }
+      if (options.csi) {
+        daemon.#csi = await CsiServer.start(
+          {
+            socket: options.csi.socket,
+            driverName: options.csi.driverName,
+            nodeName: options.csi.nodeName,
+            poolName: options.csi.poolName ?? basename(options.device).replace(/\.pool$/, ''),
+          },
+          {
+            node,
+            mountpoint: daemon.mountpoint,
+            pods: daemon.pods,
+            ready: () => node.state === 'active' && daemon.mounted,
+            log: daemon.log.child({ component: 'csi' }),
+          },
+        );
+      }
     } catch (err) {
       await daemon.stop().catch(() => undefined);
       throw err;
@@ -220,6 +249,7 @@ export class NodeDaemon {
         device: options.device,
         mountpoint: daemon.mountpoint,
         http: daemon.httpAddress,
+        csi: daemon.csi?.socket,
         formatted: node.formatted !== undefined,
         recoveredStaleMount: recovered,
       },
@@ -231,6 +261,11 @@ export class NodeDaemon {
   /** Where HTTP listens (undefined without --http). */
   get httpAddress(): { host: string; port: number } | undefined {
     return this.#http?.address;
+  }
+
+  /** The CSI server (undefined without the csi option). */
+  get csi(): CsiServer | undefined {
+    return this.#csi;
   }
 
   get mounted(): boolean {
@@ -250,10 +285,13 @@ export class NodeDaemon {
   #mountNow(): void {
     let ended!: () => void;
     this.#loopEnded = new Promise<void>((r) => (ended = r));
-    this.#mount = mountFuse(this.mountpoint, fuseOptions(this.#options.device), this.fs.handle, () => {
+    const mount = mountFuse(this.mountpoint, fuseOptions(this.#options.device), this.fs.handle, () => {
       ended();
       if (!this.#stopping) this.log.warn({ mountpoint: this.mountpoint }, 'FUSE loop ended (unmounted from outside?)');
     });
+    this.#mount = mount;
+    if (this.#options.fastPath !== false) this.fs.setFastPath(mount.fastPath);
+    this.metrics.setFastPathSource(() => mount.fastPath.stats());
     // Never stat the mount from this thread: the request would wait for this very thread.
     this.#mountMinor = mountAt(this.mountpoint)?.minor ?? 0;
   }
@@ -297,6 +335,8 @@ export class NodeDaemon {
 
   async #stop(): Promise<void> {
     clearInterval(this.#timer);
+    // CSI first: kubelet gets no new volumes from a daemon that is going away.
+    await this.#csi?.stop().catch((err: Error) => this.log.warn({ err: err.message }, 'CSI stop failed'));
     this.#watch.stop();
     const grace = this.#options.shutdownGraceMs ?? 5000;
     if (this.#mount?.running) {

@@ -98,6 +98,19 @@ interface Addon {
   unmount(state: unknown): boolean;
   running(state: unknown): boolean;
   reply(token: unknown, result: number, extra?: unknown): void;
+  arm(
+    state: unknown,
+    fh: number,
+    tid: number,
+    threadStart: number,
+    address: number,
+    size: number,
+    aclSeqAddress: number,
+    seq: number,
+    perms: number,
+  ): boolean;
+  disarm(state: unknown, fh: number): void;
+  fastStats(state: unknown): number[];
 }
 
 /** Where the built addon lives: MARUFS_FUSE_ADDON, or native/build/ of this package. */
@@ -125,11 +138,42 @@ export function reply(token: unknown, result: number, extra?: unknown): void {
   load().reply(token, result, extra);
 }
 
+/** What a region's fast-path entry needs (RegionHandle.directAccess, plus the checked thread). */
+export interface FastPathGrant {
+  fh: number;
+  tid: number;
+  threadStart: bigint;
+  address: number;
+  size: number;
+  aclSeqAddress: number;
+  seq: number;
+  perms: number;
+}
+
+export interface FastPathStats {
+  reads: number;
+  writes: number;
+  readBytes: number;
+  writeBytes: number;
+  misses: number;
+}
+
+/**
+ * The addon's data fast path (see native/marufs_fuse.c): reads and writes of an armed handle by the
+ * checked thread are served on the FUSE thread while the region's ACL sequence holds.
+ */
+export interface FastPath {
+  arm(grant: FastPathGrant): boolean;
+  disarm(fh: number): void;
+  stats(): FastPathStats;
+}
+
 export interface FuseMount {
   readonly mountpoint: string;
   /** Detach the mount (lazily) and stop taking requests; the loop ends when the kernel lets go. */
   unmount(): boolean;
   readonly running: boolean;
+  readonly fastPath: FastPath;
 }
 
 /**
@@ -165,6 +209,15 @@ export function mountFuse(
     unmount: () => native.unmount(state),
     get running() {
       return native.running(state);
+    },
+    fastPath: {
+      arm: (g) =>
+        native.arm(state, g.fh, g.tid, Number(g.threadStart), g.address, g.size, g.aclSeqAddress, g.seq, g.perms),
+      disarm: (fh) => native.disarm(state, fh),
+      stats: () => {
+        const [reads = 0, writes = 0, readBytes = 0, writeBytes = 0, misses = 0] = native.fastStats(state);
+        return { reads, writes, readBytes, writeBytes, misses };
+      },
     },
   };
 }

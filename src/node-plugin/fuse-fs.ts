@@ -8,6 +8,9 @@
  * - opening for writing needs WRITE; read and write check the *requesting* process's permissions
  *   on every call (write-back from a kernel thread is checked as the file's opener) and copy straight between pool memory and
  *   libfuse's buffer. Writes stop at the region's size (EFBIG past it, and before sizing).
+ * - once JavaScript has checked a process thread's read or write of an open file, the addon serves
+ *   that thread's next ones itself, on the FUSE thread, while the region's ACL sequence word holds
+ *   (any permission, owner or state change moves it; native/marufs_fuse.c explains the rules).
  * - mmap works through the kernel page cache: pages are read and written back through read/write.
  *   The page cache is dropped at every open, so a file opened after another node's write sees it.
  * - unlink needs DELETE; getattr and readdir read the pool on every call (no attribute caching), so
@@ -32,8 +35,16 @@ import {
   type RegionInfo,
 } from '../engine/index.js';
 import { CONTROL_FILE, LISTED_XATTRS, parseControlRequest, toJson, type ControlExecutor } from './control.js';
-import { Op, OP_NAMES, reply, type FuseRequest, type StatTuple, type StatfsTuple } from './fuse-binding.js';
-import type { CallerResolver } from './identity.js';
+import {
+  Op,
+  OP_NAMES,
+  reply,
+  type FastPath,
+  type FuseRequest,
+  type StatTuple,
+  type StatfsTuple,
+} from './fuse-binding.js';
+import type { CallerResolver, ResolvedCaller } from './identity.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -71,7 +82,11 @@ export interface FuseFsOptions {
 
 interface OpenRegion {
   kind: 'region';
+  fh: number;
   handle: RegionHandle;
+  /** The thread and ACL sequence the fast path was last armed for (0 / -1: not armed). */
+  armedTid: number;
+  armedSeq: number;
   opener: Caller;
   openerCache: PermissionCache;
   lastCaller: Caller | undefined;
@@ -106,6 +121,7 @@ export class MarufsFs {
   readonly #mountedAt = Date.now();
   #nextFh = 1;
   #inFlight = 0;
+  #fastPath: FastPath | undefined;
 
   constructor(options: FuseFsOptions) {
     this.#node = options.node;
@@ -244,14 +260,32 @@ export class MarufsFs {
   }
 
   /** Who a data request is checked as, with that caller's permission cache (no allocation on repeat). */
-  #dataCaller(file: OpenRegion, req: FuseRequest): [Caller, PermissionCache] {
-    const r = this.#resolver.resolve(req.pid, req.uid);
+  #dataCaller(file: OpenRegion, r: ResolvedCaller): [Caller, PermissionCache] {
     if (!r.isProcess || r.caller === file.opener) return [file.opener, file.openerCache];
     if (r.caller !== file.lastCaller) {
       file.lastCaller = r.caller;
       file.lastCache = new PermissionCache();
     }
     return [r.caller, file.lastCache];
+  }
+
+  /**
+   * After a read or write that JavaScript checked for a process's thread, let the addon serve that
+   * thread's next ones itself while the region's ACL sequence holds (native/marufs_fuse.c).
+   */
+  #arm(file: OpenRegion, tid: number, r: ResolvedCaller, cache: PermissionCache): void {
+    if (!this.#fastPath || !r.isProcess || (file.armedTid === tid && file.armedSeq === cache.seq)) return;
+    const access = file.handle.directAccess(r.caller, cache);
+    if (!access) return;
+    if (this.#fastPath.arm({ fh: file.fh, tid, threadStart: r.threadStart, ...access })) {
+      file.armedTid = tid;
+      file.armedSeq = access.seq;
+    }
+  }
+
+  /** Use the addon's fast path (set by the daemon once mounted; none in tests that want JS only). */
+  setFastPath(fastPath: FastPath | undefined): void {
+    this.#fastPath = fastPath;
   }
 
   #file(fh: number): OpenFile {
@@ -357,6 +391,9 @@ export class MarufsFs {
     const handle = regions.open(name, caller);
     return this.#addFile({
       kind: 'region',
+      fh: this.#nextFh,
+      armedTid: 0,
+      armedSeq: -1,
       handle,
       opener: caller,
       openerCache: new PermissionCache(),
@@ -396,7 +433,10 @@ export class MarufsFs {
     const file = this.#files.get(fh);
     if (!file) return;
     this.#files.delete(fh);
-    if (file.kind === 'region') file.handle.close();
+    if (file.kind === 'region') {
+      if (file.armedTid) this.#fastPath?.disarm(fh);
+      file.handle.close();
+    }
   }
 
   /** Close every open file (shutdown). */
@@ -414,13 +454,17 @@ export class MarufsFs {
       file.readPos += n;
       return n;
     }
-    const [caller, cache] = this.#dataCaller(file, req);
-    return file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
+    const r = this.#resolver.resolve(req.pid, req.uid);
+    const [caller, cache] = this.#dataCaller(file, r);
+    const n = file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
+    this.#arm(file, req.pid, r, cache);
+    return n;
   }
 
   #write(file: OpenRegion, req: FuseRequest): number {
     if (req.size === 0 || !req.buf) return 0;
-    const [caller, cache] = this.#dataCaller(file, req);
+    const r = this.#resolver.resolve(req.pid, req.uid);
+    const [caller, cache] = this.#dataCaller(file, r);
     const size = file.handle.size();
     const n = Math.min(req.size, size - req.offset);
     if (n <= 0) {
@@ -429,7 +473,9 @@ export class MarufsFs {
         size === 0 ? `region "${file.handle.name}" is not sized yet (truncate it first)` : 'write past the region end',
       );
     }
-    return file.handle.writeAs(caller, cache, req.offset, n === req.size ? req.buf : req.buf.subarray(0, n));
+    const written = file.handle.writeAs(caller, cache, req.offset, n === req.size ? req.buf : req.buf.subarray(0, n));
+    this.#arm(file, req.pid, r, cache);
+    return written;
   }
 
   async #truncate(req: FuseRequest): Promise<void> {

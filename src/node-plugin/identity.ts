@@ -91,6 +91,8 @@ interface CacheEntry {
 
 export interface ResolvedCaller {
   caller: Caller;
+  /** Start time of the calling thread (0 when not a process). */
+  threadStart: bigint;
   /** A process of this host (false for the kernel's own requests and vanished callers). */
   isProcess: boolean;
   podUid: string | undefined;
@@ -110,19 +112,20 @@ export class CallerResolver {
 
   /** The caller of a request from thread `tid` with file-system uid `uid`. */
   resolve(tid: number, uid: number): ResolvedCaller {
-    if (tid <= 0) return { caller: { nodeId: this.nodeId, uid }, isProcess: false, podUid: undefined };
+    if (tid <= 0) return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
     const stat = readStat(tid);
-    if (!stat) return { caller: { nodeId: this.nodeId, uid }, isProcess: false, podUid: undefined };
+    if (!stat) return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
     const hit = this.#cache.get(tid);
     if (hit && hit.threadStart === stat.startTime && hit.caller.uid === uid && hit.podsVersion === this.pods.version) {
-      return { caller: hit.caller, isProcess: true, podUid: hit.podUid };
+      return { caller: hit.caller, threadStart: stat.startTime, isProcess: true, podUid: hit.podUid };
     }
     // Kernel threads (children of kthreadd, pid 2) act for nobody.
     if (tid === 2 || stat.ppid === 2)
-      return { caller: { nodeId: this.nodeId, uid }, isProcess: false, podUid: undefined };
+      return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
     const tgid = threadGroupOf(tid) ?? tid;
     const procStart = tgid === tid ? stat.startTime : readStat(tgid)?.startTime;
-    if (procStart === undefined) return { caller: { nodeId: this.nodeId, uid }, isProcess: false, podUid: undefined };
+    if (procStart === undefined)
+      return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
     let exe: { ino: bigint; dev: bigint } | undefined;
     try {
       const st = statSync(`/proc/${tgid}/exe`, { bigint: true });
@@ -149,6 +152,6 @@ export class CallerResolver {
     };
     if (this.#cache.size >= this.#cacheLimit) this.#cache.clear();
     this.#cache.set(tid, { threadStart: stat.startTime, caller, podUid, podsVersion: this.pods.version });
-    return { caller, isProcess: true, podUid };
+    return { caller, threadStart: stat.startTime, isProcess: true, podUid };
   }
 }

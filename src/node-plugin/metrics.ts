@@ -36,6 +36,15 @@ class OpStats {
   readonly errors = new Map<string, { count: number }>();
 }
 
+/** The FUSE addon's fast-path counters (FastPath.stats()). */
+export interface FastPathCounts {
+  reads: number;
+  writes: number;
+  readBytes: number;
+  writeBytes: number;
+  misses: number;
+}
+
 export interface PluginMetricsOptions {
   /** Register the default process / Node.js metrics. Default true. */
   defaultMetrics?: boolean;
@@ -59,6 +68,7 @@ export class PluginMetrics {
   #control: Counter<'op' | 'result'>;
   #poolReadFailures: Counter | undefined;
   #snapshot: PoolSnapshot | null | undefined;
+  #fastPath: (() => FastPathCounts) | undefined;
   /** Other nodes' heartbeats as seen across scrapes: nodeId → (token, heartbeat, since). */
   #seen = new Map<number, { token: string; heartbeat: number; since: number }>();
 
@@ -91,6 +101,46 @@ export class PluginMetrics {
       },
     });
     this.registry.registerMetric(fuseDurationHistogram(ops) as unknown as Metric);
+
+    // ---- the addon's fast path (reads and writes served without JavaScript) ---------------------
+    const fast = (): FastPathCounts | undefined => this.#fastPath?.();
+    new Counter({
+      name: 'marufs_fuse_fast_requests_total',
+      help: 'Reads and writes the FUSE addon served itself (already checked, ACL unchanged); not in marufs_fuse_requests_total.',
+      labelNames: ['op'],
+      registers,
+      collect() {
+        const f = fast();
+        if (!f) return;
+        this.reset();
+        this.inc({ op: 'read' }, f.reads);
+        this.inc({ op: 'write' }, f.writes);
+      },
+    });
+    new Counter({
+      name: 'marufs_fuse_fast_bytes_total',
+      help: 'Bytes the FUSE addon copied itself between pool memory and the kernel.',
+      labelNames: ['op'],
+      registers,
+      collect() {
+        const f = fast();
+        if (!f) return;
+        this.reset();
+        this.inc({ op: 'read' }, f.readBytes);
+        this.inc({ op: 'write' }, f.writeBytes);
+      },
+    });
+    new Counter({
+      name: 'marufs_fuse_fast_misses_total',
+      help: 'Reads and writes the addon passed to JavaScript (handle not armed for the thread, or the ACL changed).',
+      registers,
+      collect() {
+        const f = fast();
+        if (!f) return;
+        this.reset();
+        this.inc(f.misses);
+      },
+    });
 
     // ---- control interface ---------------------------------------------------------------------
     this.#control = new Counter({
@@ -341,6 +391,11 @@ export class PluginMetrics {
       }
       e.count += 1;
     }
+  }
+
+  /** Where the FUSE addon's fast-path counters come from (read at scrape time). */
+  setFastPathSource(read: (() => FastPathCounts) | undefined): void {
+    this.#fastPath = read;
   }
 
   /** Record one control-interface request: `result` is 'ok' or the errno code it failed with. */

@@ -7,6 +7,7 @@
  *  - mmap data integrity across nodes (test_mmap X1–X6) with python's mmap on both mounts;
  *  - control through xattrs and the control file, and bad control input.
  */
+import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, openSync, promises as fsp, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, runCli, tempDir } from '../helpers/cli.js';
@@ -122,6 +123,73 @@ describe('test_ioctl multi-node matrix through the mounts', () => {
     shOk(`rm ${m1}/rv`);
   });
 });
+
+describe('the addon fast path keeps checking the caller', () => {
+  it('serves the checked process, refuses its forked child on the same open file, and drops on revoke', async () => {
+    shOk(`touch ${m1}/fp && truncate -s 8M ${m1}/fp`);
+    const child = spawn('python3', ['-c', FORKER, join(m2, 'fp')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = new Promise((r) => child.on('exit', r));
+    const lines: string[] = [];
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const next = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const end = Date.now() + 15_000;
+        const poll = (): void => {
+          if (lines.length) resolve(lines.shift()!);
+          else if (Date.now() > end) reject(new Error(`no line from the python reader; stderr:\n${stderr}`));
+          else setTimeout(poll, 20);
+        };
+        poll();
+      });
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        lines.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    const pid = Number(await next());
+    cli('grant', join(m1, 'fp'), '--node', '2', '--pid', String(pid), '--perms', 'r');
+    child.stdin.write('go\n');
+    expect(await next()).toBe('parent-read-ok'); // first read through JavaScript, then the fast path
+    expect(await next()).toBe('child-denied'); // same open file, another process
+    expect(await next()).toBe('parent-still-ok');
+    cli('revoke', join(m1, 'fp'), '--node', '2', '--pid', String(pid));
+    child.stdin.write('go\n');
+    expect(await next()).toBe('parent-denied-after-revoke'); // the ACL sequence moved
+    child.stdin.end();
+    await exited;
+    shOk(`rm ${m1}/fp`);
+  });
+});
+
+/** python: open, print pid, wait; read twice (armed), fork a reader, read again; wait; read. */
+const FORKER = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+os.pread(fd, 4096, 0); os.pread(fd, 4096, 1 << 20)
+print("parent-read-ok", flush=True)
+pid = os.fork()
+if pid == 0:
+    try:
+        os.pread(fd, 4096, 6 << 20); print("child-read-ok", flush=True)
+    except PermissionError:
+        print("child-denied", flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+os.pread(fd, 4096, 2 << 20)
+print("parent-still-ok", flush=True)
+sys.stdin.readline()
+try:
+    os.pread(fd, 4096, 3 << 20); print("parent-read-after-revoke", flush=True)
+except PermissionError:
+    print("parent-denied-after-revoke", flush=True)
+`;
 
 describe('caller identity', () => {
   it('sees a caller with another uid as that user, on that node', () => {

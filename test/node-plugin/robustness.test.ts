@@ -107,6 +107,7 @@ describe('node plugin robustness', () => {
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
     shOk(`touch ${mnt}/m && truncate -s 2M ${mnt}/m && head -c 4096 ${mnt}/m > /dev/null && rm ${mnt}/m`);
     expect(sh(`cat ${mnt}/absent`).code).not.toBe(0);
+    shOk(`touch ${mnt}/big && truncate -s 8M ${mnt}/big && dd if=${mnt}/big of=/dev/null bs=128k status=none`);
     const text = await (await fetch(`${base}/metrics`)).text();
     const count = (op: string): number =>
       Number(new RegExp(`^marufs_fuse_requests_total\\{op="${op}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
@@ -116,6 +117,9 @@ describe('node plugin robustness', () => {
     expect(count('unlink')).toBeGreaterThanOrEqual(1);
     expect(text).toMatch(/^marufs_fuse_errors_total\{op="getattr",code="ENOENT"\} \d+/m);
     expect(text).toMatch(/^marufs_fuse_request_duration_seconds_bucket\{.*op="read".*\} \d+/m);
+    // dd's reads after its first were served by the addon's fast path.
+    expect(Number(/^marufs_fuse_fast_requests_total\{op="read"\} (\d+)/m.exec(text)?.[1])).toBeGreaterThan(10);
+    shOk(`rm ${mnt}/big`);
     expect((await fetch(`${base}/api/v1/regions`)).status).toBe(200);
     expect(await d.stop()).toBe(0);
   });

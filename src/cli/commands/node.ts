@@ -24,11 +24,17 @@ function lifetimeArg(text: string): 'persistent' | 'process' {
 export function registerNode(program: Command): void {
   program
     .command('node')
-    .description('run the node plugin: attach, mount with FUSE, serve HTTP, until SIGTERM/SIGINT')
+    .description('run the node plugin: attach, mount with FUSE, serve HTTP and CSI, until SIGTERM/SIGINT')
     .argument('<device>', 'pool device or pool file')
     .requiredOption('--mount <dir>', 'mount point (created if missing)')
     .option('--node-id <n>', 'attach as this node id (default: lowest free)', parseInteger)
     .option('--http <host:port>', 'serve /healthz, /readyz, /metrics and /api/v1 here', hostPort)
+    .option('--csi <socket>', 'serve the CSI Identity and Node services on this unix socket (driver csi.marufs.io)')
+    .option(
+      '--pool-name <name>',
+      'CSI: pool name in volume handles <pool>/<region> and topology (default: device name)',
+    )
+    .option('--node-name <name>', 'CSI: Kubernetes node name reported as node_id (default: host name)')
     .option('--format-if-needed', 'format the pool if it is unformatted and this node wins the election')
     .option('--size <bytes>', 'create or grow a pool file to this size first', parseSize)
     .option('--lifetime <kind>', 'lifetime of regions created through the mount (persistent|process)', lifetimeArg)
@@ -50,6 +56,13 @@ export function registerNode(program: Command): void {
         createSize: opts['size'] as number | undefined,
         http: opts['http'] as { host: string; port: number } | undefined,
         debug: opts['debugApi'] === true,
+        csi: opts['csi']
+          ? {
+              socket: opts['csi'] as string,
+              poolName: opts['poolName'] as string | undefined,
+              nodeName: opts['nodeName'] as string | undefined,
+            }
+          : undefined,
         lifetime: opts['lifetime'] as 'persistent' | 'process' | undefined,
         shutdownGraceMs: opts['shutdownGraceMs'] as number | undefined,
         logger,
@@ -62,6 +75,7 @@ export function registerNode(program: Command): void {
           pid: process.pid,
           mountpoint: daemon.mountpoint,
           http: daemon.httpAddress ?? null,
+          csi: daemon.csi?.socket ?? null,
           recoveredStaleMount: daemon.recoveredStaleMount,
         })}\n`,
       );

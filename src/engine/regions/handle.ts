@@ -157,6 +157,39 @@ export class RegionHandle {
   }
 
   /**
+   * Where a trusted native data path (the FUSE addon's fast path) may copy this region's bytes
+   * itself, for `caller`: the region's process address and size, the process address of its ACL
+   * sequence word, and the permissions `caller` holds, decided at sequence `seq`. The decision stays
+   * valid exactly while that word still holds `seq` (as for a PermissionCache). Undefined when there
+   * is nothing to hand out: not sized, no READ or WRITE, a pool that needs flushes (`flush` mode),
+   * or a region not addressable in one piece.
+   */
+  directAccess(
+    caller: Caller,
+    cache: PermissionCache,
+  ): { address: number; size: number; aclSeqAddress: number; seq: number; perms: number } | undefined {
+    const e = this.#entry();
+    const mem = this.#store.mem;
+    if (mem.coherence !== 'coherent') return undefined;
+    const perms = this.#store.permissionsCached(this.id, caller, cache) & (Perm.READ | Perm.WRITE);
+    if (perms === 0 || cache.id !== this.id) return undefined;
+    const phys = Number(mem.load64(e + E.physOffset));
+    const size = phys === 0 ? 0 : Number(mem.load64(e + E.size));
+    if (size === 0) return undefined;
+    try {
+      return {
+        address: mem.address(phys, size),
+        size,
+        aclSeqAddress: mem.address(e + E.aclSeq),
+        seq: cache.seq,
+        perms,
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
    * Map [offset, offset+length) of the region zero-copy. READ is needed, and WRITE for a writable
    * view. ENODATA before sizing; EINVAL for a range outside the region or an offset that is not
    * page aligned. A read-only view is mapped read-only: writing through it faults the process.
