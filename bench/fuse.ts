@@ -33,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from '../src/sdk/pool.js';
 import { barChart } from './plot.js';
 import { renderTable } from './table.js';
+import { seededRandom } from '../test/helpers/util.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -139,21 +140,9 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** mulberry32: a small seeded PRNG, so both file systems see the same offsets. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** `count` aligned offsets of `block`-byte blocks inside `fileBytes`, precomputed outside the loops. */
 function randomOffsets(seed: number, count: number, block: number, fileBytes: number): Float64Array {
-  const next = prng(seed);
+  const next = seededRandom(seed); // the same offsets for both file systems
   const blocks = Math.floor(fileBytes / block);
   const out = new Float64Array(count);
   for (let i = 0; i < count; i++) out[i] = Math.floor(next() * blocks) * block;

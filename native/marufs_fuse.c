@@ -707,16 +707,26 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   return handle;
 }
 
+/* The arguments of a call whose first argument is a mount's state; NULL (with an exception) if not. */
+static mount_state_t *state_call(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  mount_state_t *ms = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want ||
+      napi_get_value_external(env, argv[0], (void **)&ms) != napi_ok || ms == NULL) {
+    napi_throw_type_error(env, NULL, "marufs_fuse: bad arguments");
+    return NULL;
+  }
+  return ms;
+}
+
 /*
  * unmount(state): stop taking requests and detach the mount (lazily, as root; fusermount otherwise).
  * The loop thread exits when the kernel closes the connection, then reports OP_EXIT to the handler.
  */
 static napi_value js_unmount(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_state_t *ms = NULL;
-  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  mount_state_t *ms = state_call(env, info, 1, argv);
+  if (ms == NULL) return NULL;
   napi_value ret;
   if (!ms->running) {
     napi_get_boolean(env, false, &ret);
@@ -743,11 +753,9 @@ static unsigned long long stat_start_time(const char *text) {
 
 /* arm(state, fh, tid, threadStart, address, size, aclSeqAddress, seq, perms) → armed? */
 static napi_value js_arm(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
   napi_value argv[9];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_state_t *ms = NULL;
-  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  mount_state_t *ms = state_call(env, info, 9, argv);
+  if (ms == NULL) return NULL;
   double fh, tid, start, addr, size, seq_addr, seq, perms;
   napi_get_value_double(env, argv[1], &fh);
   napi_get_value_double(env, argv[2], &tid);
@@ -794,11 +802,9 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
 
 /* disarm(state, fh) */
 static napi_value js_disarm(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_state_t *ms = NULL;
-  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  mount_state_t *ms = state_call(env, info, 2, argv);
+  if (ms == NULL) return NULL;
   double fh;
   napi_get_value_double(env, argv[1], &fh);
   if (ms->fast == NULL) return NULL;
@@ -811,11 +817,9 @@ static napi_value js_disarm(napi_env env, napi_callback_info info) {
 
 /* fastStats(state) → [reads, writes, readBytes, writeBytes, misses] */
 static napi_value js_fast_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_state_t *ms = NULL;
-  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  mount_state_t *ms = state_call(env, info, 1, argv);
+  if (ms == NULL) return NULL;
   pthread_mutex_lock(&ms->fast_mu);
   fast_stats_t st = ms->stats;
   pthread_mutex_unlock(&ms->fast_mu);
@@ -832,11 +836,9 @@ static napi_value js_fast_stats(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_running(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_state_t *ms = NULL;
-  CHECK(env, napi_get_value_external(env, argv[0], (void **)&ms));
+  mount_state_t *ms = state_call(env, info, 1, argv);
+  if (ms == NULL) return NULL;
   napi_value ret;
   napi_get_boolean(env, ms->running != 0, &ret);
   return ret;

@@ -19,7 +19,7 @@
  *
  * Publish bind-mounts `<mount>/.views/<region>` (a directory holding just the region file) on the
  * target path, read-only when asked. Everything that touches the daemon's own FUSE mount runs in a
- * child process or on libuv's thread pool (csi-mounts.ts), never synchronously on the main thread.
+ * child process or on libuv's thread pool (mounts.ts), never synchronously on the main thread.
  *
  * Locking: every Node RPC that changes or reads a volume holds the per-key locks of its volume id
  * and target path (#locks); a second request for the same volume waits for the first. `#volumes`,
@@ -47,7 +47,7 @@ import {
   type NodeUnpublishVolumeRequest,
   type VolumeCapability,
 } from './csi-proto.js';
-import { bindMount, mountAtAsync, mountsUnder, unmount } from './csi-mounts.js';
+import { bindMount, mountAtAsync, mountsUnder, unmount } from './mounts.js';
 import { CsiError, denied, invalid, notFound, toServiceError } from './csi-status.js';
 import type { PodRegistry } from './identity.js';
 

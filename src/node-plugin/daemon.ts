@@ -11,21 +11,19 @@
  *  - stop(): detach the mount lazily (no new opens), let open files finish for `shutdownGraceMs`,
  *    then abort the FUSE connection so stuck callers get ENOTCONN, close handles, detach the node.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, resolve as resolvePath } from 'node:path';
-import { promisify } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { attachNode, NodeInspector, type MarufsNode } from '../engine/index.js';
 import { ControlExecutor } from './control.js';
 import { CsiServer } from './csi.js';
 import { mountFuse, type FuseMount } from './fuse-binding.js';
 import { MarufsFs } from './fuse-fs.js';
+import { detachMount, mountAt } from './mounts.js';
 import { HeartbeatWatch, startHttpServer, type HealthReport, type HttpServerHandle } from './http.js';
 import { CallerResolver, PodRegistry } from './identity.js';
 import { PluginMetrics } from './metrics.js';
-
-const run = promisify(execFile);
 
 export interface DaemonOptions {
   /** Pool device (/dev/daxX.Y) or pool file. */
@@ -80,32 +78,6 @@ export function fuseOptions(device: string): string {
   ];
   if (process.getuid?.() === 0) opts.push('allow_other');
   return opts.join(',');
-}
-
-/** Is `dir` a mount point in this mount namespace, and of which type? */
-export function mountAt(dir: string): { fstype: string; source: string; minor: number } | undefined {
-  const target = resolvePath(dir);
-  let found: { fstype: string; source: string; minor: number } | undefined;
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    // id parent major:minor root mountpoint options [optional…] - fstype source superoptions
-    const parts = line.split(' ');
-    if (parts.length < 10) continue;
-    const point = parts[4]!.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (point !== target) continue;
-    const dash = parts.indexOf('-', 6);
-    // The last mount on a point is the visible one.
-    found = { fstype: parts[dash + 1] ?? '', source: parts[dash + 2] ?? '', minor: Number(parts[2]!.split(':')[1]) };
-  }
-  return found;
-}
-
-/** Detach a mount lazily (root: umount -l; others: fusermount -u -z). */
-export async function detachMount(dir: string): Promise<void> {
-  try {
-    await run('umount', ['-l', dir]);
-  } catch {
-    await run('fusermount', ['-u', '-z', dir]).catch(() => run('fusermount3', ['-u', '-z', dir]));
-  }
 }
 
 /**

@@ -4,9 +4,10 @@
  * leaves a mount or a daemon behind, even when a test fails.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { CLI, runCli } from './cli.js';
+import { CLI, runCli, tempDir } from './cli.js';
 
 export interface ServingEvent {
   event: 'serving';
@@ -134,4 +135,32 @@ export function ls(dir: string): string[] {
 /** Is FUSE usable here (root and /dev/fuse)? The suites require it: CI runs as root. */
 export function fuseAvailable(): boolean {
   return process.getuid?.() === 0 && spawnSync('test', ['-c', '/dev/fuse']).status === 0;
+}
+
+/**
+ * For a whole suite: a fresh pool file and daemons for nodes 1..`nodes` mounted under a temporary
+ * directory (readable by other users), started in beforeAll and stopped in afterAll.
+ */
+export function useNodes(
+  name: string,
+  nodes: number,
+  options: { size?: string; format?: string[] } = {},
+): { pool: string; mounts: string[] } {
+  const tmp = tempDir(`marufs-${name}-`);
+  const pool = `/dev/shm/marufs-${name}-${process.pid}.pool`;
+  const mounts = Array.from({ length: nodes }, (_, i) => join(tmp.dir, `m${i + 1}`));
+  const daemons: Daemon[] = [];
+  beforeAll(async () => {
+    expect(fuseAvailable()).toBe(true); // these suites need root and /dev/fuse (CI runs as root)
+    formatPool(pool, options.size ?? '256M', options.format ?? []);
+    chmodSync(tmp.dir, 0o755); // other users must reach the mount points
+    for (let i = 0; i < nodes; i++) daemons.push(await startDaemon(pool, mounts[i]!, ['--node-id', String(i + 1)]));
+  });
+  afterAll(async () => {
+    for (const d of daemons.reverse()) await d.stop();
+    await killAllDaemons();
+    rmSync(pool, { force: true });
+    tmp.cleanup();
+  });
+  return { pool, mounts };
 }

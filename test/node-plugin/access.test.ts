@@ -8,33 +8,12 @@
  *  - control through xattrs and the control file, and bad control input.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, openSync, promises as fsp, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, promises as fsp, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, runCli, tempDir } from '../helpers/cli.js';
-import { formatPool, fuseAvailable, killAllDaemons, sh, shOk, startDaemon, type Daemon } from '../helpers/daemon.js';
+import { CLI, runCli } from '../helpers/cli.js';
+import { sh, shOk, useNodes } from '../helpers/daemon.js';
 
-const tmp = tempDir('marufs-access-');
-const pool = `/dev/shm/marufs-access-${process.pid}.pool`;
-const m1 = join(tmp.dir, 'm1');
-const m2 = join(tmp.dir, 'm2');
-let d1: Daemon;
-let d2: Daemon;
-
-beforeAll(async () => {
-  expect(fuseAvailable()).toBe(true);
-  formatPool(pool, '256M');
-  chmodSync(tmp.dir, 0o755); // other users must reach the mount points
-  d1 = await startDaemon(pool, m1, ['--node-id', '1']);
-  d2 = await startDaemon(pool, m2, ['--node-id', '2']);
-});
-
-afterAll(async () => {
-  await d2?.stop();
-  await d1?.stop();
-  await killAllDaemons();
-  sh(`rm -f ${pool}`);
-  tmp.cleanup();
-});
+const [m1 = '', m2 = ''] = useNodes('access', 2).mounts;
 
 /** open read-only + read 1 byte: "OK" or the error code. */
 function readTest(path: string): string {

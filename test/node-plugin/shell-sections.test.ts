@@ -8,40 +8,9 @@
  * 1's root); `write()` is allowed with WRITE (so "echo > file" fails only on an unsized region);
  * the file-system type is FUSE's, not 0x4D415255.
  */
-import { join } from 'node:path';
-import {
-  formatPool,
-  fuseAvailable,
-  killAllDaemons,
-  ls,
-  sh,
-  shOk,
-  startDaemon,
-  type Daemon,
-} from '../helpers/daemon.js';
-import { tempDir } from '../helpers/cli.js';
+import { ls, sh, shOk, useNodes } from '../helpers/daemon.js';
 
-const tmp = tempDir('marufs-shell-');
-const pool = `/dev/shm/marufs-shell-${process.pid}.pool`;
-const m1 = join(tmp.dir, 'm1');
-const m2 = join(tmp.dir, 'm2');
-let d1: Daemon;
-let d2: Daemon;
-
-beforeAll(async () => {
-  expect(fuseAvailable()).toBe(true); // these suites need root and /dev/fuse (CI runs as root)
-  formatPool(pool, '512M', ['--max-regions', '300']);
-  d1 = await startDaemon(pool, m1, ['--node-id', '1']);
-  d2 = await startDaemon(pool, m2, ['--node-id', '2']);
-});
-
-afterAll(async () => {
-  await d2?.stop();
-  await d1?.stop();
-  await killAllDaemons();
-  sh(`rm -f ${pool}`);
-  tmp.cleanup();
-});
+const [m1 = '', m2 = ''] = useNodes('shell', 2, { size: '512M', format: ['--max-regions', '300'] }).mounts;
 
 /** Remove every region visible on a mount (each node removes what it owns). */
 function wipe(): void {

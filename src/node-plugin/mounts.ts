@@ -1,6 +1,7 @@
 /**
- * Mount plumbing for the CSI node service: bind mounts into pods' target paths, read-only remounts,
- * unmounts, and mount inspection through /proc/self/mountinfo.
+ * Mount plumbing of the node plugin: mount inspection through /proc/self/mountinfo (the daemon's own
+ * FUSE mount, the CSI targets), lazy detaching, and the CSI service's bind mounts into pods' target
+ * paths, read-only remounts and unmounts.
  *
  * The rule this module exists for: the daemon serves its own FUSE mount on its main thread, so the
  * main thread must never make a synchronous file-system call on a path inside that mount (the
@@ -9,13 +10,15 @@
  * node:fs/promises (libuv's thread pool), and mountinfo is not inside the FUSE mount.
  */
 import { execFile } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
 export interface MountEntry {
+  /** Minor device number (a FUSE mount's connection id in /sys/fs/fuse/connections). */
+  minor: number;
   /** Path inside the mounted file system that is visible here ("/" or a bind mount's subtree). */
   root: string;
   mountPoint: string;
@@ -30,7 +33,32 @@ const unescape = (s: string): string => s.replace(/\\(\d{3})/g, (_m, o: string) 
 
 /** Every mount in this mount namespace, in mount order (the last one on a point is visible). */
 export async function readMounts(): Promise<MountEntry[]> {
-  const text = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  return parseMountinfo(await fsp.readFile('/proc/self/mountinfo', 'utf8'));
+}
+
+/** readMounts() for the few callers that must not wait (the daemon's health and mount checks). */
+export function readMountsSync(): MountEntry[] {
+  return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+}
+
+/** The visible mount at `dir` now (synchronous; mountinfo is never inside a FUSE mount). */
+export function mountAt(dir: string): MountEntry | undefined {
+  const target = resolvePath(dir);
+  let found: MountEntry | undefined;
+  for (const m of readMountsSync()) if (m.mountPoint === target) found = m;
+  return found;
+}
+
+/** Detach a mount lazily (umount -l; without the right to, fusermount -u -z). */
+export async function detachMount(dir: string): Promise<void> {
+  try {
+    await run('umount', ['-l', dir]);
+  } catch {
+    await run('fusermount', ['-u', '-z', dir]).catch(() => run('fusermount3', ['-u', '-z', dir]));
+  }
+}
+
+function parseMountinfo(text: string): MountEntry[] {
   const out: MountEntry[] = [];
   for (const line of text.split('\n')) {
     // id parent major:minor root mountpoint options [optional…] - fstype source superoptions
@@ -40,6 +68,7 @@ export async function readMounts(): Promise<MountEntry[]> {
     if (dash < 0) continue;
     const options = parts[5]!.split(',');
     out.push({
+      minor: Number(parts[2]!.split(':')[1]),
       root: unescape(parts[3]!),
       mountPoint: unescape(parts[4]!),
       options,
