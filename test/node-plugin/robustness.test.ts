@@ -6,6 +6,7 @@
  *  - SIGTERM during heavy I/O unmounts and exits within a bounded time, leaving no mount;
  *  - HTTP served beside the mount: readiness, and FUSE request metrics that count real requests.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/cli.js';
@@ -121,6 +122,21 @@ describe('node plugin robustness', () => {
     expect(Number(/^marufs_fuse_fast_requests_total\{op="read"\} (\d+)/m.exec(text)?.[1])).toBeGreaterThan(10);
     shOk(`rm ${mnt}/big`);
     expect((await fetch(`${base}/api/v1/regions`)).status).toBe(200);
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('with --lifetime process, a region dies with the process that created it (GC)', async () => {
+    const d = await startDaemon(pool, mnt, ['--node-id', '3', '--lifetime', 'process']);
+    // A long-lived creator keeps its region; a short-lived one (touch) loses it once GC sees it gone.
+    const holder = spawn('sh', ['-c', `exec 3>${mnt}/held; read x`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    await until('the held region', () => existsSync(join(mnt, 'held')));
+    shOk(`touch ${mnt}/brief`);
+    expect(shOk(`getfattr --only-values -n user.marufs.lifetime ${mnt}/brief`)).toBe('process');
+    await until('GC to reclaim the region of the exited touch', () => !existsSync(join(mnt, 'brief')), 15_000);
+    expect(existsSync(join(mnt, 'held'))).toBe(true);
+    holder.stdin!.end();
+    await new Promise((r) => holder.on('exit', r));
+    await until('GC to reclaim the region of the exited holder', () => !existsSync(join(mnt, 'held')), 15_000);
     expect(await d.stop()).toBe(0);
   });
 });
