@@ -83,9 +83,7 @@ function threadGroupOf(tid: number): number | undefined {
 }
 
 interface CacheEntry {
-  threadStart: bigint;
-  caller: Caller;
-  podUid: string | undefined;
+  resolved: ResolvedCaller;
   podsVersion: number;
 }
 
@@ -110,22 +108,30 @@ export class CallerResolver {
     this.#cacheLimit = options.cacheLimit ?? 4096;
   }
 
-  /** The caller of a request from thread `tid` with file-system uid `uid`. */
+  /** A request made for nobody in particular (the kernel's own, or a caller already gone). */
+  #nobody(uid: number): ResolvedCaller {
+    return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
+  }
+
+  /** The caller of a request from thread `tid` with file-system uid `uid` (a cache hit allocates nothing). */
   resolve(tid: number, uid: number): ResolvedCaller {
-    if (tid <= 0) return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
+    if (tid <= 0) return this.#nobody(uid);
     const stat = readStat(tid);
-    if (!stat) return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
+    if (!stat) return this.#nobody(uid);
     const hit = this.#cache.get(tid);
-    if (hit && hit.threadStart === stat.startTime && hit.caller.uid === uid && hit.podsVersion === this.pods.version) {
-      return { caller: hit.caller, threadStart: stat.startTime, isProcess: true, podUid: hit.podUid };
+    if (
+      hit &&
+      hit.resolved.threadStart === stat.startTime &&
+      hit.resolved.caller.uid === uid &&
+      hit.podsVersion === this.pods.version
+    ) {
+      return hit.resolved;
     }
     // Kernel threads (children of kthreadd, pid 2) act for nobody.
-    if (tid === 2 || stat.ppid === 2)
-      return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
+    if (tid === 2 || stat.ppid === 2) return this.#nobody(uid);
     const tgid = threadGroupOf(tid) ?? tid;
     const procStart = tgid === tid ? stat.startTime : readStat(tgid)?.startTime;
-    if (procStart === undefined)
-      return { caller: { nodeId: this.nodeId, uid }, threadStart: 0n, isProcess: false, podUid: undefined };
+    if (procStart === undefined) return this.#nobody(uid);
     let exe: { ino: bigint; dev: bigint } | undefined;
     try {
       const st = statSync(`/proc/${tgid}/exe`, { bigint: true });
@@ -150,8 +156,9 @@ export class CallerResolver {
       uid,
       ...(workload ? { workloadId: workload.workloadId } : {}),
     };
+    const resolved: ResolvedCaller = { caller, threadStart: stat.startTime, isProcess: true, podUid };
     if (this.#cache.size >= this.#cacheLimit) this.#cache.clear();
-    this.#cache.set(tid, { threadStart: stat.startTime, caller, podUid, podsVersion: this.pods.version });
-    return { caller, threadStart: stat.startTime, isProcess: true, podUid };
+    this.#cache.set(tid, { resolved, podsVersion: this.pods.version });
+    return resolved;
   }
 }
