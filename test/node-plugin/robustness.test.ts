@@ -64,7 +64,7 @@ describe('node plugin robustness', () => {
     expect((await again.serving).recoveredStaleMount).toBe(true);
     expect(ls(mnt)).toEqual(['keep1', 'keep2']);
     expect(shOk(`head -c 8 ${mnt}/keep1`)).toBe('survived');
-    expect(again.stderr).toMatch(/stale FUSE mount/);
+    await until('the stale-mount warning in the log', () => /stale FUSE mount/.test(again.stderr));
     shOk(`rm ${mnt}/keep1 ${mnt}/keep2`);
     expect(await again.stop()).toBe(0);
     expect(mounted(mnt)).toBe(false);
@@ -74,8 +74,11 @@ describe('node plugin robustness', () => {
     const d = await startDaemon(pool, mnt, ['--node-id', '3']);
     shOk(`touch ${mnt}/r1`);
     shOk(`umount -l ${mnt}`);
-    await until('the daemon to mount again', () => mounted(mnt) && existsSync(join(mnt, 'r1')));
-    expect(d.stderr).toMatch(/mounted again/);
+    // Its log line may reach us a moment after the new mount is visible: wait for both.
+    await until(
+      'the daemon to mount again',
+      () => mounted(mnt) && existsSync(join(mnt, 'r1')) && /mounted again/.test(d.stderr),
+    );
     shOk(`rm ${mnt}/r1`);
     expect(await d.stop()).toBe(0);
   });
