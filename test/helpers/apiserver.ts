@@ -76,17 +76,36 @@ export function toolPath(name: string): string {
   return p;
 }
 
-/** A free TCP port on 127.0.0.1 (the kernel picks it; there is a small window before it is used). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, LOOPBACK, () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
+/**
+ * `n` distinct free TCP ports on 127.0.0.1: all are held open together while the kernel picks them
+ * (closing one before asking for the next can hand out the same port twice), then released. There
+ * is still a small window before the caller binds them; startControlPlane retries once if lost.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const srv = createServer();
+          srv.unref();
+          srv.on('error', reject);
+          srv.listen(0, LOOPBACK, () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((srv) => {
+    const addr = srv.address();
+    if (typeof addr !== 'object' || !addr) throw new Error('no port');
+    return addr.port;
   });
+  await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+  return ports;
+}
+
+/** One free TCP port on 127.0.0.1 (see freePorts). */
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
 }
 
 function ensureOpenssl(): void {
@@ -305,8 +324,20 @@ function trackForExit(p: Proc): void {
   }
 }
 
-/** Starts etcd and kube-apiserver on 127.0.0.1 and waits until the API server is ready. */
+/**
+ * Starts etcd and kube-apiserver on 127.0.0.1 and waits until the API server is ready. If a port
+ * picked for them was taken by someone else in the meantime, tries once more with new ports.
+ */
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  try {
+    return await startControlPlaneOnce(opts);
+  } catch (err) {
+    if (!/address already in use/.test((err as Error).message)) throw err;
+    return startControlPlaneOnce(opts);
+  }
+}
+
+async function startControlPlaneOnce(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const apiserverBin = toolPath('kube-apiserver');
   const etcdBin = toolPath('etcd');
   const startTimeoutMs = opts.startTimeoutMs ?? 90_000;
@@ -323,7 +354,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 
   try {
     const certs = makeCerts(join(dir, 'pki'));
-    const [etcdClient, etcdPeer, apiserver] = [await freePort(), await freePort(), await freePort()];
+    const [etcdClient, etcdPeer, apiserver] = (await freePorts(3)) as [number, number, number];
     const etcdUrl = `http://${LOOPBACK}:${etcdClient}`;
     const peerUrl = `http://${LOOPBACK}:${etcdPeer}`;
     const deadline = Date.now() + startTimeoutMs;

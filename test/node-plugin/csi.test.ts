@@ -428,6 +428,9 @@ describe('restart and socket lifecycle', () => {
     await publish(podA, volumeId, target, {}, ctx);
     expect(await daemon!.stop()).toBe(0);
     daemon = await startDaemon(pool, mnt, ['--node-id', '1', '--csi', socket, '--pool-name', 'pool-a']);
+    // The log line may reach us after the serving event (two pipes): wait for it.
+    for (let i = 0; i < 100 && !/CSI state restored/.test(daemon.stderr); i++)
+      await new Promise((r) => setTimeout(r, 50));
     expect(daemon.stderr).toMatch(/CSI state restored/);
     const stats = await rpc<{ volume_condition: { abnormal: boolean; message: string } }>(node, 'NodeGetVolumeStats', {
       volume_id: volumeId,

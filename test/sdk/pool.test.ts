@@ -38,8 +38,9 @@ function run(args: string[]): Run {
     child,
     stdout: [],
     stderr: '',
+    // 'close', not 'exit': only then has all of the child's output been read.
     exited: new Promise((resolve) =>
-      child.once('exit', (c) => {
+      child.once('close', (c) => {
         live.delete(child);
         resolve(c);
       }),
