@@ -28,26 +28,33 @@ function has(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
-// 1. System packages: a C compiler for native/.
+// 1. System packages: a C compiler for native/ (required), and what the FUSE node plugin needs
+//    (optional without root: everything but `marufs node` works without it).
 const systemNeeds = [
-  { check: () => has('cc'), pkgs: ['gcc', 'libc6-dev'] },
+  { check: () => has('cc'), pkgs: ['gcc', 'libc6-dev'], required: true },
   // The FUSE addon: libfuse 2 headers and pkg-config to build, fuse3 for fusermount (never the
   // `fuse` package, which conflicts with fuse3), attr for getfattr/setfattr (tests, users).
-  { check: () => existsSync('/usr/include/fuse/fuse.h') && has('pkg-config'), pkgs: ['libfuse-dev', 'pkg-config'] },
+  { check: fuseBuildable, pkgs: ['libfuse-dev', 'pkg-config'] },
   { check: () => has('fusermount3') || has('fusermount'), pkgs: ['fuse3'] },
   { check: () => has('getfattr'), pkgs: ['attr'] },
 ];
-const missing = systemNeeds.filter((n) => !n.check()).flatMap((n) => n.pkgs);
-if (missing.length > 0) {
+function fuseBuildable() {
+  return existsSync('/usr/include/fuse/fuse.h') && has('pkg-config');
+}
+const missingNeeds = systemNeeds.filter((n) => !n.check());
+if (missingNeeds.length > 0) {
+  const missing = missingNeeds.flatMap((n) => n.pkgs);
   if (process.getuid?.() === 0 && has('apt-get')) {
     log(`installing system packages: ${missing.join(' ')}`);
     run('apt-get', ['update', '-qq']);
     run('apt-get', ['install', '-y', '-qq', ...missing], {
       env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     });
-  } else {
+  } else if (missingNeeds.some((n) => n.required)) {
     process.stderr.write(`[setup] missing system packages: ${missing.join(' ')} (install them, or run as root)\n`);
     process.exit(1);
+  } else {
+    log(`without ${missing.join(' ')} the FUSE node plugin (marufs node) is not built; install them, or run as root`);
   }
 }
 
@@ -90,7 +97,7 @@ function nodeHeaders() {
 // 3b. The FUSE addon (native/marufs_fuse.c): Node-API against the system's Node headers and libfuse 2.
 const fuseSrc = join(root, 'native', 'marufs_fuse.c');
 const fuseOut = join(root, 'native', 'build', 'marufs_fuse.node');
-if (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < statSync(fuseSrc).mtimeMs) {
+if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < statSync(fuseSrc).mtimeMs)) {
   log('building native/build/marufs_fuse.node');
   const fuseFlags = execFileSync('pkg-config', ['--cflags', '--libs', 'fuse'], { encoding: 'utf8' })
     .trim()
