@@ -20,6 +20,12 @@ function wipe(): void {
 
 afterEach(() => wipe());
 
+/** Run two shell loops at once; every command's error (if any) fails the test with its message. */
+function both(a: string, b: string): void {
+  const r = sh(`(${a}) 2>&1 & (${b}) 2>&1 & wait`);
+  expect(r.stdout + r.stderr).toBe('');
+}
+
 describe('§1 single node basics (node 1)', () => {
   it('creates, counts, removes, and enforces names and sizing', () => {
     shOk(`touch ${m1}/a.txt`);
@@ -96,31 +102,27 @@ describe('§4 access control between nodes', () => {
 
 describe('§5 concurrent creates from both nodes', () => {
   it('lists the same regions on both nodes after parallel creates', () => {
-    shOk(
-      `(for i in $(seq 1 10); do touch ${m1}/c1-$i; done) & (for i in $(seq 1 10); do touch ${m2}/c2-$i; done) & wait`,
-    );
+    both(`for i in $(seq 1 10); do touch ${m1}/c1-$i; done`, `for i in $(seq 1 10); do touch ${m2}/c2-$i; done`);
     expect(ls(m1)).toHaveLength(20);
     expect(ls(m2)).toEqual(ls(m1));
-    shOk(
-      `(for i in $(seq 11 50); do touch ${m1}/c1-$i; done) & (for i in $(seq 11 50); do touch ${m2}/c2-$i; done) & wait`,
-    );
+    both(`for i in $(seq 11 50); do touch ${m1}/c1-$i; done`, `for i in $(seq 11 50); do touch ${m2}/c2-$i; done`);
     expect(ls(m1)).toHaveLength(100);
     expect(ls(m2)).toEqual(ls(m1));
   });
 
   it('keeps equal counts through interleaved create/delete/create', () => {
     const cycle = (m: string, p: string): string =>
-      `(for i in $(seq 1 20); do touch ${m}/${p}$i; rm ${m}/${p}$i; touch ${m}/${p}$i; done)`;
-    shOk(`${cycle(m1, 'i1-')} & ${cycle(m2, 'i2-')} & wait`);
+      `for i in $(seq 1 20); do touch ${m}/${p}$i; rm ${m}/${p}$i; touch ${m}/${p}$i; done`;
+    both(cycle(m1, 'i1-'), cycle(m2, 'i2-'));
     expect(ls(m1)).toHaveLength(40);
     expect(ls(m2)).toEqual(ls(m1));
   });
 
   it('test_overlap: regions sized at once from both nodes never overlap (20 rounds)', () => {
     for (let round = 0; round < 20; round++) {
-      shOk(
-        `(for i in 1 2 3; do touch ${m1}/o1-$i; truncate -s 3M ${m1}/o1-$i; done) & ` +
-          `(for i in 1 2 3; do touch ${m2}/o2-$i; truncate -s 5M ${m2}/o2-$i; done) & wait`,
+      both(
+        `for i in 1 2 3; do touch ${m1}/o1-$i; truncate -s 3M ${m1}/o1-$i; done`,
+        `for i in 1 2 3; do touch ${m2}/o2-$i; truncate -s 5M ${m2}/o2-$i; done`,
       );
       const extents = ls(m1).map((n) => {
         const info = JSON.parse(shOk(`getfattr --only-values -n user.marufs.info ${m1}/${n}`)) as {
@@ -144,9 +146,7 @@ describe('§6 stress', () => {
     expect(ls(m2)).toHaveLength(200);
     shOk(`rm ${m1}/b*`);
     expect(ls(m2)).toEqual([]);
-    shOk(
-      `(for i in $(seq 1 50); do touch ${m1}/l$i; done) & (for i in $(seq 1 20); do ls ${m2} > /dev/null; done) & wait`,
-    );
+    both(`for i in $(seq 1 50); do touch ${m1}/l$i; done`, `for i in $(seq 1 20); do ls ${m2} > /dev/null; done`);
     expect(ls(m1)).toHaveLength(50);
     expect(ls(m2)).toHaveLength(50);
   });
