@@ -7,8 +7,7 @@
 import { closeSync, existsSync, openSync, readSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MarufsError, type ErrorCode } from '../engine/index.js';
-
-const CONTROL_FILE = '.marufs';
+import { CONTROL_FILE } from '../node-plugin/control.js';
 
 /** Is `path` a file on a marufs mount (its directory holds the control file)? */
 export function isMountPath(path: string): boolean {

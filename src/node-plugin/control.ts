@@ -366,16 +366,16 @@ async function runTableOp(t: NrhtTable, req: ControlRequest): Promise<unknown> {
   }
 }
 
-/** The owner a chown to "self" gives: the process for process lifetime, else the durable identity. */
+/**
+ * The owner a caller becomes (a create through the mount, a chown to "self"): its process for process
+ * lifetime, else its durable identity — the pod's workload, or its user on this node.
+ */
 export function ownerFor(caller: Caller, lifetime: 'process' | 'persistent'): Principal {
   if (lifetime === 'persistent') {
     if (caller.workloadId !== undefined) return { kind: 'workload', workloadId: caller.workloadId };
     if (caller.uid !== undefined) return { kind: 'user', uid: caller.uid, nodeId: caller.nodeId };
   }
-  if (!caller.process) {
-    if (caller.uid !== undefined) return { kind: 'user', uid: caller.uid };
-    throw new MarufsError('EINVAL', 'the caller has no identity to own a region');
-  }
+  if (!caller.process) throw new MarufsError('EACCES', 'the caller has no process identity to own a region');
   return { kind: 'process', nodeId: caller.nodeId, ...caller.process };
 }
 

@@ -30,11 +30,10 @@ import {
   PermissionCache,
   type Caller,
   type MarufsNode,
-  type Principal,
   type RegionHandle,
   type RegionInfo,
 } from '../engine/index.js';
-import { CONTROL_FILE, LISTED_XATTRS, parseControlRequest, toJson, type ControlExecutor } from './control.js';
+import { CONTROL_FILE, LISTED_XATTRS, ownerFor, parseControlRequest, toJson, type ControlExecutor } from './control.js';
 import {
   Op,
   OP_NAMES,
@@ -410,7 +409,7 @@ export class MarufsFs {
     try {
       await this.#node.regions.create(name, caller, {
         lifetime: this.#lifetime,
-        owner: this.#ownerOf(caller),
+        owner: ownerFor(caller, this.#lifetime),
         mode: req.offset & 0o777,
       });
     } catch (err) {
@@ -418,15 +417,6 @@ export class MarufsFs {
       if (!(err instanceof MarufsError && err.code === 'EEXIST') || req.flags & O_EXCL) throw err;
     }
     return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
-  }
-
-  #ownerOf(caller: Caller): Principal {
-    if (this.#lifetime === 'process' || (caller.workloadId === undefined && caller.uid === undefined)) {
-      if (!caller.process) throw new MarufsError('EACCES', 'the caller has no process identity');
-      return { kind: 'process', nodeId: caller.nodeId, ...caller.process };
-    }
-    if (caller.workloadId !== undefined) return { kind: 'workload', workloadId: caller.workloadId };
-    return { kind: 'user', uid: caller.uid!, nodeId: caller.nodeId };
   }
 
   #release(fh: number): void {

@@ -103,11 +103,6 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-/** One free TCP port on 127.0.0.1 (see freePorts). */
-export async function freePort(): Promise<number> {
-  return (await freePorts(1))[0]!;
-}
-
 function ensureOpenssl(): void {
   if (spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0) return;
   if (process.getuid?.() === 0 && spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0) {
