@@ -137,15 +137,15 @@ static int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t 
   uint32_t need = write ? PERM_WRITE : PERM_READ;
   if (!e->armed || e->fh != fh || e->tid != tid || (e->perms & need) != need ||
       __atomic_load_n(e->acl_seq, __ATOMIC_ACQUIRE) != e->seq) {
-    ms->stats.misses++;
     pthread_mutex_unlock(&ms->fast_mu);
+    __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
     return 0;
   }
   char probe;
   if (pread(e->procfd, &probe, 1, 0) != 1) { /* the checked task is gone */
     disarm_locked(e);
-    ms->stats.misses++;
     pthread_mutex_unlock(&ms->fast_mu);
+    __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
     return 0;
   }
   char *base = e->base;
@@ -164,15 +164,13 @@ static int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t 
   } else if (n > 0) {
     memcpy(buf, base + off, n);
   }
-  pthread_mutex_lock(&ms->fast_mu);
   if (write) {
-    ms->stats.writes++;
-    ms->stats.write_bytes += n;
+    __atomic_fetch_add(&ms->stats.writes, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&ms->stats.write_bytes, n, __ATOMIC_RELAXED);
   } else {
-    ms->stats.reads++;
-    ms->stats.read_bytes += n;
+    __atomic_fetch_add(&ms->stats.reads, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&ms->stats.read_bytes, n, __ATOMIC_RELAXED);
   }
-  pthread_mutex_unlock(&ms->fast_mu);
   *result = (int)n;
   return 1;
 }
@@ -820,11 +818,12 @@ static napi_value js_fast_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   mount_state_t *ms = state_call(env, info, 1, argv);
   if (ms == NULL) return NULL;
-  pthread_mutex_lock(&ms->fast_mu);
-  fast_stats_t st = ms->stats;
-  pthread_mutex_unlock(&ms->fast_mu);
-  double v[5] = {(double)st.reads, (double)st.writes, (double)st.read_bytes, (double)st.write_bytes,
-                 (double)st.misses};
+  fast_stats_t *st = &ms->stats; /* counters are atomic: no lock on the request path */
+  double v[5] = {(double)__atomic_load_n(&st->reads, __ATOMIC_RELAXED),
+                 (double)__atomic_load_n(&st->writes, __ATOMIC_RELAXED),
+                 (double)__atomic_load_n(&st->read_bytes, __ATOMIC_RELAXED),
+                 (double)__atomic_load_n(&st->write_bytes, __ATOMIC_RELAXED),
+                 (double)__atomic_load_n(&st->misses, __ATOMIC_RELAXED)};
   napi_value arr;
   napi_create_array_with_length(env, 5, &arr);
   for (uint32_t i = 0; i < 5; i++) {

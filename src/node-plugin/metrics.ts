@@ -104,43 +104,49 @@ export class PluginMetrics {
 
     // ---- the addon's fast path (reads and writes served without JavaScript) ---------------------
     const fast = (): FastPathCounts | undefined => this.#fastPath?.();
-    new Counter({
-      name: 'marufs_fuse_fast_requests_total',
-      help: 'Reads and writes the FUSE addon served itself (already checked, ACL unchanged); not in marufs_fuse_requests_total.',
-      labelNames: ['op'],
-      registers,
-      collect() {
-        const f = fast();
-        if (!f) return;
-        this.reset();
-        this.inc({ op: 'read' }, f.reads);
-        this.inc({ op: 'write' }, f.writes);
-      },
-    });
-    new Counter({
-      name: 'marufs_fuse_fast_bytes_total',
-      help: 'Bytes the FUSE addon copied itself between pool memory and the kernel.',
-      labelNames: ['op'],
-      registers,
-      collect() {
-        const f = fast();
-        if (!f) return;
-        this.reset();
-        this.inc({ op: 'read' }, f.readBytes);
-        this.inc({ op: 'write' }, f.writeBytes);
-      },
-    });
-    new Counter({
-      name: 'marufs_fuse_fast_misses_total',
-      help: 'Reads and writes the addon passed to JavaScript (handle not armed for the thread, or the ACL changed).',
-      registers,
-      collect() {
-        const f = fast();
-        if (!f) return;
-        this.reset();
-        this.inc(f.misses);
-      },
-    });
+    const fastCounter = (
+      name: string,
+      help: string,
+      labelNames: string[],
+      values: (f: FastPathCounts) => [Record<string, string>, number][],
+    ): void => {
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          const f = fast();
+          if (!f) return;
+          this.reset();
+          for (const [labels, v] of values(f)) this.inc(labels, v);
+        },
+      });
+    };
+    fastCounter(
+      'marufs_fuse_fast_requests_total',
+      'Reads and writes the FUSE addon served itself (already checked, ACL unchanged); not in marufs_fuse_requests_total.',
+      ['op'],
+      (f) => [
+        [{ op: 'read' }, f.reads],
+        [{ op: 'write' }, f.writes],
+      ],
+    );
+    fastCounter(
+      'marufs_fuse_fast_bytes_total',
+      'Bytes the FUSE addon copied itself between pool memory and the kernel.',
+      ['op'],
+      (f) => [
+        [{ op: 'read' }, f.readBytes],
+        [{ op: 'write' }, f.writeBytes],
+      ],
+    );
+    fastCounter(
+      'marufs_fuse_fast_misses_total',
+      'Reads and writes the addon passed to JavaScript (handle not armed for the thread, or the ACL changed).',
+      [],
+      (f) => [[{}, f.misses]],
+    );
 
     // ---- control interface ---------------------------------------------------------------------
     this.#control = new Counter({
