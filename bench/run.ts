@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { renderBootstrapBench, runBootstrapBench } from './bootstrap.js';
 import { plotFuseResults, renderFuseBench, runFuseBench } from './fuse.js';
+import { plotKvCacheResults, renderKvCacheBench, runKvCacheBench } from './kvcache.js';
 import { renderMeBench, runMeBench } from './me.js';
 import { renderNrhtBench, runNrhtBench } from './nrht.js';
 import { plot } from './plot.js';
@@ -35,6 +36,12 @@ const BENCHES: Record<string, Bench> = {
     run: runFuseBench,
     render: renderFuseBench,
     plot: plotFuseResults,
+  },
+  kvcache: {
+    title: 'KV-cache blocks shared between processes: marufs vs Redis vs loopback TCP',
+    run: runKvCacheBench,
+    render: renderKvCacheBench,
+    plot: plotKvCacheResults,
   },
 };
 

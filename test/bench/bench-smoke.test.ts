@@ -60,3 +60,19 @@ describe('fuse bench smoke', () => {
     expect(renderFuseBench(r)).toMatch(/FUSE\/tmpfs/);
   });
 });
+
+describe('kvcache bench smoke', () => {
+  it('moves every KV-cache block intact over marufs, Redis and TCP in its quick form', async () => {
+    const { runKvCacheBench, renderKvCacheBench } = await import('../../bench/kvcache.js');
+    const r = await runKvCacheBench(true);
+    expect(r.rows.map((x) => x.transport)).toEqual(['marufs', 'redis', 'tcp']);
+    for (const x of r.rows) {
+      expect(x.misses).toBe(0);
+      expect(x.corrupt).toBe(0);
+      expect(x.fetchBlocksPerSec).toBeGreaterThan(0);
+      expect(x.publishBlocksPerSec).toBeGreaterThan(0);
+    }
+    expect(r.redisVersion).toMatch(/^\d+\.\d+/);
+    expect(renderKvCacheBench(r)).toMatch(/marufs \/ Redis/);
+  });
+});
