@@ -121,6 +121,18 @@ if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < stat
 //     csi-sanity), built once from Go modules into .tools/bin by scripts/k8s-tools.sh.
 //     The script skips every tool that is already built (its stamps), so this costs nothing warm.
 if (process.argv.includes('--test-tools')) {
+  // Test-only system packages: redis-server (the benchmark peer) and Debian's chromium (the
+  // dashboard's browser test, driven by playwright-core).
+  const testNeeds = [
+    { check: () => has('redis-server'), pkgs: ['redis-server'] },
+    { check: () => existsSync('/usr/bin/chromium'), pkgs: ['chromium'] },
+  ].filter((n) => !n.check());
+  if (testNeeds.length > 0 && process.getuid?.() === 0 && has('apt-get')) {
+    const pkgs = testNeeds.flatMap((n) => n.pkgs);
+    log(`installing test packages: ${pkgs.join(' ')}`);
+    run('apt-get', ['update', '-qq']);
+    run('apt-get', ['install', '-y', '-qq', ...pkgs], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  }
   if (!existsSync(join(root, '.tools', 'bin', 'kube-apiserver'))) {
     log('building the Kubernetes test tools (scripts/k8s-tools.sh; about 6 minutes the first time)');
   }

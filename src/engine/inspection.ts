@@ -10,7 +10,7 @@
  * ME stats reset.
  */
 import { readSlot } from './bootstrap/slots.js';
-import { BOOTSTRAP_SLOTS } from './layout/geometry.js';
+import { BOOTSTRAP_SLOTS, type Geometry } from './layout/geometry.js';
 import { regionReport, slotReport, tableReport, type RegionReport, type SlotReport } from './inspect.js';
 import type { MeAreaReport } from './me/inspect.js';
 import type { MeInstanceInfo } from './me/instance.js';
@@ -27,7 +27,14 @@ export interface MeView {
 }
 
 export interface NodeViews {
-  node: { nodeId: number; state: string; poolUuid: string; formatGeneration: number; heartbeatFrozen: boolean };
+  node: {
+    nodeId: number;
+    state: string;
+    poolUuid: string;
+    formatGeneration: number;
+    heartbeatFrozen: boolean;
+    geometry: Geometry;
+  };
   bootstrap: (Omit<SlotReport, 'liveness'> & { self: boolean })[];
   regions: RegionReport[];
   capacity: Capacity;
@@ -106,6 +113,7 @@ export class NodeInspector {
         poolUuid: sb.poolUuid,
         formatGeneration: sb.formatGeneration,
         heartbeatFrozen: this.node.heartbeatFrozen,
+        geometry: sb.geometry,
       },
       bootstrap: this.bootstrap(),
       regions: this.regions(),

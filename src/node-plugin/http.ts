@@ -7,6 +7,7 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import {
   DEBUG_ACTIONS,
@@ -69,6 +70,21 @@ export interface HttpServerHandle {
   close(): Promise<void>;
 }
 
+/** The dashboard's static files (web/dashboard in the project), served at /dashboard/. */
+export const DASHBOARD_DIR = fileURLToPath(new URL('../../../web/dashboard/', import.meta.url));
+
+/** Most regions one /api/v1/regions page may hold. */
+const MAX_PAGE = 10_000;
+
+/** A non-negative integer query parameter, or the fallback; anything else is EINVAL. */
+function intParam(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n))
+    throw new MarufsError('EINVAL', `query parameter ${name} must be a non-negative integer`);
+  return n;
+}
+
 /** The views under /api/v1, in the order /api/v1 lists them. */
 export const API_VIEWS = ['node', 'bootstrap', 'regions', 'regions/:name', 'capacity', 'me', 'tables', 'gc'] as const;
 
@@ -122,6 +138,10 @@ export function createHttpApp(opts: HttpAppOptions): Express {
     res.set('Content-Type', metrics.contentType).send(text);
   });
 
+  // The live dashboard: static files polling /api/v1 with relative URLs.
+  app.get('/', (_req, res) => res.redirect('dashboard/'));
+  app.use('/dashboard', express.static(DASHBOARD_DIR, { index: 'index.html', maxAge: 0 }));
+
   const api = express.Router();
   api.get('/', (_req, res) => {
     res.json({
@@ -137,14 +157,24 @@ export function createHttpApp(opts: HttpAppOptions): Express {
       poolUuid: sb.poolUuid,
       formatGeneration: sb.formatGeneration,
       heartbeatFrozen: node.heartbeatFrozen,
+      geometry: sb.geometry,
     };
     res.json(view);
   });
   api.get('/bootstrap', (_req, res) => {
     res.json(inspector.bootstrap());
   });
-  api.get('/regions', (_req, res) => {
-    res.json(inspector.regions());
+  // All regions, or one page of them (?offset, ?limit, ?q: a name substring); the number that match
+  // is in X-Total-Count either way.
+  api.get('/regions', (req, res) => {
+    const paged = req.query['offset'] !== undefined || req.query['limit'] !== undefined;
+    const offset = intParam(req.query['offset'], 'offset', 0);
+    const limit = Math.min(MAX_PAGE, intParam(req.query['limit'], 'limit', paged ? 100 : Number.MAX_SAFE_INTEGER));
+    const q = typeof req.query['q'] === 'string' ? req.query['q'] : '';
+    const all = inspector.regions();
+    const matching = q ? all.filter((r) => r.name.includes(q)) : all;
+    res.set('X-Total-Count', String(matching.length));
+    res.json(paged ? matching.slice(offset, offset + limit) : matching);
   });
   api.get('/regions/:name', (req, res) => {
     res.json(inspector.region(req.params.name));
