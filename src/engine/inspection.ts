@@ -80,6 +80,12 @@ export class NodeInspector {
     return this.node.regions.list({ includeDeleting: true }).map(regionReport);
   }
 
+  /** One page of regions() (see RegionStore.page): the reports of the page, and how many match. */
+  regionsPage(options: { offset: number; limit: number; q?: string }): { total: number; items: RegionReport[] } {
+    const { total, items } = this.node.regions.page({ ...options, includeDeleting: true });
+    return { total, items: items.map(regionReport) };
+  }
+
   /** One region with its delegations (the reference's deleg_info). */
   region(name: string): RegionReport {
     return regionReport(this.node.regions.stat(name));

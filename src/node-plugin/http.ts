@@ -169,12 +169,11 @@ export function createHttpApp(opts: HttpAppOptions): Express {
   api.get('/regions', (req, res) => {
     const paged = req.query['offset'] !== undefined || req.query['limit'] !== undefined;
     const offset = intParam(req.query['offset'], 'offset', 0);
-    const limit = Math.min(MAX_PAGE, intParam(req.query['limit'], 'limit', paged ? 100 : Number.MAX_SAFE_INTEGER));
+    const limit = paged ? Math.min(MAX_PAGE, intParam(req.query['limit'], 'limit', 100)) : Number.MAX_SAFE_INTEGER;
     const q = typeof req.query['q'] === 'string' ? req.query['q'] : '';
-    const all = inspector.regions();
-    const matching = q ? all.filter((r) => r.name.includes(q)) : all;
-    res.set('X-Total-Count', String(matching.length));
-    res.json(paged ? matching.slice(offset, offset + limit) : matching);
+    const { total, items } = inspector.regionsPage({ offset, limit, q });
+    res.set('X-Total-Count', String(total));
+    res.json(items);
   });
   api.get('/regions/:name', (req, res) => {
     res.json(inspector.region(req.params.name));

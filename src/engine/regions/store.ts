@@ -147,6 +147,31 @@ export class RegionTable {
     return out;
   }
 
+  /**
+   * One page of list(): the regions whose name contains `q` (all without it), in id order, skipping
+   * `offset` and keeping at most `limit`; `total` counts every match. Only the page's entries are
+   * read whole, so a page costs the same on a pool of 65,536 regions as on a small one.
+   */
+  page(options: { offset: number; limit: number; q?: string; includeDeleting?: boolean }): {
+    total: number;
+    items: RegionInfo[];
+  } {
+    const needle = options.q ? Buffer.from(options.q, 'utf8') : undefined;
+    const items: RegionInfo[] = [];
+    let total = 0;
+    for (let id = 0; id < this.rat.maxEntries; id++) {
+      const e = this.rat.entry(id);
+      const st = this.mem.load32(e + E.state);
+      if (st === RatState.FREE || (st === RatState.DELETING && !options.includeDeleting)) continue;
+      if (needle && !this.mem.bytes(e + E.name, Math.min(63, this.mem.load32(e + E.nameLen))).includes(needle))
+        continue;
+      if (total >= options.offset && items.length < options.limit)
+        items.push(toInfo(readEntry(this.mem, this.rat, id)));
+      total++;
+    }
+    return { total, items };
+  }
+
   capacity(): Capacity {
     const { free, largest } = freeSpace(this.extents(), this.rat.dataOffset, this.rat.dataEnd);
     return {
