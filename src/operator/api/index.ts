@@ -8,3 +8,4 @@ export * from './pool.js';
 export * from './region.js';
 export * from './validate.js';
 export * from './crd.js';
+export * from './docs.js';
