@@ -18,7 +18,7 @@ const EXAMPLE_VALUES = join(ROOT, 'examples', 'values-example.yaml');
 const NS = 'marufs-system';
 /**
  * `helm template` has no cluster to ask its version; helm built from the Go module (scripts/k8s-tools.sh)
- * defaults to v1.20, below the chart's kubeVersion. Render for the API server version we test against.
+ * assumes v1.20. Render for the API server version we test against.
  */
 const KUBE_VERSION = ['--kube-version', 'v1.32.0'];
 
