@@ -51,7 +51,7 @@ describe('helm lint and template (no cluster)', () => {
       expect(r.stdout).not.toMatch(/\[(WARNING|ERROR)\]/);
       expect(r.code).toBe(0);
     }
-  });
+  }, 300_000);
 
   it('renders the workloads as the contract says', async () => {
     const objs = docs(await template('--include-crds'));
@@ -109,7 +109,7 @@ describe('helm lint and template (no cluster)', () => {
     expect(oc['readinessProbe']).toMatchObject({ httpGet: { path: '/readyz' } });
     expect(byKind('StorageClass')).toEqual([]);
     expect(byKind('MarufsPool')).toEqual([]);
-  });
+  }, 300_000);
 
   it('renders the optional pool and StorageClass from the example values', async () => {
     const objs = docs(await template('-f', EXAMPLE_VALUES));
@@ -244,7 +244,7 @@ describe('the chart on a real API server', () => {
     // A pool holds data: the chart-made one is kept (helm.sh/resource-policy: keep), and so are the CRDs.
     expect(await kubectlOk(cp, ['get', 'mpool', 'pool-a', '-o', 'name'])).toBe('marufspool.marufs.io/pool-a\n');
     expect((await helm(cp, ['list', '-n', ns, '-q'])).stdout.trim()).toBe('');
-  });
+  }, 300_000);
 
   it('helm template output passes a server-side dry run (default and example values)', async () => {
     // helm never deletes CRDs (crds/): they are still there from the install above; apply is idempotent.
@@ -262,5 +262,5 @@ describe('the chart on a real API server', () => {
       expect(r.stdout).toMatch(/daemonset\.apps\/marufs-node created \(server dry run\)/);
     }
     await kubectlOk(cp, ['delete', 'namespace', NS, '--wait=false']);
-  });
+  }, 300_000);
 });
