@@ -9,6 +9,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { validatePoolSpec } from '../../src/operator/api/index.js';
 import { startControlPlane, type ControlPlane } from '../helpers/apiserver.js';
 import { apply, helm, installCrds, kubectl, kubectlOk } from '../helpers/kube-cli.js';
 
@@ -120,6 +121,7 @@ describe('helm lint and template (no cluster)', () => {
     });
     const pool = objs.find((o) => o.kind === 'MarufsPool')!;
     expect(pool.spec).toMatchObject({ emulated: { path: '/dev/shm/marufs-pool-a', size: '2Gi' } });
+    expect(validatePoolSpec(pool.spec).errors).toEqual([]);
     const deploy = objs.find((o) => o.kind === 'Deployment')!;
     expect(deploy.spec!['replicas']).toBe(2);
   });
