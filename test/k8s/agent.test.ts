@@ -99,6 +99,7 @@ interface Inspect {
   regions: {
     name: string;
     size: number;
+    allocatedSize: number;
     owner: { kind: string; managedId?: string } | null;
     defaultPermissions: string;
     type: string;
@@ -110,10 +111,16 @@ interface Inspect {
   }[];
 }
 
+/** `marufs inspect --json`, permission texts reduced to their letters ("rw----" → "rw"). */
 function inspect(): Inspect {
   const r = runCli(['inspect', poolFile, '--json']);
   if (r.status !== 0) throw new Error(`inspect failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Inspect;
+  const i = JSON.parse(r.stdout) as Inspect;
+  for (const x of i.regions) {
+    x.defaultPermissions = x.defaultPermissions.replaceAll('-', '');
+    for (const d of x.delegations) d.permissions = d.permissions.replaceAll('-', '');
+  }
+  return i;
 }
 
 const pool = (): Promise<PoolObj> => getJson<PoolObj>('marufspools.marufs.io', POOL);
@@ -277,7 +284,8 @@ spec:
     ]);
     const kv = inspect().regions.find((x) => x.name === 'team-a.kv')!;
     expect(kv.owner?.kind).toBe('managed');
-    expect(kv.size).toBe(4 * 1024 * 1024); // rounded up to 2 MiB units
+    expect(kv.size).toBe(3 * 1024 * 1024);
+    expect(kv.allocatedSize).toBe(4 * 1024 * 1024); // 2 MiB units
     expect(kv.defaultPermissions).toBe('r');
     const active = kv.delegations.filter((d) => d.state === 'active');
     expect(active.map((d) => [d.principal.workloadId, d.principal.nodeId, d.permissions]).sort()).toEqual(
@@ -341,7 +349,7 @@ spec:
     });
     await call('NodePublishVolume', req(`${POOL}/team-a.kv`));
     const st = await exec('stat', ['-c', '%s', join(target, 'team-a.kv')]);
-    expect(Number(st.stdout.trim())).toBe(4 * 1024 * 1024);
+    expect(Number(st.stdout.trim())).toBe(3 * 1024 * 1024);
     await call('NodeUnpublishVolume', { volume_id: `${POOL}/team-a.kv`, target_path: target });
     node.close();
   });

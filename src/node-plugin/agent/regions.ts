@@ -220,7 +220,7 @@ export async function reconcileRegion(r: MarufsRegion, ctx: RegionContext): Prom
       .filter((d) => d.state === 'active')
       .map((d) => ({
         principal: wanted.find((w) => samePrincipal(d.principal, w.principal))?.text ?? 'unknown',
-        permissions: formatPerms(d.perms),
+        permissions: formatPerms(d.perms).replaceAll('-', ''), // letters only, as the spec writes them
       }))
       .sort((a, b) => a.principal.localeCompare(b.principal));
     await sink.applyStatus(
