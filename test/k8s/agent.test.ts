@@ -21,7 +21,8 @@ import { killAllNodeAgents, NodeAgentProcess } from '../helpers/node-agent.js';
 import { AGENT_TEST_CRDS } from './agent-crds.js';
 
 const exec = promisify(execFile);
-jest.setTimeout(600_000);
+/** Per step: a loaded 2-core machine starts an API server and three FUSE agents slowly. */
+const T = 300_000;
 
 const POOL = 'alpha';
 const poolFile = `/dev/shm/marufs-agent-${process.pid}.pool`;
@@ -165,7 +166,7 @@ beforeAll(async () => {
     );
   }
   await Promise.all(agents.map((a) => a.start()));
-});
+}, T);
 
 afterAll(async () => {
   await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
@@ -173,7 +174,7 @@ afterAll(async () => {
   await cp?.stop();
   rmSync(poolFile, { force: true });
   tmp.cleanup();
-});
+}, T);
 
 const POOL_YAML = `apiVersion: marufs.io/v1alpha1
 kind: MarufsPool
@@ -189,79 +190,94 @@ spec:
 describe('node agents on one pool', () => {
   let uuid = '';
 
-  it('three agents format the pool once and get three distinct node ids', async () => {
-    await apply(POOL_YAML);
-    const p = await allMounted(3);
-    const ids = p.status!.nodes!.map((n) => n.nodeId);
-    expect(new Set(ids).size).toBe(3);
-    expect(p.status!.nodes!.map((n) => n.nodeName).sort()).toEqual(['node-a', 'node-b', 'node-c']);
-    for (const n of p.status!.nodes!)
-      expect(n.mountPath).toBe(join(tmp.dir, n.nodeName, 'state', 'pools', POOL, 'mnt'));
-    const leaderWrote = await until('pool UUID', async () => (await pool()).status?.poolUUID);
-    const i = inspect();
-    expect(i.superblock.poolUuid).toBe(leaderWrote);
-    expect(i.bootstrap.formatsCompleted).toBe(1);
-    expect((await pool()).status!.formatGeneration).toBe(1);
-    uuid = leaderWrote;
-    // Each node's entry has its own field manager (server-side apply): no conflicts between nodes.
-    const raw = JSON.parse(
-      await kubectl('get', 'marufspools.marufs.io', POOL, '-o', 'json', '--show-managed-fields'),
-    ) as { metadata: { managedFields: { manager: string }[] } };
-    const managers = raw.metadata.managedFields.map((m) => m.manager);
-    for (const n of ['node-a', 'node-b', 'node-c']) expect(managers).toContain(`marufs-node-${n}`);
-    expect(managers).toContain('marufs-pool-leader');
-  });
+  it(
+    'three agents format the pool once and get three distinct node ids',
+    async () => {
+      await apply(POOL_YAML);
+      const p = await allMounted(3);
+      const ids = p.status!.nodes!.map((n) => n.nodeId);
+      expect(new Set(ids).size).toBe(3);
+      expect(p.status!.nodes!.map((n) => n.nodeName).sort()).toEqual(['node-a', 'node-b', 'node-c']);
+      for (const n of p.status!.nodes!)
+        expect(n.mountPath).toBe(join(tmp.dir, n.nodeName, 'state', 'pools', POOL, 'mnt'));
+      const leaderWrote = await until('pool UUID', async () => (await pool()).status?.poolUUID);
+      const i = inspect();
+      expect(i.superblock.poolUuid).toBe(leaderWrote);
+      expect(i.bootstrap.formatsCompleted).toBe(1);
+      expect((await pool()).status!.formatGeneration).toBe(1);
+      uuid = leaderWrote;
+      // Each node's entry has its own field manager (server-side apply): no conflicts between nodes.
+      const raw = JSON.parse(
+        await kubectl('get', 'marufspools.marufs.io', POOL, '-o', 'json', '--show-managed-fields'),
+      ) as { metadata: { managedFields: { manager: string }[] } };
+      const managers = raw.metadata.managedFields.map((m) => m.manager);
+      for (const n of ['node-a', 'node-b', 'node-c']) expect(managers).toContain(`marufs-node-${n}`);
+      expect(managers).toContain('marufs-pool-leader');
+    },
+    T,
+  );
 
-  it('registers with kubelet the way kubelet does (GetInfo, the CSI endpoint, NotifyRegistrationStatus)', async () => {
-    const a = agents[0]!;
-    const pkg = loadRegistrationPackage();
-    const reg = new pkg['Registration']!(
-      `unix://${join(a.kubeletDir, 'plugins_registry', 'csi.marufs.io-reg.sock')}`,
-      grpc.credentials.createInsecure(),
-    );
-    const call = <T>(client: grpc.Client, method: string, req: unknown): Promise<T> =>
-      new Promise((resolve, reject) =>
-        (client as unknown as Record<string, (r: unknown, cb: (e: Error | null, v: T) => void) => void>)[method]!(
-          req,
-          (e, v) => (e ? reject(e) : resolve(v)),
-        ),
+  it(
+    'registers with kubelet the way kubelet does (GetInfo, the CSI endpoint, NotifyRegistrationStatus)',
+    async () => {
+      const a = agents[0]!;
+      const pkg = loadRegistrationPackage();
+      const reg = new pkg['Registration']!(
+        `unix://${join(a.kubeletDir, 'plugins_registry', 'csi.marufs.io-reg.sock')}`,
+        grpc.credentials.createInsecure(),
       );
-    const info = await call<{ type: string; name: string; endpoint: string; supported_versions: string[] }>(
-      reg,
-      'GetInfo',
-      {},
-    );
-    expect(info).toEqual({ type: 'CSIPlugin', name: 'csi.marufs.io', endpoint: a.csi, supported_versions: ['1.0.0'] });
-    // kubelet then dials the endpoint and asks the CSI node for its id.
-    const node = new (csiV1(loadCsiPackage())['Node']!)(`unix://${info.endpoint}`, grpc.credentials.createInsecure());
-    const ni = await call<{ node_id: string; accessible_topology: { segments: Record<string, string> } }>(
-      node,
-      'NodeGetInfo',
-      {},
-    );
-    expect(ni.node_id).toBe('node-a');
-    expect(ni.accessible_topology.segments).toEqual({ 'marufs.io/pool': POOL });
-    await call(reg, 'NotifyRegistrationStatus', { plugin_registered: true, error: '' });
-    const s = await a.serving;
-    const rz = (await (await fetch(`http://127.0.0.1:${s.http!.port}/readyz`)).json()) as {
-      status: string;
-      registration: { registered: boolean };
-    };
-    expect(rz.registration.registered).toBe(true);
-    expect(rz.status).toBe('ready');
-    // A failed registration makes the agent not ready.
-    await call(reg, 'NotifyRegistrationStatus', { plugin_registered: false, error: 'driver name clash' });
-    expect((await fetch(`http://127.0.0.1:${s.http!.port}/readyz`)).status).toBe(503);
-    await call(reg, 'NotifyRegistrationStatus', { plugin_registered: true, error: '' });
-    reg.close();
-    node.close();
-    // Metrics of the pool carry its label.
-    const metrics = await (await fetch(`http://127.0.0.1:${s.http!.port}/metrics`)).text();
-    expect(metrics).toMatch(new RegExp(`marufs_[a-z_]+\\{[^}]*pool="${POOL}"`));
-  });
+      const call = <T>(client: grpc.Client, method: string, req: unknown): Promise<T> =>
+        new Promise((resolve, reject) =>
+          (client as unknown as Record<string, (r: unknown, cb: (e: Error | null, v: T) => void) => void>)[method]!(
+            req,
+            (e, v) => (e ? reject(e) : resolve(v)),
+          ),
+        );
+      const info = await call<{ type: string; name: string; endpoint: string; supported_versions: string[] }>(
+        reg,
+        'GetInfo',
+        {},
+      );
+      expect(info).toEqual({
+        type: 'CSIPlugin',
+        name: 'csi.marufs.io',
+        endpoint: a.csi,
+        supported_versions: ['1.0.0'],
+      });
+      // kubelet then dials the endpoint and asks the CSI node for its id.
+      const node = new (csiV1(loadCsiPackage())['Node']!)(`unix://${info.endpoint}`, grpc.credentials.createInsecure());
+      const ni = await call<{ node_id: string; accessible_topology: { segments: Record<string, string> } }>(
+        node,
+        'NodeGetInfo',
+        {},
+      );
+      expect(ni.node_id).toBe('node-a');
+      expect(ni.accessible_topology.segments).toEqual({ 'marufs.io/pool': POOL });
+      await call(reg, 'NotifyRegistrationStatus', { plugin_registered: true, error: '' });
+      const s = await a.serving;
+      const rz = (await (await fetch(`http://127.0.0.1:${s.http!.port}/readyz`)).json()) as {
+        status: string;
+        registration: { registered: boolean };
+      };
+      expect(rz.registration.registered).toBe(true);
+      expect(rz.status).toBe('ready');
+      // A failed registration makes the agent not ready.
+      await call(reg, 'NotifyRegistrationStatus', { plugin_registered: false, error: 'driver name clash' });
+      expect((await fetch(`http://127.0.0.1:${s.http!.port}/readyz`)).status).toBe(503);
+      await call(reg, 'NotifyRegistrationStatus', { plugin_registered: true, error: '' });
+      reg.close();
+      node.close();
+      // Metrics of the pool carry its label.
+      const metrics = await (await fetch(`http://127.0.0.1:${s.http!.port}/metrics`)).text();
+      expect(metrics).toMatch(new RegExp(`marufs_[a-z_]+\\{[^}]*pool="${POOL}"`));
+    },
+    T,
+  );
 
-  it('materializes a MarufsRegion as a managed region with its delegations, and follows changes', async () => {
-    await apply(`apiVersion: marufs.io/v1alpha1
+  it(
+    'materializes a MarufsRegion as a managed region with its delegations, and follows changes',
+    async () => {
+      await apply(`apiVersion: marufs.io/v1alpha1
 kind: MarufsRegion
 metadata: { name: kv, namespace: team-a, finalizers: [marufs.io/region-cleanup] }
 spec:
@@ -272,30 +288,30 @@ spec:
   - { serviceAccount: writer, permissions: rw }
   - { serviceAccount: reader, namespace: team-b, permissions: r, nodes: [node-b] }
 `);
-    const r = await until('kv Ready', async () => {
-      const x = await region('team-a', 'kv');
-      return ready(x)?.status === 'True' ? x : undefined;
-    });
-    expect(r.status!.poolRegionName).toBe('team-a.kv');
-    const nodeB = (await pool()).status!.nodes!.find((n) => n.nodeName === 'node-b')!.nodeId;
-    expect(r.status!.delegations).toEqual([
-      { principal: `workload:team-a/writer`, permissions: 'rw' },
-      { principal: `workload:team-b/reader@${nodeB}`, permissions: 'r' },
-    ]);
-    const kv = inspect().regions.find((x) => x.name === 'team-a.kv')!;
-    expect(kv.owner?.kind).toBe('managed');
-    expect(kv.size).toBe(3 * 1024 * 1024);
-    expect(kv.allocatedSize).toBe(4 * 1024 * 1024); // 2 MiB units
-    expect(kv.defaultPermissions).toBe('r');
-    const active = kv.delegations.filter((d) => d.state === 'active');
-    expect(active.map((d) => [d.principal.workloadId, d.principal.nodeId, d.permissions]).sort()).toEqual(
-      [
-        [wl('team-a', 'writer'), 0, 'rw'],
-        [wl('team-b', 'reader'), nodeB, 'r'],
-      ].sort(),
-    );
-    // Change: the writer only reads now, the reader goes, a third account appears.
-    await apply(`apiVersion: marufs.io/v1alpha1
+      const r = await until('kv Ready', async () => {
+        const x = await region('team-a', 'kv');
+        return ready(x)?.status === 'True' ? x : undefined;
+      });
+      expect(r.status!.poolRegionName).toBe('team-a.kv');
+      const nodeB = (await pool()).status!.nodes!.find((n) => n.nodeName === 'node-b')!.nodeId;
+      expect(r.status!.delegations).toEqual([
+        { principal: `workload:team-a/writer`, permissions: 'rw' },
+        { principal: `workload:team-b/reader@${nodeB}`, permissions: 'r' },
+      ]);
+      const kv = inspect().regions.find((x) => x.name === 'team-a.kv')!;
+      expect(kv.owner?.kind).toBe('managed');
+      expect(kv.size).toBe(3 * 1024 * 1024);
+      expect(kv.allocatedSize).toBe(4 * 1024 * 1024); // 2 MiB units
+      expect(kv.defaultPermissions).toBe('r');
+      const active = kv.delegations.filter((d) => d.state === 'active');
+      expect(active.map((d) => [d.principal.workloadId, d.principal.nodeId, d.permissions]).sort()).toEqual(
+        [
+          [wl('team-a', 'writer'), 0, 'rw'],
+          [wl('team-b', 'reader'), nodeB, 'r'],
+        ].sort(),
+      );
+      // Change: the writer only reads now, the reader goes, a third account appears.
+      await apply(`apiVersion: marufs.io/v1alpha1
 kind: MarufsRegion
 metadata: { name: kv, namespace: team-a, finalizers: [marufs.io/region-cleanup] }
 spec:
@@ -306,140 +322,166 @@ spec:
   - { serviceAccount: writer, permissions: r }
   - { serviceAccount: admin, permissions: rwd }
 `);
-    await until('delegations changed in the pool', () => {
-      const d = inspect()
-        .regions.find((x) => x.name === 'team-a.kv')!
-        .delegations.filter((x) => x.state === 'active')
-        .map((x) => [x.principal.workloadId, x.principal.nodeId, x.permissions])
-        .sort();
-      const want = [
-        [wl('team-a', 'writer'), 0, 'r'],
-        [wl('team-a', 'admin'), 0, 'rwd'],
-      ].sort();
-      return JSON.stringify(d) === JSON.stringify(want) ? true : undefined;
-    });
-    expect(inspect().regions.find((x) => x.name === 'team-a.kv')!.defaultPermissions).toBe('');
-  });
+      await until('delegations changed in the pool', () => {
+        const d = inspect()
+          .regions.find((x) => x.name === 'team-a.kv')!
+          .delegations.filter((x) => x.state === 'active')
+          .map((x) => [x.principal.workloadId, x.principal.nodeId, x.permissions])
+          .sort();
+        const want = [
+          [wl('team-a', 'writer'), 0, 'r'],
+          [wl('team-a', 'admin'), 0, 'rwd'],
+        ].sort();
+        return JSON.stringify(d) === JSON.stringify(want) ? true : undefined;
+      });
+      expect(inspect().regions.find((x) => x.name === 'team-a.kv')!.defaultPermissions).toBe('');
+    },
+    T,
+  );
 
-  it('serves the region through the one CSI socket, routed by the pool of the volume handle', async () => {
-    const a = agents[1]!; // node-b
-    const node = new (csiV1(loadCsiPackage())['Node']!)(`unix://${a.csi}`, grpc.credentials.createInsecure());
-    const call = <T>(method: string, req: unknown): Promise<T> =>
-      new Promise((resolve, reject) =>
-        (node as unknown as Record<string, (r: unknown, cb: (e: Error | null, v: T) => void) => void>)[method]!(
-          req,
-          (e, v) => (e ? reject(e) : resolve(v)),
-        ),
-      );
-    const target = join(tmp.dir, 'pod-target');
-    const req = (volumeId: string) => ({
-      volume_id: volumeId,
-      target_path: target,
-      volume_capability: { mount: {}, access_mode: { mode: 'SINGLE_NODE_READER_ONLY' } },
-      readonly: true,
-      volume_context: {
-        'csi.storage.k8s.io/pod.namespace': 'team-a',
-        'csi.storage.k8s.io/pod.name': 'p',
-        'csi.storage.k8s.io/pod.uid': '0b1c2d3e-0000-4000-8000-000000000001',
-        'csi.storage.k8s.io/serviceAccount.name': 'writer',
-      },
-    });
-    await expect(call('NodePublishVolume', req('beta/team-a.kv'))).rejects.toMatchObject({
-      code: grpc.status.NOT_FOUND,
-    });
-    await call('NodePublishVolume', req(`${POOL}/team-a.kv`));
-    const st = await exec('stat', ['-c', '%s', join(target, 'team-a.kv')]);
-    expect(Number(st.stdout.trim())).toBe(3 * 1024 * 1024);
-    await call('NodeUnpublishVolume', { volume_id: `${POOL}/team-a.kv`, target_path: target });
-    node.close();
-  });
+  it(
+    'serves the region through the one CSI socket, routed by the pool of the volume handle',
+    async () => {
+      const a = agents[1]!; // node-b
+      const node = new (csiV1(loadCsiPackage())['Node']!)(`unix://${a.csi}`, grpc.credentials.createInsecure());
+      const call = <T>(method: string, req: unknown): Promise<T> =>
+        new Promise((resolve, reject) =>
+          (node as unknown as Record<string, (r: unknown, cb: (e: Error | null, v: T) => void) => void>)[method]!(
+            req,
+            (e, v) => (e ? reject(e) : resolve(v)),
+          ),
+        );
+      const target = join(tmp.dir, 'pod-target');
+      const req = (volumeId: string) => ({
+        volume_id: volumeId,
+        target_path: target,
+        volume_capability: { mount: {}, access_mode: { mode: 'SINGLE_NODE_READER_ONLY' } },
+        readonly: true,
+        volume_context: {
+          'csi.storage.k8s.io/pod.namespace': 'team-a',
+          'csi.storage.k8s.io/pod.name': 'p',
+          'csi.storage.k8s.io/pod.uid': '0b1c2d3e-0000-4000-8000-000000000001',
+          'csi.storage.k8s.io/serviceAccount.name': 'writer',
+        },
+      });
+      await expect(call('NodePublishVolume', req('beta/team-a.kv'))).rejects.toMatchObject({
+        code: grpc.status.NOT_FOUND,
+      });
+      await call('NodePublishVolume', req(`${POOL}/team-a.kv`));
+      const st = await exec('stat', ['-c', '%s', join(target, 'team-a.kv')]);
+      expect(Number(st.stdout.trim())).toBe(3 * 1024 * 1024);
+      await call('NodeUnpublishVolume', { volume_id: `${POOL}/team-a.kv`, target_path: target });
+      node.close();
+    },
+    T,
+  );
 
-  it('a same-named region it does not own gives NameConflict, not a crash loop', async () => {
-    const made = runCli(['region', 'create', poolFile, 'team-a.clash', '--size', '2M']);
-    expect(made.status).toBe(0);
-    await apply(`apiVersion: marufs.io/v1alpha1
+  it(
+    'a same-named region it does not own gives NameConflict, not a crash loop',
+    async () => {
+      const made = runCli(['region', 'create', poolFile, 'team-a.clash', '--size', '2M']);
+      expect(made.status).toBe(0);
+      await apply(`apiVersion: marufs.io/v1alpha1
 kind: MarufsRegion
 metadata: { name: clash, namespace: team-a, finalizers: [marufs.io/region-cleanup] }
 spec: { pool: ${POOL}, size: 2Mi }
 `);
-    const c = await until('NameConflict', async () => {
-      const c = ready(await region('team-a', 'clash'));
-      return c?.reason === 'NameConflict' ? c : undefined;
-    });
-    expect(c.status).toBe('False');
-    expect(inspect().regions.find((x) => x.name === 'team-a.clash')!.owner?.kind).not.toBe('managed');
-    for (const a of agents) expect(a.running).toBe(true);
-    // Deleting the conflicting object leaves the foreign region alone.
-    await kubectl('delete', 'marufsregions.marufs.io', '-n', 'team-a', 'clash', '--wait=true', '--timeout=120s');
-    expect(inspect().regions.some((x) => x.name === 'team-a.clash')).toBe(true);
-  });
+      const c = await until('NameConflict', async () => {
+        const c = ready(await region('team-a', 'clash'));
+        return c?.reason === 'NameConflict' ? c : undefined;
+      });
+      expect(c.status).toBe('False');
+      expect(inspect().regions.find((x) => x.name === 'team-a.clash')!.owner?.kind).not.toBe('managed');
+      for (const a of agents) expect(a.running).toBe(true);
+      // Deleting the conflicting object leaves the foreign region alone.
+      await kubectl('delete', 'marufsregions.marufs.io', '-n', 'team-a', 'clash', '--wait=true', '--timeout=120s');
+      expect(inspect().regions.some((x) => x.name === 'team-a.clash')).toBe(true);
+    },
+    T,
+  );
 
-  it('deleting a MarufsRegion removes the region from the pool, then the object', async () => {
-    await kubectl('delete', 'marufsregions.marufs.io', '-n', 'team-a', 'kv', '--wait=true', '--timeout=120s');
-    expect(inspect().regions.some((x) => x.name === 'team-a.kv')).toBe(false);
-  });
+  it(
+    'deleting a MarufsRegion removes the region from the pool, then the object',
+    async () => {
+      await kubectl('delete', 'marufsregions.marufs.io', '-n', 'team-a', 'kv', '--wait=true', '--timeout=120s');
+      expect(inspect().regions.some((x) => x.name === 'team-a.kv')).toBe(false);
+    },
+    T,
+  );
 
-  it('re-applying, restarting an agent and kill -9 of an agent never re-format', async () => {
-    await apply(`apiVersion: marufs.io/v1alpha1
+  it(
+    're-applying, restarting an agent and kill -9 of an agent never re-format',
+    async () => {
+      await apply(`apiVersion: marufs.io/v1alpha1
 kind: MarufsRegion
 metadata: { name: keep, namespace: team-b, finalizers: [marufs.io/region-cleanup] }
 spec: { pool: ${POOL}, size: 2Mi }
 `);
-    await until('keep Ready', async () =>
-      ready(await region('team-b', 'keep'))?.status === 'True' ? true : undefined,
-    );
-    const before = inspect();
-    const names = before.regions.map((x) => x.name).sort();
-    await apply(POOL_YAML);
-    // Graceful restart of node-c, then kill -9 of node-b and a restart over its stale mount.
-    await agents[2]!.stop();
-    await agents[2]!.start();
-    await agents[1]!.kill9();
-    await agents[1]!.start();
-    await allMounted(3);
-    const after = inspect();
-    expect(after.superblock.poolUuid).toBe(uuid);
-    expect(after.bootstrap.formatsCompleted).toBe(1);
-    expect(after.regions.map((x) => x.name).sort()).toEqual(names);
-    expect((await pool()).status!.poolUUID).toBe(uuid);
-  });
+      await until('keep Ready', async () =>
+        ready(await region('team-b', 'keep'))?.status === 'True' ? true : undefined,
+      );
+      const before = inspect();
+      const names = before.regions.map((x) => x.name).sort();
+      await apply(POOL_YAML);
+      // Graceful restart of node-c, then kill -9 of node-b and a restart over its stale mount.
+      await agents[2]!.stop();
+      await agents[2]!.start();
+      await agents[1]!.kill9();
+      await agents[1]!.start();
+      await allMounted(3);
+      const after = inspect();
+      expect(after.superblock.poolUuid).toBe(uuid);
+      expect(after.bootstrap.formatsCompleted).toBe(1);
+      expect(after.regions.map((x) => x.name).sort()).toEqual(names);
+      expect((await pool()).status!.poolUUID).toBe(uuid);
+    },
+    T,
+  );
 
-  it('when the pool Lease holder dies, another agent takes over the region work', async () => {
-    const lease = async (): Promise<string> =>
-      (
-        await getJson<{ spec: { holderIdentity?: string } }>(
-          'leases.coordination.k8s.io',
-          '-n',
-          'marufs-system',
-          `marufs-pool-${POOL}`,
-        )
-      ).spec.holderIdentity ?? '';
-    const holder = await until('a lease holder', async () => (await lease()) || undefined);
-    const victim = agents.find((a) => a.nodeName === holder)!;
-    await victim.kill9();
-    await apply(`apiVersion: marufs.io/v1alpha1
+  it(
+    'when the pool Lease holder dies, another agent takes over the region work',
+    async () => {
+      const lease = async (): Promise<string> =>
+        (
+          await getJson<{ spec: { holderIdentity?: string } }>(
+            'leases.coordination.k8s.io',
+            '-n',
+            'marufs-system',
+            `marufs-pool-${POOL}`,
+          )
+        ).spec.holderIdentity ?? '';
+      const holder = await until('a lease holder', async () => (await lease()) || undefined);
+      const victim = agents.find((a) => a.nodeName === holder)!;
+      await victim.kill9();
+      await apply(`apiVersion: marufs.io/v1alpha1
 kind: MarufsRegion
 metadata: { name: after, namespace: team-b, finalizers: [marufs.io/region-cleanup] }
 spec: { pool: ${POOL}, size: 2Mi, delegations: [{ serviceAccount: x, permissions: r }] }
 `);
-    await until('after Ready', async () =>
-      ready(await region('team-b', 'after'))?.status === 'True' ? true : undefined,
-    );
-    const next = await lease();
-    expect(next).not.toBe(holder);
-    expect(['node-a', 'node-b', 'node-c']).toContain(next);
-    expect(inspect().regions.some((x) => x.name === 'team-b.after')).toBe(true);
-    await victim.start();
-  });
+      await until('after Ready', async () =>
+        ready(await region('team-b', 'after'))?.status === 'True' ? true : undefined,
+      );
+      const next = await lease();
+      expect(next).not.toBe(holder);
+      expect(['node-a', 'node-b', 'node-c']).toContain(next);
+      expect(inspect().regions.some((x) => x.name === 'team-b.after')).toBe(true);
+      await victim.start();
+    },
+    T,
+  );
 
-  it('a node that stops matching detaches and drops its entry', async () => {
-    await kubectl('label', 'node', 'node-c', 'marufs.io/test-pool-');
-    await until('node-c gone from the pool status', async () => {
-      const p = await pool();
-      return p.status!.nodes!.some((n) => n.nodeName === 'node-c') ? undefined : true;
-    });
-    await until('node-c unmounted', () => (agents[2]!.mounts().length === 0 ? true : undefined));
-    await kubectl('label', 'node', 'node-c', 'marufs.io/test-pool=yes');
-    await allMounted(3);
-  });
+  it(
+    'a node that stops matching detaches and drops its entry',
+    async () => {
+      await kubectl('label', 'node', 'node-c', 'marufs.io/test-pool-');
+      await until('node-c gone from the pool status', async () => {
+        const p = await pool();
+        return p.status!.nodes!.some((n) => n.nodeName === 'node-c') ? undefined : true;
+      });
+      await until('node-c unmounted', () => (agents[2]!.mounts().length === 0 ? true : undefined));
+      await kubectl('label', 'node', 'node-c', 'marufs.io/test-pool=yes');
+      await allMounted(3);
+    },
+    T,
+  );
 });
