@@ -275,7 +275,6 @@ export class NodeAgent {
         log.error({ err: err.message }, 'pool attach failed; will retry');
         await this.#writeEntry(name, {
           nodeName: this.nodeName,
-          nodeId: 0,
           live: false,
           lastHeartbeat: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
           mounted: false,

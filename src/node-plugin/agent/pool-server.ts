@@ -17,6 +17,8 @@ import { NodeDaemon } from '../daemon.js';
 import type { PodRegistry } from '../identity.js';
 import {
   API_VERSION,
+  engineGeometry,
+  engineTiming,
   LEADER_FIELD_MANAGER,
   nodeFieldManager,
   poolLeaseName,
@@ -69,29 +71,17 @@ export function attachOptionsOf(pool: MarufsPool): {
   const s = pool.spec;
   const device = s.device?.path ?? s.emulated?.path;
   if (!device) throw new Error(`pool ${pool.metadata.name}: spec has neither device nor emulated`);
-  const g = s.geometry ?? {};
-  const geometry: NonNullable<AttachOptions['geometry']> = {
-    ...(g.maxNodes !== undefined ? { maxNodes: g.maxNodes } : {}),
-    ...(g.maxRegions !== undefined ? { maxRegions: g.maxRegions } : {}),
-    ...(g.delegationsPerRegion !== undefined ? { delegationsPerRegion: g.delegationsPerRegion } : {}),
-    ...(g.indexBuckets !== undefined ? { indexBucketsPerShard: g.indexBuckets } : {}),
-    ...(s.coherence ? { coherence: s.coherence === 'Flush' ? 'flush' : 'coherent' } : {}),
-    ...(s.meStrategy ? { globalMeStrategy: s.meStrategy === 'Order' ? 'order' : 'request' } : {}),
-  };
-  const t = s.timing ?? {};
+  const { timing, gc } = engineTiming(s);
   return {
     device,
     createSize: s.emulated ? quantityBytes(s.emulated.size) : undefined,
     formatIfNeeded: (s.formatPolicy ?? 'IfUnformatted') === 'IfUnformatted',
     attach: {
-      geometry,
+      geometry: engineGeometry(s),
       // A joining node waits for another's format rather than failing at once.
       waitForFormatMs: 30_000,
-      timing: {
-        ...(t.heartbeatIntervalMs !== undefined ? { heartbeatMs: t.heartbeatIntervalMs } : {}),
-        ...(t.livenessTimeoutMs !== undefined ? { stallWindowMs: t.livenessTimeoutMs } : {}),
-      },
-      ...(t.gcIntervalMs !== undefined ? { gc: { intervalMs: t.gcIntervalMs } } : {}),
+      timing,
+      ...(gc.intervalMs !== undefined ? { gc } : {}),
     },
   };
 }
@@ -222,7 +212,7 @@ export class PoolServer {
       this.#lastLeaderStatus = key;
     }
     const nodeIds = new Map<string, number>();
-    for (const n of pool.status?.nodes ?? []) if (n.nodeId > 0) nodeIds.set(n.nodeName, n.nodeId);
+    for (const n of pool.status?.nodes ?? []) if (n.nodeId !== undefined) nodeIds.set(n.nodeName, n.nodeId);
     const sink = new KubeRegionSink(this.#o.client);
     for (const r of regions) {
       if (!this.isLeader || this.#stopped) return;

@@ -33,6 +33,7 @@ import {
 } from '../../engine/index.js';
 import { RegionType } from '../../engine/regions/rat.js';
 import {
+  ApiValueError,
   REGION_FINALIZER,
   RegionReason,
   poolSideRegionName,
@@ -108,6 +109,7 @@ export function wantedDelegations(
 
 function errorReason(err: unknown): { reason: string; message: string } {
   const message = (err as Error).message ?? String(err);
+  if (err instanceof ApiValueError) return { reason: RegionReason.Invalid, message };
   if (err instanceof MarufsError) {
     if (err.code === 'ENOSPC') return { reason: RegionReason.NoSpace, message };
     if (err.code === 'EINVAL' || err.code === 'ENAMETOOLONG') return { reason: RegionReason.Invalid, message };
