@@ -281,6 +281,21 @@ export const SPEC_CASES: SpecCase[] = [
     api: /each service account \(namespace\/serviceAccount\) may appear in only one delegation/,
     ajv: /spec\.delegations: each service account/,
   },
+  {
+    name: 'same service account of another namespace twice',
+    kind: 'region',
+    spec: {
+      ...region,
+      delegations: [
+        { serviceAccount: 'reader', namespace: 'team-b', permissions: 'r' },
+        { serviceAccount: 'reader', permissions: 'r' },
+        { serviceAccount: 'reader', namespace: 'team-b', permissions: 'rw' },
+      ],
+    },
+    valid: false,
+    api: /each service account \(namespace\/serviceAccount\) may appear in only one delegation/,
+    ajv: /spec\.delegations: each service account/,
+  },
 ];
 
 export const UPDATE_CASES: UpdateCase[] = [

@@ -129,7 +129,8 @@ export const RegionSpecSchema = Type.Object(
         description: 'Workloads (service accounts) given rights on the region.',
         'x-kubernetes-validations': [
           cel<Delegation[]>(
-            "self.all(d, self.exists_one(e, e.serviceAccount == d.serviceAccount && (has(e.namespace) ? e.namespace : '') == (has(d.namespace) ? d.namespace : '')))",
+            // `namespace` is a CEL reserved word: Kubernetes exposes the field as `__namespace__`.
+            "self.all(d, self.exists_one(e, e.serviceAccount == d.serviceAccount && (has(e.__namespace__) ? e.__namespace__ : '') == (has(d.__namespace__) ? d.__namespace__ : '')))",
             'each service account (namespace/serviceAccount) may appear in only one delegation',
             (ds) =>
               !Array.isArray(ds) ||
