@@ -26,6 +26,8 @@ const T = 300_000;
 
 const POOL = 'alpha';
 const poolFile = `/dev/shm/marufs-agent-${process.pid}.pool`;
+const BETA = 'beta';
+const betaFile = `/dev/shm/marufs-agent-beta-${process.pid}.pool`;
 const tmp = tempDir('marufs-agent-');
 let cp: ControlPlane;
 const agents: NodeAgentProcess[] = [];
@@ -113,8 +115,8 @@ interface Inspect {
 }
 
 /** `marufs inspect --json`, permission texts reduced to their letters ("rw----" → "rw"). */
-function inspect(): Inspect {
-  const r = runCli(['inspect', poolFile, '--json']);
+function inspect(file = poolFile): Inspect {
+  const r = runCli(['inspect', file, '--json']);
   if (r.status !== 0) throw new Error(`inspect failed: ${r.stderr}`);
   const i = JSON.parse(r.stdout) as Inspect;
   for (const x of i.regions) {
@@ -124,16 +126,16 @@ function inspect(): Inspect {
   return i;
 }
 
-const pool = (): Promise<PoolObj> => getJson<PoolObj>('marufspools.marufs.io', POOL);
+const pool = (name = POOL): Promise<PoolObj> => getJson<PoolObj>('marufspools.marufs.io', name);
 const region = (ns: string, name: string): Promise<RegionObj> =>
   getJson<RegionObj>('marufsregions.marufs.io', '-n', ns, name);
 const ready = (r: RegionObj): { status: string; reason: string; message: string } | undefined =>
   r.status?.conditions?.find((c) => c.type === 'Ready');
 
 /** The pool's nodes all mounted, with distinct ids. */
-async function allMounted(n: number): Promise<PoolObj> {
-  return until(`${n} nodes mounted`, async () => {
-    const p = await pool();
+async function allMounted(n: number, name = POOL): Promise<PoolObj> {
+  return until(`${n} nodes of ${name} mounted`, async () => {
+    const p = await pool(name);
     const nodes = p.status?.nodes ?? [];
     return nodes.length === n && nodes.every((x) => x.mounted && x.live && x.nodeId > 0) && p.status?.poolUUID
       ? p
@@ -146,6 +148,7 @@ const wl = (ns: string, sa: string): string => workloadId(ns, sa).toString(16);
 beforeAll(async () => {
   expect(fuseAvailable()).toBe(true); // the agent mounts with FUSE: root and /dev/fuse (CI runs as root)
   rmSync(poolFile, { force: true });
+  rmSync(betaFile, { force: true });
   cp = await startControlPlane();
   await apply(AGENT_TEST_CRDS);
   await until('CRDs established', async () => {
@@ -173,6 +176,7 @@ afterAll(async () => {
   await killAllNodeAgents(agents);
   await cp?.stop();
   rmSync(poolFile, { force: true });
+  rmSync(betaFile, { force: true });
   tmp.cleanup();
 }, T);
 
@@ -275,6 +279,44 @@ describe('node agents on one pool', () => {
   );
 
   it(
+    'serves a second pool on the nodes its selector picks: own mount, own format, one CSI socket and HTTP',
+    async () => {
+      for (const n of ['node-a', 'node-b']) await kubectl('label', 'node', n, 'marufs.io/beta=yes');
+      await apply(`apiVersion: marufs.io/v1alpha1
+kind: MarufsPool
+metadata: { name: ${BETA} }
+spec:
+  emulated: { path: ${betaFile}, size: 64Mi }
+  nodeSelector: { marufs.io/test-pool: "yes", marufs.io/beta: "yes" }
+  geometry: { maxRegions: 64 }
+`);
+      const b = await allMounted(2, BETA);
+      expect(b.status!.nodes!.map((n) => n.nodeName).sort()).toEqual(['node-a', 'node-b']);
+      const bi = inspect(betaFile);
+      expect(bi.bootstrap.formatsCompleted).toBe(1);
+      expect(await until('beta UUID', async () => (await pool(BETA)).status?.poolUUID)).toBe(bi.superblock.poolUuid);
+      expect(bi.superblock.poolUuid).not.toBe(inspect().superblock.poolUuid);
+      const s = await agents[0]!.serving;
+      const base = `http://127.0.0.1:${s.http!.port}`;
+      const pools = (await (await fetch(`${base}/api/v1/pools`)).json()) as { pool: string; mountPath: string }[];
+      expect(pools.map((p) => p.pool).sort()).toEqual([POOL, BETA].sort());
+      expect(new Set(pools.map((p) => p.mountPath)).size).toBe(2);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      for (const p of [POOL, BETA]) expect(metrics).toMatch(new RegExp(`marufs_[a-z_]+\\{[^}]*pool="${p}"`));
+      const cap = (await (await fetch(`${base}/pools/${BETA}/api/v1/capacity`)).json()) as { regionsMax: number };
+      expect(cap.regionsMax).toBe(64);
+      expect((await fetch(`${base}/pools/nope/api/v1/capacity`)).status).toBe(404);
+      // node-c is not selected: it serves alpha only.
+      const sc = await agents[2]!.serving;
+      const cpools = (await (await fetch(`http://127.0.0.1:${sc.http!.port}/api/v1/pools`)).json()) as {
+        pool: string;
+      }[];
+      expect(cpools.map((p) => p.pool)).toEqual([POOL]);
+    },
+    T,
+  );
+
+  it(
     'materializes a MarufsRegion as a managed region with its delegations, and follows changes',
     async () => {
       await apply(`apiVersion: marufs.io/v1alpha1
@@ -364,13 +406,36 @@ spec:
           'csi.storage.k8s.io/serviceAccount.name': 'writer',
         },
       });
-      await expect(call('NodePublishVolume', req('beta/team-a.kv'))).rejects.toMatchObject({
+      // The region is in alpha: asked in beta (served here too) it does not exist; a pool not served is NOT_FOUND.
+      await expect(call('NodePublishVolume', req(`${BETA}/team-a.kv`))).rejects.toMatchObject({
         code: grpc.status.NOT_FOUND,
+      });
+      await expect(call('NodePublishVolume', req('gamma/team-a.kv'))).rejects.toMatchObject({
+        code: grpc.status.NOT_FOUND,
+        details: expect.stringMatching(/not served by this node/),
       });
       await call('NodePublishVolume', req(`${POOL}/team-a.kv`));
       const st = await exec('stat', ['-c', '%s', join(target, 'team-a.kv')]);
       expect(Number(st.stdout.trim())).toBe(3 * 1024 * 1024);
       await call('NodeUnpublishVolume', { volume_id: `${POOL}/team-a.kv`, target_path: target });
+      // A region of beta through the same socket: the volume is beta's.
+      await apply(`apiVersion: marufs.io/v1alpha1
+kind: MarufsRegion
+metadata: { name: bkv, namespace: team-a, finalizers: [marufs.io/region-cleanup] }
+spec: { pool: ${BETA}, size: 2Mi, delegations: [{ serviceAccount: writer, permissions: r }] }
+`);
+      await until('bkv Ready', async () =>
+        ready(await region('team-a', 'bkv'))?.status === 'True' ? true : undefined,
+      );
+      expect(inspect(betaFile).regions.map((x) => x.name)).toEqual(['team-a.bkv']);
+      expect(inspect().regions.some((x) => x.name === 'team-a.bkv')).toBe(false);
+      await expect(call('NodePublishVolume', req(`${POOL}/team-a.bkv`))).rejects.toMatchObject({
+        code: grpc.status.NOT_FOUND,
+      });
+      await call('NodePublishVolume', req(`${BETA}/team-a.bkv`));
+      const src = (await exec('findmnt', ['-n', '-o', 'SOURCE', target])).stdout;
+      expect(src).toContain(betaFile);
+      await call('NodeUnpublishVolume', { volume_id: `${BETA}/team-a.bkv`, target_path: target });
       node.close();
     },
     T,

@@ -319,6 +319,17 @@ export class NodeAgent {
     await this.#syncing?.catch(() => undefined);
     for (const [name, s] of this.#servers) {
       await s.stop().catch((err: Error) => this.log.warn({ pool: name, err: err.message }, 'pool stop failed'));
+      // The entry stays (the node may come back) but says the node no longer serves the pool.
+      const pool = this.#pools.cache.get(name);
+      if (pool) {
+        await this.#writeEntry(name, {
+          ...s.entry(pool),
+          live: false,
+          mounted: false,
+          csiReady: false,
+          message: 'the node agent stopped',
+        });
+      }
     }
     this.#servers.clear();
     await this.#http?.close().catch(() => undefined);
