@@ -80,10 +80,10 @@ interface PoolObj {
       mounted: boolean;
       mountPath: string;
       csiReady: boolean;
+      message?: string;
     }[];
     capacity?: { regionsUsed: number };
   };
-  metadata_managed?: unknown;
 }
 
 interface RegionObj {
@@ -546,6 +546,42 @@ spec: { pool: ${POOL}, size: 2Mi, delegations: [{ serviceAccount: x, permissions
       await until('node-c unmounted', () => (agents[2]!.mounts().length === 0 ? true : undefined));
       await kubectl('label', 'node', 'node-c', 'marufs.io/test-pool=yes');
       await allMounted(3);
+    },
+    T,
+  );
+  it(
+    'a raised formatGeneration re-formats once every node has left, and only when allowed',
+    async () => {
+      const before = inspect();
+      const gen2 = POOL_YAML.replace('formatGeneration: 1', 'formatGeneration: 2');
+      // MarufsRegions still use the pool: refused, said in every node's entry, nothing formatted.
+      await apply(gen2);
+      await until('the blocked re-format reported', async () => {
+        const nodes = (await pool()).status!.nodes!;
+        return nodes.length === 3 && nodes.every((n) => /re-format waits/.test(n.message ?? '')) ? true : undefined;
+      });
+      expect(inspect().superblock.poolUuid).toBe(before.superblock.poolUuid);
+      expect(inspect().bootstrap.formatsCompleted).toBe(1);
+      // Allowed explicitly: every agent detaches, the Lease holder formats once, all attach again.
+      await apply(`${gen2}  allowReformatWithRegions: true\n`);
+      const p = await until('generation 2 served by three nodes', async () => {
+        const x = await pool();
+        const nodes = x.status?.nodes ?? [];
+        return x.status?.formatGeneration === 2 && nodes.length === 3 && nodes.every((n) => n.mounted && n.live)
+          ? x
+          : undefined;
+      });
+      const after = inspect();
+      expect(after.superblock.formatGeneration).toBe(2);
+      expect(after.bootstrap.formatsCompleted).toBe(2);
+      expect(after.superblock.poolUuid).not.toBe(before.superblock.poolUuid);
+      expect(p.status!.poolUUID).toBe(after.superblock.poolUuid);
+      // The MarufsRegions still exist, so the new pool gets their regions again.
+      await until('regions materialized again', () => {
+        const names = inspect().regions.map((x) => x.name);
+        return names.includes('team-b.keep') && names.includes('team-b.after') ? true : undefined;
+      });
+      for (const a of agents) expect(a.running).toBe(true);
     },
     T,
   );

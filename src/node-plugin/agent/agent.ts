@@ -10,15 +10,23 @@
  * timer syncs every `statusIntervalMs` as well (node entries are heartbeats, and a failed attach is
  * retried). A pool whose attach failed is retried after `retryMs`, its failure written in the
  * node's status entry.
+ *
+ * Re-format (`spec.formatGeneration` above the superblock's generation, allowed when no MarufsRegion
+ * names the pool or `allowReformatWithRegions` is set): every agent detaches from the pool and
+ * waits; the holder of the pool's Lease formats with force, which the engine refuses while any
+ * node is still attached and alive, so it happens once all have left; each format raises the
+ * generation by one, and the agents attach again once the recorded generation reaches the spec's.
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { formatDevice, PoolMemory, readSuperblock } from '../../engine/index.js';
 import { CsiServer } from '../csi.js';
 import { PodRegistry } from '../identity.js';
 import type { HttpServerHandle } from '../http.js';
 import {
   POOLS_PATH,
   REGIONS_PATH,
+  poolLeaseName,
   selectorMatches,
   type MarufsPool,
   type MarufsRegion,
@@ -26,7 +34,8 @@ import {
 } from './crd.js';
 import { startAgentHttp } from './http.js';
 import { KubeClient, loadKubeConfig, Reflector, type KubeObject } from './kube.js';
-import { applyNodeEntry, PoolServer } from './pool-server.js';
+import { LeaseElector } from './lease.js';
+import { applyNodeEntry, attachOptionsOf, PoolServer } from './pool-server.js';
 import { RegistrationServer } from './registration.js';
 
 export interface AgentOptions {
@@ -68,6 +77,8 @@ export class NodeAgent {
   #servers = new Map<string, PoolServer>();
   #starting = new Set<string>();
   #failed = new Map<string, Failure>();
+  /** Pools this agent left for a re-format, with the Lease election deciding who formats. */
+  #reformatting = new Map<string, LeaseElector>();
   #csi: CsiServer | undefined;
   #registration: RegistrationServer | undefined;
   #http: HttpServerHandle | undefined;
@@ -213,9 +224,31 @@ export class NodeAgent {
       if (this.#pools.cache.has(name)) await this.#writeEntry(name, undefined);
     }
     for (const [name] of this.#failed) if (!wanted.has(name)) this.#failed.delete(name);
-    // Pools wanted: start the missing ones (in the background: a format may take a while).
+    for (const [name, lease] of this.#reformatting) {
+      if (wanted.has(name)) continue;
+      this.#reformatting.delete(name);
+      await lease.stop();
+    }
+    // A re-format asked for (and allowed): leave the pool first.
+    for (const [name, s] of this.#servers) {
+      const pool = wanted.get(name)!;
+      if (
+        (pool.spec.formatGeneration ?? 1) > s.daemon.node.superblock.formatGeneration &&
+        this.#reformatAllowed(pool)
+      ) {
+        this.log.warn({ pool: name }, 'spec.formatGeneration raised: detaching for the re-format');
+        this.#servers.delete(name);
+        await s.stop().catch((err: Error) => this.log.warn({ pool: name, err: err.message }, 'pool stop failed'));
+        this.#beginReformat(name);
+      }
+    }
     for (const [name, pool] of wanted) {
       if (this.#servers.has(name) || this.#starting.has(name)) continue;
+      await this.#reformatStep(pool);
+    }
+    // Pools wanted: start the missing ones (in the background: a format may take a while).
+    for (const [name, pool] of wanted) {
+      if (this.#servers.has(name) || this.#starting.has(name) || this.#reformatting.has(name)) continue;
       const f = this.#failed.get(name);
       if (f && Date.now() - f.at < (this.#o.retryMs ?? 5000)) continue;
       this.#startPool(pool);
@@ -238,6 +271,85 @@ export class NodeAgent {
           .catch((err: Error) => this.log.warn({ pool: name, err: err.message }, 'leader pass failed'));
       }
     }
+  }
+
+  /** May the pool be wiped for a new format generation? */
+  #reformatAllowed(pool: MarufsPool): boolean {
+    if (pool.spec.allowReformatWithRegions) return true;
+    const name = pool.metadata.name;
+    return ![...this.#regions.cache.values()].some((r) => r.spec?.pool === name);
+  }
+
+  #beginReformat(name: string): void {
+    if (this.#reformatting.has(name)) return;
+    const lease = new LeaseElector({
+      client: this.#client,
+      namespace: this.#o.namespace ?? 'marufs-system',
+      name: poolLeaseName(name),
+      identity: this.nodeName,
+      leaseDurationSeconds: this.#o.leaseDurationSeconds ?? 15,
+      onChange: () => this.schedule(),
+      log: this.log.child({ pool: name }),
+    });
+    this.#reformatting.set(name, lease);
+    lease.start();
+  }
+
+  /**
+   * For a pool not served now: enter or leave the re-format state from the recorded generation, and
+   * as the Lease holder, try the format (refused by the engine while any node is attached and alive).
+   */
+  async #reformatStep(pool: MarufsPool): Promise<void> {
+    const name = pool.metadata.name;
+    const want = pool.spec.formatGeneration ?? 1;
+    let a: ReturnType<typeof attachOptionsOf> | undefined;
+    let recorded: number | undefined;
+    try {
+      a = attachOptionsOf(pool);
+      const mem = PoolMemory.open(a.device, { readOnly: true });
+      try {
+        const sb = readSuperblock(mem);
+        recorded = sb.state === 'valid' ? sb.superblock.formatGeneration : undefined;
+      } finally {
+        mem.close();
+      }
+    } catch {
+      recorded = undefined; // no pool file yet, or unreadable: the attach path reports it
+    }
+    const lease = this.#reformatting.get(name);
+    if (!a || recorded === undefined || recorded >= want || !this.#reformatAllowed(pool)) {
+      if (lease) {
+        this.#reformatting.delete(name);
+        await lease.stop();
+        this.log.info({ pool: name, generation: recorded }, 're-format done (or no longer wanted): attaching again');
+        this.schedule();
+      }
+      return;
+    }
+    if (!lease) {
+      this.#beginReformat(name);
+      return;
+    }
+    let message = `detached for the re-format to generation ${want} (pool at ${recorded}): waiting for every node to detach`;
+    if (lease.isLeader) {
+      try {
+        const r = await formatDevice({ path: a.device, size: a.createSize, geometry: a.attach.geometry, force: true });
+        this.log.warn({ pool: name, generation: r.formatGeneration, poolUuid: r.poolUuid }, 'pool re-formatted');
+        message = `re-formatted to generation ${r.formatGeneration}`;
+        this.schedule();
+      } catch (err) {
+        message += ` (${(err as Error).message})`;
+      }
+    }
+    await this.#writeEntry(name, {
+      nodeName: this.nodeName,
+      live: false,
+      lastHeartbeat: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      mounted: false,
+      mountPath: '',
+      csiReady: false,
+      message,
+    });
   }
 
   #startPool(pool: MarufsPool): void {
@@ -317,6 +429,7 @@ export class NodeAgent {
     await this.#registration?.stop();
     await this.#csi?.stop();
     await this.#syncing?.catch(() => undefined);
+    for (const lease of this.#reformatting.values()) await lease.stop();
     for (const [name, s] of this.#servers) {
       await s.stop().catch((err: Error) => this.log.warn({ pool: name, err: err.message }, 'pool stop failed'));
       // The entry stays (the node may come back) but says the node no longer serves the pool.

@@ -7,8 +7,8 @@
  *
  * Attach follows the pool's spec: format only with `formatPolicy: IfUnformatted` and a pool the
  * engine proves unformatted (its election lets exactly one node format); an already formatted pool
- * is never formatted again here. A `spec.formatGeneration` above the superblock's generation is
- * reported in the node entry's message and nothing is formatted (see docs/node-plugin.md).
+ * is never formatted again here. A re-format for a raised `spec.formatGeneration` is the agent's
+ * (agent.ts); while it is refused, the node entry's message says why.
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -149,7 +149,7 @@ export class PoolServer {
     const want = pool.spec.formatGeneration ?? 1;
     const have = this.daemon.node.superblock.formatGeneration;
     return want > have
-      ? `spec.formatGeneration ${want} is above the pool's format generation ${have}: re-formatting is not done by the agent; the pool is served as it is`
+      ? `spec.formatGeneration ${want} is above the pool's format generation ${have}: the re-format waits (MarufsRegions still use the pool; set allowReformatWithRegions to wipe them)`
       : undefined;
   }
 
