@@ -16,6 +16,11 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CHART = join(ROOT, 'charts', 'marufs');
 const EXAMPLE_VALUES = join(ROOT, 'examples', 'values-example.yaml');
 const NS = 'marufs-system';
+/**
+ * `helm template` has no cluster to ask its version; helm built from the Go module (scripts/k8s-tools.sh)
+ * defaults to v1.20, below the chart's kubeVersion. Render for the API server version we test against.
+ */
+const KUBE_VERSION = ['--kube-version', 'v1.32.0'];
 
 interface K8sObject {
   apiVersion: string;
@@ -33,7 +38,7 @@ function docs(text: string): K8sObject[] {
 let cp: ControlPlane;
 
 async function template(...args: string[]): Promise<string> {
-  const r = await helm(undefined, ['template', 'marufs', CHART, '--namespace', NS, ...args]);
+  const r = await helm(undefined, ['template', 'marufs', CHART, '--namespace', NS, ...KUBE_VERSION, ...args]);
   if (r.code !== 0) throw new Error(`helm template failed:\n${r.stderr}`);
   return r.stdout;
 }
@@ -124,11 +129,27 @@ describe('helm lint and template (no cluster)', () => {
       'template',
       'marufs',
       CHART,
+      ...KUBE_VERSION,
       '--set',
       'pool.create=true,pool.device=/dev/dax0.0,pool.emulated.path=/dev/shm/x,pool.emulated.size=1Gi',
     ]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/set exactly one of pool\.device and pool\.emulated\.path/);
+  });
+
+  it('refuses mistyped values through values.schema.json (generated from the API schemas)', async () => {
+    const r = await helm(undefined, [
+      'template',
+      'marufs',
+      CHART,
+      ...KUBE_VERSION,
+      '--set',
+      'pool.formatPolicy=Always,node.httpPort=0',
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/values don't meet the specifications of the schema/);
+    expect(r.stderr).toMatch(/pool\.formatPolicy/);
+    expect(r.stderr).toMatch(/node\.httpPort/);
   });
 });
 
@@ -141,7 +162,7 @@ describe('the chart on a real API server', () => {
     await cp?.stop();
   }, 60_000);
 
-  it('helm install creates the release and helm uninstall removes it', async () => {
+  it('helm install creates the release, helm upgrade changes it and helm uninstall removes it', async () => {
     const ns = 'marufs-install';
     const inst = await helm(cp, ['install', 'marufs', CHART, '--namespace', ns, '--create-namespace', '--wait=false']);
     expect(inst.stderr).toBe('');
@@ -192,6 +213,19 @@ describe('the chart on a real API server', () => {
     expect(await can('marufs-operator', 'create', 'pods', '-n', 'default')).toBe('no');
     expect(await can('marufs-operator', 'update', 'leases.coordination.k8s.io', '-n', ns)).toBe('yes');
 
+    // helm upgrade to the example values: the chart-made pool and StorageClass appear, 2 replicas.
+    const up = await helm(cp, ['upgrade', 'marufs', CHART, '--namespace', ns, '-f', EXAMPLE_VALUES, '--wait=false']);
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/has been upgraded/);
+    expect(await kubectlOk(cp, ['get', 'mpool', 'pool-a', '-o', 'jsonpath={.spec.emulated.size}'])).toBe('2Gi');
+    expect(await kubectlOk(cp, ['get', 'storageclass', 'marufs', '-o', 'jsonpath={.parameters.grants}'])).toBe(
+      'app=rw,reader=r',
+    );
+    expect(
+      await kubectlOk(cp, ['get', '-n', ns, 'deployment', 'marufs-operator', '-o', 'jsonpath={.spec.replicas}']),
+    ).toBe('2');
+
     const un = await helm(cp, ['uninstall', 'marufs', '--namespace', ns, '--wait']);
     expect(un.code).toBe(0);
     expect(un.stdout).toMatch(/release "marufs" uninstalled/);
@@ -206,6 +240,9 @@ describe('the chart on a real API server', () => {
     expect(left.split('\n').filter((l) => l && !l.endsWith('/default'))).toEqual([]);
     expect((await kubectl(cp, ['get', 'csidriver', 'csi.marufs.io'])).stderr).toMatch(/NotFound/);
     expect((await kubectl(cp, ['get', 'clusterrole', 'marufs-operator'])).stderr).toMatch(/NotFound/);
+    expect((await kubectl(cp, ['get', 'storageclass', 'marufs'])).stderr).toMatch(/NotFound/);
+    // A pool holds data: the chart-made one is kept (helm.sh/resource-policy: keep), and so are the CRDs.
+    expect(await kubectlOk(cp, ['get', 'mpool', 'pool-a', '-o', 'name'])).toBe('marufspool.marufs.io/pool-a\n');
     expect((await helm(cp, ['list', '-n', ns, '-q'])).stdout.trim()).toBe('');
   });
 
@@ -215,6 +252,8 @@ describe('the chart on a real API server', () => {
       cp,
       ['marufs.io_marufspools.yaml', 'marufs.io_marufsregions.yaml'].map((f) => join(CHART, 'crds', f)),
     );
+    // The pool the upgrade above made was kept on uninstall; the dry run should see a fresh cluster.
+    await kubectlOk(cp, ['delete', 'mpool', 'pool-a', '--ignore-not-found']);
     await kubectlOk(cp, ['create', 'namespace', NS]);
     for (const extra of [[], ['-f', EXAMPLE_VALUES]]) {
       const r = await apply(cp, await template(...extra), '--dry-run=server');
