@@ -56,18 +56,18 @@ export function registerNode(program: Command): void {
     .option('--debug-api', 'serve the debug controls over HTTP (POST /api/v1/debug/…)')
     .option('--shutdown-grace-ms <ms>', 'how long open files may finish at shutdown (default 5000)', parseInteger)
     .option('--log-level <level>', 'trace|debug|info|warn|error (default info)')
-    .action(async (device: string | undefined, opts: Record<string, unknown>) => {
+    .action(async (device: string | undefined, opts: Record<string, unknown>, cmd: Command) => {
       const logger = pino(
         { name: 'marufs-node', level: (opts['logLevel'] as string | undefined) ?? 'info' },
         pino.destination(2),
       );
       if (device === undefined) {
-        await runAgent(opts, logger);
+        await runAgent(opts, logger, cmd);
         return;
       }
-      if (opts['mount'] === undefined) throw new InvalidArgumentError('--mount <dir> is required with <device>');
+      if (opts['mount'] === undefined) cmd.error('error: --mount <dir> is required with <device>');
       for (const o of ['kubeconfig', 'kubeletDir', 'stateDir', 'namespace']) {
-        if (opts[o] !== undefined) throw new InvalidArgumentError(`--${kebab(o)} is for the node agent (no <device>)`);
+        if (opts[o] !== undefined) cmd.error(`error: --${kebab(o)} is for the node agent (no <device>)`);
       }
       let fatal: ((err: Error) => void) | undefined;
       const failed = new Promise<Error>((resolve) => (fatal = resolve));
@@ -119,15 +119,15 @@ function kebab(name: string): string {
 }
 
 /** The multi-pool node agent: `marufs node --node-name N --csi S --state-dir D …`. */
-async function runAgent(opts: Record<string, unknown>, logger: Logger): Promise<void> {
+async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Command): Promise<void> {
   const missing = ['nodeName', 'csi', 'stateDir'].filter((o) => opts[o] === undefined);
   if (missing.length > 0) {
-    throw new InvalidArgumentError(
-      `without <device>, marufs node runs the node agent and needs ${missing.map((m) => `--${kebab(m)}`).join(', ')}`,
+    cmd.error(
+      `error: without <device>, marufs node runs the node agent and needs ${missing.map((m) => `--${kebab(m)}`).join(', ')}`,
     );
   }
   for (const o of ['mount', 'nodeId', 'poolName', 'formatIfNeeded', 'size']) {
-    if (opts[o] !== undefined) throw new InvalidArgumentError(`--${kebab(o)} needs <device> (single-pool form)`);
+    if (opts[o] !== undefined) cmd.error(`error: --${kebab(o)} needs <device> (single-pool form)`);
   }
   let fatal: ((err: Error) => void) | undefined;
   const failed = new Promise<Error>((resolve) => (fatal = resolve));

@@ -17,6 +17,7 @@
  * node is still attached and alive, so it happens once all have left; each format raises the
  * generation by one, and the agents attach again once the recorded generation reaches the spec's.
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { formatDevice, PoolMemory, readSuperblock } from '../../engine/index.js';
@@ -107,6 +108,7 @@ export class NodeAgent {
   static async start(o: AgentOptions): Promise<NodeAgent> {
     const a = new NodeAgent(o);
     try {
+      await mkdir(o.stateDir, { recursive: true });
       a.#csi = await CsiServer.start(
         { socket: o.csiSocket, nodeName: o.nodeName, stateFile: join(o.stateDir, 'csi-state.json') },
         {
