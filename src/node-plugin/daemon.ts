@@ -43,8 +43,17 @@ export interface DaemonOptions {
    * `nodeName` (node_id) to the host name.
    */
   csi?:
-    | { socket: string; driverName?: string; nodeName?: string | undefined; poolName?: string | undefined }
+    | {
+        socket: string;
+        driverName?: string;
+        nodeName?: string | undefined;
+        poolName?: string | undefined;
+        /** Target paths must lie under this directory. Default /var/lib/kubelet. */
+        kubeletDir?: string | undefined;
+      }
     | undefined;
+  /** The kubelet's cgroup roots: only pod cgroups below them make a process a pod's (default /kubepods). */
+  podCgroupRoots?: readonly string[] | undefined;
   /** Serve the debug controls over HTTP. Default false. */
   debug?: boolean;
   /** Lifetime of regions created through the mount. Default "persistent". */
@@ -156,7 +165,9 @@ export class NodeDaemon {
     this.metrics = new PluginMetrics(node);
     this.fs = new MarufsFs({
       node,
-      resolver: new CallerResolver(node.nodeId, this.pods),
+      resolver: new CallerResolver(node.nodeId, this.pods, {
+        ...(options.podCgroupRoots ? { podCgroupRoots: options.podCgroupRoots } : {}),
+      }),
       control: new ControlExecutor(node),
       createLifetime: options.lifetime ?? 'persistent',
       observe: (op, s, code) => this.metrics.observe(op, s, code),
@@ -199,6 +210,7 @@ export class NodeDaemon {
             driverName: options.csi.driverName,
             nodeName: options.csi.nodeName,
             poolName: options.csi.poolName ?? basename(options.device).replace(/\.pool$/, ''),
+            kubeletDir: options.csi.kubeletDir,
           },
           {
             node,

@@ -35,6 +35,15 @@ export function registerNode(program: Command): void {
       'CSI: pool name in volume handles <pool>/<region> and topology (default: device name)',
     )
     .option('--node-name <name>', 'CSI: Kubernetes node name reported as node_id (default: host name)')
+    .option(
+      '--kubelet-dir <dir>',
+      'CSI: target paths must lie under this directory, without symlinks (default /var/lib/kubelet)',
+    )
+    .option(
+      '--pod-cgroup-root <paths>',
+      "the kubelet's cgroup roots, comma-separated: only pod cgroups below them count (default /kubepods)",
+      (v: string) => v.split(',').filter(Boolean),
+    )
     .option('--format-if-needed', 'format the pool if it is unformatted and this node wins the election')
     .option('--size <bytes>', 'create or grow a pool file to this size first', parseSize)
     .option('--lifetime <kind>', 'lifetime of regions created through the mount (persistent|process)', lifetimeArg)
@@ -61,8 +70,10 @@ export function registerNode(program: Command): void {
               socket: opts['csi'] as string,
               poolName: opts['poolName'] as string | undefined,
               nodeName: opts['nodeName'] as string | undefined,
+              kubeletDir: opts['kubeletDir'] as string | undefined,
             }
           : undefined,
+        podCgroupRoots: opts['podCgroupRoot'] as string[] | undefined,
         lifetime: opts['lifetime'] as 'persistent' | 'process' | undefined,
         shutdownGraceMs: opts['shutdownGraceMs'] as number | undefined,
         logger,
