@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, resolve as resolvePath } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { attachNode, NodeInspector, type MarufsNode } from '../engine/index.js';
+import { RevokeInvalidator } from './cache-inval.js';
 import { ControlExecutor } from './control.js';
 import { CsiServer } from './csi.js';
 import { mountFuse, type FuseMount } from './fuse-binding.js';
@@ -83,7 +84,7 @@ export function fuseOptions(device: string): string {
     'entry_timeout=0',
     'negative_timeout=0',
     'hard_remove',
-    'use_ino',
+    // No use_ino: st_ino is then the kernel's node id, which cache-inval.ts needs to drop cached pages.
   ];
   if (process.getuid?.() === 0) opts.push('allow_other');
   return opts.join(',');
@@ -275,6 +276,12 @@ export class NodeDaemon {
     });
     this.#mount = mount;
     if (this.#options.fastPath !== false) this.fs.setFastPath(mount.fastPath);
+    this.fs.setInvalidator(
+      new RevokeInvalidator(this.mountpoint, mount.cacheWatch, (err, path) =>
+        this.log.debug({ path, err: err.message }, 'open region not watched for ACL changes'),
+      ),
+    );
+    this.metrics.setCacheWatchSource(() => mount.cacheWatch.stats());
     this.metrics.setFastPathSource(() => mount.fastPath.stats());
     // Never stat the mount from this thread: the request would wait for this very thread.
     this.#mountMinor = mountAt(this.mountpoint)?.minor ?? 0;

@@ -44,6 +44,7 @@ import {
   type StatfsTuple,
 } from './fuse-binding.js';
 import type { CallerResolver, ResolvedCaller } from './identity.js';
+import type { RevokeInvalidator } from './cache-inval.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -121,6 +122,7 @@ export class MarufsFs {
   #nextFh = 1;
   #inFlight = 0;
   #fastPath: FastPath | undefined;
+  #invalidator: RevokeInvalidator | undefined;
 
   constructor(options: FuseFsOptions) {
     this.#node = options.node;
@@ -282,6 +284,11 @@ export class MarufsFs {
     }
   }
 
+  /** Drop the kernel's cached pages of open regions when their ACL moves (set by the daemon once mounted). */
+  setInvalidator(invalidator: RevokeInvalidator | undefined): void {
+    this.#invalidator = invalidator;
+  }
+
   /** Use the addon's fast path (set by the daemon once mounted; none in tests that want JS only). */
   setFastPath(fastPath: FastPath | undefined): void {
     this.#fastPath = fastPath;
@@ -374,7 +381,7 @@ export class MarufsFs {
     const name = this.#regionName(req.path);
     if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     const caller = this.#caller(req);
-    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
+    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY, req.path), 0];
   }
 
   /**
@@ -382,13 +389,14 @@ export class MarufsFs {
    * reference); opening for writing needs WRITE now, because mapped pages are written back later by
    * the kernel, where a refusal could only lose data. Every read and write checks again.
    */
-  #openRegion(name: string, caller: Caller, forWriting: boolean): number {
+  #openRegion(name: string, caller: Caller, forWriting: boolean, path: string | null): number {
     const regions = this.#node.regions;
     if (forWriting && (regions.permissions(name, caller) & Perm.WRITE) === 0) {
       throw new MarufsError('EACCES', `opening "${name}" for writing needs WRITE`);
     }
     const handle = regions.open(name, caller);
-    return this.#addFile({
+    const word = handle.aclWord(); // before the answer: a change from now on is caught (cache-inval.ts)
+    const fh = this.#addFile({
       kind: 'region',
       fh: this.#nextFh,
       armedTid: 0,
@@ -399,6 +407,8 @@ export class MarufsFs {
       lastCaller: undefined,
       lastCache: new PermissionCache(),
     });
+    if (word && path) this.#invalidator?.opened(fh, path, word);
+    return fh;
   }
 
   async #create(req: FuseRequest): Promise<[number, number]> {
@@ -416,7 +426,7 @@ export class MarufsFs {
       // Another node created it between the kernel's lookup and ours: O_CREAT without O_EXCL opens it.
       if (!(err instanceof MarufsError && err.code === 'EEXIST') || req.flags & O_EXCL) throw err;
     }
-    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
+    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY, req.path), 0];
   }
 
   #release(fh: number): void {
@@ -424,6 +434,7 @@ export class MarufsFs {
     if (!file) return;
     this.#files.delete(fh);
     if (file.kind === 'region') {
+      this.#invalidator?.released(fh);
       if (file.armedTid) this.#fastPath?.disarm(fh);
       file.handle.close();
     }

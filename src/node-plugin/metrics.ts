@@ -45,6 +45,13 @@ export interface FastPathCounts {
   misses: number;
 }
 
+/** The FUSE addon's cache-watch figures (CacheWatch.stats(), cache-inval.ts). */
+export interface CacheWatchCounts {
+  watched: number;
+  invalidations: number;
+  failures: number;
+}
+
 export interface PluginMetricsOptions {
   /** Register the default process / Node.js metrics. Default true. */
   defaultMetrics?: boolean;
@@ -69,6 +76,7 @@ export class PluginMetrics {
   #poolReadFailures: Counter | undefined;
   #snapshot: PoolSnapshot | null | undefined;
   #fastPath: (() => FastPathCounts) | undefined;
+  #cacheWatch: (() => CacheWatchCounts) | undefined;
   /** Other nodes' heartbeats as seen across scrapes: nodeId → (token, heartbeat, since). */
   #seen = new Map<number, { token: string; heartbeat: number; since: number }>();
 
@@ -147,6 +155,31 @@ export class PluginMetrics {
       [],
       (f) => [[{}, f.misses]],
     );
+
+    // ---- the addon's cache watch (revokes drop the kernel's cached pages, cache-inval.ts) ----------
+    const watch = (): CacheWatchCounts | undefined => this.#cacheWatch?.();
+    new Gauge({
+      name: 'marufs_fuse_watched_inodes',
+      help: "Inodes open through the mount whose region's ACL the addon watches to drop their cached pages.",
+      registers,
+      collect() {
+        const w = watch();
+        if (w) this.set(w.watched);
+      },
+    });
+    new Counter({
+      name: 'marufs_fuse_cache_invalidations_total',
+      help: "Kernel cache invalidations sent because a region's ACL changed, by result (ok, failed).",
+      labelNames: ['result'],
+      registers,
+      collect() {
+        const w = watch();
+        if (!w) return;
+        this.reset();
+        this.inc({ result: 'ok' }, w.invalidations);
+        this.inc({ result: 'failed' }, w.failures);
+      },
+    });
 
     // ---- control interface ---------------------------------------------------------------------
     this.#control = new Counter({
@@ -402,6 +435,11 @@ export class PluginMetrics {
   /** Where the FUSE addon's fast-path counters come from (read at scrape time). */
   setFastPathSource(read: (() => FastPathCounts) | undefined): void {
     this.#fastPath = read;
+  }
+
+  /** Where the FUSE addon's cache-watch figures come from (read at scrape time). */
+  setCacheWatchSource(read: (() => CacheWatchCounts) | undefined): void {
+    this.#cacheWatch = read;
   }
 
   /** Record one control-interface request: `result` is 'ok' or the errno code it failed with. */

@@ -94,14 +94,111 @@ describe('test_ioctl multi-node matrix through the mounts', () => {
     try {
       expect(readSync(fd, Buffer.alloc(16), 0, 16, 0)).toBe(16);
       cli('revoke', join(m1, 'rv'), ...me);
-      // The page cache still holds page 0; a read of another page goes to the daemon and is refused.
+      // A page never read goes to the daemon and is refused; so does page 0, which the kernel had
+      // cached: the revoke dropped it (see 'revokes reach the kernel's cache' below).
       expect(() => readSync(fd, Buffer.alloc(16), 0, 16, 1 << 20)).toThrow(/EACCES|permission/i);
+      expect(() => readSync(fd, Buffer.alloc(16), 0, 16, 0)).toThrow(/EACCES|permission/i);
     } finally {
       closeSync(fd);
     }
     shOk(`rm ${m1}/rv`);
   });
 });
+
+describe("revokes reach the kernel's cache (issue 15)", () => {
+  const me = `process:2:${process.pid}`;
+  /** Read 16 bytes at offset 0 of `fd` until it fails; ms from `t0` to the first failure (or -1 after 10 s). */
+  async function untilRefused(fd: number, t0: number): Promise<number> {
+    const buf = Buffer.alloc(16);
+    while (performance.now() - t0 < 10_000) {
+      try {
+        readSync(fd, buf, 0, 16, 0);
+      } catch {
+        return performance.now() - t0;
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    return -1;
+  }
+
+  const changes: [string, (path: string) => string][] = [
+    ['revoke', (p) => `setfattr -n user.marufs.revoke -v '${me}' ${p}`],
+    ['default change', (p) => `setfattr -n user.marufs.default -v none ${p}`],
+    ['chown', (p) => `setfattr -n user.marufs.owner -v user:65534 ${p}`],
+    ['unlink', (p) => `rm ${p}`],
+  ];
+
+  it.each(changes)(
+    'a %s on node 1 stops cached reads of an open file on node 2 at once',
+    async (kind, change) => {
+      const name = `cache-${kind.replace(' ', '-')}`;
+      shOk(
+        `touch ${m1}/${name} && truncate -s 2M ${m1}/${name} && printf cached-data | dd of=${m1}/${name} conv=notrunc 2>/dev/null`,
+      );
+      if (kind === 'default change') shOk(`setfattr -n user.marufs.default -v r ${m1}/${name}`);
+      else shOk(`setfattr -n user.marufs.grant -v '${me} r' ${m1}/${name}`);
+      const fd = openSync(join(m2, name), 'r');
+      try {
+        const buf = Buffer.alloc(16);
+        expect(readSync(fd, buf, 0, 16, 0)).toBe(16);
+        expect(buf.subarray(0, 11).toString()).toBe('cached-data');
+        expect(readSync(fd, buf, 0, 16, 0)).toBe(16); // from the kernel's page cache now
+        const t0 = performance.now();
+        const proc = spawn('sh', ['-c', change(`${m1}/${name}`)], { stdio: 'ignore' });
+        const exited = new Promise<number>((r) => proc.on('exit', () => r(performance.now() - t0)));
+        const refusedAfter = await untilRefused(fd, t0);
+        const changeMs = await exited;
+        process.stderr.write(
+          `cache invalidation (${kind}, node 1 → node 2): cached read refused ${refusedAfter.toFixed(1)} ms after starting the change (the change process took ${changeMs.toFixed(1)} ms)\n`,
+        );
+        expect(refusedAfter).toBeGreaterThanOrEqual(0);
+      } finally {
+        closeSync(fd);
+      }
+      sh(`rm -f ${m1}/${name}`, { uid: 65534 });
+      sh(`rm -f ${m1}/${name}`);
+    },
+    30_000,
+  );
+
+  it("a revoke drops the kernel's mapping too: a mapped page faults (SIGBUS) instead of showing cached data", async () => {
+    shOk(
+      `touch ${m1}/cache-mm && truncate -s 2M ${m1}/cache-mm && printf mapped | dd of=${m1}/cache-mm conv=notrunc 2>/dev/null`,
+    );
+    const child = spawn('python3', ['-c', MAPPER, join(m2, 'cache-mm')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = new Promise<[number | null, string | null]>((r) => child.on('exit', (c, sig) => r([c, sig])));
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const waitFor = async (re: RegExp): Promise<void> => {
+      for (let i = 0; i < 1500 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(out).toMatch(re);
+    };
+    await waitFor(/^\d+\n/);
+    const pid = Number(out.split('\n')[0]);
+    cli('grant', join(m1, 'cache-mm'), '--node', '2', '--pid', String(pid), '--perms', 'r');
+    child.stdin.write('go\n');
+    await waitFor(/first mapped/);
+    cli('revoke', join(m1, 'cache-mm'), '--node', '2', '--pid', String(pid));
+    await new Promise((r) => setTimeout(r, 200)); // far more than the watcher's period
+    child.stdin.end('go\n');
+    const [code, signal] = await exited;
+    expect(out).not.toMatch(/second mapped/);
+    expect(signal ?? String(code)).toBe('SIGBUS');
+    shOk(`rm ${m1}/cache-mm`);
+  });
+});
+
+/** python: map read-only, print pid; read the first bytes; wait; read them again. */
+const MAPPER = `
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ)
+print("first", m[0:6].decode(), flush=True)
+sys.stdin.readline()
+print("second", m[0:6].decode(), flush=True)
+`;
 
 describe('the addon fast path keeps checking the caller', () => {
   it('serves the checked process, refuses its forked child on the same open file, and drops on revoke', async () => {
