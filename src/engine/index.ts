@@ -69,7 +69,7 @@ export {
   type Caller,
   type Principal,
 } from './regions/principal.js';
-export { encodeName, hashName, NAME_MAX, type NameHash } from './regions/names.js';
+export { checkNewName, encodeName, hashName, NAME_MAX, RESERVED_NAMES, type NameHash } from './regions/names.js';
 export { bestFit } from './regions/allocator.js';
 export { checkRegions, type RegionCheck } from './regions/check.js';
 export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem, type NrhtStats } from './nrht/table.js';

@@ -37,7 +37,7 @@ import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { MarufsError, Perm, workloadId as toWorkloadId, type MarufsNode } from '../engine/index.js';
+import { checkNewName, MarufsError, Perm, workloadId as toWorkloadId, type MarufsNode } from '../engine/index.js';
 import {
   csiV1,
   loadCsiPackage,
@@ -463,8 +463,9 @@ export class CsiServer {
     }
     try {
       if (region.includes('/')) throw new MarufsError('EINVAL', 'a region name may not contain "/"');
-      // Validates the name (ENAMETOOLONG, EINVAL) without touching the pool.
+      // Validates the name (ENAMETOOLONG, EINVAL; reserved, not NFC…) without touching the pool.
       this.#ctx.node.regions.lookup(region);
+      checkNewName(region);
     } catch (err) {
       if (err instanceof MarufsError) throw invalid(`volume ${volumeId}: bad region name "${region}": ${err.message}`);
       throw err;

@@ -288,6 +288,39 @@ describe('caller identity', () => {
   });
 });
 
+describe('who may read a region’s owner and delegations (issue 15)', () => {
+  /** As uid 1000: the control file's `stat` of `region` — "OK" or the error code. */
+  const controlStat = (region: string): string =>
+    sh(
+      `${process.execPath} -e "const fs = require('fs'); const fd = fs.openSync('${m1}/.marufs', 'r+');` +
+        ` try { fs.writeSync(fd, JSON.stringify({ op: 'stat', region: '${region}' })); console.log('OK'); }` +
+        ` catch (e) { console.log(e.code); }"`,
+      { uid: 1000 },
+    ).stdout.trim();
+
+  it('a user with no right on a region sees neither its owner nor its delegations; with a right it does', () => {
+    shOk(`touch ${m1}/meta && truncate -s 2M ${m1}/meta`, { uid: 65534 });
+    shOk(`setfattr -n user.marufs.grant -v 'workload:team-x/secret rw' ${m1}/meta`, { uid: 65534 });
+    for (const attr of ['owner', 'delegations', 'info', 'default']) {
+      const r = sh(`getfattr --only-values -n user.marufs.${attr} ${m1}/meta`, { uid: 1000 });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Permission denied/);
+      expect(r.stdout).not.toMatch(/workload|65534/);
+    }
+    expect(controlStat('meta')).toBe('EACCES');
+    // Its own permissions stay readable (none), and root on the node sees everything.
+    expect(shOk(`getfattr --only-values -n user.marufs.perms ${m1}/meta`, { uid: 1000 })).toBe('------');
+    expect(shOk(`getfattr --only-values -n user.marufs.owner ${m1}/meta`)).toBe('user:65534@1');
+    // Granted read: it may see who owns the region and who else may use it.
+    shOk(`setfattr -n user.marufs.grant -v 'user:1000 r' ${m1}/meta`, { uid: 65534 });
+    expect(shOk(`getfattr --only-values -n user.marufs.delegations ${m1}/meta`, { uid: 1000 })).toMatch(
+      /^workload:\S+ rw/m,
+    );
+    expect(controlStat('meta')).toBe('OK');
+    shOk(`rm ${m1}/meta`, { uid: 65534 });
+  });
+});
+
 describe('mmap data integrity across nodes (test_mmap X1–X6)', () => {
   const py = (script: string): string => shOk(`python3 - <<'PY'\n${script}\nPY`);
   const words = 524288; // 2 MiB of 32-bit words

@@ -567,6 +567,26 @@ describe('attacks through the CSI socket (issue 15)', () => {
     shOk(`rm -f ${mnt}/team-a.given-away`, { uid: NOBODY });
   });
 
+  it('reserved and look-alike names are refused on every path that creates regions', async () => {
+    // CSI: an inline ".marufs" (once created as a region whose view showed the control file), a PV handle.
+    const target = targetOf(podA, 'reserved');
+    expect(
+      await codeOf(publish(podA, `csi-${randomUUID()}`, target, {}, eph({ region: '.marufs', size: '2Mi' }))),
+    ).toBe('PERMISSION_DENIED');
+    expect(await codeOf(publish(podA, 'pool-a/.views', target))).toBe('INVALID_ARGUMENT');
+    expect(mountsUnder(target)).toEqual([]);
+    // Through the mount, as a plain user: a decomposed "é" (NFD), a zero-width space, a bidi override
+    // (octal escapes: dash's printf has no \x).
+    for (const bad of ['e\\314\\201', 'a\\342\\200\\213b', 'x\\342\\200\\256txt']) {
+      const r = sh(`touch "${mnt}/$(printf '${bad}')"`, { uid: 1000 });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Invalid argument/);
+    }
+    // The composed spelling is fine.
+    shOk(`touch "${mnt}/$(printf '\\303\\251')" && rm "${mnt}/$(printf '\\303\\251')"`, { uid: 1000 });
+    expect(readdirSync(mnt).filter((n) => n !== 'r1' && n !== 'r2' && !n.startsWith('team-a.'))).toEqual([]);
+  });
+
   it('a process in a look-alike pod cgroup outside the kubelet root is not the pod', async () => {
     const target = targetOf(podA, 'r1-cgroup');
     await publish(podA, 'pool-a/r1', target);

@@ -19,7 +19,7 @@ import type { PoolMemory } from '../pool/memory.js';
 import { DELEGABLE_BY_GRANT, Perm, PermissionCache, checkDelegation, checkPerms, formatPerms } from './acl.js';
 import { bestFit, freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
-import { encodeName, hashName, type NameHash } from './names.js';
+import { checkNewName, encodeName, hashName, type NameHash } from './names.js';
 import {
   clearPrincipal,
   bindings,
@@ -248,6 +248,7 @@ export class RegionStore extends RegionTable {
   /** Reserve a name (no space yet). EEXIST, ENOSPC (table or index full), ENAMETOOLONG, EINVAL. */
   async create(name: string, caller: Caller, options: CreateOptions = {}): Promise<RegionInfo> {
     const bytes = encodeName(name);
+    checkNewName(name);
     const h = hashName(bytes, { lo: 0, hi: 0 });
     const lifetime: LifetimeName =
       options.lifetime ?? (options.owner && options.owner.kind !== 'process' ? 'persistent' : 'process');
