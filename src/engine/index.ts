@@ -49,6 +49,7 @@ export { failpoint } from './failpoints.js';
 export {
   RegionStore,
   RegionTable,
+  adminReservedSlots,
   type RegionInfo,
   type Capacity,
   type CreateOptions,

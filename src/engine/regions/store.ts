@@ -469,20 +469,26 @@ export class RegionStore extends RegionTable {
     return true;
   }
 
-  /** Grant (upsert) a delegation. ADMIN grants anything; GRANT only r/w/d/i it holds itself. */
+  /**
+   * Grant (upsert) a delegation. ADMIN grants anything; GRANT only r/w/d/i it holds itself, and never
+   * into the last adminReservedSlots() free slots (so a GRANT holder cannot lock the owner out).
+   */
   async grant(name: string, caller: Caller, grantee: Principal, perms: number): Promise<void> {
     validatePrincipal(grantee, this.maxNodes);
     const bytes = encodeName(name);
     await this.#locked(() => {
       const id = this.#resolveLocked(bytes, name);
-      checkDelegation(this.permissionsById(id, caller), perms, 'grant');
+      const have = this.permissionsById(id, caller);
+      checkDelegation(have, perms, 'grant');
       if (grantee.kind === 'managed') throw new MarufsError('EINVAL', 'delegations name processes, users or workloads');
       const bound = this.#bindEagerly(grantee);
       const t = nowNs();
       let empty = -1;
+      let free = 0;
       for (let j = 0; j < this.rat.delegations; j++) {
         const d = this.rat.delegation(id, j);
         const st = this.mem.load32(d + D.state);
+        if (st === DelegState.EMPTY) free++;
         if (st === DelegState.ACTIVE && samePrincipal(this.mem, d + D.principal, grantee)) {
           this.mem.store32(d + D.perms, this.mem.load32(d + D.perms) | perms);
           this.mem.store64(d + D.grantedAt, t);
@@ -493,6 +499,13 @@ export class RegionStore extends RegionTable {
         if (st === DelegState.EMPTY && empty < 0) empty = j;
       }
       if (empty < 0) throw new MarufsError('ENOSPC', `all ${this.rat.delegations} delegation slots are in use`);
+      const kept = adminReservedSlots(this.rat.delegations);
+      if ((have & Perm.ADMIN) === 0 && free <= kept) {
+        throw new MarufsError(
+          'ENOSPC',
+          `the last ${kept} free delegation slots are kept for the owner and ADMIN holders (a GRANT holder cannot fill them)`,
+        );
+      }
       const d = this.rat.delegation(id, empty);
       if (this.mem.cas32(d + D.state, DelegState.EMPTY, DelegState.GRANTING) !== DelegState.EMPTY) {
         throw new MarufsError('EAGAIN', 'delegation slot changed under the lock');
@@ -758,4 +771,9 @@ export class RegionStore extends RegionTable {
       this.release(id);
     }
   }
+}
+
+/** Delegation slots a GRANT-only holder may not take: a quarter of them, at most 4 (4 of the default 29). */
+export function adminReservedSlots(slots: number): number {
+  return Math.min(4, Math.floor(slots / 4));
 }
