@@ -61,6 +61,7 @@ import {
   usableInline,
 } from './csi-guard.js';
 import type { PodRegistry } from './identity.js';
+import type { QuotaPolicy } from './quota.js';
 
 export const DRIVER_NAME = 'csi.marufs.io';
 /** The topology key NodeGetInfo reports: which pool this node serves. */
@@ -93,6 +94,8 @@ export interface CsiContext {
   node: MarufsNode;
   mountpoint: string;
   pods: PodRegistry;
+  /** Per-owner limits for regions created by inline volumes (quota.ts). */
+  quota?: QuotaPolicy | undefined;
   /** Probe: attached and mounted. */
   ready: () => boolean;
   log: Logger;
@@ -504,6 +507,7 @@ export class CsiServer {
     }
     if (volume.size === undefined)
       throw notFound(`region "${volume.region}" does not exist in pool "${this.poolName}"`);
+    this.#ctx.quota?.checkCreate({ kind: 'workload', workloadId: caller.workloadId }, volume.size);
     await regions.create(volume.region, caller, {
       owner: { kind: 'workload', workloadId: caller.workloadId },
       lifetime: 'persistent',

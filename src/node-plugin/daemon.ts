@@ -25,6 +25,7 @@ import { detachMount, mountAt } from './mounts.js';
 import { HeartbeatWatch, startHttpServer, type HealthReport, type HttpServerHandle } from './http.js';
 import { CallerResolver, PodRegistry } from './identity.js';
 import { PluginMetrics } from './metrics.js';
+import { QuotaPolicy, type QuotaOptions } from './quota.js';
 
 export interface DaemonOptions {
   /** Pool device (/dev/daxX.Y) or pool file. */
@@ -59,6 +60,8 @@ export interface DaemonOptions {
   debug?: boolean;
   /** Lifetime of regions created through the mount. Default "persistent". */
   lifetime?: 'persistent' | 'process';
+  /** Who may create through the mount; per-owner limits (quota.ts; defaults there). */
+  quota?: QuotaOptions | undefined;
   /** How long stop() lets open files finish before aborting the connection. Default 5000 ms. */
   shutdownGraceMs?: number;
   /** How often the mount is checked. Default 1000 ms. */
@@ -141,6 +144,7 @@ export class NodeDaemon {
   readonly mountpoint: string;
   readonly pods: PodRegistry;
   readonly metrics: PluginMetrics;
+  readonly quota: QuotaPolicy;
   readonly fs: MarufsFs;
   readonly log: Logger;
   /** Set when start() found and detached a stale mount. */
@@ -164,7 +168,10 @@ export class NodeDaemon {
     this.recoveredStaleMount = recovered;
     this.pods = new PodRegistry();
     this.metrics = new PluginMetrics(node);
+    this.quota = new QuotaPolicy(node, options.quota);
+    this.metrics.setQuotaSource(() => ({ maxRegions: this.quota.maxRegions, maxBytes: this.quota.maxBytes }));
     this.fs = new MarufsFs({
+      quota: this.quota,
       node,
       resolver: new CallerResolver(node.nodeId, this.pods, {
         ...(options.podCgroupRoots ? { podCgroupRoots: options.podCgroupRoots } : {}),
@@ -217,6 +224,7 @@ export class NodeDaemon {
             node,
             mountpoint: daemon.mountpoint,
             pods: daemon.pods,
+            quota: daemon.quota,
             ready: () => node.state === 'active' && daemon.mounted,
             log: daemon.log.child({ component: 'csi' }),
           },

@@ -45,6 +45,7 @@ import {
 } from './fuse-binding.js';
 import type { CallerResolver, ResolvedCaller } from './identity.js';
 import type { RevokeInvalidator } from './cache-inval.js';
+import type { QuotaPolicy } from './quota.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -78,6 +79,8 @@ export interface FuseFsOptions {
   /** Called once per control request (the metrics hook). */
   observeControl?: (op: string, result: string) => void;
   logger?: FsLogger;
+  /** Who may create through the mount, and per-owner limits (quota.ts). None: no limits. */
+  quota?: QuotaPolicy | undefined;
 }
 
 interface OpenRegion {
@@ -123,6 +126,7 @@ export class MarufsFs {
   #inFlight = 0;
   #fastPath: FastPath | undefined;
   #invalidator: RevokeInvalidator | undefined;
+  readonly #quota: QuotaPolicy | undefined;
 
   constructor(options: FuseFsOptions) {
     this.#node = options.node;
@@ -132,6 +136,7 @@ export class MarufsFs {
     this.#observe = options.observe;
     this.#observeControl = options.observeControl;
     this.#log = options.logger;
+    this.#quota = options.quota;
   }
 
   /** Files open through the mount right now. */
@@ -416,10 +421,15 @@ export class MarufsFs {
     if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     if (`/${name}` === VIEWS_DIR) throw new MarufsError('EPERM', `"${name}" is reserved by the mount`);
     const caller = this.#caller(req);
+    const owner = ownerFor(caller, this.#lifetime);
+    if (this.#quota && !this.#node.regions.lookup(name)) {
+      this.#quota.checkCreator(caller, req.gid, req.pid);
+      this.#quota.checkCreate(owner);
+    }
     try {
       await this.#node.regions.create(name, caller, {
         lifetime: this.#lifetime,
-        owner: ownerFor(caller, this.#lifetime),
+        owner,
         mode: req.offset & 0o777,
       });
     } catch (err) {
@@ -495,6 +505,7 @@ export class MarufsFs {
       );
     }
     if (length === 0) return;
+    this.#quota?.checkSize(info.owner, length);
     await regions.sizeByRef(
       () => {
         if (regions.statById(info.id).generation !== info.generation) {

@@ -77,6 +77,7 @@ export class PluginMetrics {
   #snapshot: PoolSnapshot | null | undefined;
   #fastPath: (() => FastPathCounts) | undefined;
   #cacheWatch: (() => CacheWatchCounts) | undefined;
+  #quota: (() => { maxRegions: number; maxBytes: number }) | undefined;
   /** Other nodes' heartbeats as seen across scrapes: nodeId → (token, heartbeat, since). */
   #seen = new Map<number, { token: string; heartbeat: number; since: number }>();
 
@@ -178,6 +179,21 @@ export class PluginMetrics {
         this.reset();
         this.inc({ result: 'ok' }, w.invalidations);
         this.inc({ result: 'failed' }, w.failures);
+      },
+    });
+
+    // ---- per-owner limits (quota.ts) ----------------------------------------------------------------
+    const quota = (): { maxRegions: number; maxBytes: number } | undefined => this.#quota?.();
+    new Gauge({
+      name: 'marufs_owner_quota_limit',
+      help: 'What one owner may hold, by resource (regions, bytes); 0: no limit.',
+      labelNames: ['resource'],
+      registers,
+      collect() {
+        const q = quota();
+        if (!q) return;
+        this.set({ resource: 'regions' }, q.maxRegions);
+        this.set({ resource: 'bytes' }, q.maxBytes);
       },
     });
 
@@ -435,6 +451,11 @@ export class PluginMetrics {
   /** Where the FUSE addon's fast-path counters come from (read at scrape time). */
   setFastPathSource(read: (() => FastPathCounts) | undefined): void {
     this.#fastPath = read;
+  }
+
+  /** Where the per-owner limits come from (read at scrape time). */
+  setQuotaSource(read: (() => { maxRegions: number; maxBytes: number }) | undefined): void {
+    this.#quota = read;
   }
 
   /** Where the FUSE addon's cache-watch figures come from (read at scrape time). */

@@ -16,6 +16,14 @@ function hostPort(text: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
+function idList(text: string): number[] {
+  const ids = text.split(',').filter(Boolean).map(Number);
+  if (ids.length === 0 || ids.some((n) => !Number.isSafeInteger(n) || n < 0)) {
+    throw new InvalidArgumentError(`want comma-separated numeric ids, got "${text}"`);
+  }
+  return ids;
+}
+
 function lifetimeArg(text: string): 'persistent' | 'process' {
   if (text !== 'persistent' && text !== 'process') throw new InvalidArgumentError('want persistent or process');
   return text;
@@ -46,6 +54,18 @@ export function registerNode(program: Command): void {
     )
     .option('--format-if-needed', 'format the pool if it is unformatted and this node wins the election')
     .option('--size <bytes>', 'create or grow a pool file to this size first', parseSize)
+    .option(
+      '--create-uids <uids>',
+      'only these uids (and root) create regions through the mount (comma-separated)',
+      idList,
+    )
+    .option('--create-gids <gids>', 'or members of these groups (comma-separated)', idList)
+    .option('--owner-max-regions <n>', 'regions one owner may hold (default 256; 0: no limit)', parseInteger)
+    .option(
+      '--owner-max-bytes <bytes>',
+      "bytes one owner may hold (default: half the pool's data area; 0: no limit)",
+      parseSize,
+    )
     .option('--lifetime <kind>', 'lifetime of regions created through the mount (persistent|process)', lifetimeArg)
     .option('--debug-api', 'serve the debug controls over HTTP (POST /api/v1/debug/…)')
     .option('--shutdown-grace-ms <ms>', 'how long open files may finish at shutdown (default 5000)', parseInteger)
@@ -75,6 +95,12 @@ export function registerNode(program: Command): void {
           : undefined,
         podCgroupRoots: opts['podCgroupRoot'] as string[] | undefined,
         lifetime: opts['lifetime'] as 'persistent' | 'process' | undefined,
+        quota: {
+          createUids: opts['createUids'] as number[] | undefined,
+          createGids: opts['createGids'] as number[] | undefined,
+          maxRegions: opts['ownerMaxRegions'] as number | undefined,
+          maxBytes: opts['ownerMaxBytes'] as number | undefined,
+        },
         shutdownGraceMs: opts['shutdownGraceMs'] as number | undefined,
         logger,
         onFatal: (err) => fatal?.(err),
