@@ -297,7 +297,9 @@ export class NodeDaemon {
 
   /** Periodic check: the mount must still be ours. Remount once lost; give up if that fails. */
   #checkMount(): void {
-    if (this.#stopping || this.mounted) return;
+    if (this.#stopping) return;
+    this.fs.sweepUnchecked();
+    if (this.mounted) return;
     this.log.warn({ mountpoint: this.mountpoint }, 'mount disappeared: mounting again');
     void (async () => {
       try {

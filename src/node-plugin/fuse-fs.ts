@@ -94,6 +94,11 @@ interface OpenRegion {
   openerCache: PermissionCache;
   lastCaller: Caller | undefined;
   lastCache: PermissionCache;
+  /**
+   * Some caller had a right on the region through this file (at open, or a checked read or write
+   * since). A file that never had one does not keep a deleted region's space (sweepUnchecked).
+   */
+  checked: boolean;
 }
 
 interface OpenControl {
@@ -399,6 +404,7 @@ export class MarufsFs {
     if (forWriting && (regions.permissions(name, caller) & Perm.WRITE) === 0) {
       throw new MarufsError('EACCES', `opening "${name}" for writing needs WRITE`);
     }
+    const checked = forWriting || regions.permissions(name, caller) !== 0;
     const handle = regions.open(name, caller);
     const word = handle.aclWord(); // before the answer: a change from now on is caught (cache-inval.ts)
     const fh = this.#addFile({
@@ -411,6 +417,7 @@ export class MarufsFs {
       openerCache: new PermissionCache(),
       lastCaller: undefined,
       lastCache: new PermissionCache(),
+      checked,
     });
     if (word && path) this.#invalidator?.opened(fh, path, word);
     return fh;
@@ -450,6 +457,30 @@ export class MarufsFs {
     }
   }
 
+  /**
+   * Let go of deleted regions held open only by files that never had any right on them: a user with
+   * no rights cannot pin an unlinked region's space by keeping it open (the daemon calls this every
+   * second). Such a file's later requests fail with EBADF. Returns how many were let go.
+   */
+  sweepUnchecked(): number {
+    let dropped = 0;
+    for (const file of this.#files.values()) {
+      if (file.kind !== 'region' || file.checked || file.handle.closed) continue;
+      let gone: boolean;
+      try {
+        const info = this.#node.regions.statById(file.handle.id);
+        gone = info.generation !== file.handle.generation || (info.state !== 'allocated' && info.state !== 'chowning');
+      } catch {
+        gone = true;
+      }
+      if (!gone) continue;
+      if (file.armedTid) this.#fastPath?.disarm(file.fh);
+      file.handle.close();
+      dropped++;
+    }
+    return dropped;
+  }
+
   /** Close every open file (shutdown). */
   closeAll(): void {
     for (const fh of [...this.#files.keys()]) this.#release(fh);
@@ -468,6 +499,7 @@ export class MarufsFs {
     const r = this.#resolver.resolve(req.pid, req.uid);
     const [caller, cache] = this.#dataCaller(file, r);
     const n = file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
+    file.checked = true;
     this.#arm(file, req.pid, r, cache);
     return n;
   }

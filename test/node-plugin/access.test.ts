@@ -321,6 +321,36 @@ describe('who may read a region’s owner and delegations (issue 15)', () => {
   });
 });
 
+describe('an unchecked open does not pin a deleted region (issue 15)', () => {
+  const freeBlocks = (): number => Number(shOk(`stat -f -c %f ${m1}`).trim());
+
+  it('a user with no right keeps a region open; the owner unlinks it; the space comes back anyway', async () => {
+    shOk(`touch ${m1}/pinned && truncate -s 32M ${m1}/pinned`, { uid: 65534 });
+    const before = freeBlocks();
+    const holder = spawn('sh', ['-c', `exec 3< ${m1}/pinned; echo opened; exec sleep 60`], {
+      uid: 1000,
+      gid: 1000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    holder.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      for (let i = 0; i < 500 && !out.includes('opened'); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(out).toContain('opened');
+      shOk(`rm ${m1}/pinned`, { uid: 65534 });
+      let after = freeBlocks();
+      for (let i = 0; i < 100 && after < before + (32 << 20) / 4096; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = freeBlocks();
+      }
+      expect(after).toBeGreaterThanOrEqual(before + (32 << 20) / 4096); // while the holder still has it open
+      expect(holder.exitCode).toBeNull();
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+});
+
 describe('mmap data integrity across nodes (test_mmap X1–X6)', () => {
   const py = (script: string): string => shOk(`python3 - <<'PY'\n${script}\nPY`);
   const words = 524288; // 2 MiB of 32-bit words
