@@ -186,7 +186,56 @@ describe("revokes reach the kernel's cache (issue 15)", () => {
     expect(signal ?? String(code)).toBe('SIGBUS');
     shOk(`rm ${m1}/cache-mm`);
   });
+
+  it('a forked child storing through an inherited writable mapping: lands as the opener until the revoke, then faults', async () => {
+    // What mmap cannot enforce (docs/security.md): write-back is checked as the opener. What bounds it:
+    // the revoke drops the mapping, and the child's next access is checked as the child.
+    shOk(`touch ${m1}/cache-fork && truncate -s 2M ${m1}/cache-fork`, { uid: 65534 });
+    shOk(`setfattr -n user.marufs.grant -v 'user:0 rw' ${m1}/cache-fork`, { uid: 65534 });
+    const child = spawn('python3', ['-c', FORK_MAPPER, join(m1, 'cache-fork')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = new Promise<void>((r) => child.on('exit', () => r()));
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const waitFor = async (re: RegExp): Promise<void> => {
+      for (let i = 0; i < 1500 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(out).toMatch(re);
+    };
+    await waitFor(/child stored/);
+    const readBack = (): string => shOk(`dd if=${m1}/cache-fork bs=6 count=1 2>/dev/null`, { uid: 65534 });
+    expect(readBack()).toBe('child1'); // landed with the opener's (root's) WRITE: the documented gap
+    shOk(`setfattr -n user.marufs.revoke -v 'user:0' ${m1}/cache-fork`, { uid: 65534 });
+    await new Promise((r) => setTimeout(r, 200)); // far more than the watcher's period
+    child.stdin.end('go\n');
+    await waitFor(/child exit -7|child exit 135/); // SIGBUS on its next access
+    await exited;
+    expect(readBack()).toBe('child1'); // its store after the revoke did not land
+    shOk(`rm ${m1}/cache-fork`, { uid: 65534 });
+  });
 });
+
+/**
+ * python (root): map read-write and store (the page is now cached and mapped), fork; the child drops
+ * to uid 1000, stores + msync; waits; stores again. (A page the child faults in itself is checked as
+ * the child: only pages already mapped carry the opener's right.)
+ */
+const FORK_MAPPER = `
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+m[0:6] = b"parent"; m.flush()  # the page is now cached and mapped writable
+pid = os.fork()
+if pid == 0:
+    os.setgid(1000); os.setuid(1000)
+    m[0:6] = b"child1"; m.flush()
+    print("child stored", flush=True)
+    sys.stdin.readline()
+    m[0:6] = b"child2"; m.flush()
+    print("child stored again", flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child exit", -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
+`;
 
 /** python: map read-only, print pid; read the first bytes; wait; read them again. */
 const MAPPER = `
