@@ -245,6 +245,7 @@ export class NodeDaemon {
         csi: daemon.csi?.socket,
         formatted: node.formatted !== undefined,
         recoveredStaleMount: recovered,
+        quota: daemon.quota.describe(),
       },
       'node plugin serving',
     );
@@ -271,7 +272,13 @@ export class NodeDaemon {
       attached: this.node.state === 'active',
       mounted: this.mounted,
       heartbeatMoving: w.moving,
-      detail: { nodeId: this.node.nodeId, mountpoint: this.mountpoint, openFiles: this.fs.openFiles, heartbeat: w },
+      detail: {
+        nodeId: this.node.nodeId,
+        mountpoint: this.mountpoint,
+        openFiles: this.fs.openFiles,
+        heartbeat: w,
+        quota: this.quota.describe(),
+      },
     };
   }
 

@@ -64,6 +64,16 @@ export class QuotaPolicy {
     this.maxBytes = options.maxBytes ?? Math.floor(node.regions.capacity().totalBytes / 2);
   }
 
+  /** The policy as shown in /readyz's detail and the serving log. */
+  describe(): { maxRegionsPerOwner: number; maxBytesPerOwner: number; createUids?: number[]; createGids?: number[] } {
+    return {
+      maxRegionsPerOwner: this.maxRegions,
+      maxBytesPerOwner: this.maxBytes,
+      ...(this.createUids ? { createUids: [...this.createUids] } : {}),
+      ...(this.createGids ? { createGids: [...this.createGids] } : {}),
+    };
+  }
+
   /** May this caller (FUSE uid/gid `gid`, process `pid`) create regions through the mount? EACCES if not. */
   checkCreator(caller: Caller, gid: number, pid: number): void {
     if (this.createUids === undefined && this.createGids === undefined) return;

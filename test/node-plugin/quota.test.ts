@@ -69,9 +69,11 @@ describe('creating through the mount', () => {
     shOk(`rm ${mnt}/q1 ${mnt}/q3 ${mnt}/q4`, { uid: NOBODY });
   });
 
-  it('shows the limits in the metrics', async () => {
+  it('shows the limits in the metrics and in /readyz', async () => {
     const text = await (await fetch(`${http}/metrics`)).text();
     expect(text).toMatch(/^marufs_owner_quota_limit\{resource="regions"\} 3$/m);
     expect(text).toMatch(/^marufs_owner_quota_limit\{resource="bytes"\} 8388608$/m);
+    const ready = (await (await fetch(`${http}/readyz`)).json()) as { detail: { quota: unknown } };
+    expect(ready.detail.quota).toEqual({ maxRegionsPerOwner: 3, maxBytesPerOwner: 8 << 20, createUids: [NOBODY] });
   });
 });
