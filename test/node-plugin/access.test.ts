@@ -106,7 +106,6 @@ describe('test_ioctl multi-node matrix through the mounts', () => {
 });
 
 describe("revokes reach the kernel's cache (issue 15)", () => {
-  const me = `process:2:${process.pid}`;
   /** Read 16 bytes at offset 0 of `fd` until it fails; ms from `t0` to the first failure (or -1 after 10 s). */
   async function untilRefused(fd: number, t0: number): Promise<number> {
     const buf = Buffer.alloc(16);
@@ -121,42 +120,49 @@ describe("revokes reach the kernel's cache (issue 15)", () => {
     return -1;
   }
 
-  const changes: [string, (path: string) => string][] = [
-    ['revoke', (p) => `setfattr -n user.marufs.revoke -v '${me}' ${p}`],
-    ['default change', (p) => `setfattr -n user.marufs.default -v none ${p}`],
-    ['chown', (p) => `setfattr -n user.marufs.owner -v user:65534 ${p}`],
-    ['unlink', (p) => `rm ${p}`],
+  // [change, the reader's node, the change as a shell command on node 1's mount]
+  const changes: [string, number, (path: string, me: string) => string][] = [
+    ['revoke', 2, (p, me) => `setfattr -n user.marufs.revoke -v '${me}' ${p}`],
+    ['default change', 2, (p) => `setfattr -n user.marufs.default -v none ${p}`],
+    ['chown', 2, (p) => `setfattr -n user.marufs.owner -v user:4242 ${p}`],
+    ['unlink', 2, (p) => `rm ${p}`],
+    ['revoke', 1, (p, me) => `setfattr -n user.marufs.revoke -v '${me}' ${p}`],
   ];
 
   it.each(changes)(
-    'a %s on node 1 stops cached reads of an open file on node 2 at once',
-    async (kind, change) => {
-      const name = `cache-${kind.replace(' ', '-')}`;
+    'a %s on node 1 stops cached reads of an open file on node %d at once',
+    async (kind, readerNode, change) => {
+      const me = `process:${readerNode}:${process.pid}`;
+      const reader = readerNode === 1 ? m1 : m2;
+      const name = `cache-${kind.replace(' ', '-')}-${readerNode}`;
+      // Owned by uid 65534, which makes every change: the reader (root, this process) has only what it is given.
+      const owner = { uid: 65534 };
       shOk(
         `touch ${m1}/${name} && truncate -s 2M ${m1}/${name} && printf cached-data | dd of=${m1}/${name} conv=notrunc 2>/dev/null`,
+        owner,
       );
-      if (kind === 'default change') shOk(`setfattr -n user.marufs.default -v r ${m1}/${name}`);
-      else shOk(`setfattr -n user.marufs.grant -v '${me} r' ${m1}/${name}`);
-      const fd = openSync(join(m2, name), 'r');
+      if (kind === 'default change') shOk(`setfattr -n user.marufs.default -v r ${m1}/${name}`, owner);
+      else shOk(`setfattr -n user.marufs.grant -v '${me} r' ${m1}/${name}`, owner);
+      const fd = openSync(join(reader, name), 'r');
       try {
         const buf = Buffer.alloc(16);
         expect(readSync(fd, buf, 0, 16, 0)).toBe(16);
         expect(buf.subarray(0, 11).toString()).toBe('cached-data');
         expect(readSync(fd, buf, 0, 16, 0)).toBe(16); // from the kernel's page cache now
         const t0 = performance.now();
-        const proc = spawn('sh', ['-c', change(`${m1}/${name}`)], { stdio: 'ignore' });
+        const proc = spawn('sh', ['-c', change(`${m1}/${name}`, me)], { stdio: 'ignore', uid: 65534, gid: 65534 });
         const exited = new Promise<number>((r) => proc.on('exit', () => r(performance.now() - t0)));
         const refusedAfter = await untilRefused(fd, t0);
         const changeMs = await exited;
         process.stderr.write(
-          `cache invalidation (${kind}, node 1 → node 2): cached read refused ${refusedAfter.toFixed(1)} ms after starting the change (the change process took ${changeMs.toFixed(1)} ms)\n`,
+          `cache invalidation (${kind}, node 1 → node ${readerNode}): cached read refused ${refusedAfter.toFixed(1)} ms after starting the change (the change process took ${changeMs.toFixed(1)} ms)\n`,
         );
         expect(refusedAfter).toBeGreaterThanOrEqual(0);
       } finally {
         closeSync(fd);
       }
       sh(`rm -f ${m1}/${name}`, { uid: 65534 });
-      sh(`rm -f ${m1}/${name}`);
+      sh(`rm -f ${m1}/${name}`, { uid: 4242 });
     },
     30_000,
   );
