@@ -23,7 +23,7 @@ import { mountFuse, type FuseMount } from './fuse-binding.js';
 import { MarufsFs } from './fuse-fs.js';
 import { detachMount, mountAt } from './mounts.js';
 import { HeartbeatWatch, startHttpServer, type HealthReport, type HttpServerHandle } from './http.js';
-import { CallerResolver, PodRegistry } from './identity.js';
+import { CallerResolver, PodRegistry, seesHostCgroups } from './identity.js';
 import { PluginMetrics } from './metrics.js';
 import { QuotaPolicy, type QuotaOptions } from './quota.js';
 
@@ -233,6 +233,12 @@ export class NodeDaemon {
     } catch (err) {
       await daemon.stop().catch(() => undefined);
       throw err;
+    }
+    if (options.csi && !seesHostCgroups()) {
+      daemon.log.warn(
+        {},
+        "this daemon runs in a private cgroup namespace: pods' processes cannot be recognised (run it privileged with hostPID, in the host's cgroup namespace)",
+      );
     }
     node.onFenced(() => daemon.#fatal(new Error(`node ${node.nodeId} was declared dead by another node (fenced)`)));
     // This timer also keeps the process alive while it serves (stop() clears it).

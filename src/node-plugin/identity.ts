@@ -102,6 +102,19 @@ export function podUidFromCgroup(
   return found;
 }
 
+/**
+ * Does this process see other processes' cgroups as absolute paths? Not in a private cgroup
+ * namespace (or without the host's pid namespace): /proc/1/cgroup then shows `/..` components or
+ * is not the host's init, and no pod cgroup can be anchored at the kubelet's root.
+ */
+export function seesHostCgroups(): boolean {
+  try {
+    return !/:\/\.\.(\/|$)/m.test(readFileSync('/proc/1/cgroup', 'latin1'));
+  } catch {
+    return false;
+  }
+}
+
 interface ProcStat {
   startTime: bigint;
   ppid: number;
