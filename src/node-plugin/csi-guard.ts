@@ -13,7 +13,8 @@
  *    between this check and the mount.
  *  - Inline volumes: the region is always `<pod namespace>.<name>`; a name carrying another
  *    namespace's prefix is refused. An existing region is used with `size` only when it is owned by
- *    the pod's workload (or by a managed resource); a region is removed with its volume only when its
+ *    the pod's workload (or by a managed resource), without `size` when a workload or a managed
+ *    resource owns it (never a host user's squat); a region is removed with its volume only when its
  *    owner is still that workload.
  */
 import { promises as fsp } from 'node:fs';
@@ -134,7 +135,18 @@ export function ownedByWorkload(owner: Principal | undefined, workloadId: bigint
   );
 }
 
-/** May an inline volume with `size` use this existing region? Its workload's own, or a managed one. */
-export function usableInline(owner: Principal | undefined, workloadId: bigint, nodeId: number): boolean {
-  return ownedByWorkload(owner, workloadId, nodeId) || owner?.kind === 'managed';
+/**
+ * May an inline volume use this existing region? With `size` (a scratch region of the pod's
+ * workload): only the workload's own, or a managed one. Without `size` (a region shared in the
+ * namespace): one owned by a workload or managed — never by a host user or process, which is what a
+ * squat made through the mount is. The ACL still decides access.
+ */
+export function usableInline(
+  owner: Principal | undefined,
+  workloadId: bigint,
+  nodeId: number,
+  withSize: boolean,
+): boolean {
+  if (owner?.kind === 'managed') return true;
+  return withSize ? ownedByWorkload(owner, workloadId, nodeId) : owner?.kind === 'workload';
 }

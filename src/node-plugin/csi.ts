@@ -489,10 +489,13 @@ export class CsiServer {
     const hit = regions.lookup(volume.region);
     if (hit) {
       const info = regions.stat(volume.region);
-      if (volume.ephemeral && !usableInline(info.owner, caller.workloadId, caller.nodeId)) {
+      if (volume.ephemeral && !usableInline(info.owner, caller.workloadId, caller.nodeId, volume.size !== undefined)) {
         throw denied(
-          `region "${volume.region}" exists but is not owned by the pod's workload (nor managed for it): ` +
-            'an inline volume never uses a region someone else made under its namespace',
+          volume.size !== undefined
+            ? `region "${volume.region}" exists but is not owned by the pod's workload (nor managed): ` +
+                'an inline volume with size never uses a region someone else made under its name'
+            : `region "${volume.region}" is not owned by a workload (nor managed): ` +
+                'an inline volume never uses a region a host user made under its namespace',
         );
       }
       if (volume.size !== undefined) {

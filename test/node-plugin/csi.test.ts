@@ -533,13 +533,35 @@ describe('attacks through the CSI socket (issue 15)', () => {
         const target = targetOf(podA, 'squat');
         const err = await errorOf(publish(podA, `csi-${randomUUID()}`, target, {}, eph(attrs)));
         expect(grpc.status[err.code]).toBe('PERMISSION_DENIED');
-        expect(err.details).toMatch(/not owned by the pod's workload/);
+        expect(err.details).toMatch(/not owned by (the pod's workload|a workload)/);
         expect(mountsUnder(target)).toEqual([]);
       }
       expect(existsSync(join(mnt, 'team-a.kv2'))).toBe(true); // and nobody removed it
     } finally {
       shOk(`rm -f ${mnt}/team-a.kv2`, { uid: 1000 });
     }
+  });
+
+  it("a sibling workload's region is shared inline without size, never taken over with size", async () => {
+    // Owned by team-a/other (another service account of the namespace).
+    shOk(
+      `touch ${mnt}/team-a.sibling && truncate -s 2M ${mnt}/team-a.sibling` +
+        ` && setfattr -n user.marufs.grant -v 'workload:team-a/infer rw' ${mnt}/team-a.sibling` +
+        ` && setfattr -n user.marufs.owner -v workload:team-a/other ${mnt}/team-a.sibling`,
+      { uid: NOBODY },
+    );
+    // (The chown wiped the grant: only the owner's ACL decides now.)
+    const target = targetOf(podA, 'sibling');
+    const volumeId = `csi-${randomUUID()}`;
+    const err = await errorOf(publish(podA, volumeId, target, {}, eph({ region: 'sibling', size: '2Mi' })));
+    expect(grpc.status[err.code]).toBe('PERMISSION_DENIED');
+    expect(err.details).toMatch(/not owned by the pod's workload/);
+    // Without size the owner kind passes; the ACL refuses (no grant after the chown): still no mount.
+    const acl = await errorOf(publish(podA, volumeId, target, {}, eph({ region: 'sibling' })));
+    expect(grpc.status[acl.code]).toBe('PERMISSION_DENIED');
+    expect(acl.details).toMatch(/lacks READ and WRITE/);
+    expect(mountsUnder(target)).toEqual([]);
+    expect(existsSync(join(mnt, 'team-a.sibling'))).toBe(true);
   });
 
   it('a region made for a volume is unlinked only after its last publish, and only while the workload owns it', async () => {
