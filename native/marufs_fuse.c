@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -30,6 +31,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 enum op {
@@ -110,6 +112,24 @@ typedef struct fast_stats {
   uint64_t reads, writes, read_bytes, write_bytes, misses;
 } fast_stats_t;
 
+/*
+ * Revokes reach the kernel's caches. The kernel keeps pages it read through a file in its page
+ * cache (and maps them into processes); later reads of those pages never reach us. So every inode
+ * open through this mount is watched: the kernel's node id (learned by JavaScript with a stat —
+ * without use_ino, st_ino is the node id), the address of its region's ACL sequence word and the
+ * value last seen. A watcher thread scans the table every WATCH_PERIOD_NS; when a word moved (revoke,
+ * chown, default change, unlink — on any node, the word is in pool memory), it sends
+ * fuse_lowlevel_notify_inval_inode(), which drops the inode's cached pages and unmaps them from every
+ * process, so the next access is a request we check. Entries are counted by open handles.
+ */
+#define WATCH_PERIOD_NS 5000000L
+typedef struct watch_entry {
+  uint64_t nodeid;
+  volatile uint32_t *acl_seq;
+  uint32_t seen;
+  uint32_t refs;
+} watch_entry_t;
+
 typedef struct mount_state {
   struct fuse *fuse;
   struct fuse_chan *chan;
@@ -120,6 +140,13 @@ typedef struct mount_state {
   pthread_mutex_t fast_mu;
   fast_entry_t *fast; /* FAST_SLOTS entries, indexed by fh % FAST_SLOTS */
   fast_stats_t stats;
+  pthread_mutex_t watch_mu;
+  watch_entry_t *watch;
+  uint32_t watch_len, watch_cap;
+  pthread_t watcher;
+  int watcher_started;
+  volatile int watch_stop;
+  uint64_t invalidations, inval_failures;
 } mount_state_t;
 
 static void disarm_locked(fast_entry_t *e) {
@@ -434,9 +461,43 @@ static struct fuse_operations operations = {
     .flag_nopath = 0,
 };
 
+static void *watch_thread(void *arg) {
+  mount_state_t *ms = (mount_state_t *)arg;
+  uint64_t batch[256];
+  struct timespec period = {0, WATCH_PERIOD_NS};
+  while (!__atomic_load_n(&ms->watch_stop, __ATOMIC_ACQUIRE)) {
+    nanosleep(&period, NULL);
+    uint32_t n = 0, i = 0;
+    for (;;) {
+      pthread_mutex_lock(&ms->watch_mu);
+      for (n = 0; i < ms->watch_len && n < 256; i++) {
+        watch_entry_t *w = &ms->watch[i];
+        uint32_t now = __atomic_load_n(w->acl_seq, __ATOMIC_ACQUIRE);
+        if (now != w->seen) {
+          w->seen = now;
+          batch[n++] = w->nodeid;
+        }
+      }
+      int more = i < ms->watch_len;
+      pthread_mutex_unlock(&ms->watch_mu);
+      /* Outside the lock: the kernel may wait for a read in flight, which JavaScript answers. */
+      for (uint32_t k = 0; k < n; k++) {
+        int rc = fuse_lowlevel_notify_inval_inode(ms->chan, batch[k], 0, 0);
+        /* -ENOENT: the kernel already forgot the inode (nothing cached). */
+        __atomic_fetch_add(rc == 0 || rc == -ENOENT ? &ms->invalidations : &ms->inval_failures, 1, __ATOMIC_RELAXED);
+      }
+      if (!more) break;
+    }
+  }
+  return NULL;
+}
+
 static void *loop_thread(void *arg) {
   mount_state_t *ms = (mount_state_t *)arg;
+  ms->watcher_started = pthread_create(&ms->watcher, NULL, watch_thread, ms) == 0;
   fuse_loop_mt(ms->fuse);
+  __atomic_store_n(&ms->watch_stop, 1, __ATOMIC_RELEASE);
+  if (ms->watcher_started) pthread_join(ms->watcher, NULL);
   fuse_unmount(ms->mountpoint, ms->chan);
   fuse_destroy(ms->fuse);
   ms->fuse = NULL;
@@ -632,6 +693,8 @@ static void free_state(mount_state_t *ms) {
   for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) disarm_locked(&ms->fast[i]);
   free(ms->fast);
   pthread_mutex_destroy(&ms->fast_mu);
+  free(ms->watch);
+  pthread_mutex_destroy(&ms->watch_mu);
   free(ms->mountpoint);
   free(ms);
 }
@@ -655,6 +718,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   mount_state_t *ms = calloc(1, sizeof *ms);
   ms->mountpoint = strdup(mountpoint);
   pthread_mutex_init(&ms->fast_mu, NULL);
+  pthread_mutex_init(&ms->watch_mu, NULL);
   ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
   for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = -1;
   napi_value name;
@@ -834,6 +898,84 @@ static napi_value js_fast_stats(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* watch(state, nodeid, aclSeqAddress, seq): one more open handle of that inode (see watch_entry_t). */
+static napi_value js_watch(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  mount_state_t *ms = state_call(env, info, 4, argv);
+  if (ms == NULL) return NULL;
+  double nodeid, seq_addr, seq;
+  napi_get_value_double(env, argv[1], &nodeid);
+  napi_get_value_double(env, argv[2], &seq_addr);
+  napi_get_value_double(env, argv[3], &seq);
+  napi_value ret;
+  napi_get_boolean(env, false, &ret);
+  if (nodeid <= 0 || seq_addr <= 0) return ret;
+  pthread_mutex_lock(&ms->watch_mu);
+  for (uint32_t i = 0; i < ms->watch_len; i++) {
+    if (ms->watch[i].nodeid == (uint64_t)nodeid) {
+      ms->watch[i].refs++;
+      pthread_mutex_unlock(&ms->watch_mu);
+      napi_get_boolean(env, true, &ret);
+      return ret;
+    }
+  }
+  if (ms->watch_len == ms->watch_cap) {
+    uint32_t cap = ms->watch_cap ? ms->watch_cap * 2 : 64;
+    watch_entry_t *w = realloc(ms->watch, cap * sizeof *w);
+    if (w == NULL) {
+      pthread_mutex_unlock(&ms->watch_mu);
+      return ret;
+    }
+    ms->watch = w;
+    ms->watch_cap = cap;
+  }
+  watch_entry_t *w = &ms->watch[ms->watch_len++];
+  w->nodeid = (uint64_t)nodeid;
+  w->acl_seq = (volatile uint32_t *)(uintptr_t)seq_addr;
+  w->seen = (uint32_t)seq; /* the value checked at open: a change since then is caught at the next scan */
+  w->refs = 1;
+  pthread_mutex_unlock(&ms->watch_mu);
+  napi_get_boolean(env, true, &ret);
+  return ret;
+}
+
+/* unwatch(state, nodeid): one open handle fewer; the entry goes with the last. */
+static napi_value js_unwatch(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  mount_state_t *ms = state_call(env, info, 2, argv);
+  if (ms == NULL) return NULL;
+  double nodeid;
+  napi_get_value_double(env, argv[1], &nodeid);
+  pthread_mutex_lock(&ms->watch_mu);
+  for (uint32_t i = 0; i < ms->watch_len; i++) {
+    if (ms->watch[i].nodeid == (uint64_t)nodeid) {
+      if (--ms->watch[i].refs == 0) ms->watch[i] = ms->watch[--ms->watch_len];
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ms->watch_mu);
+  return NULL;
+}
+
+/* watchStats(state) → [watched inodes, invalidations sent, invalidations failed] */
+static napi_value js_watch_stats(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  mount_state_t *ms = state_call(env, info, 1, argv);
+  if (ms == NULL) return NULL;
+  pthread_mutex_lock(&ms->watch_mu);
+  double v[3] = {(double)ms->watch_len, (double)__atomic_load_n(&ms->invalidations, __ATOMIC_RELAXED),
+                 (double)__atomic_load_n(&ms->inval_failures, __ATOMIC_RELAXED)};
+  pthread_mutex_unlock(&ms->watch_mu);
+  napi_value arr;
+  napi_create_array_with_length(env, 3, &arr);
+  for (uint32_t i = 0; i < 3; i++) {
+    napi_value x;
+    napi_create_double(env, v[i], &x);
+    napi_set_element(env, arr, i, x);
+  }
+  return arr;
+}
+
 static napi_value js_running(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   mount_state_t *ms = state_call(env, info, 1, argv);
@@ -852,6 +994,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"arm", NULL, js_arm, NULL, NULL, NULL, napi_default, NULL},
       {"disarm", NULL, js_disarm, NULL, NULL, NULL, napi_default, NULL},
       {"fastStats", NULL, js_fast_stats, NULL, NULL, NULL, napi_default, NULL},
+      {"watch", NULL, js_watch, NULL, NULL, NULL, napi_default, NULL},
+      {"unwatch", NULL, js_unwatch, NULL, NULL, NULL, napi_default, NULL},
+      {"watchStats", NULL, js_watch_stats, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

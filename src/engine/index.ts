@@ -49,6 +49,7 @@ export { failpoint } from './failpoints.js';
 export {
   RegionStore,
   RegionTable,
+  adminReservedSlots,
   type RegionInfo,
   type Capacity,
   type CreateOptions,
@@ -69,7 +70,7 @@ export {
   type Caller,
   type Principal,
 } from './regions/principal.js';
-export { encodeName, hashName, NAME_MAX, type NameHash } from './regions/names.js';
+export { checkNewName, encodeName, hashName, NAME_MAX, RESERVED_NAMES, type NameHash } from './regions/names.js';
 export { bestFit } from './regions/allocator.js';
 export { checkRegions, type RegionCheck } from './regions/check.js';
 export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem, type NrhtStats } from './nrht/table.js';

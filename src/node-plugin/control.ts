@@ -50,6 +50,9 @@ export function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
 }
 
+/** Attributes that show who owns a region and whom it delegates to (see #mayReadMetadata). */
+const METADATA_XATTRS = new Set(['info', 'owner', 'default', 'delegations']);
+
 /** Runs control requests on one node for one caller at a time. */
 export class ControlExecutor {
   readonly #node: MarufsNode;
@@ -62,6 +65,7 @@ export class ControlExecutor {
     const regions = this.#node.regions;
     switch (req.op) {
       case 'stat':
+        this.#mayReadMetadata(req.region, caller, 'its report');
         return {
           ...regionReport(regions.stat(req.region)),
           yourPermissions: formatPerms(regions.permissions(req.region, caller)),
@@ -130,7 +134,9 @@ export class ControlExecutor {
       return Buffer.from(`${hit.regionName} ${hit.offset}`);
     }
     const info = regions.stat(region);
-    switch (name.slice(XATTR_PREFIX.length)) {
+    const attr = name.slice(XATTR_PREFIX.length);
+    if (METADATA_XATTRS.has(attr)) this.#mayReadMetadata(region, caller, `${XATTR_PREFIX}${attr}`);
+    switch (attr) {
       case 'info':
         return Buffer.from(toJson(regionReport(info)));
       case 'perms':
@@ -148,6 +154,17 @@ export class ControlExecutor {
       default:
         throw new MarufsError('ENODATA', `no attribute ${name}`);
     }
+  }
+
+  /**
+   * Who may read a region's owner, default permissions and delegations (the `stat` op, `info`,
+   * `owner`, `default`, `delegations`): callers with some right on it, and root outside any pod (it
+   * can read the pool device itself). Anyone else gets EACCES (docs/security.md).
+   */
+  #mayReadMetadata(region: string, caller: Caller, what: string): void {
+    if (caller.uid === 0 && caller.workloadId === undefined) return;
+    if (this.#node.regions.permissions(region, caller) !== 0) return;
+    throw new MarufsError('EACCES', `reading ${what} of "${region}" needs some right on the region`);
   }
 
   /** setxattr. */

@@ -6,9 +6,12 @@
  * Volumes
  *  - persistent: volume_id (the PV's volumeHandle) is `<pool>/<region>`;
  *  - ephemeral inline: volume_context has `csi.storage.k8s.io/ephemeral: "true"` and the attributes
- *    `pool`, `region`, optional `namespace` (the region is then `<namespace>.<region>`, and only pods
- *    of that namespace may use it) and optional `size` (a missing region is created for the pod's
- *    workload, sized once, and unlinked when its last publish goes).
+ *    `pool`, `region` (always `<pod namespace>.<region>`, csi-guard.ts), optional `namespace` (must be
+ *    the pod's) and optional `size` (a missing region is created for the pod's workload, sized once,
+ *    and unlinked when the last publish of it goes, if still the workload's). An existing region must
+ *    be the workload's own or managed.
+ *  Target paths are confined to the kubelet directory and unpublish only undoes recorded mounts
+ *  (csi-guard.ts, #unmountRecorded).
  *  The `<pool>` of the handle (or the `pool` attribute) routes the request to that pool's server
  *  (CsiContext.pool): one socket serves every pool of the node. A pool this node does not serve →
  *  NOT_FOUND; block access → INVALID_ARGUMENT (regions are files).
@@ -36,7 +39,7 @@ import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { MarufsError, Perm, workloadId as toWorkloadId, type MarufsNode } from '../engine/index.js';
+import { checkNewName, MarufsError, Perm, workloadId as toWorkloadId, type MarufsNode } from '../engine/index.js';
 import {
   csiV1,
   loadCsiPackage,
@@ -51,7 +54,16 @@ import {
 } from './csi-proto.js';
 import { bindMount, mountAtAsync, mountsUnder, unmount } from './mounts.js';
 import { CsiError, denied, invalid, notFound, toServiceError } from './csi-status.js';
+import {
+  inlineRegionName,
+  KubeletPaths,
+  ownedByWorkload,
+  prepareSocketDir,
+  restrictSocket,
+  usableInline,
+} from './csi-guard.js';
 import type { PodRegistry } from './identity.js';
+import type { QuotaPolicy } from './quota.js';
 
 export const DRIVER_NAME = 'csi.marufs.io';
 /** The topology key NodeGetInfo reports: which pool this node serves. */
@@ -79,6 +91,8 @@ export interface CsiOptions {
   poolName?: string | undefined;
   /** Where the published-volume state is kept. Default: `<socket>.state.json`. */
   stateFile?: string | undefined;
+  /** Target paths must lie under this directory (csi-guard.ts). Default: /var/lib/kubelet. */
+  kubeletDir?: string | undefined;
 }
 
 /** One pool as CSI uses it: its attached node and its FUSE mount. */
@@ -87,6 +101,8 @@ export interface CsiPool {
   mountpoint: string;
   /** Attached and mounted. */
   ready: () => boolean;
+  /** Per-owner limits for regions created by inline volumes (quota.ts). */
+  quota?: QuotaPolicy | undefined;
 }
 
 export interface CsiContext {
@@ -236,6 +252,7 @@ export class CsiServer {
   #podVolumes = new Map<string, Set<string>>();
   #saving: Promise<void> = Promise.resolve();
   #version = packageVersion();
+  #kubelet!: KubeletPaths;
 
   private constructor(options: CsiOptions, ctx: CsiContext) {
     this.driverName = options.driverName ?? DRIVER_NAME;
@@ -257,14 +274,18 @@ export class CsiServer {
   /** Load the state, bind the socket (replacing a stale one) and serve. */
   static async start(options: CsiOptions, ctx: CsiContext): Promise<CsiServer> {
     const s = new CsiServer(options, ctx);
+    s.#kubelet = await KubeletPaths.open(options.kubeletDir);
     await s.#loadState();
     await s.#listen();
-    s.#log.info({ socket: s.socket, driver: s.driverName, nodeName: s.nodeName, pool: s.poolName }, 'CSI serving');
+    s.#log.info(
+      { socket: s.socket, driver: s.driverName, nodeName: s.nodeName, pool: s.poolName, kubeletDir: s.#kubelet.dir },
+      'CSI serving',
+    );
     return s;
   }
 
   async #listen(): Promise<void> {
-    await fsp.mkdir(dirname(this.socket), { recursive: true });
+    await prepareSocketDir(dirname(this.socket));
     try {
       const st = await fsp.lstat(this.socket);
       if (!st.isSocket()) throw new Error(`${this.socket} exists and is not a socket; refusing to replace it`);
@@ -311,6 +332,7 @@ export class CsiServer {
       ),
     );
     this.#server = server;
+    await restrictSocket(this.socket);
   }
 
   /** NodeGetInfo's topology: `marufs.io/pool` = the configured pool, else the first served one. */
@@ -379,15 +401,10 @@ export class CsiServer {
     if (!req.target_path) throw invalid('target_path missing in request');
     if (!req.volume_capability) throw invalid('volume_capability missing in request');
     const readOnly = checkCapability(req.volume_capability) || req.readonly;
-    const target = this.#checkTarget(req.target_path);
+    const target = await this.#checkTarget(req.target_path);
     const ctx = req.volume_context ?? {};
     const volume = this.#resolveVolume(req.volume_id, ctx);
     const pod = podIdentity(ctx);
-    if (volume.namespace !== undefined && volume.namespace !== pod.namespace) {
-      throw denied(
-        `volume attribute namespace="${volume.namespace}" names another namespace than the pod's ("${pod.namespace}")`,
-      );
-    }
     return this.#locks.with([`v:${req.volume_id}`, `t:${target}`], async () => {
       const existing = this.#volumes.get(target);
       if (existing) return this.#republish(existing, req.volume_id, volume.region, readOnly, pod.uid);
@@ -415,7 +432,8 @@ export class CsiServer {
           podNamespace: pod.namespace,
           podName: pod.name,
           serviceAccount: pod.serviceAccount,
-          created,
+          // Also when another publish of this node created it for the same workload: the last one removes it.
+          created: created || [...this.#volumes.values()].some((q) => q.region === volume.region && q.created),
         };
         this.#volumes.set(target, pub);
         this.#addPod(pub);
@@ -462,9 +480,10 @@ export class CsiServer {
     return {};
   }
 
-  #checkTarget(path: string): string {
+  /** Under the kubelet directory, no symlink on the way (csi-guard.ts), and not on the marufs mount. */
+  async #checkTarget(path: string): Promise<string> {
     if (!isAbsolute(path)) throw invalid(`target_path "${path}" must be an absolute path`);
-    const target = resolvePath(path);
+    const target = await this.#kubelet.checkTarget(path);
     for (const name of this.#ctx.pools()) {
       const mp = this.#ctx.pool(name)?.mountpoint;
       if (mp === undefined) continue;
@@ -492,7 +511,10 @@ export class CsiServer {
       if (!region) throw invalid('ephemeral volume: volume attribute "region" is required');
       if (ctx['namespace'] !== undefined && ctx['namespace'] !== '') namespace = ctx['namespace'];
       if (ctx['size'] !== undefined && ctx['size'] !== '') size = parseQuantity(ctx['size']);
-      if (namespace !== undefined) region = `${namespace}.${region}`;
+      // Always in the pod's own namespace (csi-guard.ts): never another namespace's names.
+      const podNamespace = podIdentity(ctx).namespace;
+      region = inlineRegionName(podNamespace, region, namespace);
+      namespace = podNamespace;
     } else {
       const slash = volumeId.indexOf('/');
       if (slash <= 0 || slash === volumeId.length - 1) {
@@ -505,8 +527,9 @@ export class CsiServer {
     const server = this.#poolOf(pool, volumeId);
     try {
       if (region.includes('/')) throw new MarufsError('EINVAL', 'a region name may not contain "/"');
-      // Validates the name (ENAMETOOLONG, EINVAL) without touching the pool.
+      // Validates the name (ENAMETOOLONG, EINVAL; reserved, not NFC…) without touching the pool.
       server.node.regions.lookup(region);
+      checkNewName(region);
     } catch (err) {
       if (err instanceof MarufsError) throw invalid(`volume ${volumeId}: bad region name "${region}": ${err.message}`);
       throw err;
@@ -521,17 +544,30 @@ export class CsiServer {
     };
   }
 
-  /** The region must exist; an ephemeral volume with `size` creates it for the workload. */
+  /**
+   * The region must exist; an ephemeral volume with `size` creates it for the workload. An existing
+   * region serves an inline volume only when it is the workload's own (or managed): never a region
+   * someone else made under the namespace's name.
+   */
   async #ensureRegion(
     server: CsiPool,
-    volume: { pool: string; region: string; size?: number },
+    volume: { pool: string; region: string; size?: number; ephemeral: boolean },
     caller: { nodeId: number; workloadId: bigint },
   ): Promise<boolean> {
     const regions = server.node.regions;
     const hit = regions.lookup(volume.region);
     if (hit) {
+      const info = regions.stat(volume.region);
+      if (volume.ephemeral && !usableInline(info.owner, caller.workloadId, caller.nodeId, volume.size !== undefined)) {
+        throw denied(
+          volume.size !== undefined
+            ? `region "${volume.region}" exists but is not owned by the pod's workload (nor managed): ` +
+                'an inline volume with size never uses a region someone else made under its name'
+            : `region "${volume.region}" is not owned by a workload (nor managed): ` +
+                'an inline volume never uses a region a host user made under its namespace',
+        );
+      }
       if (volume.size !== undefined) {
-        const info = regions.stat(volume.region);
         if (info.size !== 0 && info.size < volume.size) {
           throw new CsiError(
             grpc.status.FAILED_PRECONDITION,
@@ -542,6 +578,7 @@ export class CsiServer {
       return false;
     }
     if (volume.size === undefined) throw notFound(`region "${volume.region}" does not exist in pool "${volume.pool}"`);
+    server.quota?.checkCreate({ kind: 'workload', workloadId: caller.workloadId }, volume.size);
     await regions.create(volume.region, caller, {
       owner: { kind: 'workload', workloadId: caller.workloadId },
       lifetime: 'persistent',
@@ -582,7 +619,7 @@ export class CsiServer {
         throw notFound(`region "${region}" does not exist (no ${view})`);
       throw err;
     }
-    await fsp.mkdir(target, { recursive: true });
+    await fsp.mkdir(target, { recursive: true, mode: 0o750 }); // never group/other-writable, whatever the umask
     await bindMount(view, target, readOnly);
   }
 
@@ -612,26 +649,20 @@ export class CsiServer {
     if (!req.volume_id) throw invalid('volume_id missing in request');
     if (!req.target_path) throw invalid('target_path missing in request');
     if (!isAbsolute(req.target_path)) throw invalid(`target_path "${req.target_path}" must be an absolute path`);
-    const target = resolvePath(req.target_path);
+    const target = await this.#kubelet.checkTarget(req.target_path);
     return this.#locks.with([`v:${req.volume_id}`, `t:${target}`], async () => {
       const p = this.#volumes.get(target);
-      if (p && p.volumeId !== req.volume_id) {
+      if (!p) {
+        await this.#refuseUnrecorded(target);
+        return {};
+      }
+      if (p.volumeId !== req.volume_id) {
         throw new CsiError(
           grpc.status.FAILED_PRECONDITION,
           `target ${target} publishes volume ${p.volumeId}, not ${req.volume_id}: not unmounting it`,
         );
       }
-      const mounts = await mountsUnder(target);
-      const foreign = mounts.find((m) => !m.fstype.startsWith('fuse.marufs'));
-      if (foreign) {
-        throw new CsiError(
-          grpc.status.FAILED_PRECONDITION,
-          `${foreign.mountPoint} is a ${foreign.fstype} mount, not a marufs volume: not unmounting it`,
-        );
-      }
-      for (const m of mounts) await unmount(m.mountPoint);
-      const left = await mountsUnder(target);
-      if (left.length > 0) throw new Error(`${left[0]!.mountPoint} is still mounted after umount`);
+      await this.#unmountRecorded(p);
       try {
         await fsp.rmdir(target);
       } catch (err) {
@@ -639,28 +670,77 @@ export class CsiServer {
         if (code === 'ENOTEMPTY') throw new Error(`target ${target} is not empty after unmounting; left in place`);
         if (code !== 'ENOENT') throw err;
       }
-      if (p) {
-        this.#volumes.delete(target);
-        this.#removePod(p);
-        await this.#dropCreatedRegion(p);
-        await this.#saveState();
-        this.#log.info({ volumeId: p.volumeId, region: p.region, target }, 'volume unpublished');
-      }
+      this.#volumes.delete(target);
+      this.#removePod(p);
+      await this.#dropCreatedRegion(p);
+      await this.#saveState();
+      this.#log.info({ volumeId: p.volumeId, region: p.region, target }, 'volume unpublished');
       return {};
     });
   }
 
-  /** A region this plugin created for an ephemeral volume goes with the volume's last publish. */
+  /**
+   * A target this plugin never published: nothing to do (idempotent OK) when nothing is mounted at
+   * or below it; a mount there is not ours to remove (FAILED_PRECONDITION) — never the daemon's
+   * own FUSE mount, never the parent of other pods' targets.
+   */
+  async #refuseUnrecorded(target: string): Promise<void> {
+    const mounts = await mountsUnder(target);
+    if (mounts.length > 0) {
+      throw new CsiError(
+        grpc.status.FAILED_PRECONDITION,
+        `${target} is not a target this plugin published, and ${mounts[0]!.mountPoint} (${mounts[0]!.fstype}) is mounted there: not unmounting it`,
+      );
+    }
+  }
+
+  /** Unmount exactly the bind mount(s) this plugin made at the target: marufs, the region's view, nothing below. */
+  async #unmountRecorded(p: Published): Promise<void> {
+    const target = p.targetPath;
+    const mounts = await mountsUnder(target);
+    const below = mounts.find((m) => m.mountPoint !== target);
+    if (below) {
+      throw new CsiError(
+        grpc.status.FAILED_PRECONDITION,
+        `${below.mountPoint} (${below.fstype}) is mounted below the target ${target}: not unmounting anything`,
+      );
+    }
+    const view = `/.views/${p.region}`;
+    const foreign = mounts.find((m) => !m.fstype.startsWith('fuse.marufs') || m.root !== view);
+    if (foreign) {
+      throw new CsiError(
+        grpc.status.FAILED_PRECONDITION,
+        `${target} holds a ${foreign.fstype} mount of ${foreign.root}, not the marufs volume ${view}: not unmounting it`,
+      );
+    }
+    for (let i = 0; i < mounts.length; i++) await unmount(target);
+    if ((await mountsUnder(target)).length > 0) throw new Error(`${target} is still mounted after umount`);
+  }
+
+  /**
+   * A region this plugin created for an ephemeral volume goes with the last publish of that region
+   * (of any volume), and only while its owner is still the workload it was created for.
+   */
   async #dropCreatedRegion(p: Published): Promise<void> {
     if (!p.created) return;
-    for (const q of this.#volumes.values()) if (q.volumeId === p.volumeId && q.region === p.region) return;
     const pool = this.#poolName(p);
+    for (const q of this.#volumes.values()) if (q.region === p.region && this.#poolName(q) === pool) return;
     const server = pool === undefined ? undefined : this.#ctx.pool(pool);
     if (!server) {
       this.#log.warn({ region: p.region, pool }, "the ephemeral region's pool is not served now: region left in place");
       return;
     }
     const caller = { nodeId: server.node.nodeId, workloadId: toWorkloadId(p.podNamespace, p.serviceAccount) };
+    let owner;
+    try {
+      owner = server.node.regions.stat(p.region).owner;
+    } catch {
+      return; // already gone
+    }
+    if (!ownedByWorkload(owner, caller.workloadId, caller.nodeId)) {
+      this.#log.warn({ region: p.region }, 'region created for a volume changed owner: not unlinking it');
+      return;
+    }
     try {
       await server.node.regions.unlink(p.region, caller);
     } catch (err) {

@@ -18,14 +18,16 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, resolve as resolvePath } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { attachNode, NodeInspector, type MarufsNode } from '../engine/index.js';
+import { RevokeInvalidator } from './cache-inval.js';
 import { ControlExecutor } from './control.js';
 import { CsiServer, singlePoolContext } from './csi.js';
 import { mountFuse, type FuseMount } from './fuse-binding.js';
 import { MarufsFs } from './fuse-fs.js';
 import { detachMount, mountAt } from './mounts.js';
 import { HeartbeatWatch, startHttpServer, type HealthReport, type HttpServerHandle } from './http.js';
-import { CallerResolver, PodRegistry } from './identity.js';
+import { CallerResolver, PodRegistry, seesHostCgroups } from './identity.js';
 import { PluginMetrics } from './metrics.js';
+import { QuotaPolicy, type QuotaOptions } from './quota.js';
 
 export interface DaemonOptions {
   /** Pool device (/dev/daxX.Y) or pool file. */
@@ -45,12 +47,23 @@ export interface DaemonOptions {
    * `nodeName` (node_id) to the host name.
    */
   csi?:
-    | { socket: string; driverName?: string; nodeName?: string | undefined; poolName?: string | undefined }
+    | {
+        socket: string;
+        driverName?: string;
+        nodeName?: string | undefined;
+        poolName?: string | undefined;
+        /** Target paths must lie under this directory. Default /var/lib/kubelet. */
+        kubeletDir?: string | undefined;
+      }
     | undefined;
+  /** The kubelet's cgroup roots: only pod cgroups below them make a process a pod's (default /kubepods). */
+  podCgroupRoots?: readonly string[] | undefined;
   /** Serve the debug controls over HTTP. Default false. */
   debug?: boolean;
   /** Lifetime of regions created through the mount. Default "persistent". */
   lifetime?: 'persistent' | 'process';
+  /** Who may create through the mount; per-owner limits (quota.ts; defaults there). */
+  quota?: QuotaOptions | undefined;
   /** How long stop() lets open files finish before aborting the connection. Default 5000 ms. */
   shutdownGraceMs?: number;
   /** How often the mount is checked. Default 1000 ms. */
@@ -82,7 +95,7 @@ export function fuseOptions(device: string): string {
     'entry_timeout=0',
     'negative_timeout=0',
     'hard_remove',
-    'use_ino',
+    // No use_ino: st_ino is then the kernel's node id, which cache-inval.ts needs to drop cached pages.
   ];
   if (process.getuid?.() === 0) opts.push('allow_other');
   return opts.join(',');
@@ -139,6 +152,7 @@ export class NodeDaemon {
   readonly mountpoint: string;
   readonly pods: PodRegistry;
   readonly metrics: PluginMetrics;
+  readonly quota: QuotaPolicy;
   readonly fs: MarufsFs;
   readonly log: Logger;
   /** Set when start() found and detached a stale mount. */
@@ -163,9 +177,14 @@ export class NodeDaemon {
     this.pods = options.pods ?? new PodRegistry();
     this.metrics = new PluginMetrics(node, { defaultMetrics: options.defaultMetrics ?? true });
     if (options.metricsLabels) this.metrics.registry.setDefaultLabels(options.metricsLabels);
+    this.quota = new QuotaPolicy(node, options.quota);
+    this.metrics.setQuotaSource(() => ({ maxRegions: this.quota.maxRegions, maxBytes: this.quota.maxBytes }));
     this.fs = new MarufsFs({
+      quota: this.quota,
       node,
-      resolver: new CallerResolver(node.nodeId, this.pods),
+      resolver: new CallerResolver(node.nodeId, this.pods, {
+        ...(options.podCgroupRoots ? { podCgroupRoots: options.podCgroupRoots } : {}),
+      }),
       control: new ControlExecutor(node),
       createLifetime: options.lifetime ?? 'persistent',
       observe: (op, s, code) => this.metrics.observe(op, s, code),
@@ -209,10 +228,11 @@ export class NodeDaemon {
             driverName: options.csi.driverName,
             nodeName: options.csi.nodeName,
             poolName,
+            kubeletDir: options.csi.kubeletDir,
           },
           singlePoolContext(
             poolName,
-            { node, mountpoint: daemon.mountpoint, ready: () => daemon.ready },
+            { node, mountpoint: daemon.mountpoint, ready: () => daemon.ready, quota: daemon.quota },
             { pods: daemon.pods, log: daemon.log.child({ component: 'csi' }) },
           ),
         );
@@ -220,6 +240,12 @@ export class NodeDaemon {
     } catch (err) {
       await daemon.stop().catch(() => undefined);
       throw err;
+    }
+    if (options.csi && !seesHostCgroups()) {
+      daemon.log.warn(
+        {},
+        "this daemon runs in a private cgroup namespace: pods' processes cannot be recognised (run it privileged with hostPID, in the host's cgroup namespace)",
+      );
     }
     node.onFenced(() => daemon.#fatal(new Error(`node ${node.nodeId} was declared dead by another node (fenced)`)));
     // This timer also keeps the process alive while it serves (stop() clears it).
@@ -232,6 +258,7 @@ export class NodeDaemon {
         csi: daemon.csi?.socket,
         formatted: node.formatted !== undefined,
         recoveredStaleMount: recovered,
+        quota: daemon.quota.describe(),
       },
       'node plugin serving',
     );
@@ -263,7 +290,13 @@ export class NodeDaemon {
       attached: this.node.state === 'active',
       mounted: this.mounted,
       heartbeatMoving: w.moving,
-      detail: { nodeId: this.node.nodeId, mountpoint: this.mountpoint, openFiles: this.fs.openFiles, heartbeat: w },
+      detail: {
+        nodeId: this.node.nodeId,
+        mountpoint: this.mountpoint,
+        openFiles: this.fs.openFiles,
+        heartbeat: w,
+        quota: this.quota.describe(),
+      },
     };
   }
 
@@ -276,6 +309,12 @@ export class NodeDaemon {
     });
     this.#mount = mount;
     if (this.#options.fastPath !== false) this.fs.setFastPath(mount.fastPath);
+    this.fs.setInvalidator(
+      new RevokeInvalidator(this.mountpoint, mount.cacheWatch, (err, path) =>
+        this.log.debug({ path, err: err.message }, 'open region not watched for ACL changes'),
+      ),
+    );
+    this.metrics.setCacheWatchSource(() => mount.cacheWatch.stats());
     this.metrics.setFastPathSource(() => mount.fastPath.stats());
     // Never stat the mount from this thread: the request would wait for this very thread.
     this.#mountMinor = mountAt(this.mountpoint)?.minor ?? 0;
@@ -283,7 +322,9 @@ export class NodeDaemon {
 
   /** Periodic check: the mount must still be ours. Remount once lost; give up if that fails. */
   #checkMount(): void {
-    if (this.#stopping || this.mounted) return;
+    if (this.#stopping) return;
+    this.fs.sweepUnchecked();
+    if (this.mounted) return;
     this.log.warn({ mountpoint: this.mountpoint }, 'mount disappeared: mounting again');
     void (async () => {
       try {

@@ -111,6 +111,9 @@ interface Addon {
   ): boolean;
   disarm(state: unknown, fh: number): void;
   fastStats(state: unknown): number[];
+  watch(state: unknown, nodeid: number, aclSeqAddress: number, seq: number): boolean;
+  unwatch(state: unknown, nodeid: number): void;
+  watchStats(state: unknown): number[];
 }
 
 /** Where the built addon lives: MARUFS_FUSE_ADDON, or native/build/ of this package. */
@@ -168,8 +171,28 @@ export interface FastPath {
   stats(): FastPathStats;
 }
 
+export interface CacheWatchStats {
+  /** Inodes watched now (open through the mount). */
+  watched: number;
+  /** Invalidations sent to the kernel since the mount. */
+  invalidations: number;
+  /** Invalidations the kernel refused (other than "inode already forgotten"). */
+  failures: number;
+}
+
+/**
+ * The addon's cache watcher (see native/marufs_fuse.c): while an inode (kernel node id) is watched,
+ * a move of its region's ACL sequence word drops the kernel's cached pages and mappings of it.
+ */
+export interface CacheWatch {
+  watch(nodeid: number, aclSeqAddress: number, seq: number): boolean;
+  unwatch(nodeid: number): void;
+  stats(): CacheWatchStats;
+}
+
 export interface FuseMount {
   readonly mountpoint: string;
+  readonly cacheWatch: CacheWatch;
   /** Detach the mount (lazily) and stop taking requests; the loop ends when the kernel lets go. */
   unmount(): boolean;
   readonly running: boolean;
@@ -217,6 +240,14 @@ export function mountFuse(
       stats: () => {
         const [reads = 0, writes = 0, readBytes = 0, writeBytes = 0, misses = 0] = native.fastStats(state);
         return { reads, writes, readBytes, writeBytes, misses };
+      },
+    },
+    cacheWatch: {
+      watch: (nodeid, address, seq) => native.watch(state, nodeid, address, seq),
+      unwatch: (nodeid) => native.unwatch(state, nodeid),
+      stats: () => {
+        const [watched = 0, invalidations = 0, failures = 0] = native.watchStats(state);
+        return { watched, invalidations, failures };
       },
     },
   };

@@ -44,6 +44,8 @@ import {
   type StatfsTuple,
 } from './fuse-binding.js';
 import type { CallerResolver, ResolvedCaller } from './identity.js';
+import type { RevokeInvalidator } from './cache-inval.js';
+import type { QuotaPolicy } from './quota.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -77,6 +79,8 @@ export interface FuseFsOptions {
   /** Called once per control request (the metrics hook). */
   observeControl?: (op: string, result: string) => void;
   logger?: FsLogger;
+  /** Who may create through the mount, and per-owner limits (quota.ts). None: no limits. */
+  quota?: QuotaPolicy | undefined;
 }
 
 interface OpenRegion {
@@ -90,6 +94,11 @@ interface OpenRegion {
   openerCache: PermissionCache;
   lastCaller: Caller | undefined;
   lastCache: PermissionCache;
+  /**
+   * Some caller had a right on the region through this file (at open, or a checked read or write
+   * since). A file that never had one does not keep a deleted region's space (sweepUnchecked).
+   */
+  checked: boolean;
 }
 
 interface OpenControl {
@@ -121,6 +130,8 @@ export class MarufsFs {
   #nextFh = 1;
   #inFlight = 0;
   #fastPath: FastPath | undefined;
+  #invalidator: RevokeInvalidator | undefined;
+  readonly #quota: QuotaPolicy | undefined;
 
   constructor(options: FuseFsOptions) {
     this.#node = options.node;
@@ -130,6 +141,7 @@ export class MarufsFs {
     this.#observe = options.observe;
     this.#observeControl = options.observeControl;
     this.#log = options.logger;
+    this.#quota = options.quota;
   }
 
   /** Files open through the mount right now. */
@@ -282,6 +294,11 @@ export class MarufsFs {
     }
   }
 
+  /** Drop the kernel's cached pages of open regions when their ACL moves (set by the daemon once mounted). */
+  setInvalidator(invalidator: RevokeInvalidator | undefined): void {
+    this.#invalidator = invalidator;
+  }
+
   /** Use the addon's fast path (set by the daemon once mounted; none in tests that want JS only). */
   setFastPath(fastPath: FastPath | undefined): void {
     this.#fastPath = fastPath;
@@ -374,7 +391,7 @@ export class MarufsFs {
     const name = this.#regionName(req.path);
     if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     const caller = this.#caller(req);
-    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
+    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY, req.path), 0];
   }
 
   /**
@@ -382,13 +399,15 @@ export class MarufsFs {
    * reference); opening for writing needs WRITE now, because mapped pages are written back later by
    * the kernel, where a refusal could only lose data. Every read and write checks again.
    */
-  #openRegion(name: string, caller: Caller, forWriting: boolean): number {
+  #openRegion(name: string, caller: Caller, forWriting: boolean, path: string | null): number {
     const regions = this.#node.regions;
     if (forWriting && (regions.permissions(name, caller) & Perm.WRITE) === 0) {
       throw new MarufsError('EACCES', `opening "${name}" for writing needs WRITE`);
     }
+    const checked = forWriting || regions.permissions(name, caller) !== 0;
     const handle = regions.open(name, caller);
-    return this.#addFile({
+    const word = handle.aclWord(); // before the answer: a change from now on is caught (cache-inval.ts)
+    const fh = this.#addFile({
       kind: 'region',
       fh: this.#nextFh,
       armedTid: 0,
@@ -398,7 +417,10 @@ export class MarufsFs {
       openerCache: new PermissionCache(),
       lastCaller: undefined,
       lastCache: new PermissionCache(),
+      checked,
     });
+    if (word && path) this.#invalidator?.opened(fh, path, word);
+    return fh;
   }
 
   async #create(req: FuseRequest): Promise<[number, number]> {
@@ -406,17 +428,22 @@ export class MarufsFs {
     if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     if (`/${name}` === VIEWS_DIR) throw new MarufsError('EPERM', `"${name}" is reserved by the mount`);
     const caller = this.#caller(req);
+    const owner = ownerFor(caller, this.#lifetime);
+    if (this.#quota && !this.#node.regions.lookup(name)) {
+      this.#quota.checkCreator(caller, req.gid, req.pid);
+      this.#quota.checkCreate(owner);
+    }
     try {
       await this.#node.regions.create(name, caller, {
         lifetime: this.#lifetime,
-        owner: ownerFor(caller, this.#lifetime),
+        owner,
         mode: req.offset & 0o777,
       });
     } catch (err) {
       // Another node created it between the kernel's lookup and ours: O_CREAT without O_EXCL opens it.
       if (!(err instanceof MarufsError && err.code === 'EEXIST') || req.flags & O_EXCL) throw err;
     }
-    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
+    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY, req.path), 0];
   }
 
   #release(fh: number): void {
@@ -424,9 +451,34 @@ export class MarufsFs {
     if (!file) return;
     this.#files.delete(fh);
     if (file.kind === 'region') {
+      this.#invalidator?.released(fh);
       if (file.armedTid) this.#fastPath?.disarm(fh);
       file.handle.close();
     }
+  }
+
+  /**
+   * Let go of deleted regions held open only by files that never had any right on them: a user with
+   * no rights cannot pin an unlinked region's space by keeping it open (the daemon calls this every
+   * second). Such a file's later requests fail with EBADF. Returns how many were let go.
+   */
+  sweepUnchecked(): number {
+    let dropped = 0;
+    for (const file of this.#files.values()) {
+      if (file.kind !== 'region' || file.checked || file.handle.closed) continue;
+      let gone: boolean;
+      try {
+        const info = this.#node.regions.statById(file.handle.id);
+        gone = info.generation !== file.handle.generation || (info.state !== 'allocated' && info.state !== 'chowning');
+      } catch {
+        gone = true;
+      }
+      if (!gone) continue;
+      if (file.armedTid) this.#fastPath?.disarm(file.fh);
+      file.handle.close();
+      dropped++;
+    }
+    return dropped;
   }
 
   /** Close every open file (shutdown). */
@@ -447,6 +499,7 @@ export class MarufsFs {
     const r = this.#resolver.resolve(req.pid, req.uid);
     const [caller, cache] = this.#dataCaller(file, r);
     const n = file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
+    file.checked = true;
     this.#arm(file, req.pid, r, cache);
     return n;
   }
@@ -484,6 +537,7 @@ export class MarufsFs {
       );
     }
     if (length === 0) return;
+    this.#quota?.checkSize(info.owner, length);
     await regions.sizeByRef(
       () => {
         if (regions.statById(info.id).generation !== info.generation) {

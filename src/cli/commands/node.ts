@@ -22,6 +22,14 @@ function hostPort(text: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
+function idList(text: string): number[] {
+  const ids = text.split(',').filter(Boolean).map(Number);
+  if (ids.length === 0 || ids.some((n) => !Number.isSafeInteger(n) || n < 0)) {
+    throw new InvalidArgumentError(`want comma-separated numeric ids, got "${text}"`);
+  }
+  return ids;
+}
+
 function lifetimeArg(text: string): 'persistent' | 'process' {
   if (text !== 'persistent' && text !== 'process') throw new InvalidArgumentError('want persistent or process');
   return text;
@@ -45,13 +53,33 @@ export function registerNode(program: Command): void {
     )
     .option('--node-name <name>', "Kubernetes node name (CSI node_id; the agent's node). Default: host name")
     .option('--kubeconfig <file>', 'agent: kubeconfig (default: in-cluster service account)')
-    .option('--kubelet-dir <dir>', 'agent: kubelet directory; registers with kubelet in its plugins_registry/')
+    .option(
+      '--kubelet-dir <dir>',
+      'kubelet directory (default /var/lib/kubelet): CSI target paths must lie under it, without symlinks; the agent registers in its plugins_registry/',
+    )
     .option('--state-dir <dir>', 'agent: pools are mounted under <dir>/pools/<pool>/mnt; CSI state kept here')
     .option('--namespace <ns>', 'agent: namespace of the pool Leases (default marufs-system)')
     .option('--lease-duration-s <s>', 'agent: pool Lease duration in seconds (default 15)', parseInteger)
     .option('--status-interval-ms <ms>', 'agent: node status heartbeat and resync period (default 10000)', parseInteger)
+    .option(
+      '--pod-cgroup-root <paths>',
+      "the kubelet's cgroup roots, comma-separated: only pod cgroups below them count (default /kubepods)",
+      (v: string) => v.split(',').filter(Boolean),
+    )
     .option('--format-if-needed', 'format the pool if it is unformatted and this node wins the election')
     .option('--size <bytes>', 'create or grow a pool file to this size first', parseSize)
+    .option(
+      '--create-uids <uids>',
+      'only these uids (and root) create regions through the mount (comma-separated)',
+      idList,
+    )
+    .option('--create-gids <gids>', 'or members of these groups (comma-separated)', idList)
+    .option('--owner-max-regions <n>', 'regions one owner may hold (default 256; 0: no limit)', parseInteger)
+    .option(
+      '--owner-max-bytes <bytes>',
+      "bytes one owner may hold (default: half the pool's data area; 0: no limit)",
+      parseSize,
+    )
     .option('--lifetime <kind>', 'lifetime of regions created through the mount (persistent|process)', lifetimeArg)
     .option('--debug-api', 'serve the debug controls over HTTP (POST /api/v1/debug/…)')
     .option('--shutdown-grace-ms <ms>', 'how long open files may finish at shutdown (default 5000)', parseInteger)
@@ -66,7 +94,7 @@ export function registerNode(program: Command): void {
         return;
       }
       if (opts['mount'] === undefined) cmd.error('error: --mount <dir> is required with <device>');
-      for (const o of ['kubeconfig', 'kubeletDir', 'stateDir', 'namespace']) {
+      for (const o of ['kubeconfig', 'stateDir', 'namespace']) {
         if (opts[o] !== undefined) cmd.error(`error: --${kebab(o)} is for the node agent (no <device>)`);
       }
       let fatal: ((err: Error) => void) | undefined;
@@ -84,9 +112,17 @@ export function registerNode(program: Command): void {
               socket: opts['csi'] as string,
               poolName: opts['poolName'] as string | undefined,
               nodeName: opts['nodeName'] as string | undefined,
+              kubeletDir: opts['kubeletDir'] as string | undefined,
             }
           : undefined,
+        podCgroupRoots: opts['podCgroupRoot'] as string[] | undefined,
         lifetime: opts['lifetime'] as 'persistent' | 'process' | undefined,
+        quota: {
+          createUids: opts['createUids'] as number[] | undefined,
+          createGids: opts['createGids'] as number[] | undefined,
+          maxRegions: opts['ownerMaxRegions'] as number | undefined,
+          maxBytes: opts['ownerMaxBytes'] as number | undefined,
+        },
         shutdownGraceMs: opts['shutdownGraceMs'] as number | undefined,
         logger,
         onFatal: (err) => fatal?.(err),
@@ -141,6 +177,15 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
     namespace: (opts['namespace'] as string | undefined) ?? 'marufs-system',
     ...(opts['leaseDurationS'] !== undefined ? { leaseDurationSeconds: opts['leaseDurationS'] as number } : {}),
     ...(opts['statusIntervalMs'] !== undefined ? { statusIntervalMs: opts['statusIntervalMs'] as number } : {}),
+    daemon: {
+      podCgroupRoots: opts['podCgroupRoot'] as string[] | undefined,
+      quota: {
+        createUids: opts['createUids'] as number[] | undefined,
+        createGids: opts['createGids'] as number[] | undefined,
+        maxRegions: opts['ownerMaxRegions'] as number | undefined,
+        maxBytes: opts['ownerMaxBytes'] as number | undefined,
+      },
+    },
     logger,
     onFatal: (err) => fatal?.(err),
   });

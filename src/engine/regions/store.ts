@@ -19,7 +19,7 @@ import type { PoolMemory } from '../pool/memory.js';
 import { DELEGABLE_BY_GRANT, Perm, PermissionCache, checkDelegation, checkPerms, formatPerms } from './acl.js';
 import { bestFit, freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
-import { encodeName, hashName, type NameHash } from './names.js';
+import { checkNewName, encodeName, hashName, type NameHash } from './names.js';
 import {
   clearPrincipal,
   bindings,
@@ -273,6 +273,7 @@ export class RegionStore extends RegionTable {
   /** Reserve a name (no space yet). EEXIST, ENOSPC (table or index full), ENAMETOOLONG, EINVAL. */
   async create(name: string, caller: Caller, options: CreateOptions = {}): Promise<RegionInfo> {
     const bytes = encodeName(name);
+    checkNewName(name);
     const h = hashName(bytes, { lo: 0, hi: 0 });
     const lifetime: LifetimeName =
       options.lifetime ?? (options.owner && options.owner.kind !== 'process' ? 'persistent' : 'process');
@@ -493,20 +494,26 @@ export class RegionStore extends RegionTable {
     return true;
   }
 
-  /** Grant (upsert) a delegation. ADMIN grants anything; GRANT only r/w/d/i it holds itself. */
+  /**
+   * Grant (upsert) a delegation. ADMIN grants anything; GRANT only r/w/d/i it holds itself, and never
+   * into the last adminReservedSlots() free slots (so a GRANT holder cannot lock the owner out).
+   */
   async grant(name: string, caller: Caller, grantee: Principal, perms: number): Promise<void> {
     validatePrincipal(grantee, this.maxNodes);
     const bytes = encodeName(name);
     await this.#locked(() => {
       const id = this.#resolveLocked(bytes, name);
-      checkDelegation(this.permissionsById(id, caller), perms, 'grant');
+      const have = this.permissionsById(id, caller);
+      checkDelegation(have, perms, 'grant');
       if (grantee.kind === 'managed') throw new MarufsError('EINVAL', 'delegations name processes, users or workloads');
       const bound = this.#bindEagerly(grantee);
       const t = nowNs();
       let empty = -1;
+      let free = 0;
       for (let j = 0; j < this.rat.delegations; j++) {
         const d = this.rat.delegation(id, j);
         const st = this.mem.load32(d + D.state);
+        if (st === DelegState.EMPTY) free++;
         if (st === DelegState.ACTIVE && samePrincipal(this.mem, d + D.principal, grantee)) {
           this.mem.store32(d + D.perms, this.mem.load32(d + D.perms) | perms);
           this.mem.store64(d + D.grantedAt, t);
@@ -517,6 +524,13 @@ export class RegionStore extends RegionTable {
         if (st === DelegState.EMPTY && empty < 0) empty = j;
       }
       if (empty < 0) throw new MarufsError('ENOSPC', `all ${this.rat.delegations} delegation slots are in use`);
+      const kept = adminReservedSlots(this.rat.delegations);
+      if ((have & Perm.ADMIN) === 0 && free <= kept) {
+        throw new MarufsError(
+          'ENOSPC',
+          `the last ${kept} free delegation slots are kept for the owner and ADMIN holders (a GRANT holder cannot fill them)`,
+        );
+      }
       const d = this.rat.delegation(id, empty);
       if (this.mem.cas32(d + D.state, DelegState.EMPTY, DelegState.GRANTING) !== DelegState.EMPTY) {
         throw new MarufsError('EAGAIN', 'delegation slot changed under the lock');
@@ -782,4 +796,9 @@ export class RegionStore extends RegionTable {
       this.release(id);
     }
   }
+}
+
+/** Delegation slots a GRANT-only holder may not take: a quarter of them, at most 4 (4 of the default 29). */
+export function adminReservedSlots(slots: number): number {
+  return Math.min(4, Math.floor(slots / 4));
 }

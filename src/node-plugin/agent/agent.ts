@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { formatDevice, PoolMemory, readSuperblock } from '../../engine/index.js';
 import { CsiServer } from '../csi.js';
+import type { DaemonOptions } from '../daemon.js';
 import { PodRegistry } from '../identity.js';
 import type { HttpServerHandle } from '../http.js';
 import {
@@ -56,6 +57,8 @@ export interface AgentOptions {
   statusIntervalMs?: number;
   /** Wait before retrying a pool whose attach failed. Default 5 s. */
   retryMs?: number;
+  /** The kubelet's pod cgroup roots and the per-owner quota, for every pool's daemon. */
+  daemon?: Pick<DaemonOptions, 'podCgroupRoots' | 'quota'>;
   logger: Logger;
   /** Called when the agent cannot go on. */
   onFatal?: (err: Error) => void;
@@ -110,11 +113,18 @@ export class NodeAgent {
     try {
       await mkdir(o.stateDir, { recursive: true });
       a.#csi = await CsiServer.start(
-        { socket: o.csiSocket, nodeName: o.nodeName, stateFile: join(o.stateDir, 'csi-state.json') },
+        {
+          socket: o.csiSocket,
+          nodeName: o.nodeName,
+          stateFile: join(o.stateDir, 'csi-state.json'),
+          kubeletDir: o.kubeletDir,
+        },
         {
           pool: (name) => {
             const s = a.#servers.get(name);
-            return s ? { node: s.daemon.node, mountpoint: s.mountPath, ready: () => s.ready } : undefined;
+            return s
+              ? { node: s.daemon.node, mountpoint: s.mountPath, ready: () => s.ready, quota: s.daemon.quota }
+              : undefined;
           },
           pools: () => [...a.#servers.keys()].sort(),
           pods: a.pods,
@@ -370,6 +380,7 @@ export class NodeAgent {
       csiReady: () => this.#csi !== undefined,
       onFatal: (err) => void this.#poolFailed(name, err),
       onLeaderChange: () => this.schedule(),
+      ...(this.#o.daemon ? { daemon: this.#o.daemon } : {}),
       log,
     })
       .then(async (s) => {

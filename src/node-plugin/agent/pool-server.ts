@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AttachOptions } from '../../engine/index.js';
-import { NodeDaemon } from '../daemon.js';
+import { NodeDaemon, type DaemonOptions } from '../daemon.js';
 import type { PodRegistry } from '../identity.js';
 import {
   API_VERSION,
@@ -49,6 +49,8 @@ export interface PoolServerOptions {
   onFatal: (err: Error) => void;
   /** Called when leadership changes (the agent then reconciles at once). */
   onLeaderChange: () => void;
+  /** The kubelet's pod cgroup roots and the per-owner quota, passed to the pool's daemon. */
+  daemon?: Pick<DaemonOptions, 'podCgroupRoots' | 'quota'>;
   log: Logger;
 }
 
@@ -126,6 +128,7 @@ export class PoolServer {
       createSize: a.createSize,
       attach: a.attach,
       pods: o.pods,
+      ...o.daemon,
       metricsLabels: { pool: name },
       defaultMetrics: false,
       logger: o.log,
