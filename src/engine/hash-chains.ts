@@ -332,15 +332,41 @@ export function checkChains(
 /**
  * An entry stuck in INSERTING or TENTATIVE (its writer died or stalled): a linked one becomes a
  * TOMBSTONE, reusable by the next insert into its chain; an unlinked one goes straight back to EMPTY
- * (H9). CAS from the observed state, so a writer that is in fact alive and moves on wins.
+ * (H9). An entry marked linked that its chain does not reach (the writer died between marking it
+ * and the link CAS) counts as unlinked. CAS from the observed state, so a writer that is in fact
+ * alive and moves on wins.
  */
 export function retireStuck(s: ChainShard, index: number, observed: number): boolean {
   if (observed !== ChainState.INSERTING && observed !== ChainState.TENTATIVE) return false;
   const e = entryAt(s, index);
   if (s.mem.load32(e + s.linkedField) === 1) {
-    return s.mem.casPublish32(e + CHAIN_ENTRY.state, observed, ChainState.TOMBSTONE) === observed;
+    if (inChain(s, index)) {
+      return s.mem.casPublish32(e + CHAIN_ENTRY.state, observed, ChainState.TOMBSTONE) === observed;
+    }
+    if (s.mem.cas32(e + CHAIN_ENTRY.state, observed, ChainState.INSERTING) !== observed) return false;
+    s.mem.store32(e + s.linkedField, 0);
+    observed = ChainState.INSERTING;
   }
   if (s.mem.casPublish32(e + CHAIN_ENTRY.state, observed, ChainState.EMPTY) !== observed) return false;
   s.mem.add32(s.inUseWord, -1);
   return true;
+}
+
+/** Does the chain of entry `index`'s hash reach it? (A walk bracketed by an unchanged sequence word.) */
+function inChain(s: ChainShard, index: number): boolean {
+  const mem = s.mem;
+  const h = { lo: mem.load32(entryAt(s, index) + CHAIN_ENTRY.hashLo), hi: 0 };
+  for (;;) {
+    const seq = mem.observe32(s.seqWord);
+    let idx = mem.observe32(bucketWordOf(s, h));
+    let found = false;
+    for (let steps = 0; idx !== CHAIN_END && idx < s.entries && steps <= s.entries; steps++) {
+      if (idx === index) {
+        found = true;
+        break;
+      }
+      idx = mem.load32(entryAt(s, idx) + CHAIN_ENTRY.next);
+    }
+    if (found || mem.observe32(s.seqWord) === seq) return found;
+  }
 }
