@@ -60,7 +60,8 @@ describe('an operation stalled inside its critical section past a takeover', () 
     return { path, peer, stalled };
   }
 
-  const gc = async (peer: Agent): Promise<GcTotals['total']> => ((await peer.ok({ op: 'gc-status' })) as GcTotals).total;
+  const gc = async (peer: Agent): Promise<GcTotals['total']> =>
+    ((await peer.ok({ op: 'gc-status' })) as GcTotals).total;
 
   /** The end of every scene: the stalled node works again, GC settles, fsck's full check is clean. */
   async function settle(path: string, peer: Agent, stalled: Agent): Promise<void> {
