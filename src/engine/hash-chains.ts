@@ -256,6 +256,10 @@ function reclaimDead(s: ChainShard, fence: Fence): boolean {
 export function linkEntry(s: ChainShard, h: NameHash, index: number, fence: Fence = NO_FENCE): void {
   const head = bucketWordOf(s, h);
   const e = entryAt(s, index);
+  // GC retires an entry left TENTATIVE for stuckMs (name tables: without the lock); never link one.
+  if (s.mem.load32(e + CHAIN_ENTRY.state) !== ChainState.TENTATIVE) {
+    throw new FencedError(`${s.label}: entry ${index} was retired while its writer stalled`);
+  }
   const first = s.mem.load32(head);
   s.mem.store32(e + CHAIN_ENTRY.next, first);
   s.mem.store32(e + s.linkedField, 1);
