@@ -40,6 +40,8 @@ export interface ChaosResult {
   lost: string[];
   /** find/ref/pin answered ENOENT because a clear of the same key raced it (not a loss). */
   racesWithClear: number;
+  /** The first of those races, each with the key's operation log. */
+  races: string[];
   acknowledged: { regions: number; names: number };
 }
 
@@ -59,6 +61,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     violations: [],
     lost: [],
     racesWithClear: 0,
+    races: [],
     acknowledged: { regions: 0, names: 0 },
   };
   // Acknowledged state: what a reply said OK to. Names with an operation in flight when its node
@@ -263,8 +266,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         });
         // A clear of this key on another node, in flight or begun meanwhile, may have won the race.
         const raced = (clearsInFlight.get(key) ?? 0) > 0 || (clearsStarted.get(key) ?? 0) !== clearsBefore;
-        if (c === 'ENOENT' && raced) result.racesWithClear++;
-        else if (c !== 'OK' && names.has(key)) lost(key, `name ${key}: ${step.op} answered ${c}`);
+        if (c === 'ENOENT' && raced) {
+          result.racesWithClear++;
+          if (result.races.length < 20) result.races.push(`name ${key}: ${step.op} → ENOENT; ${history(key)}`);
+        } else if (c !== 'OK' && names.has(key)) lost(key, `name ${key}: ${step.op} answered ${c}`);
         break;
       }
       case 'grant': {
