@@ -458,6 +458,11 @@ export class NrhtTable {
       if (mem.casPublish32(e + NE.state, NrhtState.TENTATIVE, NrhtState.VALID) !== NrhtState.TENTATIVE) {
         throw new FencedError(`publish in table "${this.name}": the entry was retired meanwhile`);
       }
+      // Published, then re-checked: lost the token before publishing → take it back.
+      if (!fence.valid()) {
+        mem.casPublish32(e + NE.state, NrhtState.VALID, NrhtState.TENTATIVE);
+        fence.check(`publish in table "${this.name}"`);
+      }
     } catch (err) {
       abandonEntry(chains, index);
       throw err;

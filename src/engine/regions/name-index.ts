@@ -173,6 +173,12 @@ export class NameIndex {
       ) {
         throw new MarufsError('EAGAIN', `index shard ${shard} entry ${index} was retired while being inserted`);
       }
+      // Published, then re-checked: a takeover before the publish means the new holder's duplicate
+      // check may have missed this entry — take it back.
+      if (!fence.valid()) {
+        this.mem.casPublish32(e + INDEX_ENTRY.state, IndexState.VALID, IndexState.TENTATIVE);
+        fence.check('index insert');
+      }
     } catch (err) {
       abandonEntry(s, index);
       throw err;

@@ -299,6 +299,11 @@ export class RegionStore extends RegionTable {
         if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.ALLOCATED) !== RatState.ALLOCATING) {
           throw new FencedError('create: the half-made region was reclaimed');
         }
+        // Published, then re-checked: lost the lease before publishing → take it back.
+        if (!fence.valid()) {
+          this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.ALLOCATING);
+          throw new FencedError('create');
+        }
       } catch (err) {
         if (hit) this.index.remove(hit, generation);
         this.#abandonAllocating(id, generation);
@@ -405,6 +410,17 @@ export class RegionStore extends RegionTable {
     this.mem.writeBack(e, 64);
     if (this.mem.casPublish64(e + E.physOffset, 0n, BigInt(at)) !== 0n) {
       throw new FencedError('size: the region was sized by another holder');
+    }
+    // Publish, then re-check: a takeover before our publish means the new holder may not have seen
+    // this extent when it chose its own, so take it back (a takeover after it sees the extent).
+    if (!fence.valid()) {
+      if (this.mem.casPublish64(e + E.physOffset, BigInt(at), 0n) === BigInt(at)) {
+        this.mem.store64(e + E.allocatedSize, 0n);
+        this.mem.store64(e + E.size, 0n);
+        this.mem.store64(e + E.sizedAt, 0n);
+        this.mem.writeBack(e, 64);
+      }
+      throw new FencedError('size');
     }
     this.mem.add64(this.rat.header + H.bytesAllocated, BigInt(want));
     this.mem.add32(this.rat.header + H.allocEpoch, 1);
@@ -569,6 +585,15 @@ export class RegionStore extends RegionTable {
           clearPrincipal(this.mem, d + D.principal);
           this.mem.store32(d + D.perms, 0);
           this.mem.writeBack(d, 64);
+        }
+        throw new FencedError(`grant on "${name}"`);
+      }
+      if (!fence.valid()) {
+        // Published after a takeover: take it back (the new holder never saw it).
+        if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) === DelegState.ACTIVE) {
+          clearPrincipal(this.mem, d + D.principal);
+          this.mem.store32(d + D.perms, 0);
+          this.#aclChanged(id);
         }
         throw new FencedError(`grant on "${name}"`);
       }
