@@ -42,6 +42,8 @@ export interface ChaosResult {
   racesWithClear: number;
   /** The first of those races, each with the key's operation log. */
   races: string[];
+  /** Global-ME takeovers made, and critical sections fenced, by nodes alive at a round's end. */
+  me: { takeovers: number; sectionsFenced: number };
   acknowledged: { regions: number; names: number };
 }
 
@@ -62,6 +64,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     lost: [],
     racesWithClear: 0,
     races: [],
+    me: { takeovers: 0, sectionsFenced: 0 },
     acknowledged: { regions: 0, names: 0 },
   };
   // Acknowledged state: what a reply said OK to. Names with an operation in flight when its node
@@ -180,9 +183,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       }
       for (const p of problems) result.violations.push(`round ${round}: ${p}`);
       await verify(nodes[0]!, round);
+      const me = { takeovers: 0, sectionsFenced: 0 };
+      for (const a of nodes) {
+        const s = (await a.ok({ op: 'me-stats' }).catch(() => undefined)) as typeof me | undefined;
+        me.takeovers += s?.takeovers ?? 0;
+        me.sectionsFenced += s?.sectionsFenced ?? 0;
+      }
       log(
-        `round ${round}: ${result.operations} operations, ${result.kills} kills, ${regions.size} regions and ${names.size} names acknowledged, ${result.violations.length} violations, ${result.lost.length} lost`,
+        `round ${round}: ${result.operations} operations, ${result.kills} kills, ${regions.size} regions and ${names.size} names acknowledged, ${result.violations.length} violations, ${result.lost.length} lost; live nodes' global ME: ${me.takeovers} takeovers, ${me.sectionsFenced} fenced sections`,
       );
+      result.me = me;
     }
     result.acknowledged = { regions: regions.size, names: names.size };
     return result;
