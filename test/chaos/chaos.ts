@@ -42,6 +42,12 @@ export interface ChaosResult {
   racesWithClear: number;
   /** The first of those races, each with the key's operation log. */
   races: string[];
+  /**
+   * Answers ENODEV: the answering node itself had been declared dead (its heartbeat looked still for
+   * the stall window, e.g. on an overloaded machine) and fenced. Says nothing about the data; the
+   * node is replaced at the round's end.
+   */
+  nodeFenced: number;
   /** Global-ME takeovers made, and critical sections fenced, by nodes alive at a round's end. */
   me: { takeovers: number; sectionsFenced: number };
   acknowledged: { regions: number; names: number };
@@ -64,6 +70,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     lost: [],
     racesWithClear: 0,
     races: [],
+    nodeFenced: 0,
     me: { takeovers: 0, sectionsFenced: 0 },
     acknowledged: { regions: 0, names: 0 },
   };
@@ -172,6 +179,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         await nodes[leaving]!.ready;
         result.restarts++;
       }
+      // A node declared dead while alive (fenced) answers ENODEV to everything: replace it.
+      for (let i = 0; i < nodes.length; i++) {
+        if ((await nodes[i]!.code({ op: 'lookup', name: 'chaos-target' }).catch(() => 'ENODEV')) !== 'ENODEV') continue;
+        await nodes[i]!.kill9();
+        nodes[i] = new Agent(pool);
+        await nodes[i]!.ready;
+      }
       result.rounds++;
       // Let garbage collection reclaim the dead node and what it left half-made, then check.
       let problems: string[] = [];
@@ -276,7 +290,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         });
         // A clear of this key on another node, in flight or begun meanwhile, may have won the race.
         const raced = (clearsInFlight.get(key) ?? 0) > 0 || (clearsStarted.get(key) ?? 0) !== clearsBefore;
-        if (c === 'ENOENT' && raced) {
+        if (c === 'ENODEV') result.nodeFenced++;
+        else if (c === 'ENOENT' && raced) {
           result.racesWithClear++;
           if (result.races.length < 20) result.races.push(`name ${key}: ${step.op} → ENOENT; ${history(key)}`);
         } else if (c !== 'OK' && names.has(key)) lost(key, `name ${key}: ${step.op} answered ${c}`);
@@ -326,7 +341,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         const r = await agent.send({ op: 'read', name, offset: 0, length: 4096 });
         const fill = regions.get(name);
         if (fill === undefined || uncertain.has(name)) break;
-        if (!r.ok && r.code !== 'ENOENT') lost(name, `region ${name}: read answered ${r.code}`);
+        if (r.code === 'ENODEV') result.nodeFenced++;
+        else if (!r.ok && r.code !== 'ENOENT') lost(name, `region ${name}: read answered ${r.code}`);
         break;
       }
     }
