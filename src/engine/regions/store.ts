@@ -5,7 +5,10 @@
  * Every change runs inside the global ME (shard 0), and every permission check that guards a change
  * runs inside it too (H1, F7). Lookups, stat and permission checks for data access take no lock.
  * Errors follow the reference's table (docs/regions.md): ENOENT, EEXIST, EACCES, EPERM, EINVAL,
- * ENOSPC, ENAMETOOLONG, ENODATA, ESTALE.
+ * ENOSPC, ENAMETOOLONG, ENODATA, ESTALE — plus ETIMEDOUT (FencedError) for a change whose lock was
+ * taken over while this node stalled: every commit is fenced (fence.ts) — the lease is checked
+ * before each publishing store, state changes are CAS from the expected state, what a new holder
+ * must see is published and then re-checked, and a fenced change rolls back what it did.
  *
  * The reuse rule (H13): an unlinked region keeps its extent (state DELETING) while any node still has
  * it open; each node sets its bit in the region's mapper bitmap while it holds a handle, and the last
