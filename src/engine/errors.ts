@@ -147,6 +147,20 @@ export class TimeoutError extends MarufsError {
   }
 }
 
+/**
+ * A critical section outlived its lease: another node took the lock over while this one stalled
+ * (descheduled, frozen, a blocked event loop). The operation was rolled back and changed nothing a
+ * caller can see; retrying it is safe. errno ETIMEDOUT (docs/me.md, "Fencing").
+ */
+export class FencedError extends MarufsError {
+  constructor(message: string) {
+    super('ETIMEDOUT', `${message}: the lock was taken over while this node stalled; nothing was changed`);
+  }
+  override get name(): string {
+    return 'FencedError';
+  }
+}
+
 /** Operation on a node that has detached (or a pool that was closed). */
 export class DetachedError extends MarufsError {
   constructor(message = 'node is detached') {
