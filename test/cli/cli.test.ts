@@ -28,7 +28,7 @@ describe('marufs CLI', () => {
     };
     expect(report.status).toBe('valid');
     expect(report.device).toEqual({ path: pool, kind: 'file', size: 32 * 1024 * 1024 });
-    expect(report.superblock).toMatchObject({ version: 1, poolUuid: formatted['poolUuid'], formatGeneration: 1 });
+    expect(report.superblock).toMatchObject({ version: 2, poolUuid: formatted['poolUuid'], formatGeneration: 1 });
     expect(report.geometry).toMatchObject({ maxNodes: 8, maxRegions: 128, coherence: 'coherent' });
     expect(report.layout.areas.map((a) => a.name)).toEqual([
       'superblock',
