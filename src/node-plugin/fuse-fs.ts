@@ -28,12 +28,13 @@ import {
   NAME_MAX,
   Perm,
   PermissionCache,
+  ownerFor,
   type Caller,
   type MarufsNode,
   type RegionHandle,
   type RegionInfo,
 } from '../engine/index.js';
-import { CONTROL_FILE, LISTED_XATTRS, ownerFor, parseControlRequest, toJson, type ControlExecutor } from './control.js';
+import { CONTROL_FILE, LISTED_XATTRS, parseControlRequest, toJson, type ControlExecutor } from './control.js';
 import {
   Op,
   OP_NAMES,
