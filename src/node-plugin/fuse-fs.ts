@@ -275,9 +275,12 @@ export class MarufsFs {
    */
   #arm(file: OpenRegion, tid: number, r: ResolvedCaller, cache: PermissionCache): void {
     if (!this.#fastPath || !r.isProcess || (file.armedTid === tid && file.armedSeq === cache.seq)) return;
+    const exe = r.caller.process;
+    if (exe?.exeIno === undefined) return; // the addon arms only for a known executable
     const access = file.handle.directAccess(r.caller, cache);
     if (!access) return;
-    if (this.#fastPath.arm({ fh: file.fh, tid, threadStart: r.threadStart, ...access })) {
+    const grant = { fh: file.fh, tid, threadStart: r.threadStart, exeIno: exe.exeIno, exeDev: exe.exeDev ?? 0n };
+    if (this.#fastPath.arm({ ...grant, ...access })) {
       file.armedTid = tid;
       file.armedSeq = access.seq;
     }

@@ -111,7 +111,13 @@ describe('marufs CLI', () => {
     writeFileSync(garbage, Buffer.alloc(8 * 1024 * 1024, 0x42));
     const attach = runCli(['attach', garbage, '--hold-ms', '10']);
     expect(attach.status).toBe(1);
-    expect(attach.stderr).toMatch(/ENODEV: .*not formatted/);
+    // Not blank, so not "unformatted": refused as damaged, never formatted over.
+    expect(attach.stderr).toMatch(/EBADMSG: damaged pool: .*not blank/);
+    const blank = join(tmp.dir, 'blank.pool');
+    writeFileSync(blank, Buffer.alloc(8 * 1024 * 1024));
+    const attachBlank = runCli(['attach', blank, '--hold-ms', '10']);
+    expect(attachBlank.status).toBe(1);
+    expect(attachBlank.stderr).toMatch(/ENODEV: .*not formatted/);
   });
 
   it('prints help for every command with exit code 0', () => {
