@@ -93,7 +93,8 @@ describe('marufs format under the format lock', () => {
     expect(r.stderr).toMatch(/already formatted/);
     expect(r.status).not.toBe(0);
     // The pool the node formatted is still there, data and all.
-    const again = await attachNode({ path: pool, timing: TIMING, gc: false });
+    // (as the same node id: the region is owned by the node's user, user:<uid>@<node>)
+    const again = await attachNode({ path: pool, nodeId: node.nodeId, timing: TIMING, gc: false });
     try {
       expect(again.superblock.poolUuid).toBe(node.superblock.poolUuid);
       expect(readBack(again, 'precious')).toBe('data of precious');

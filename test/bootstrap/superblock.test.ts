@@ -16,7 +16,9 @@ import {
   GeometryError,
   SUPERBLOCK_FIELDS,
   attachNode,
+  checkPool,
   crc32,
+  fsck,
   formatDevice,
   type MarufsError,
 } from '../../src/engine/index.js';
@@ -225,5 +227,32 @@ describe('a damaged pool is never wiped without --force', () => {
     const node = await attachNode({ path: pool, format: 'if-needed', geometry, timing: TIMING, gc: false });
     expect(node.formatted?.formatGeneration).toBe(1);
     await node.detach();
+  });
+});
+
+describe('the backup superblock under fsck', () => {
+  const tmp = tempDir();
+  const pool = join(tmp.dir, 'backup.pool');
+  afterAll(() => tmp.cleanup());
+
+  it('reports a damaged or missing backup on a valid pool, and --repair rewrites it from the superblock', async () => {
+    await formatDevice({ path: pool, size: SIZE, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    expect(checkPool(pool).status).toBe('clean');
+    const pristine = readFileSync(pool);
+    const image = Buffer.from(pristine);
+    image[0x5800 + 20] = image[0x5800 + 20]! ^ 0x10;
+    writeFileSync(pool, image);
+    const node = await attachNode({ path: pool, timing: TIMING, gc: false }); // the primary is fine
+    await node.detach();
+    expect(checkPool(pool).problems).toEqual([
+      { area: 'backup-superblock', message: expect.stringMatching(/backup superblock at 0x5800 is damaged: checksum/) },
+    ]);
+    image.fill(0, 0x5800, 0x5900);
+    writeFileSync(pool, image);
+    expect(checkPool(pool).problems[0]?.message).toMatch(/backup superblock at 0x5800 is missing/);
+    const repaired = await fsck(pool, { repair: true });
+    expect(repaired.status).toBe('repaired');
+    expect(checkPool(pool).status).toBe('clean');
+    expect(readFileSync(pool).subarray(0x5800, 0x5900).equals(pristine.subarray(0x5800, 0x5900))).toBe(true);
   });
 });

@@ -256,6 +256,29 @@ export function readBackupSuperblock(mem: PoolMemory): SuperblockStatus {
 }
 
 /**
+ * What is wrong with the backup superblock of a pool whose primary is valid (missing, damaged, or
+ * not the same bytes as the primary), or undefined when it is an exact copy. For fsck.
+ */
+export function backupSuperblockProblem(mem: PoolMemory): string | undefined {
+  const primary = readImage(mem, SUPERBLOCK_OFFSET);
+  const backup = readImage(mem, SUPERBLOCK_BACKUP_OFFSET);
+  if (backup.equals(primary)) return undefined;
+  const status = decodeSuperblock(backup, mem.size);
+  const where = `backup superblock at 0x${SUPERBLOCK_BACKUP_OFFSET.toString(16)}`;
+  if (status.state === 'unformatted') return `${where} is missing`;
+  if (status.state !== 'valid') return `${where} is damaged: ${status.error.message.replace(`; ${DAMAGED_HINT}`, '')}`;
+  return `${where} differs from the superblock`;
+}
+
+/** Rewrite the backup superblock from the (valid) primary. For fsck --repair. */
+export function repairBackupSuperblock(mem: PoolMemory): void {
+  const primary = readImage(mem, SUPERBLOCK_OFFSET);
+  if (decodeSuperblock(primary, mem.size).state !== 'valid') return;
+  mem.write(SUPERBLOCK_BACKUP_OFFSET, primary);
+  mem.writeBack(SUPERBLOCK_BACKUP_OFFSET, SUPERBLOCK_SIZE);
+}
+
+/**
  * Why a pool without a valid magic is not blank, or undefined when it provably never held a
  * marufs pool (superblock page, backup copy and first index shard header all zero, no format ever
  * completed).
