@@ -88,7 +88,11 @@ typedef struct request {
  *   - the region's ACL sequence word still holds the checked value (every change of owner,
  *     defaults, delegations or state moves it — the engine's PermissionCache relies on the same), and
  *   - the thread is still the task that was checked: the entry keeps /proc/<tid>/stat open, and a
- *     read of that descriptor fails (ESRCH) once the task is gone, even if its tid was reused.
+ *     read of that descriptor fails (ESRCH) once the task is gone, even if its tid was reused, and
+ *   - the task still runs the executable that was checked: the entry keeps /proc/<tid> open and
+ *     compares the (inode, device) of its "exe" with the checked ones on every request, so a
+ *     process that execs another program (same task, same start time) is disarmed at once — a
+ *     principal bound to an executable must not keep its rights after exec.
  * Anything else goes to JavaScript. Entries are disarmed at release. Coherent pools only (the
  * caller does not arm in flush mode).
  */
@@ -101,6 +105,8 @@ typedef struct fast_entry {
   uint64_t fh;
   pid_t tid;
   int procfd;
+  int dirfd; /* /proc/<tid>, for its "exe" */
+  uint64_t exe_ino, exe_dev;
   char *base;
   uint64_t size;
   volatile uint32_t *acl_seq;
@@ -151,8 +157,17 @@ typedef struct mount_state {
 
 static void disarm_locked(fast_entry_t *e) {
   if (e->armed && e->procfd >= 0) close(e->procfd);
+  if (e->armed && e->dirfd >= 0) close(e->dirfd);
   e->armed = 0;
   e->procfd = -1;
+  e->dirfd = -1;
+}
+
+/* Does the task behind /proc/<tid> (dirfd) run the executable (ino, dev)? */
+static int runs_exe(int dirfd, uint64_t ino, uint64_t dev) {
+  struct stat st;
+  if (fstatat(dirfd, "exe", &st, 0) != 0) return 0;
+  return (uint64_t)st.st_ino == ino && (uint64_t)st.st_dev == dev;
 }
 
 /* Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then. */
@@ -169,7 +184,8 @@ static int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t 
     return 0;
   }
   char probe;
-  if (pread(e->procfd, &probe, 1, 0) != 1) { /* the checked task is gone */
+  if (pread(e->procfd, &probe, 1, 0) != 1 || /* the checked task is gone */
+      !runs_exe(e->dirfd, e->exe_ino, e->exe_dev)) { /* or it exec'd another program */
     disarm_locked(e);
     pthread_mutex_unlock(&ms->fast_mu);
     __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
@@ -720,7 +736,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&ms->fast_mu, NULL);
   pthread_mutex_init(&ms->watch_mu, NULL);
   ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
-  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = -1;
+  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = ms->fast[i].dirfd = -1;
   napi_value name;
   napi_create_string_utf8(env, "marufs-fuse", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
@@ -813,12 +829,15 @@ static unsigned long long stat_start_time(const char *text) {
   return strtoull(p, NULL, 10);
 }
 
-/* arm(state, fh, tid, threadStart, address, size, aclSeqAddress, seq, perms) → armed? */
+/*
+ * arm(state, fh, tid, threadStart, address, size, aclSeqAddress, seq, perms, exeIno, exeDev) → armed?
+ * exeIno/exeDev: the executable JavaScript checked the caller with (both 0 when unknown: not armed).
+ */
 static napi_value js_arm(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  mount_state_t *ms = state_call(env, info, 9, argv);
+  napi_value argv[11];
+  mount_state_t *ms = state_call(env, info, 11, argv);
   if (ms == NULL) return NULL;
-  double fh, tid, start, addr, size, seq_addr, seq, perms;
+  double fh, tid, start, addr, size, seq_addr, seq, perms, exe_ino, exe_dev;
   napi_get_value_double(env, argv[1], &fh);
   napi_get_value_double(env, argv[2], &tid);
   napi_get_value_double(env, argv[3], &start);
@@ -827,9 +846,11 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
   napi_get_value_double(env, argv[6], &seq_addr);
   napi_get_value_double(env, argv[7], &seq);
   napi_get_value_double(env, argv[8], &perms);
+  napi_get_value_double(env, argv[9], &exe_ino);
+  napi_get_value_double(env, argv[10], &exe_dev);
   napi_value ret;
   napi_get_boolean(env, false, &ret);
-  if (ms->fast == NULL || tid <= 0) return ret;
+  if (ms->fast == NULL || tid <= 0 || exe_ino <= 0) return ret;
   char path[64], text[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -845,12 +866,23 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
     close(fd);
     return ret;
   }
+  /* ... running the very executable JavaScript checked (it may have exec'd since). */
+  snprintf(path, sizeof path, "/proc/%d", (int)tid);
+  int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0 || !runs_exe(dirfd, (uint64_t)exe_ino, (uint64_t)exe_dev)) {
+    if (dirfd >= 0) close(dirfd);
+    close(fd);
+    return ret;
+  }
   pthread_mutex_lock(&ms->fast_mu);
   fast_entry_t *e = &ms->fast[(uint64_t)fh % FAST_SLOTS];
   disarm_locked(e);
   e->fh = (uint64_t)fh;
   e->tid = (pid_t)tid;
   e->procfd = fd;
+  e->dirfd = dirfd;
+  e->exe_ino = (uint64_t)exe_ino;
+  e->exe_dev = (uint64_t)exe_dev;
   e->base = (char *)(uintptr_t)addr;
   e->size = (uint64_t)size;
   e->acl_seq = (volatile uint32_t *)(uintptr_t)seq_addr;

@@ -95,6 +95,19 @@ export class PoolChecksumError extends MarufsError {
   }
 }
 
+/**
+ * The pool is not blank but its superblock has no valid magic: a damaged marufs pool (a flipped
+ * byte, a stray write), never to be mistaken for an unformatted one.
+ */
+export class PoolDamagedError extends MarufsError {
+  constructor(message: string) {
+    super('EBADMSG', message);
+  }
+  override get name(): string {
+    return 'PoolDamagedError';
+  }
+}
+
 /** The superblock was written by a format version this engine does not read. */
 export class PoolVersionError extends MarufsError {
   constructor(message: string) {

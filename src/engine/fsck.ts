@@ -11,7 +11,7 @@
  * 4 problems left, 8 operational error.
  */
 import { BOOTSTRAP_SLOTS, type Layout } from './layout/geometry.js';
-import { readSuperblock } from './layout/superblock.js';
+import { backupSuperblockProblem, readSuperblock, repairBackupSuperblock } from './layout/superblock.js';
 import {
   ME_CB,
   ME_CB_MAGIC,
@@ -168,6 +168,8 @@ export function checkPool(path: string): FsckReport {
       return { device: path, status: 'problems', problems, checked };
     }
     const layout = sb.superblock.layout;
+    const backup = backupSuperblockProblem(mem);
+    if (backup) problems.push({ area: 'backup-superblock', message: backup });
     checked.slots = checkSlots(mem, layout.geometry.maxNodes, problems);
     const regions = checkRegions(mem, layout);
     checked.regions = regions.regions;
@@ -251,6 +253,7 @@ export async function fsck(path: string, options: { repair?: boolean } = {}): Pr
         }
       }
       mem.writeBack(rat.header, 64);
+      repairBackupSuperblock(mem);
     });
   } finally {
     await node.detach();

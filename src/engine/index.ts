@@ -56,6 +56,7 @@ export {
   type CriticalSection,
 } from './regions/store.js';
 export { RegionHandle, type MappedView } from './regions/handle.js';
+export { ownerFor, type OwnerLifetime } from './regions/owner.js';
 export { Perm, parsePerms, formatPerms, DELEGABLE_BY_GRANT, PermissionCache } from './regions/acl.js';
 export {
   thisProcess,

@@ -14,7 +14,7 @@
  *
  * Requests to the control file are validated by their schema (control-schema.ts).
  *
- * Principals are written in their short text form (parsePrincipal): process:<node>:<pid>,
+ * Principals are written in their short text form (parsePrincipal): process:<node>:<pid>[:<start time>],
  * user:<uid>, workload:<namespace>/<serviceAccount>[@<node>].
  */
 import {
@@ -23,13 +23,13 @@ import {
   Perm,
   describePrincipal,
   formatPerms,
+  ownerFor,
   parsePerms,
   parsePrincipal,
   principalText,
   regionReport,
   type Caller,
   type MarufsNode,
-  type Principal,
 } from '../engine/index.js';
 
 export const CONTROL_FILE = '.marufs';
@@ -244,19 +244,6 @@ async function runTableOp(t: NrhtTable, req: ControlRequest): Promise<unknown> {
     default:
       throw new MarufsError('EINVAL', `not a name-table op: ${req.op}`);
   }
-}
-
-/**
- * The owner a caller becomes (a create through the mount, a chown to "self"): its process for process
- * lifetime, else its durable identity — the pod's workload, or its user on this node.
- */
-export function ownerFor(caller: Caller, lifetime: 'process' | 'persistent'): Principal {
-  if (lifetime === 'persistent') {
-    if (caller.workloadId !== undefined) return { kind: 'workload', workloadId: caller.workloadId };
-    if (caller.uid !== undefined) return { kind: 'user', uid: caller.uid, nodeId: caller.nodeId };
-  }
-  if (!caller.process) throw new MarufsError('EACCES', 'the caller has no process identity to own a region');
-  return { kind: 'process', nodeId: caller.nodeId, ...caller.process };
 }
 
 function describeCaller(c: Caller): Record<string, unknown> {

@@ -108,6 +108,8 @@ interface Addon {
     aclSeqAddress: number,
     seq: number,
     perms: number,
+    exeIno: number,
+    exeDev: number,
   ): boolean;
   disarm(state: unknown, fh: number): void;
   fastStats(state: unknown): number[];
@@ -151,6 +153,9 @@ export interface FastPathGrant {
   aclSeqAddress: number;
   seq: number;
   perms: number;
+  /** The executable the caller was checked with: the addon arms only while the thread runs it. */
+  exeIno: bigint;
+  exeDev: bigint;
 }
 
 export interface FastPathStats {
@@ -163,7 +168,8 @@ export interface FastPathStats {
 
 /**
  * The addon's data fast path (see native/marufs_fuse.c): reads and writes of an armed handle by the
- * checked thread are served on the FUSE thread while the region's ACL sequence holds.
+ * checked thread are served on the FUSE thread while the region's ACL sequence holds and the thread
+ * still runs the executable it was checked with.
  */
 export interface FastPath {
   arm(grant: FastPathGrant): boolean;
@@ -235,7 +241,19 @@ export function mountFuse(
     },
     fastPath: {
       arm: (g) =>
-        native.arm(state, g.fh, g.tid, Number(g.threadStart), g.address, g.size, g.aclSeqAddress, g.seq, g.perms),
+        native.arm(
+          state,
+          g.fh,
+          g.tid,
+          Number(g.threadStart),
+          g.address,
+          g.size,
+          g.aclSeqAddress,
+          g.seq,
+          g.perms,
+          Number(g.exeIno),
+          Number(g.exeDev),
+        ),
       disarm: (fh) => native.disarm(state, fh),
       stats: () => {
         const [reads = 0, writes = 0, readBytes = 0, writeBytes = 0, misses = 0] = native.fastStats(state);

@@ -28,12 +28,13 @@ import {
   NAME_MAX,
   Perm,
   PermissionCache,
+  ownerFor,
   type Caller,
   type MarufsNode,
   type RegionHandle,
   type RegionInfo,
 } from '../engine/index.js';
-import { CONTROL_FILE, LISTED_XATTRS, ownerFor, parseControlRequest, toJson, type ControlExecutor } from './control.js';
+import { CONTROL_FILE, LISTED_XATTRS, parseControlRequest, toJson, type ControlExecutor } from './control.js';
 import {
   Op,
   OP_NAMES,
@@ -286,9 +287,12 @@ export class MarufsFs {
    */
   #arm(file: OpenRegion, tid: number, r: ResolvedCaller, cache: PermissionCache): void {
     if (!this.#fastPath || !r.isProcess || (file.armedTid === tid && file.armedSeq === cache.seq)) return;
+    const exe = r.caller.process;
+    if (exe?.exeIno === undefined) return; // the addon arms only for a known executable
     const access = file.handle.directAccess(r.caller, cache);
     if (!access) return;
-    if (this.#fastPath.arm({ fh: file.fh, tid, threadStart: r.threadStart, ...access })) {
+    const grant = { fh: file.fh, tid, threadStart: r.threadStart, exeIno: exe.exeIno, exeDev: exe.exeDev ?? 0n };
+    if (this.#fastPath.arm({ ...grant, ...access })) {
       file.armedTid = tid;
       file.armedSeq = access.seq;
     }

@@ -5,8 +5,10 @@
  * workload.
  *
  * FUSE reports the calling *thread*. Resolution reads /proc once per new thread and caches the
- * result keyed by (thread id, thread start time), so a reused thread id never inherits a cached
- * identity; a cache hit costs one read of /proc/<tid>/stat. Requests the kernel makes on its own
+ * result keyed by (thread id, thread start time, executable), so a reused thread id never inherits
+ * a cached identity, and a process that execs another program (same task, same start time) is
+ * resolved again with its new executable — a principal bound to an executable does not follow it
+ * across exec. A cache hit costs one read of /proc/<tid>/stat and one stat of /proc/<tid>/exe. Requests the kernel makes on its own
  * behalf (page-cache write-back from a kernel thread, pid 0) have no process: the FUSE layer then
  * checks the file handle's opener instead.
  *
@@ -130,6 +132,23 @@ function readStat(pid: number): ProcStat | undefined {
   }
 }
 
+/** The (inode, device) of the executable thread `tid` runs, if readable. */
+function exeOf(tid: number): { ino: bigint; dev: bigint } | undefined {
+  try {
+    const st = statSync(`/proc/${tid}/exe`, { bigint: true, throwIfNoEntry: false });
+    return st ? { ino: st.ino, dev: st.dev } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Does thread `tid` still run the executable `p` was resolved with (no exec since)? */
+function sameExe(tid: number, p: Caller['process']): boolean {
+  const now = exeOf(tid);
+  if (now === undefined || p?.exeIno === undefined) return now === undefined && p?.exeIno === undefined;
+  return now.ino === p.exeIno && now.dev === (p.exeDev ?? 0n);
+}
+
 function threadGroupOf(tid: number): number | undefined {
   try {
     const status = readFileSync(`/proc/${tid}/status`, 'latin1');
@@ -199,6 +218,7 @@ export class CallerResolver {
       hit.resolved.threadStart === stat.startTime &&
       hit.resolved.caller.uid === uid &&
       hit.podsVersion === this.pods.version &&
+      sameExe(tid, hit.resolved.caller.process) &&
       // With pods recorded, a process that moved to another cgroup is resolved again.
       (this.pods.size === 0 || readCgroup(hit.resolved.caller.process!.pid) === hit.cgroup)
     ) {
@@ -209,13 +229,7 @@ export class CallerResolver {
     const tgid = threadGroupOf(tid) ?? tid;
     const procStart = tgid === tid ? stat.startTime : readStat(tgid)?.startTime;
     if (procStart === undefined) return this.#nobody(uid);
-    let exe: { ino: bigint; dev: bigint } | undefined;
-    try {
-      const st = statSync(`/proc/${tgid}/exe`, { bigint: true });
-      exe = { ino: st.ino, dev: st.dev };
-    } catch {
-      exe = undefined;
-    }
+    const exe = exeOf(tgid);
     const cgroup = readCgroup(tgid);
     const podUid = podUidFromCgroup(cgroup, this.#podPatterns);
     const workload = podUid ? this.pods.lookup(podUid) : undefined;

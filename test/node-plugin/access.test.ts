@@ -3,6 +3,8 @@
  *  - test_ioctl's multi-node matrix M0–M5 (this test process is the peer, reading and writing
  *    through node 2's mount; grants name it as process:2:<pid>, bound on first use);
  *  - callers on threads (libuv's pool) are their process (H3);
+ *  - a process bound to its executable loses its rights when it execs another program, on an
+ *    open file too (the caller cache and the addon's fast path both notice the exec);
  *  - a caller with another uid is that user (owner and refusals);
  *  - mmap data integrity across nodes (test_mmap X1–X6) with python's mmap on both mounts;
  *  - control through xattrs and the control file, and bad control input.
@@ -295,6 +297,53 @@ describe('the addon fast path keeps checking the caller', () => {
     shOk(`rm ${m1}/fp`);
   });
 });
+
+describe('identity does not survive exec', () => {
+  it('a process granted as itself (bound to its executable) is refused after it execs another program on the open file', async () => {
+    shOk(`touch ${m1}/ex && truncate -s 8M ${m1}/ex`);
+    const child = spawn('python3', ['-c', EXECER, join(m2, 'ex')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((r) => child.on('exit', r));
+    let out = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const line = async (n: number): Promise<string> => {
+      const end = Date.now() + 15_000;
+      while (out.split('\n').length <= n + 1) {
+        if (Date.now() > end) throw new Error(`no line ${n} from the python reader; stderr:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return out.split('\n')[n]!;
+    };
+    const pid = Number(await line(0));
+    // Granted to process:2:<pid>: bound on first use to its start time and its executable (python).
+    cli('grant', join(m1, 'ex'), '--node', '2', '--pid', String(pid), '--perms', 'r');
+    try {
+      child.stdin.write('go\n');
+      expect(await line(1)).toBe('python-read-ok'); // through JavaScript, then the addon's fast path
+      // Then the same process (same pid, same start time) execs dd, which reads the inherited fd.
+      expect(await exited).not.toBe(0);
+      expect(stderr).toMatch(/dd: error reading .*Permission denied/);
+    } finally {
+      child.kill('SIGKILL');
+      shOk(`rm -f ${m1}/ex`);
+    }
+  });
+});
+
+/** python: open, print pid, wait; read three times (the last ones on the fast path); exec dd on the fd. */
+const EXECER = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+os.set_inheritable(fd, True)
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+os.pread(fd, 4096, 0); os.pread(fd, 4096, 1 << 20); os.pread(fd, 4096, 2 << 20)
+print("python-read-ok", flush=True)
+os.dup2(fd, 0)
+os.execv("/bin/dd", ["dd", "bs=4096", "skip=1280", "count=1", "of=/dev/null"])
+`;
 
 /** python: open, print pid, wait; read twice (armed), fork a reader, read again; wait; read. */
 const FORKER = `

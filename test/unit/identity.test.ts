@@ -1,6 +1,6 @@
 /** Caller identity for FUSE requests (src/node-plugin/identity.ts): threads, kernel threads, pods. */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { processStartTime, workloadId } from '../../src/engine/index.js';
 import { CallerResolver, PodRegistry, podCgroupPatterns, podUidFromCgroup } from '../../src/node-plugin/identity.js';
 
@@ -24,6 +24,40 @@ describe('CallerResolver', () => {
     child.kill('SIGKILL');
     await new Promise((res) => child.on('exit', res));
     expect(r.resolve(child.pid!, 0).isProcess).toBe(false); // gone: nobody, not the cached identity
+  });
+
+  it('resolves a process again after it execs another program (same pid, same start time)', async () => {
+    const r = new CallerResolver(3);
+    // sh waits for a line, then execs sleep in the same process.
+    const child = spawn('/bin/sh', ['-c', 'read x; exec /bin/sleep 30'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      await new Promise((res) => child.on('spawn', res));
+      const exeOf = (): { ino: bigint; dev: bigint } => {
+        const st = statSync(`/proc/${child.pid}/exe`, { bigint: true });
+        return { ino: st.ino, dev: st.dev };
+      };
+      const waitFor = async (path: string): Promise<void> => {
+        const target = statSync(path, { bigint: true }).ino;
+        for (let i = 0; i < 1500 && exeOf().ino !== target; i++) await new Promise((res) => setTimeout(res, 10));
+        expect(exeOf().ino).toBe(target);
+      };
+      await waitFor('/bin/sh');
+      const before = r.resolve(child.pid!, 0);
+      expect(before.caller.process).toMatchObject({ exeIno: exeOf().ino, exeDev: exeOf().dev });
+      expect(r.resolve(child.pid!, 0)).toBe(before); // cached while nothing changed
+      child.stdin!.write('go\n');
+      await waitFor('/bin/sleep');
+      const after = r.resolve(child.pid!, 0);
+      expect(after).not.toBe(before);
+      expect(after.caller.process).toMatchObject({
+        pid: child.pid,
+        startTime: before.caller.process!.startTime,
+        exeIno: exeOf().ino,
+        exeDev: exeOf().dev,
+      });
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('maps a thread to its process, and kernel threads to nobody', () => {

@@ -24,12 +24,12 @@ import { DELEGABLE_BY_GRANT, Perm, PermissionCache, checkDelegation, checkPerms,
 import { bestFit, freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
 import { checkNewName, encodeName, hashName, type NameHash } from './names.js';
+import { ownerFor } from './owner.js';
 import {
   clearPrincipal,
   bindings,
   matchesCaller,
   processAlive,
-  processPrincipalOf,
   processStartTime,
   samePrincipal,
   validatePrincipal,
@@ -284,7 +284,7 @@ export class RegionStore extends RegionTable {
     const h = hashName(bytes, { lo: 0, hi: 0 });
     const lifetime: LifetimeName =
       options.lifetime ?? (options.owner && options.owner.kind !== 'process' ? 'persistent' : 'process');
-    const owner = options.owner ?? this.#defaultOwner(caller, lifetime);
+    const owner = this.#bindOwner(options.owner ?? ownerFor(caller, lifetime));
     validatePrincipal(owner, this.maxNodes);
     if (lifetime === 'process' && owner.kind !== 'process') {
       throw new MarufsError('EINVAL', 'a region with process lifetime must be owned by a process');
@@ -350,11 +350,6 @@ export class RegionStore extends RegionTable {
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) === RatState.ALLOCATING) {
       this.mem.add32(this.rat.header + H.entriesInUse, -1);
     }
-  }
-
-  #defaultOwner(caller: Caller, lifetime: LifetimeName): Principal {
-    if (lifetime === 'process' || caller.uid === undefined) return processPrincipalOf(caller);
-    return { kind: 'user', uid: caller.uid };
   }
 
   #claimEntry(): number {
@@ -652,6 +647,22 @@ export class RegionStore extends RegionTable {
   }
 
   /**
+   * An owning process must be named with its start time: an owner is never bound on first use
+   * (whoever reused the pid first would own the region). A process on this node is bound now; one
+   * on another node without a start time, or one that does not exist, is refused (EINVAL).
+   */
+  #bindOwner(p: Principal): Principal {
+    const bound = this.#bindEagerly(p);
+    if (bound.kind !== 'process' || bound.startTime !== 0n) return bound;
+    throw new MarufsError(
+      'EINVAL',
+      bound.nodeId === this.nodeId
+        ? `no process ${bound.pid} on node ${bound.nodeId} to own the region`
+        : `an owner on another node must be named with its start time (process:${bound.nodeId}:${bound.pid}:<start time>): node ${this.nodeId} cannot read node ${bound.nodeId}'s processes`,
+    );
+  }
+
+  /**
    * Revoke: remove `perms` (default: all) from the grantee's delegation; the slot empties when
    * nothing is left. ADMIN revokes anything; GRANT only r/w/d/i it holds. ENOENT if no delegation.
    */
@@ -721,7 +732,7 @@ export class RegionStore extends RegionTable {
    * CHOWNING meanwhile, so no check grants anything from a half-written owner.
    */
   async chown(name: string, caller: Caller, newOwner?: Principal, lifetime?: LifetimeName): Promise<void> {
-    const owner = newOwner ?? processPrincipalOf(caller);
+    const owner = this.#bindOwner(newOwner ?? ownerFor(caller, lifetime ?? 'process'));
     validatePrincipal(owner, this.maxNodes);
     const bytes = encodeName(name);
     await this.#locked((fence) => {
@@ -745,7 +756,7 @@ export class RegionStore extends RegionTable {
         }
         throw new FencedError(`chown "${name}"`);
       }
-      writePrincipal(this.mem, e + E.owner, this.#bindEagerly(owner));
+      writePrincipal(this.mem, e + E.owner, owner);
       this.mem.store32(e + E.lifetime, life === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
       this.mem.store32(e + E.defaultPerms, 0);
       for (let j = 0; j < this.rat.delegations; j++) {
