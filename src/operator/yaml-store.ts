@@ -56,6 +56,8 @@ export class YamlStore implements ResourceStore {
   readonly #overlay = new Map<string, KubeObject | undefined>();
   /** The merged view last published. */
   #view = new Map<string, KubeObject>();
+  /** The unstamped JSON each published object was made from. */
+  #sources = new Map<string, string>();
   #rv = 0;
   readonly #watchers = new Set<(e: WatchEvent) => void>();
   #fsWatcher: FSWatcher | undefined;
@@ -138,11 +140,12 @@ export class YamlStore implements ResourceStore {
     const events: WatchEvent[] = [];
     for (const [id, o] of this.#view) if (!merged.has(id)) events.push({ type: 'DELETED', object: o });
     const view = new Map<string, KubeObject>();
+    const sources = new Map<string, string>();
     for (const [id, o] of merged) {
       const old = this.#view.get(id);
       const body = JSON.stringify({ ...o, metadata: { ...o.metadata, resourceVersion: undefined } });
-      const oldBody = old && JSON.stringify({ ...old, metadata: { ...old.metadata, resourceVersion: undefined } });
-      if (old && body === oldBody) {
+      sources.set(id, body);
+      if (old && body === this.#sources.get(id)) {
         view.set(id, old);
         continue;
       }
@@ -151,13 +154,16 @@ export class YamlStore implements ResourceStore {
         metadata: {
           ...o.metadata,
           uid: o.metadata.uid ?? old?.metadata.uid ?? `yaml-${id}`,
-          generation: o.metadata.generation ?? 1,
+          generation:
+            o.metadata.generation ??
+            (old ? (old.metadata.generation ?? 1) + (JSON.stringify(old.spec) === JSON.stringify(o.spec) ? 0 : 1) : 1),
           resourceVersion: String(++this.#rv),
         },
       };
       view.set(id, stamped);
       events.push({ type: old ? 'MODIFIED' : 'ADDED', object: stamped });
     }
+    this.#sources = sources;
     this.#view = view;
     for (const e of events) for (const w of this.#watchers) w(e);
   }
