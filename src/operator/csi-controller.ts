@@ -141,7 +141,19 @@ export class CsiController {
   async stop(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
-    if (server) await new Promise<void>((r) => server.tryShutdown(() => r()));
+    if (server) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        t.unref();
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
     await fsp.rm(this.socket, { force: true });
   }
 

@@ -145,7 +145,6 @@ export class KubeStore implements ResourceStore {
         const conn = await this.#open('GET', path, undefined, (this.#watchTimeout + 60) * 1000);
         if (stopped) return undefined;
         const res = await conn.send();
-        abort = () => res.destroy();
         if (stopped) {
           res.destroy();
           return undefined;
@@ -156,6 +155,12 @@ export class KubeStore implements ResourceStore {
           return new StoreError(`watch ${kind.plural}: ${res.statusCode} ${text.slice(0, 300)}`, res.statusCode ?? 0);
         }
         const lines = createInterface({ input: res, crlfDelay: Infinity });
+        // A destroyed response does not always end the line iterator: close both.
+        abort = () => {
+          lines.close();
+          res.destroy();
+        };
+        res.on('close', () => lines.close());
         for await (const line of lines) {
           if (!line.trim()) continue;
           const ev = JSON.parse(line) as { type: string; object: KubeObject & { code?: number; message?: string } };

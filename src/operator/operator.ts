@@ -198,10 +198,13 @@ export class Operator {
   }
 
   async stop(): Promise<void> {
+    const { log } = this.#o;
     await this.csi?.stop();
     await Promise.all(this.controllers.map((c) => c.stop()));
+    log.info('controllers stopped');
     await this.elector?.stop();
     await Promise.all(Object.values(this.informers).map((i) => i.stop()));
+    log.info('informers stopped');
     await this.http?.close();
   }
 }
