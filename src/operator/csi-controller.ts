@@ -18,7 +18,7 @@ import {
   packageVersion,
   type VolumeCapability,
 } from '../node-plugin/csi-proto.js';
-import { REGION_REASON, type MarufsRegionSpec } from './api-contract.js';
+import { RegionReason, type RegionSpec } from './api-contract.js';
 import { DRIVER_NAME, RegionVolumes, TOPOLOGY_POOL_KEY, type CreateVolumeInput, type VolumeInfo } from './volumes.js';
 
 interface Topology {
@@ -185,8 +185,7 @@ export class CsiController {
       const res = await this.#o.volumes.ensure(input);
       if (res.ready) return res.volume;
       if (Date.now() >= deadline) {
-        const code =
-          res.reason === REGION_REASON.poolNotReady ? grpc.status.UNAVAILABLE : grpc.status.DEADLINE_EXCEEDED;
+        const code = res.reason === RegionReason.PoolNotReady ? grpc.status.UNAVAILABLE : grpc.status.DEADLINE_EXCEEDED;
         throw new CsiError(
           code,
           `CreateVolume ${input.name}: region not Ready in time (${res.reason}: ${res.message})`,
@@ -202,7 +201,7 @@ export class CsiController {
     const region = await this.#o.volumes.lookup(r.volume_id);
     if (!region) throw notFound(`ValidateVolumeCapabilities: volume ${r.volume_id} does not exist`);
     if (block) return { message: 'block access is not supported: a region is a file' };
-    const pool = (region.spec as MarufsRegionSpec).pool;
+    const pool = (region.spec as RegionSpec).pool;
     if (r.parameters?.['pool'] && r.parameters['pool'] !== pool)
       return { message: `volume ${r.volume_id} is in pool ${pool}, not ${r.parameters['pool']}` };
     return {

@@ -6,7 +6,7 @@
  * service, and an orderly stop: workers drain, the Lease is released, watches end.
  */
 import type { Logger } from 'pino';
-import type { MarufsRegionSpec } from './api-contract.js';
+import { DEFAULT_NAMESPACE, OPERATOR_LEASE, type RegionSpec } from './api-contract.js';
 import { Controller } from './controller.js';
 import { CsiController } from './csi-controller.js';
 import { EventRecorder } from './events.js';
@@ -95,12 +95,12 @@ export class Operator {
       pools.enqueue(objectKey(obj));
       // Regions of this pool depend on its readiness.
       for (const r of I.regions.list())
-        if ((r.spec as MarufsRegionSpec | undefined)?.pool === obj.metadata.name) regions.enqueue(objectKey(r));
+        if ((r.spec as RegionSpec | undefined)?.pool === obj.metadata.name) regions.enqueue(objectKey(r));
     });
     I.regions.on((_e, obj, old) => {
       regions.enqueue(objectKey(obj));
       for (const o2 of [obj, old]) {
-        const p = (o2?.spec as MarufsRegionSpec | undefined)?.pool;
+        const p = (o2?.spec as RegionSpec | undefined)?.pool;
         if (p) pools.enqueue(p);
       }
       const pvc = obj.metadata.labels?.[LABEL_PVC_NAME];
@@ -120,8 +120,8 @@ export class Operator {
 
     if (o.leaderElection !== false) {
       this.elector = new LeaderElector(store, {
-        namespace: o.namespace ?? 'marufs-system',
-        name: o.leaseName ?? 'marufs-operator',
+        namespace: o.namespace ?? DEFAULT_NAMESPACE,
+        name: o.leaseName ?? OPERATOR_LEASE,
         identity: o.identity,
         leaseDurationMs: o.leaseDurationMs,
         renewDeadlineMs: o.renewDeadlineMs,

@@ -8,15 +8,15 @@
  */
 import type { Logger } from 'pino';
 import {
-  COND_DEGRADED,
-  COND_FORMATTED,
-  COND_READY,
   FIELD_MANAGER_OPERATOR,
   POOL_FINALIZER,
+  PoolCondition,
+  PoolReason,
+  poolSpecProblems,
   type Condition,
-  type MarufsPoolSpec,
-  type MarufsPoolStatus,
-  type MarufsRegionSpec,
+  type PoolSpec,
+  type PoolStatus,
+  type RegionSpec,
 } from './api-contract.js';
 import { buildConditions, findCondition, sameConditions, type ConditionInput } from './conditions.js';
 import type { Result } from './controller.js';
@@ -51,8 +51,8 @@ export function matchesSelector(
 }
 
 export function observeNodes(pool: KubeObject, nodes: KubeObject[]): NodeObservation {
-  const spec = (pool.spec ?? {}) as MarufsPoolSpec;
-  const entries = ((pool.status ?? {}) as MarufsPoolStatus).nodes ?? [];
+  const spec = (pool.spec ?? {}) as PoolSpec;
+  const entries = ((pool.status ?? {}) as PoolStatus).nodes ?? [];
   const selected = nodes
     .filter((n) => matchesSelector(n.metadata.labels, spec.nodeSelector))
     .map((n) => n.metadata.name)
@@ -76,86 +76,102 @@ export function observeNodes(pool: KubeObject, nodes: KubeObject[]): NodeObserva
   return { selected, ready, notReady };
 }
 
-/** Formatted, plus whether a wanted re-format is refused because regions use the pool. */
-export function formatState(pool: KubeObject, regionCount: number): { cond: ConditionInput; reformatBlocked: boolean } {
-  const spec = (pool.spec ?? {}) as MarufsPoolSpec;
-  const status = (pool.status ?? {}) as MarufsPoolStatus;
+/** The Formatted condition, from what the pool-leading agent recorded (poolUUID, formatGeneration). */
+export function formattedCondition(pool: KubeObject, regionCount: number): ConditionInput {
+  const spec = (pool.spec ?? {}) as PoolSpec;
+  const status = (pool.status ?? {}) as PoolStatus;
+  const type = PoolCondition.Formatted;
   const want = spec.formatGeneration ?? 1;
   if (!status.poolUUID) {
+    if (!status.nodes?.length)
+      return {
+        type,
+        status: 'Unknown',
+        reason: PoolReason.NoNodes,
+        message: 'no node agent has reported on the pool yet',
+      };
     const message =
       spec.formatPolicy === 'Never'
-        ? 'formatPolicy is Never: waiting for an agent to find a formatted pool'
+        ? 'formatPolicy is Never: no agent found a formatted pool'
         : 'no node agent has reported a formatted pool yet';
-    return { cond: { type: COND_FORMATTED, status: 'False', reason: 'NotFormatted', message }, reformatBlocked: false };
+    return { type, status: 'False', reason: PoolReason.Unformatted, message };
   }
   const have = status.formatGeneration ?? 1;
   if (have < want) {
-    const blocked = regionCount > 0 && !spec.allowReformatWithRegions;
-    return {
-      cond: {
-        type: COND_FORMATTED,
+    if (regionCount > 0 && !spec.allowReformatWithRegions) {
+      return {
+        type,
         status: 'False',
-        reason: blocked ? 'ReformatBlocked' : 'ReformatPending',
-        message: blocked
-          ? `formatGeneration ${want} asks for a re-format, refused: ${regionCount} MarufsRegion(s) use the pool (set allowReformatWithRegions to force)`
-          : `re-format to generation ${want} pending (pool ${status.poolUUID} is at generation ${have})`,
-      },
-      reformatBlocked: blocked,
+        reason: PoolReason.ReformatBlocked,
+        message:
+          `formatGeneration ${want} asks for a re-format, refused while ${regionCount} MarufsRegion(s) use the pool` +
+          ' (set allowReformatWithRegions to force it)',
+      };
+    }
+    return {
+      type,
+      status: 'False',
+      reason: PoolReason.Unformatted,
+      message: `re-format to generation ${want} pending (pool ${status.poolUUID} is at generation ${have})`,
     };
   }
   return {
-    cond: {
-      type: COND_FORMATTED,
-      status: 'True',
-      reason: 'Formatted',
-      message: `pool ${status.poolUUID} at format generation ${have}`,
-    },
-    reformatBlocked: false,
+    type,
+    status: 'True',
+    reason: PoolReason.Formatted,
+    message: `pool ${status.poolUUID} at format generation ${have}`,
   };
 }
 
-export function conditionsFor(pool: KubeObject, obs: NodeObservation, regionNames: string[]): ConditionInput[] {
-  const fmt = formatState(pool, regionNames.length);
-  const listNotReady = obs.notReady
+function readyCondition(
+  pool: KubeObject,
+  obs: NodeObservation,
+  regionNames: string[],
+  fmt: ConditionInput,
+): ConditionInput {
+  const type = PoolCondition.Ready;
+  const notReady = describeNotReady(obs);
+  if (pool.metadata.deletionTimestamp && regionNames.length) {
+    const which = regionNames.slice(0, 5).join(', ');
+    const message = `deletion waits for ${regionNames.length} MarufsRegion(s) that use the pool: ${which}`;
+    return { type, status: 'False', reason: PoolReason.InUse, message };
+  }
+  const problems = poolSpecProblems(pool.spec);
+  if (problems.length) return { type, status: 'False', reason: PoolReason.Invalid, message: problems.join('; ') };
+  if (!obs.selected.length)
+    return { type, status: 'False', reason: PoolReason.NoNodes, message: 'no Node matches the nodeSelector' };
+  if (fmt.status !== 'True')
+    return { type, status: 'False', reason: PoolReason.NodesNotReady, message: `not formatted: ${fmt.message}` };
+  if (!obs.ready.length)
+    return { type, status: 'False', reason: PoolReason.NodesNotReady, message: `no node is ready: ${notReady}` };
+  const message = `${obs.ready.length} of ${obs.selected.length} nodes ready`;
+  return { type, status: 'True', reason: PoolReason.NodesReady, message };
+}
+
+function describeNotReady(obs: NodeObservation): string {
+  return obs.notReady
     .slice(0, 5)
     .map((n) => `${n.node} (${n.why})`)
     .join(', ');
-  let ready: ConditionInput;
-  if (pool.metadata.deletionTimestamp) {
-    ready = {
-      type: COND_READY,
-      status: 'False',
-      reason: 'Deleting',
-      message: regionNames.length
-        ? `deletion waits for ${regionNames.length} MarufsRegion(s) that use the pool: ${regionNames.slice(0, 5).join(', ')}`
-        : 'being deleted',
-    };
-  } else if (!obs.selected.length) {
-    ready = { type: COND_READY, status: 'False', reason: 'NoNodes', message: 'no Node matches the nodeSelector' };
-  } else if (fmt.cond.status !== 'True') {
-    ready = { type: COND_READY, status: 'False', reason: 'NotFormatted', message: fmt.cond.message };
-  } else if (!obs.ready.length) {
-    ready = { type: COND_READY, status: 'False', reason: 'NoNodeReady', message: `no node is ready: ${listNotReady}` };
-  } else {
-    ready = {
-      type: COND_READY,
-      status: 'True',
-      reason: 'Ready',
-      message: `${obs.ready.length} of ${obs.selected.length} nodes ready`,
-    };
-  }
-  let degraded: ConditionInput;
-  if (fmt.reformatBlocked)
-    degraded = { type: COND_DEGRADED, status: 'True', reason: 'ReformatBlocked', message: fmt.cond.message };
-  else if (obs.notReady.length && obs.ready.length)
-    degraded = {
-      type: COND_DEGRADED,
-      status: 'True',
-      reason: 'NodesNotReady',
-      message: `${obs.notReady.length} of ${obs.selected.length} nodes not ready: ${listNotReady}`,
-    };
-  else degraded = { type: COND_DEGRADED, status: 'False', reason: 'AsExpected', message: 'no known problem' };
-  return [fmt.cond, ready, degraded];
+}
+
+/** Formatted, Ready and Degraded, rebuilt from the pool, the Nodes and the regions naming it. */
+export function conditionsFor(pool: KubeObject, obs: NodeObservation, regionNames: string[]): ConditionInput[] {
+  const fmt = formattedCondition(pool, regionNames.length);
+  const degraded: ConditionInput = obs.notReady.length
+    ? {
+        type: PoolCondition.Degraded,
+        status: 'True',
+        reason: PoolReason.NodesNotReady,
+        message: `${obs.notReady.length} of ${obs.selected.length} nodes not serving: ${describeNotReady(obs)}`,
+      }
+    : {
+        type: PoolCondition.Degraded,
+        status: 'False',
+        reason: PoolReason.AllNodesReady,
+        message: 'every selected node serves the pool',
+      };
+  return [fmt, readyCondition(pool, obs, regionNames, fmt), degraded];
 }
 
 export class PoolReconciler {
@@ -164,7 +180,7 @@ export class PoolReconciler {
   regionsOf(pool: string): string[] {
     return this.d.regions
       .list()
-      .filter((r) => (r.spec as MarufsRegionSpec | undefined)?.pool === pool)
+      .filter((r) => (r.spec as RegionSpec | undefined)?.pool === pool)
       .map((r) => `${r.metadata.namespace}/${r.metadata.name}`)
       .sort();
   }
@@ -174,11 +190,13 @@ export class PoolReconciler {
     if (!pool) return {};
     const regions = this.regionsOf(key);
     if (!pool.metadata.deletionTimestamp) pool = await addFinalizer(this.d.store, KINDS.pool, pool, POOL_FINALIZER);
-    await this.writeStatus(pool, conditionsFor(pool, observeNodes(pool, this.d.nodes.list()), regions));
+    const obs = observeNodes(pool, this.d.nodes.list());
+    if (!pool.metadata.deletionTimestamp || regions.length)
+      await this.writeStatus(pool, obs, conditionsFor(pool, obs, regions));
     if (pool.metadata.deletionTimestamp && hasFinalizer(pool, POOL_FINALIZER) && !regions.length) {
       // The cache may lag: confirm with a fresh list before letting the pool go.
       const live = (await this.d.store.list(KINDS.region)).items.filter(
-        (r) => (r.spec as MarufsRegionSpec | undefined)?.pool === key,
+        (r) => (r.spec as RegionSpec | undefined)?.pool === key,
       );
       if (live.length) return { requeueAfter: 1000 };
       await removeFinalizer(this.d.store, KINDS.pool, pool, POOL_FINALIZER);
@@ -187,18 +205,30 @@ export class PoolReconciler {
     return {};
   };
 
-  async writeStatus(pool: KubeObject, next: ConditionInput[]): Promise<void> {
-    const status = (pool.status ?? {}) as MarufsPoolStatus;
+  async writeStatus(pool: KubeObject, obs: NodeObservation, next: ConditionInput[]): Promise<void> {
+    const status = (pool.status ?? {}) as PoolStatus;
     const gen = pool.metadata.generation;
     const conditions: Condition[] = buildConditions(status.conditions, next, gen);
-    if (status.observedGeneration === gen && sameConditions(status.conditions, conditions)) return;
-    await applyStatus(this.d.store, KINDS.pool, pool, { observedGeneration: gen, conditions }, FIELD_MANAGER_OPERATOR);
+    const readyNodes = obs.ready.length;
+    if (
+      status.observedGeneration === gen &&
+      status.readyNodes === readyNodes &&
+      sameConditions(status.conditions, conditions)
+    )
+      return;
+    await applyStatus(
+      this.d.store,
+      KINDS.pool,
+      pool,
+      { observedGeneration: gen, readyNodes, conditions },
+      FIELD_MANAGER_OPERATOR,
+    );
     for (const c of conditions) {
       const old = findCondition(status.conditions, c.type);
-      if (old?.status === c.status) continue;
-      const bad = (c.type === COND_DEGRADED) === (c.status === 'True');
+      if (old?.status === c.status || c.status === 'Unknown') continue;
+      const bad = (c.type === PoolCondition.Degraded) === (c.status === 'True');
       if (!old && !bad) continue;
-      const reason = c.type === COND_DEGRADED && c.status === 'False' ? 'Recovered' : c.reason;
+      const reason = c.type === PoolCondition.Degraded && c.status === 'False' ? 'Recovered' : c.reason;
       await this.d.events.record(pool, bad ? 'Warning' : 'Normal', reason, `${c.type}=${c.status}: ${c.message}`);
     }
   }

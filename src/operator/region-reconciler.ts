@@ -9,14 +9,15 @@
  */
 import type { Logger } from 'pino';
 import {
-  COND_READY,
   FIELD_MANAGER_OPERATOR,
+  PoolCondition,
   REGION_FINALIZER,
-  REGION_REASON,
-  validateRegionSpec,
-  type MarufsPoolStatus,
-  type MarufsRegionSpec,
-  type MarufsRegionStatus,
+  RegionCondition,
+  RegionReason,
+  regionSpecProblems,
+  type PoolStatus,
+  type RegionSpec,
+  type RegionStatus,
 } from './api-contract.js';
 import { buildConditions, findCondition, sameConditions, type ConditionInput } from './conditions.js';
 import { TerminalError, type Result } from './controller.js';
@@ -36,7 +37,7 @@ export interface RegionReconcilerDeps {
 export function poolProblem(poolName: string, pool: KubeObject | undefined): string | undefined {
   if (!pool) return `MarufsPool ${poolName} does not exist`;
   if (pool.metadata.deletionTimestamp) return `MarufsPool ${poolName} is being deleted`;
-  const ready = findCondition(((pool.status ?? {}) as MarufsPoolStatus).conditions, COND_READY);
+  const ready = findCondition(((pool.status ?? {}) as PoolStatus).conditions, PoolCondition.Ready);
   if (ready?.status !== 'True')
     return `MarufsPool ${poolName} is not Ready${ready ? ` (${ready.reason}: ${ready.message})` : ''}`;
   return undefined;
@@ -49,19 +50,19 @@ export class RegionReconciler {
     const { namespace, name } = splitKey(key);
     let region = await this.d.store.get(KINDS.region, name, namespace);
     if (!region) return {};
-    const spec = (region.spec ?? {}) as MarufsRegionSpec;
+    const spec = (region.spec ?? {}) as RegionSpec;
     const pool = spec.pool ? this.d.pools.get(spec.pool) : undefined;
     if (region.metadata.deletionTimestamp) return this.finalize(region, spec, pool);
     region = await addFinalizer(this.d.store, KINDS.region, region, REGION_FINALIZER);
 
-    const errs = validateRegionSpec(namespace ?? '', name, spec);
+    const errs = regionSpecProblems(namespace ?? '', name, spec);
     if (errs.length) {
-      await this.writeReady(region, { reason: REGION_REASON.invalid, message: errs.join('; ') });
+      await this.writeReady(region, { reason: RegionReason.Invalid, message: errs.join('; ') });
       throw new TerminalError(`MarufsRegion ${key}: ${errs.join('; ')}`);
     }
     const problem = poolProblem(spec.pool, pool);
     if (problem) {
-      await this.writeReady(region, { reason: REGION_REASON.poolNotReady, message: problem });
+      await this.writeReady(region, { reason: RegionReason.PoolNotReady, message: problem });
       return {};
     }
     // The pool is Ready: Ready is the agent's to write from here on.
@@ -71,7 +72,7 @@ export class RegionReconciler {
     return {};
   };
 
-  async finalize(region: KubeObject, spec: MarufsRegionSpec, pool: KubeObject | undefined): Promise<Result> {
+  async finalize(region: KubeObject, spec: RegionSpec, pool: KubeObject | undefined): Promise<Result> {
     if (!hasFinalizer(region, REGION_FINALIZER)) return {};
     const retain = spec.deletionPolicy === 'Retain';
     // The informer may lag; confirm that the pool is really gone before skipping the agent.
@@ -85,12 +86,12 @@ export class RegionReconciler {
   }
 
   async writeReady(region: KubeObject, c: { reason: string; message: string }): Promise<void> {
-    const status = (region.status ?? {}) as MarufsRegionStatus;
+    const status = (region.status ?? {}) as RegionStatus;
     const gen = region.metadata.generation;
-    const next: ConditionInput = { type: COND_READY, status: 'False', ...c };
+    const next: ConditionInput = { type: RegionCondition.Ready, status: 'False', ...c };
     const conditions = buildConditions(status.conditions, [next], gen);
     const mine = managesStatus(region, FIELD_MANAGER_OPERATOR);
-    const same = findCondition(status.conditions, COND_READY);
+    const same = findCondition(status.conditions, RegionCondition.Ready);
     if (mine && status.observedGeneration === gen && same && sameConditions([same], conditions)) return;
     await applyStatus(
       this.d.store,

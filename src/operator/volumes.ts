@@ -17,20 +17,22 @@ import { status as Status } from '@grpc/grpc-js';
 import { parsePerms } from '../engine/regions/acl.js';
 import { CsiError, invalid } from '../node-plugin/csi-status.js';
 import {
-  COND_READY,
+  CSI_DRIVER_NAME,
+  POOL_TOPOLOGY_KEY,
   poolSideRegionName,
-  REGION_REASON,
-  validateRegionSpec,
-  type MarufsPoolStatus,
-  type MarufsRegionSpec,
-  type MarufsRegionStatus,
-  type RegionDelegation,
+  RegionCondition,
+  RegionReason,
+  regionSpecProblems,
+  type Delegation,
+  type PoolStatus,
+  type RegionSpec,
+  type RegionStatus,
 } from './api-contract.js';
 import { findCondition } from './conditions.js';
 import { KINDS, isConflict, type KubeObject, type ResourceStore } from './resources.js';
 
-export const DRIVER_NAME = 'csi.marufs.io';
-export const TOPOLOGY_POOL_KEY = 'marufs.io/pool';
+export const DRIVER_NAME = CSI_DRIVER_NAME;
+export const TOPOLOGY_POOL_KEY = POOL_TOPOLOGY_KEY;
 export const REGION_ALIGN = 2 * 1024 * 1024;
 
 export const PARAM = Object.freeze({
@@ -101,7 +103,7 @@ export function parseVolumeId(id: string): { pool: string; namespace: string; na
 }
 
 /** `sa=rw,reader=r` → delegations (namespace: the volume's). */
-export function parseGrants(text: string | undefined): RegionDelegation[] {
+export function parseGrants(text: string | undefined): Delegation[] {
   if (!text?.trim()) return [];
   return text.split(',').map((part) => {
     const m = /^\s*([a-z0-9]([-a-z0-9.]*[a-z0-9])?)\s*=\s*([A-Za-z]+)\s*$/.exec(part);
@@ -130,7 +132,7 @@ export class RegionVolumes {
   }
 
   /** Check a request and work out the region it stands for; throws CsiError on bad input. */
-  plan(input: CreateVolumeInput): { namespace: string; name: string; spec: MarufsRegionSpec; bytes: number } {
+  plan(input: CreateVolumeInput): { namespace: string; name: string; spec: RegionSpec; bytes: number } {
     if (!input.name) throw invalid('CreateVolume: name is required');
     if (input.block) throw invalid('CreateVolume: block volumes are not supported (regions are files)');
     const p = input.parameters;
@@ -156,7 +158,7 @@ export class RegionVolumes {
     const deletionPolicy = p[PARAM.deletionPolicy] || 'Delete';
     if (deletionPolicy !== 'Delete' && deletionPolicy !== 'Retain')
       throw invalid(`CreateVolume: parameter deletionPolicy "${deletionPolicy}" is not Delete or Retain`);
-    const spec: MarufsRegionSpec = {
+    const spec: RegionSpec = {
       pool,
       size: String(bytes),
       type: 'Data',
@@ -165,7 +167,7 @@ export class RegionVolumes {
       delegations: parseGrants(p[PARAM.grants]),
     };
     const name = regionNameFor(input.name, namespace);
-    const errs = validateRegionSpec(namespace, name, spec);
+    const errs = regionSpecProblems(namespace, name, spec);
     if (errs.length) throw invalid(`CreateVolume: ${errs.join('; ')}`);
     return { namespace, name, spec, bytes };
   }
@@ -195,7 +197,7 @@ export class RegionVolumes {
         if (!region) throw e;
       }
     }
-    const spec = region.spec as MarufsRegionSpec;
+    const spec = region.spec as RegionSpec;
     const owner = region.metadata.annotations?.[ANNOTATION_VOLUME_NAME];
     if (owner !== input.name || spec.pool !== plan.spec.pool || String(spec.size) !== plan.spec.size) {
       throw new CsiError(
@@ -205,10 +207,10 @@ export class RegionVolumes {
       );
     }
     if (region.metadata.deletionTimestamp) {
-      return { ready: false, reason: REGION_REASON.deleting, message: `MarufsRegion ${plan.name} is being deleted` };
+      return { ready: false, reason: RegionReason.Deleting, message: `MarufsRegion ${plan.name} is being deleted` };
     }
-    const status = (region.status ?? {}) as MarufsRegionStatus;
-    const ready = findCondition(status.conditions, COND_READY);
+    const status = (region.status ?? {}) as RegionStatus;
+    const ready = findCondition(status.conditions, RegionCondition.Ready);
     if (ready?.status === 'True') {
       return {
         ready: true,
@@ -224,9 +226,9 @@ export class RegionVolumes {
     }
     const reason = ready?.reason ?? 'Pending';
     const message = ready?.message ?? 'no node agent has reported the region yet';
-    if (reason === REGION_REASON.invalid) throw invalid(`MarufsRegion ${plan.name}: ${message}`);
-    if (reason === REGION_REASON.noSpace) throw new CsiError(Status.RESOURCE_EXHAUSTED, `pool full: ${message}`);
-    if (reason === REGION_REASON.nameConflict) throw new CsiError(Status.ALREADY_EXISTS, message);
+    if (reason === RegionReason.Invalid) throw invalid(`MarufsRegion ${plan.name}: ${message}`);
+    if (reason === RegionReason.NoSpace) throw new CsiError(Status.RESOURCE_EXHAUSTED, `pool full: ${message}`);
+    if (reason === RegionReason.NameConflict) throw new CsiError(Status.ALREADY_EXISTS, message);
     return { ready: false, reason, message };
   }
 
@@ -236,7 +238,7 @@ export class RegionVolumes {
     const id = parseVolumeId(volumeId);
     if (!id) return; // not one of ours: nothing exists, so nothing to delete (the spec says OK)
     const region = await this.store.get(KINDS.region, id.name, id.namespace);
-    if (!region || (region.spec as MarufsRegionSpec | undefined)?.pool !== id.pool) return;
+    if (!region || (region.spec as RegionSpec | undefined)?.pool !== id.pool) return;
     await this.store.delete(KINDS.region, id.name, id.namespace);
   }
 
@@ -245,7 +247,7 @@ export class RegionVolumes {
     const id = parseVolumeId(volumeId);
     if (!id) return undefined;
     const region = await this.store.get(KINDS.region, id.name, id.namespace);
-    return region && (region.spec as MarufsRegionSpec).pool === id.pool && !region.metadata.deletionTimestamp
+    return region && (region.spec as RegionSpec).pool === id.pool && !region.metadata.deletionTimestamp
       ? region
       : undefined;
   }
@@ -254,7 +256,7 @@ export class RegionVolumes {
   async capacity(pool: string | undefined): Promise<{ available: number; maximum: number }> {
     if (!pool) return { available: 0, maximum: 0 };
     const obj = await this.store.get(KINDS.pool, pool);
-    const cap = ((obj?.status ?? {}) as MarufsPoolStatus).capacity;
+    const cap = ((obj?.status ?? {}) as PoolStatus).capacity;
     return { available: cap?.freeBytes ?? 0, maximum: cap?.largestFreeExtentBytes ?? cap?.freeBytes ?? 0 };
   }
 }

@@ -65,7 +65,7 @@ async function reportPool(pool: string, nodes: string[]): Promise<void> {
         formatGeneration: 1,
         nodes: nodes.map((n, i) => ({
           nodeName: n,
-          nodeId: i,
+          nodeId: i + 1,
           live: true,
           mounted: true,
           csiReady: true,
@@ -184,12 +184,14 @@ spec:
   nodeSelector: { marufs.io/pool-a: "true" }
 `,
     );
-    const fresh = await until('pool-a NotFormatted', async () => {
+    const fresh = await until('pool-a conditions', async () => {
       const p = await store.get(KINDS.pool, 'pool-a');
-      return cond(p, 'Ready')?.reason === 'NotFormatted' ? p : undefined;
+      return cond(p, 'Formatted')?.reason === 'NoNodes' ? p : undefined;
     });
     expect(fresh.metadata.finalizers).toContain('marufs.io/pool-protection');
-    expect(cond(fresh, 'Formatted')).toMatchObject({ status: 'False', reason: 'NotFormatted' });
+    expect(cond(fresh, 'Formatted')?.status).toBe('Unknown');
+    expect(cond(fresh, 'Ready')).toMatchObject({ status: 'False', reason: 'NodesNotReady' });
+    expect(cond(fresh, 'Degraded')).toMatchObject({ status: 'True', reason: 'NodesNotReady' });
     expect((fresh.status as { observedGeneration?: number }).observedGeneration).toBe(fresh.metadata.generation);
 
     // One of the two selected nodes reports ready: Ready, and Degraded (host-2 has no report).
@@ -209,6 +211,7 @@ spec:
     // The agent's fields were left alone.
     const p = (await store.get(KINDS.pool, 'pool-a'))!;
     expect((p.status as { poolUUID?: string }).poolUUID).toBe('uuid-pool-a');
+    expect((p.status as { readyNodes?: number }).readyNodes).toBe(2);
     const events = await kubectl(
       cp,
       'get',
@@ -221,7 +224,7 @@ spec:
       'json',
     );
     const reasons = (JSON.parse(events) as { items: { reason: string }[] }).items.map((e) => e.reason);
-    expect(reasons).toEqual(expect.arrayContaining(['Formatted', 'Ready', 'NodesNotReady', 'Recovered']));
+    expect(reasons).toEqual(expect.arrayContaining(['Formatted', 'NodesReady', 'NodesNotReady', 'Recovered']));
   });
 
   it('region: finalizer; PoolNotReady while the pool is missing, withdrawn once it is Ready; Invalid specs', async () => {
@@ -245,7 +248,7 @@ spec:
       const r = await store.get(KINDS.region, long, 'team-a');
       return cond(r, 'Ready')?.reason === 'Invalid' ? r : undefined;
     });
-    expect(cond(bad, 'Ready')?.message).toMatch(/longer than 63 bytes/);
+    expect(cond(bad, 'Ready')?.message).toMatch(/at most 63/);
     // The region of a pool that does not exist goes at once when deleted (no agent will act).
     await kubectl(cp, 'delete', 'mregion', '-n', 'team-a', 'orphan', long, '--wait=false');
     await until('orphan gone', gone(KINDS.region, 'orphan', 'team-a'));
@@ -263,7 +266,7 @@ spec:
     await kubectl(cp, 'delete', 'mpool', 'pool-a', '--wait=false');
     const deleting = await until('pool-a Deleting', async () => {
       const p = await store.get(KINDS.pool, 'pool-a');
-      return cond(p, 'Ready')?.reason === 'Deleting' ? p : undefined;
+      return cond(p, 'Ready')?.reason === 'InUse' ? p : undefined;
     });
     expect(cond(deleting, 'Ready')?.message).toMatch(/2 MarufsRegion/);
     expect(deleting.metadata.finalizers).toContain('marufs.io/pool-protection');

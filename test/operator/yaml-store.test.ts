@@ -159,10 +159,11 @@ describe('YamlStore', () => {
       expect(JSON.stringify(bad.status)).toMatch(/defaultPermissions/);
       const pool = await waitFor(
         () => store.get(KINDS.pool, 'pool-a'),
-        (p) => cond(p, 'Ready')?.reason === 'NotFormatted',
+        (p) => cond(p, 'Formatted')?.reason === 'NoNodes',
       );
       expect(pool.metadata.finalizers).toContain('marufs.io/pool-protection');
-      expect(cond(pool, 'Formatted')).toMatchObject({ status: 'False', reason: 'NotFormatted' });
+      expect(cond(pool, 'Formatted')?.status).toBe('Unknown');
+      expect(cond(pool, 'Ready')).toMatchObject({ status: 'False', reason: 'NodesNotReady' });
       // The agent reports the pool formatted and host-1 ready: the pool becomes Ready, the region's
       // PoolNotReady condition is withdrawn.
       await store.patch(
@@ -174,7 +175,7 @@ describe('YamlStore', () => {
           status: {
             poolUUID: 'uuid-1',
             formatGeneration: 1,
-            nodes: [{ nodeName: 'host-1', nodeId: 0, live: true, mounted: true, csiReady: true }],
+            nodes: [{ nodeName: 'host-1', nodeId: 1, live: true, mounted: true, csiReady: true }],
           },
         },
         { subresource: 'status', fieldManager: 'marufs-pool-leader' },
