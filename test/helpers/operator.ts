@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type { ControlPlane } from './apiserver.js';
 import { repoRoot } from './apiserver.js';
 import { CLI } from './cli.js';
+import { KINDS, type ResourceStore } from '../../src/operator/resources.js';
 
 const exec = promisify(execFile);
 
@@ -214,4 +215,86 @@ export async function until<T>(
       throw new Error(`timed out waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+// ---- what a node agent would write (no agent runs in these tests) ----------------------------
+
+/** What a node agent leading the pool would report: formatted, with these nodes ready. */
+export async function agentReportsPool(store: ResourceStore, pool: string, nodes: string[]): Promise<void> {
+  await store.patch(
+    KINDS.pool,
+    pool,
+    undefined,
+    'apply',
+    {
+      apiVersion: 'marufs.io/v1alpha1',
+      kind: 'MarufsPool',
+      metadata: { name: pool },
+      status: {
+        poolUUID: `uuid-${pool}`,
+        formatGeneration: 1,
+        nodes: nodes.map((n, i) => ({
+          nodeName: n,
+          nodeId: i + 1,
+          live: true,
+          mounted: true,
+          csiReady: true,
+          lastHeartbeat: new Date().toISOString(),
+        })),
+        capacity: {
+          totalBytes: 1 << 30,
+          usedBytes: 0,
+          freeBytes: 1 << 30,
+          largestFreeExtentBytes: 1 << 30,
+          regionsUsed: 0,
+          regionsMax: 64,
+        },
+      },
+    },
+    { subresource: 'status', fieldManager: 'marufs-pool-leader', force: true },
+  );
+}
+
+/** What the pool-leading agent does for a region: materialize it and report Ready. */
+export async function agentReportsRegionReady(store: ResourceStore, ns: string, name: string): Promise<void> {
+  const r = (await store.get(KINDS.region, name, ns))!;
+  await store.patch(
+    KINDS.region,
+    name,
+    ns,
+    'apply',
+    {
+      apiVersion: 'marufs.io/v1alpha1',
+      kind: 'MarufsRegion',
+      metadata: { name, namespace: ns },
+      status: {
+        observedGeneration: r.metadata.generation,
+        poolRegionName: `${ns}.${name}`,
+        regionId: 1,
+        allocatedBytes: 2 * 1024 * 1024,
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'True',
+            reason: 'Provisioned',
+            message: 'in the pool',
+            lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+            observedGeneration: r.metadata.generation,
+          },
+        ],
+      },
+    },
+    { subresource: 'status', fieldManager: 'marufs-pool-leader', force: true },
+  );
+}
+
+/** What the agent does once a deleted region has left the pool: drop the finalizer. */
+export async function agentReleasesRegion(store: ResourceStore, ns: string, name: string): Promise<void> {
+  const r = await until(`region ${ns}/${name} to be deleting`, async () => {
+    const o = await store.get(KINDS.region, name, ns);
+    return o?.metadata.deletionTimestamp ? o : undefined;
+  });
+  await store.patch(KINDS.region, name, ns, 'merge', {
+    metadata: { finalizers: (r.metadata.finalizers ?? []).filter((f) => f !== 'marufs.io/region-cleanup') },
+  });
 }

@@ -12,7 +12,17 @@ import { csiV1, csiProtoPath, loadCsiPackage } from '../../src/node-plugin/csi-p
 import { KubeStore, loadKubeConfig } from '../../src/operator/kube-store.js';
 import { KINDS, type KubeObject } from '../../src/operator/resources.js';
 import { startControlPlane, type ControlPlane } from '../helpers/apiserver.js';
-import { apply, installCrds, kubectl, OperatorProc, stopAllOperators, until } from '../helpers/operator.js';
+import {
+  agentReleasesRegion,
+  agentReportsPool,
+  agentReportsRegionReady,
+  apply,
+  installCrds,
+  kubectl,
+  OperatorProc,
+  stopAllOperators,
+  until,
+} from '../helpers/operator.js';
 import { dirname } from 'node:path';
 
 let cp: ControlPlane;
@@ -49,85 +59,9 @@ function startOperator(identity: string, extra: string[] = []): OperatorProc {
   return p;
 }
 
-/** What a node agent leading the pool would report: formatted, with these nodes ready. */
-async function reportPool(pool: string, nodes: string[]): Promise<void> {
-  await store.patch(
-    KINDS.pool,
-    pool,
-    undefined,
-    'apply',
-    {
-      apiVersion: 'marufs.io/v1alpha1',
-      kind: 'MarufsPool',
-      metadata: { name: pool },
-      status: {
-        poolUUID: `uuid-${pool}`,
-        formatGeneration: 1,
-        nodes: nodes.map((n, i) => ({
-          nodeName: n,
-          nodeId: i + 1,
-          live: true,
-          mounted: true,
-          csiReady: true,
-          lastHeartbeat: new Date().toISOString(),
-        })),
-        capacity: {
-          totalBytes: 1 << 30,
-          usedBytes: 0,
-          freeBytes: 1 << 30,
-          largestFreeExtentBytes: 1 << 30,
-          regionsUsed: 0,
-          regionsMax: 64,
-        },
-      },
-    },
-    { subresource: 'status', fieldManager: 'marufs-pool-leader', force: true },
-  );
-}
-
-/** What the pool-leading agent does for a region: materialize it and report Ready. */
-async function reportRegionReady(ns: string, name: string): Promise<void> {
-  const r = (await store.get(KINDS.region, name, ns))!;
-  await store.patch(
-    KINDS.region,
-    name,
-    ns,
-    'apply',
-    {
-      apiVersion: 'marufs.io/v1alpha1',
-      kind: 'MarufsRegion',
-      metadata: { name, namespace: ns },
-      status: {
-        observedGeneration: r.metadata.generation,
-        poolRegionName: `${ns}.${name}`,
-        regionId: 1,
-        allocatedBytes: 2 * 1024 * 1024,
-        conditions: [
-          {
-            type: 'Ready',
-            status: 'True',
-            reason: 'Provisioned',
-            message: 'in the pool',
-            lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-            observedGeneration: r.metadata.generation,
-          },
-        ],
-      },
-    },
-    { subresource: 'status', fieldManager: 'marufs-pool-leader', force: true },
-  );
-}
-
-/** What the agent does once a deleted region has left the pool: drop the finalizer. */
-async function agentReleases(ns: string, name: string): Promise<void> {
-  const r = await until(`region ${ns}/${name} to be deleting`, async () => {
-    const o = await store.get(KINDS.region, name, ns);
-    return o?.metadata.deletionTimestamp ? o : undefined;
-  });
-  await store.patch(KINDS.region, name, ns, 'merge', {
-    metadata: { finalizers: (r.metadata.finalizers ?? []).filter((f) => f !== 'marufs.io/region-cleanup') },
-  });
-}
+const reportPool = (pool: string, nodes: string[]): Promise<void> => agentReportsPool(store, pool, nodes);
+const reportRegionReady = (ns: string, name: string): Promise<void> => agentReportsRegionReady(store, ns, name);
+const agentReleases = (ns: string, name: string): Promise<void> => agentReleasesRegion(store, ns, name);
 
 const gone = (kind: typeof KINDS.pool, name: string, ns?: string) => async () => !(await store.get(kind, name, ns));
 
