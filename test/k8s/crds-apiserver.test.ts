@@ -63,7 +63,7 @@ describe('marufs CRDs on a real API server', () => {
     expect(resources).toMatch(/^marufspools\s+mpool\s+marufs\.io\/v1alpha1\s+false\s+MarufsPool$/m);
     expect(resources).toMatch(/^marufsregions\s+mregion\s+marufs\.io\/v1alpha1\s+true\s+MarufsRegion$/m);
     expect((await kubectl(cp, ['get', 'marufs', '-A'])).code).toBe(0);
-  });
+  }, 300_000);
 
   const cases = SPEC_CASES.map((c, i) => [c.name, c, i] as [string, SpecCase, number]);
   it.each(cases)('create: %s — API server and ajv agree', async (_name, c, i) => {
@@ -105,6 +105,7 @@ describe('marufs CRDs on a real API server', () => {
         '--wait=false',
       ]);
     },
+    180_000,
   );
 
   it('refuses a pool name longer than 63 characters (root CEL rule)', async () => {
@@ -210,7 +211,7 @@ describe('marufs CRDs on a real API server', () => {
     ]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/status\.nodes\[0\]\.nodeId: Invalid value: 999/);
-  });
+  }, 300_000);
 
   it('merges per-node status entries written with server-side apply by different field managers', async () => {
     await kubectlOk(cp, ['create', '-f', '-'], object('pool', 'ssa', { device: { path: '/dev/dax0.0' } }));
@@ -229,5 +230,5 @@ describe('marufs CRDs on a real API server', () => {
     }
     const names = await kubectlOk(cp, ['get', 'mpool', 'ssa', '-o', 'jsonpath={.status.nodes[*].nodeName}']);
     expect(names.split(' ').sort()).toEqual(['node-a', 'node-b']);
-  });
+  }, 300_000);
 });

@@ -58,7 +58,7 @@ describe('examples/', () => {
         const r = await kubectl(cp, ['apply', '--dry-run=server', '-f', join(ROOT, 'examples', file)]);
         expect({ file, stderr: r.stderr, code: r.code }).toEqual({ file, stderr: '', code: 0 });
       }
-    });
+    }, 300_000);
 
     it('all examples apply for real, in order, and read back', async () => {
       for (const file of EXAMPLES) {
@@ -82,6 +82,6 @@ describe('examples/', () => {
         expect(r.code).toBe(0);
         expect(r.stdout).not.toMatch(/configured|created/);
       }
-    });
+    }, 300_000);
   });
 });

@@ -9,6 +9,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { validatePoolSpec } from '../../src/operator/api/index.js';
 import { startControlPlane, type ControlPlane } from '../helpers/apiserver.js';
 import { apply, helm, installCrds, kubectl, kubectlOk } from '../helpers/kube-cli.js';
 
@@ -18,7 +19,7 @@ const EXAMPLE_VALUES = join(ROOT, 'examples', 'values-example.yaml');
 const NS = 'marufs-system';
 /**
  * `helm template` has no cluster to ask its version; helm built from the Go module (scripts/k8s-tools.sh)
- * defaults to v1.20, below the chart's kubeVersion. Render for the API server version we test against.
+ * assumes v1.20. Render for the API server version we test against.
  */
 const KUBE_VERSION = ['--kube-version', 'v1.32.0'];
 
@@ -51,7 +52,7 @@ describe('helm lint and template (no cluster)', () => {
       expect(r.stdout).not.toMatch(/\[(WARNING|ERROR)\]/);
       expect(r.code).toBe(0);
     }
-  });
+  }, 300_000);
 
   it('renders the workloads as the contract says', async () => {
     const objs = docs(await template('--include-crds'));
@@ -109,7 +110,7 @@ describe('helm lint and template (no cluster)', () => {
     expect(oc['readinessProbe']).toMatchObject({ httpGet: { path: '/readyz' } });
     expect(byKind('StorageClass')).toEqual([]);
     expect(byKind('MarufsPool')).toEqual([]);
-  });
+  }, 300_000);
 
   it('renders the optional pool and StorageClass from the example values', async () => {
     const objs = docs(await template('-f', EXAMPLE_VALUES));
@@ -120,6 +121,7 @@ describe('helm lint and template (no cluster)', () => {
     });
     const pool = objs.find((o) => o.kind === 'MarufsPool')!;
     expect(pool.spec).toMatchObject({ emulated: { path: '/dev/shm/marufs-pool-a', size: '2Gi' } });
+    expect(validatePoolSpec(pool.spec).errors).toEqual([]);
     const deploy = objs.find((o) => o.kind === 'Deployment')!;
     expect(deploy.spec!['replicas']).toBe(2);
   });
@@ -162,7 +164,7 @@ describe('the chart on a real API server', () => {
     await cp?.stop();
   }, 60_000);
 
-  it('helm install creates the release and helm uninstall removes it', async () => {
+  it('helm install creates the release, helm upgrade changes it and helm uninstall removes it', async () => {
     const ns = 'marufs-install';
     const inst = await helm(cp, ['install', 'marufs', CHART, '--namespace', ns, '--create-namespace', '--wait=false']);
     expect(inst.stderr).toBe('');
@@ -213,6 +215,19 @@ describe('the chart on a real API server', () => {
     expect(await can('marufs-operator', 'create', 'pods', '-n', 'default')).toBe('no');
     expect(await can('marufs-operator', 'update', 'leases.coordination.k8s.io', '-n', ns)).toBe('yes');
 
+    // helm upgrade to the example values: the chart-made pool and StorageClass appear, 2 replicas.
+    const up = await helm(cp, ['upgrade', 'marufs', CHART, '--namespace', ns, '-f', EXAMPLE_VALUES, '--wait=false']);
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/has been upgraded/);
+    expect(await kubectlOk(cp, ['get', 'mpool', 'pool-a', '-o', 'jsonpath={.spec.emulated.size}'])).toBe('2Gi');
+    expect(await kubectlOk(cp, ['get', 'storageclass', 'marufs', '-o', 'jsonpath={.parameters.grants}'])).toBe(
+      'app=rw,reader=r',
+    );
+    expect(
+      await kubectlOk(cp, ['get', '-n', ns, 'deployment', 'marufs-operator', '-o', 'jsonpath={.spec.replicas}']),
+    ).toBe('2');
+
     const un = await helm(cp, ['uninstall', 'marufs', '--namespace', ns, '--wait']);
     expect(un.code).toBe(0);
     expect(un.stdout).toMatch(/release "marufs" uninstalled/);
@@ -227,8 +242,11 @@ describe('the chart on a real API server', () => {
     expect(left.split('\n').filter((l) => l && !l.endsWith('/default'))).toEqual([]);
     expect((await kubectl(cp, ['get', 'csidriver', 'csi.marufs.io'])).stderr).toMatch(/NotFound/);
     expect((await kubectl(cp, ['get', 'clusterrole', 'marufs-operator'])).stderr).toMatch(/NotFound/);
+    expect((await kubectl(cp, ['get', 'storageclass', 'marufs'])).stderr).toMatch(/NotFound/);
+    // A pool holds data: the chart-made one is kept (helm.sh/resource-policy: keep), and so are the CRDs.
+    expect(await kubectlOk(cp, ['get', 'mpool', 'pool-a', '-o', 'name'])).toBe('marufspool.marufs.io/pool-a\n');
     expect((await helm(cp, ['list', '-n', ns, '-q'])).stdout.trim()).toBe('');
-  });
+  }, 300_000);
 
   it('helm template output passes a server-side dry run (default and example values)', async () => {
     // helm never deletes CRDs (crds/): they are still there from the install above; apply is idempotent.
@@ -236,6 +254,8 @@ describe('the chart on a real API server', () => {
       cp,
       ['marufs.io_marufspools.yaml', 'marufs.io_marufsregions.yaml'].map((f) => join(CHART, 'crds', f)),
     );
+    // The pool the upgrade above made was kept on uninstall; the dry run should see a fresh cluster.
+    await kubectlOk(cp, ['delete', 'mpool', 'pool-a', '--ignore-not-found']);
     await kubectlOk(cp, ['create', 'namespace', NS]);
     for (const extra of [[], ['-f', EXAMPLE_VALUES]]) {
       const r = await apply(cp, await template(...extra), '--dry-run=server');
@@ -244,5 +264,5 @@ describe('the chart on a real API server', () => {
       expect(r.stdout).toMatch(/daemonset\.apps\/marufs-node created \(server dry run\)/);
     }
     await kubectlOk(cp, ['delete', 'namespace', NS, '--wait=false']);
-  });
+  }, 300_000);
 });

@@ -68,7 +68,14 @@ function walk(s: JsonSchema, path: string, required: boolean, rows: Row[]): void
   for (const [k, sub] of Object.entries(props)) walk(sub, base ? `${base}.${k}` : k, req.has(k), rows);
 }
 
-const esc = (t: string): string => t.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+/** Table-cell text: pipes escaped, `<…>` kept visible (not read as HTML) outside code spans. */
+const esc = (t: string): string =>
+  t
+    .replace(/\|/g, '\\|')
+    .replace(/\n/g, ' ')
+    .split('`')
+    .map((part, i) => (i % 2 ? part : part.replace(/</g, '\\<')))
+    .join('`');
 
 /** A Markdown table of every field under `prefix` (e.g. `spec`). */
 export function fieldTable(schema: unknown, prefix: string): string {

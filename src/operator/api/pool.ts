@@ -255,7 +255,13 @@ export type PoolCapacity = Static<typeof PoolCapacitySchema>;
 
 export const PoolStatusSchema = Type.Object(
   {
-    observedGeneration: Type.Optional(Type.Integer({ minimum: 0, format: 'int64' })),
+    observedGeneration: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        format: 'int64',
+        description: 'The .metadata.generation the operator last acted on.',
+      }),
+    ),
     conditions: Type.Optional(Conditions('Formatted, Ready and Degraded (written by the operator).')),
     poolUUID: Type.Optional(Type.String({ maxLength: 64, description: 'The UUID in the pool superblock.' })),
     formatGeneration: Type.Optional(

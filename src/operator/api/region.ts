@@ -174,7 +174,13 @@ export const RegionDelegationStatusSchema = Type.Object(
 
 export const RegionStatusSchema = Type.Object(
   {
-    observedGeneration: Type.Optional(Type.Integer({ minimum: 0, format: 'int64' })),
+    observedGeneration: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        format: 'int64',
+        description: 'The .metadata.generation the status was written for.',
+      }),
+    ),
     conditions: Type.Optional(Conditions('Ready, with a reason saying why not.')),
     poolRegionName: Type.Optional(
       Type.String({ maxLength: 63, description: 'The name in the pool: <namespace>.<name>.' }),
