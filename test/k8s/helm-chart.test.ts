@@ -16,6 +16,11 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CHART = join(ROOT, 'charts', 'marufs');
 const EXAMPLE_VALUES = join(ROOT, 'examples', 'values-example.yaml');
 const NS = 'marufs-system';
+/**
+ * `helm template` has no cluster to ask its version; helm built from the Go module (scripts/k8s-tools.sh)
+ * defaults to v1.20, below the chart's kubeVersion. Render for the API server version we test against.
+ */
+const KUBE_VERSION = ['--kube-version', 'v1.32.0'];
 
 interface K8sObject {
   apiVersion: string;
@@ -33,7 +38,7 @@ function docs(text: string): K8sObject[] {
 let cp: ControlPlane;
 
 async function template(...args: string[]): Promise<string> {
-  const r = await helm(undefined, ['template', 'marufs', CHART, '--namespace', NS, ...args]);
+  const r = await helm(undefined, ['template', 'marufs', CHART, '--namespace', NS, ...KUBE_VERSION, ...args]);
   if (r.code !== 0) throw new Error(`helm template failed:\n${r.stderr}`);
   return r.stdout;
 }
@@ -124,11 +129,27 @@ describe('helm lint and template (no cluster)', () => {
       'template',
       'marufs',
       CHART,
+      ...KUBE_VERSION,
       '--set',
       'pool.create=true,pool.device=/dev/dax0.0,pool.emulated.path=/dev/shm/x,pool.emulated.size=1Gi',
     ]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/set exactly one of pool\.device and pool\.emulated\.path/);
+  });
+
+  it('refuses mistyped values through values.schema.json (generated from the API schemas)', async () => {
+    const r = await helm(undefined, [
+      'template',
+      'marufs',
+      CHART,
+      ...KUBE_VERSION,
+      '--set',
+      'pool.formatPolicy=Always,node.httpPort=0',
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/values don't meet the specifications of the schema/);
+    expect(r.stderr).toMatch(/pool\.formatPolicy/);
+    expect(r.stderr).toMatch(/node\.httpPort/);
   });
 });
 

@@ -202,7 +202,7 @@ describe('the CRDs', () => {
     expect(JSON.stringify(allCrds())).not.toMatch(/"additionalProperties":false/);
   });
 
-  it('committed CRDs (crds/, charts/marufs/crds/) and docs field tables equal the generator output', async () => {
+  it('committed CRDs (crds/, charts/marufs/crds/), the values schema and docs field tables equal the generator output', async () => {
     const gen = (await import(pathToFileURL(join(ROOT, 'scripts', 'gen-crds.mjs')).href)) as {
       renderGenerated: () => Promise<Record<string, string>>;
     };
@@ -210,6 +210,7 @@ describe('the CRDs', () => {
     expect(Object.keys(files).sort()).toEqual([
       join('charts', 'marufs', 'crds', `${GROUP}_${POOL_PLURAL}.yaml`),
       join('charts', 'marufs', 'crds', `${GROUP}_${REGION_PLURAL}.yaml`),
+      join('charts', 'marufs', 'values.schema.json'),
       join('crds', `${GROUP}_${POOL_PLURAL}.yaml`),
       join('crds', `${GROUP}_${REGION_PLURAL}.yaml`),
       join('docs', 'kubernetes.md'),

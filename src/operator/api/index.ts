@@ -9,3 +9,4 @@ export * from './region.js';
 export * from './validate.js';
 export * from './crd.js';
 export * from './docs.js';
+export * from './chart-values.js';
