@@ -162,7 +162,7 @@ describe('the chart on a real API server', () => {
     await cp?.stop();
   }, 60_000);
 
-  it('helm install creates the release and helm uninstall removes it', async () => {
+  it('helm install creates the release, helm upgrade changes it and helm uninstall removes it', async () => {
     const ns = 'marufs-install';
     const inst = await helm(cp, ['install', 'marufs', CHART, '--namespace', ns, '--create-namespace', '--wait=false']);
     expect(inst.stderr).toBe('');
@@ -213,6 +213,19 @@ describe('the chart on a real API server', () => {
     expect(await can('marufs-operator', 'create', 'pods', '-n', 'default')).toBe('no');
     expect(await can('marufs-operator', 'update', 'leases.coordination.k8s.io', '-n', ns)).toBe('yes');
 
+    // helm upgrade to the example values: the chart-made pool and StorageClass appear, 2 replicas.
+    const up = await helm(cp, ['upgrade', 'marufs', CHART, '--namespace', ns, '-f', EXAMPLE_VALUES, '--wait=false']);
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/has been upgraded/);
+    expect(await kubectlOk(cp, ['get', 'mpool', 'pool-a', '-o', 'jsonpath={.spec.emulated.size}'])).toBe('2Gi');
+    expect(await kubectlOk(cp, ['get', 'storageclass', 'marufs', '-o', 'jsonpath={.parameters.grants}'])).toBe(
+      'app=rw,reader=r',
+    );
+    expect(
+      await kubectlOk(cp, ['get', '-n', ns, 'deployment', 'marufs-operator', '-o', 'jsonpath={.spec.replicas}']),
+    ).toBe('2');
+
     const un = await helm(cp, ['uninstall', 'marufs', '--namespace', ns, '--wait']);
     expect(un.code).toBe(0);
     expect(un.stdout).toMatch(/release "marufs" uninstalled/);
@@ -227,6 +240,9 @@ describe('the chart on a real API server', () => {
     expect(left.split('\n').filter((l) => l && !l.endsWith('/default'))).toEqual([]);
     expect((await kubectl(cp, ['get', 'csidriver', 'csi.marufs.io'])).stderr).toMatch(/NotFound/);
     expect((await kubectl(cp, ['get', 'clusterrole', 'marufs-operator'])).stderr).toMatch(/NotFound/);
+    expect((await kubectl(cp, ['get', 'storageclass', 'marufs'])).stderr).toMatch(/NotFound/);
+    // A pool holds data: the chart-made one is kept (helm.sh/resource-policy: keep), and so are the CRDs.
+    expect(await kubectlOk(cp, ['get', 'mpool', 'pool-a', '-o', 'name'])).toBe('marufspool.marufs.io/pool-a\n');
     expect((await helm(cp, ['list', '-n', ns, '-q'])).stdout.trim()).toBe('');
   });
 
@@ -236,6 +252,8 @@ describe('the chart on a real API server', () => {
       cp,
       ['marufs.io_marufspools.yaml', 'marufs.io_marufsregions.yaml'].map((f) => join(CHART, 'crds', f)),
     );
+    // The pool the upgrade above made was kept on uninstall; the dry run should see a fresh cluster.
+    await kubectlOk(cp, ['delete', 'mpool', 'pool-a', '--ignore-not-found']);
     await kubectlOk(cp, ['create', 'namespace', NS]);
     for (const extra of [[], ['-f', EXAMPLE_VALUES]]) {
       const r = await apply(cp, await template(...extra), '--dry-run=server');

@@ -137,7 +137,8 @@ function describe(prefix: string, e: ErrorObject): string {
   }
 }
 
-function formatErrors(prefix: string, errors: ErrorObject[] | null | undefined): string[] {
+/** ajv errors as `field.path: problem` lines (prefix: the path of the validated value, e.g. `spec`). */
+export function formatAjvErrors(prefix: string, errors: ErrorObject[] | null | undefined): string[] {
   const out = (errors ?? []).map((e) => describe(prefix, e));
   return [...new Set(out)];
 }
@@ -161,7 +162,7 @@ function run<T>(fn: ValidateFunction, value: unknown, prefix: string, extra: str
   }
   const copy = structuredClone(value);
   const valid = fn(copy);
-  const errors = [...extra, ...(valid ? [] : formatErrors(prefix, fn.errors))];
+  const errors = [...extra, ...(valid ? [] : formatAjvErrors(prefix, fn.errors))];
   return errors.length === 0 ? { ok: true, value: copy as T, errors: [] } : { ok: false, errors };
 }
 
