@@ -313,10 +313,337 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
     LONG,
   );
 
+  // Known gap (agent × operator): kubelet asks NodeGetInfo for the topology once, when the plugin
+  // registers; an agent that registered before any pool existed reports none, so the Node never gets
+  // the `marufs.io/pool` label the provisioner's PV node affinity requires, and a PVC's pod is
+  // unschedulable there ("volume node affinity conflict"). `test.failing` passes while the gap exists
+  // and fails (asking to become a plain test) once it is fixed.
+  test.failing(
+    'every node that attached the pool carries its topology label marufs.io/pool (known gap, see comment)',
+    () => {
+      for (const n of c().nodes) {
+        const labels = json(['get', 'node', n.name]).metadata.labels ?? {};
+        expect(`${n.name}: ${labels['marufs.io/pool']}`).toBe(`${n.name}: e2e`);
+      }
+    },
+    LONG,
+  );
+
+  // ---- regions, delegations and pod volumes (item 3 of issue 13) ----
+  const RNS = 'e2e-regions';
+  const REGION_FILE = `/kv/${RNS}.shared`;
+  /** ~575 KiB of text: the pattern the writer writes and the readers checksum. */
+  const PATTERN_CMD = 'seq 1 100000';
+  let patternMd5 = '';
+  let patternLen = 0;
+
+  function inlinePod(
+    name: string,
+    opts: { node: string; sa: string; readOnly?: boolean; region?: string; size?: string },
+  ): object {
+    return {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: RNS },
+      spec: {
+        serviceAccountName: opts.sa,
+        nodeSelector: { 'kubernetes.io/hostname': opts.node },
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'app',
+            image: 'marufs-busybox:dev',
+            imagePullPolicy: 'Never',
+            command: ['sleep', '3600'],
+            volumeMounts: [{ name: 'kv', mountPath: '/kv', readOnly: opts.readOnly ?? false }],
+          },
+        ],
+        volumes: [
+          {
+            name: 'kv',
+            csi: {
+              driver: 'csi.marufs.io',
+              readOnly: opts.readOnly ?? false,
+              volumeAttributes: {
+                pool: 'e2e',
+                namespace: RNS,
+                region: opts.region ?? 'shared',
+                ...(opts.size ? { size: opts.size } : {}),
+              },
+            },
+          },
+        ],
+      },
+    };
+  }
+
+  function apply(obj: object): void {
+    c().kubectl(['apply', '-f', '-'], { input: JSON.stringify(obj) });
+  }
+
+  function podRunning(name: string, ns = RNS): Promise<any> {
+    return eventually(`pod ${ns}/${name} Running`, 180_000, () => {
+      const p = json(['get', 'pod', '-n', ns, name]);
+      return p.status.phase === 'Running' && p.status.containerStatuses?.[0]?.ready ? p : undefined;
+    });
+  }
+
+  function podExec(name: string, script: string, ns = RNS): { code: number; out: string } {
+    const r = spawnSync(
+      'kubectl',
+      ['--kubeconfig', c().kubeconfigPath, 'exec', '-n', ns, name, '--', 'sh', '-c', script],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}`.trim() };
+  }
+
+  /** Pool-side region names, as the FUSE mount of the pool on `node` lists them. */
+  function poolRegions(node: string): string[] {
+    return c().nodeExec(node, ['ls', '/var/lib/marufs/pools/e2e/mnt']).split('\n').filter(Boolean);
+  }
+
+  test(
+    'a MarufsRegion with delegations: the writer on marufs-a writes, the reader on marufs-b reads the same bytes and cannot write',
+    async () => {
+      await withDiagnostics(cluster, [RNS, MARUFS_NS], async () => {
+        c().kubectl(['create', 'namespace', RNS]);
+        for (const sa of ['writer', 'reader', 'stranger', 'scratch', 'app'])
+          c().kubectl(['create', 'serviceaccount', '-n', RNS, sa]);
+        apply({
+          apiVersion: 'marufs.io/v1alpha1',
+          kind: 'MarufsRegion',
+          metadata: { name: 'shared', namespace: RNS },
+          spec: {
+            pool: 'e2e',
+            size: '4Mi',
+            delegations: [
+              { serviceAccount: 'writer', permissions: 'rw' },
+              { serviceAccount: 'reader', permissions: 'r' },
+            ],
+          },
+        });
+        await eventually('MarufsRegion shared Ready', 120_000, () => {
+          const r = json(['get', 'marufsregion', '-n', RNS, 'shared']);
+          return r.status?.conditions?.find((x: any) => x.type === 'Ready')?.status === 'True' || undefined;
+        });
+        apply(inlinePod('writer', { node: 'marufs-a', sa: 'writer' }));
+        apply(inlinePod('reader', { node: 'marufs-b', sa: 'reader', readOnly: true }));
+        await podRunning('writer');
+        await podRunning('reader');
+        const w = podExec(
+          'writer',
+          `${PATTERN_CMD} > /tmp/p && dd if=/tmp/p of=${REGION_FILE} conv=notrunc 2>/dev/null && wc -c < /tmp/p && md5sum < /tmp/p`,
+        );
+        expect(w.code).toBe(0);
+        const [len, md5] = w.out.split(/\s+/);
+        patternLen = Number(len);
+        patternMd5 = md5 ?? '';
+        expect(patternLen).toBeGreaterThan(500_000);
+        const r = podExec('reader', `head -c ${patternLen} ${REGION_FILE} | md5sum`);
+        expect(r).toEqual({ code: 0, out: `${patternMd5}  -` });
+        const denied = podExec('reader', `printf x | dd of=${REGION_FILE} conv=notrunc`);
+        process.stderr.write(`[e2e] the reader's write: exit ${denied.code}: ${denied.out}\n`);
+        expect(denied.code).not.toBe(0);
+        // …and the region still holds the writer's bytes.
+        expect(podExec('writer', `head -c ${patternLen} ${REGION_FILE} | md5sum`).out).toBe(`${patternMd5}  -`);
+      });
+    },
+    LONG,
+  );
+
+  test(
+    'a pod of an ungranted service account never starts, and its events say the permission was denied',
+    async () => {
+      await withDiagnostics(cluster, [RNS], async () => {
+        apply(inlinePod('stranger', { node: 'marufs-b', sa: 'stranger', readOnly: true }));
+        const ev = await eventually('a FailedMount event for pod stranger', 180_000, () => {
+          const items = json<{ items: any[] }>([
+            'get',
+            'events',
+            '-n',
+            RNS,
+            '--field-selector',
+            'involvedObject.name=stranger',
+          ]).items;
+          return items.find((e) => e.reason === 'FailedMount');
+        });
+        expect(ev.message).toMatch(/denied/i);
+        const pod = json(['get', 'pod', '-n', RNS, 'stranger']);
+        expect(pod.status.phase).toBe('Pending');
+        expect(pod.status.containerStatuses?.[0]?.state?.running).toBeUndefined();
+        c().kubectl(['delete', 'pod', '-n', RNS, 'stranger', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+      });
+    },
+    LONG,
+  );
+
+  test(
+    'an inline ephemeral volume with size creates a region for the pod, and the region is gone after the pod is deleted',
+    async () => {
+      await withDiagnostics(cluster, [RNS, MARUFS_NS], async () => {
+        apply(inlinePod('scratch', { node: 'marufs-a', sa: 'scratch', region: 'scratch', size: '4Mi' }));
+        await podRunning('scratch');
+        const file = `/kv/${RNS}.scratch`;
+        const rw = podExec(
+          'scratch',
+          `printf scratch-ok | dd of=${file} conv=notrunc 2>/dev/null && head -c 10 ${file}`,
+        );
+        expect(rw).toEqual({ code: 0, out: 'scratch-ok' });
+        expect(podExec('scratch', `wc -c < ${file}`).out).toBe(String(4 << 20));
+        expect(poolRegions('marufs-b')).toContain(`${RNS}.scratch`); // the pool is shared: seen from the other node
+        c().kubectl(['delete', 'pod', '-n', RNS, 'scratch', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+        await eventually('region scratch gone from the pool', 60_000, () =>
+          poolRegions('marufs-a').includes(`${RNS}.scratch`) ? undefined : true,
+        );
+      });
+    },
+    LONG,
+  );
+
+  test(
+    'deleting a node-plugin pod never re-formats the pool; region data survives (and what a running pod sees is measured)',
+    async () => {
+      await withDiagnostics(cluster, [RNS, MARUFS_NS], async () => {
+        const before = json(['get', 'marufspool', 'e2e']).status;
+        const agents = json<{ items: any[] }>([
+          'get',
+          'pods',
+          '-n',
+          MARUFS_NS,
+          '-l',
+          'app.kubernetes.io/component=node',
+        ]).items;
+        const old = agents.find((p) => p.spec.nodeName === 'marufs-a');
+        expect(old).toBeDefined();
+        c().kubectl(['delete', 'pod', '-n', MARUFS_NS, old.metadata.name, '--wait=true', '--timeout=120s'], {
+          timeoutMs: 150_000,
+        });
+        await eventually('a new, Ready node-plugin pod on marufs-a', 240_000, () => {
+          const items = json<{ items: any[] }>([
+            'get',
+            'pods',
+            '-n',
+            MARUFS_NS,
+            '-l',
+            'app.kubernetes.io/component=node',
+          ]).items;
+          return (
+            items.some(
+              (p) =>
+                p.spec.nodeName === 'marufs-a' &&
+                p.metadata.name !== old.metadata.name &&
+                p.status.containerStatuses?.[0]?.ready === true,
+            ) || undefined
+          );
+        });
+        await eventually('the pool Ready again with both nodes', 180_000, () => {
+          const s = json(['get', 'marufspool', 'e2e']).status;
+          return s?.conditions?.find((x: any) => x.type === 'Ready')?.status === 'True' && s.nodes?.length === 2
+            ? true
+            : undefined;
+        });
+        const after = json(['get', 'marufspool', 'e2e']).status;
+        expect(after.poolUUID).toBe(before.poolUUID);
+        expect(after.formatGeneration).toBe(before.formatGeneration);
+        // The region's bytes survive: the reader on the other node, and a new pod on marufs-a.
+        expect(podExec('reader', `head -c ${patternLen} ${REGION_FILE} | md5sum`).out).toBe(`${patternMd5}  -`);
+        apply(inlinePod('reader-a', { node: 'marufs-a', sa: 'reader', readOnly: true }));
+        await podRunning('reader-a');
+        expect(podExec('reader-a', `head -c ${patternLen} ${REGION_FILE} | md5sum`).out).toBe(`${patternMd5}  -`);
+        // Measured, not asserted (the node-plugin upgrade issue fixes it): the volume of the writer
+        // pod, which kept running on marufs-a while its node plugin was replaced.
+        const seen = podExec(
+          'writer',
+          `ls -l /kv 2>&1; stat -c 'size %s' ${REGION_FILE} 2>&1; head -c ${patternLen} ${REGION_FILE} 2>&1 >/tmp/r; echo "head exit $?, read $(wc -c < /tmp/r) bytes, md5 $(md5sum < /tmp/r)"`,
+        );
+        process.stderr.write(
+          `[e2e] MEASURED: a running pod's volume after its node plugin was replaced (pattern md5 ${patternMd5}): ${seen.out.replace(/\n/g, ' | ')}\n`,
+        );
+      });
+    },
+    LONG,
+  );
+
+  test(
+    'a PVC of a csi.marufs.io StorageClass binds, a pod uses it, and deleting the PVC removes the region (after a plugin restart: see the known gap above)',
+    async () => {
+      await withDiagnostics(cluster, [RNS, MARUFS_NS], async () => {
+        apply({
+          apiVersion: 'storage.k8s.io/v1',
+          kind: 'StorageClass',
+          metadata: { name: 'e2e-marufs' },
+          provisioner: 'csi.marufs.io',
+          reclaimPolicy: 'Delete',
+          volumeBindingMode: 'Immediate',
+          parameters: { pool: 'e2e', grants: 'app=rw' },
+        });
+        apply({
+          apiVersion: 'v1',
+          kind: 'PersistentVolumeClaim',
+          metadata: { name: 'data', namespace: RNS },
+          spec: {
+            storageClassName: 'e2e-marufs',
+            accessModes: ['ReadWriteMany'],
+            resources: { requests: { storage: '4Mi' } },
+          },
+        });
+        const pvc = await eventually('PVC data Bound', 120_000, () => {
+          const p = json(['get', 'pvc', '-n', RNS, 'data']);
+          return p.status.phase === 'Bound' ? p : undefined;
+        });
+        const pv = pvc.spec.volumeName as string;
+        expect(json(['get', 'marufsregion', '-n', RNS, pv]).spec.pool).toBe('e2e');
+        apply({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'pvc-user', namespace: RNS },
+          spec: {
+            serviceAccountName: 'app',
+            terminationGracePeriodSeconds: 1,
+            containers: [
+              {
+                name: 'app',
+                image: 'marufs-busybox:dev',
+                imagePullPolicy: 'Never',
+                command: ['sleep', '3600'],
+                volumeMounts: [{ name: 'data', mountPath: '/data' }],
+              },
+            ],
+            volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
+          },
+        });
+        await podRunning('pvc-user');
+        const rw = podExec(
+          'pvc-user',
+          `f=$(ls /data | head -n1); printf pvc-ok | dd of=/data/$f conv=notrunc 2>/dev/null && head -c 6 /data/$f`,
+        );
+        expect(rw).toEqual({ code: 0, out: 'pvc-ok' });
+        expect(poolRegions('marufs-a')).toContain(`${RNS}.${pv}`);
+        c().kubectl(['delete', 'pod', '-n', RNS, 'pvc-user', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+        c().kubectl(['delete', 'pvc', '-n', RNS, 'data', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
+        await eventually('PV, MarufsRegion and pool region gone', 180_000, () => {
+          const pvs = json<{ items: any[] }>(['get', 'pv']).items.filter((p) => p.metadata.name === pv);
+          const regions = json<{ items: any[] }>(['get', 'marufsregions', '-n', RNS]).items.filter(
+            (r) => r.metadata.name === pv,
+          );
+          return pvs.length === 0 && regions.length === 0 && !poolRegions('marufs-a').includes(`${RNS}.${pv}`)
+            ? true
+            : undefined;
+        });
+      });
+    },
+    LONG,
+  );
+
   test(
     'helm uninstall removes the release (pool deleted first)',
     async () => {
       await withDiagnostics(cluster, [MARUFS_NS], async () => {
+        // Pods using CSI volumes go before the driver (or their deletion stalls), regions before the pool.
+        c().kubectl(['delete', 'namespace', RNS, '--ignore-not-found', '--wait=true', '--timeout=180s'], {
+          timeoutMs: 200_000,
+        });
+        c().kubectl(['delete', 'storageclass', 'e2e-marufs', '--ignore-not-found']);
         c().kubectl(['delete', 'marufspool', '--all', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
         helm(['uninstall', RELEASE, '--namespace', MARUFS_NS, '--wait', '--timeout', '180s']);
         installed = false;
