@@ -118,7 +118,8 @@ if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < stat
 }
 
 // 3c. With --test-tools (npm test): the Kubernetes test tools (kube-apiserver, etcd, helm,
-//     csi-sanity), built once from Go modules into .tools/bin by scripts/k8s-tools.sh.
+//     csi-sanity, and for the end-to-end cluster kubelet, kube-controller-manager, kube-scheduler),
+//     built once from Go modules into .tools/bin by scripts/k8s-tools.sh.
 //     The script skips every tool that is already built (its stamps), so this costs nothing warm.
 if (process.argv.includes('--test-tools')) {
   // Test-only system packages: redis-server (the benchmark peer) and Debian's chromium (the
@@ -133,8 +134,8 @@ if (process.argv.includes('--test-tools')) {
     run('apt-get', ['update', '-qq']);
     run('apt-get', ['install', '-y', '-qq', ...pkgs], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   }
-  if (!existsSync(join(root, '.tools', 'bin', 'kube-apiserver'))) {
-    log('building the Kubernetes test tools (scripts/k8s-tools.sh; about 6 minutes the first time)');
+  if (!existsSync(join(root, '.tools', 'bin', 'kubelet'))) {
+    log('building the Kubernetes test tools (scripts/k8s-tools.sh; about 10 minutes the first time)');
   }
   run('bash', [join(root, 'scripts', 'k8s-tools.sh')]);
 }

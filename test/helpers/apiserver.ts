@@ -131,7 +131,7 @@ function openssl(cwd: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`control plane: openssl ${args.join(' ')} failed: ${r.stderr}`);
 }
 
-interface Certs {
+export interface Certs {
   ca: string;
   serverCert: string;
   serverKey: string;
@@ -141,8 +141,37 @@ interface Certs {
   saKey: string;
 }
 
+/**
+ * A leaf certificate `<dir>/<name>.crt` + `.key` signed by the CA in `<dir>` (ca.crt, ca.key), with
+ * subject `subj` (e.g. `/O=system:nodes/CN=system:node:n1`) and the x509v3 extensions text `ext`.
+ */
+export function signCert(dir: string, name: string, subj: string, ext: string): { cert: string; key: string } {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  writeFileSync(join(dir, `${name}.ext`), ext);
+  openssl(dir, ['req', '-new', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj]);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-days',
+    '2',
+    '-set_serial',
+    `0x${randomBytes(8).toString('hex')}`,
+    '-extfile',
+    `${name}.ext`,
+    '-out',
+    `${name}.crt`,
+  ]);
+  return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+}
+
 /** A CA, a serving certificate for 127.0.0.1/localhost, an admin client certificate, an SA key pair. */
-function makeCerts(dir: string): Certs {
+export function makeCerts(dir: string): Certs {
   ensureOpenssl();
   mkdirSync(dir, { recursive: true });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -163,28 +192,7 @@ function makeCerts(dir: string): Certs {
     '-addext',
     'keyUsage=critical,keyCertSign,cRLSign',
   ]);
-  const leaf = (name: string, subj: string, ext: string): void => {
-    writeFileSync(join(dir, `${name}.ext`), ext);
-    openssl(dir, ['req', '-new', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj]);
-    openssl(dir, [
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-days',
-      '2',
-      '-set_serial',
-      `0x${randomBytes(8).toString('hex')}`,
-      '-extfile',
-      `${name}.ext`,
-      '-out',
-      `${name}.crt`,
-    ]);
-  };
+  const leaf = (name: string, subj: string, ext: string): void => void signCert(dir, name, subj, ext);
   leaf(
     'apiserver',
     '/CN=kube-apiserver',
@@ -211,7 +219,12 @@ function makeCerts(dir: string): Certs {
   };
 }
 
-function writeKubeconfig(path: string, server: string, certs: Certs): void {
+/** A kubeconfig for `server` authenticating with the client certificate in `certs`. */
+export function writeKubeconfig(
+  path: string,
+  server: string,
+  certs: Pick<Certs, 'ca' | 'clientCert' | 'clientKey'>,
+): void {
   const b64 = (p: string): string => readFileSync(p).toString('base64');
   writeFileSync(
     path,
@@ -244,7 +257,7 @@ function writeKubeconfig(path: string, server: string, certs: Certs): void {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The last lines of a log file, for error messages. */
-function tail(path: string, lines = 25): string {
+export function tail(path: string, lines = 25): string {
   try {
     return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {
@@ -292,7 +305,10 @@ async function waitReady(p: Proc, what: string, deadline: number, check: () => P
   }
 }
 
-function get(url: string, tls?: { ca: Buffer; cert: Buffer; key: Buffer }): Promise<{ status: number; body: string }> {
+export function get(
+  url: string,
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer },
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = (tls ? request : httpRequest)(url, { ...(tls ?? {}), timeout: 2000 }, (res) => {
       let body = '';
