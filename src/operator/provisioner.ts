@@ -8,7 +8,7 @@
  * controller set one, names it too; with WaitForFirstConsumer once a node was selected), gets its
  * MarufsRegion (named after the PV, `pvc-<uid>`, in the PVC's namespace); once the region is Ready a
  * PV is created: pre-bound to the claim (claimRef with the UID), CSI source `<pool>/<ns>.<name>`,
- * node affinity `marufs.io/pool In [<pool>]`, reclaim policy, mount options and class name from the
+ * node affinity from the pool's nodeSelector (none when it serves every node), reclaim policy, mount options and class name from the
  * StorageClass, annotation `pv.kubernetes.io/provisioned-by`, finalizer
  * `external-provisioner.volume.kubernetes.io/finalizer` when the policy is Delete; Events
  * Provisioning / ProvisioningSucceeded / ProvisioningFailed on the claim. kube-controller-manager's
@@ -26,7 +26,7 @@ import type { EventRecorder } from './events.js';
 import type { Informer } from './informer.js';
 import { hasFinalizer, removeFinalizer } from './objects.js';
 import { KINDS, isConflict, splitKey, type KubeObject, type ResourceStore } from './resources.js';
-import { DRIVER_NAME, PARAM, RegionVolumes, TOPOLOGY_POOL_KEY, type VolumeInfo } from './volumes.js';
+import { DRIVER_NAME, PARAM, RegionVolumes, type VolumeInfo } from './volumes.js';
 
 export const ANN_PROVISIONED_BY = 'pv.kubernetes.io/provisioned-by';
 export const ANN_STORAGE_PROVISIONER = 'volume.kubernetes.io/storage-provisioner';
@@ -182,11 +182,7 @@ export class Provisioner {
           resourceVersion: pvc.metadata.resourceVersion,
         },
         csi: { driver: DRIVER_NAME, volumeHandle: v.volumeId, volumeAttributes: v.volumeContext },
-        nodeAffinity: {
-          required: {
-            nodeSelectorTerms: [{ matchExpressions: [{ key: TOPOLOGY_POOL_KEY, operator: 'In', values: [v.pool] }] }],
-          },
-        },
+        ...(await this.nodeAffinityOf(v.pool)),
       },
     };
     try {
@@ -195,6 +191,18 @@ export class Provisioner {
       if (!isConflict(e)) throw e;
       return (await this.d.store.get(KINDS.pv, pvName)) ?? pv;
     }
+  }
+
+  /**
+   * Where the volume can be used: the nodes the pool serves, i.e. its spec's nodeSelector (no
+   * affinity for a pool on every node). Not kubelet's topology label: kubelet labels a Node with a
+   * plugin's topology only when the plugin registers, before the agent has attached any pool.
+   */
+  async nodeAffinityOf(pool: string): Promise<{ nodeAffinity?: object }> {
+    const obj = await this.d.store.get(KINDS.pool, pool);
+    const selector = ((obj?.spec ?? {}) as { nodeSelector?: Record<string, string> }).nodeSelector ?? {};
+    const exprs = Object.entries(selector).map(([key, value]) => ({ key, operator: 'In', values: [value] }));
+    return exprs.length ? { nodeAffinity: { required: { nodeSelectorTerms: [{ matchExpressions: exprs }] } } } : {};
   }
 
   /** With bindClaims: the PV controller's part — claim.volumeName, then both phases Bound. */

@@ -257,6 +257,10 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
           `node.httpPort=${nodePort}`,
           '--set',
           `operator.httpPort=${opPort}`,
+          // Each kubelet here has its own cgroupRoot (/marufs-cluster/<node>): pods' cgroups are
+          // below <root>/kubepods, and only those make a process a pod's (docs/security.md).
+          '--set',
+          'node.extraArgs[0]=--pod-cgroup-root=/marufs-cluster/$(NODE_NAME)/kubepods',
         ]);
         installed = true;
         const ds = json<{ items: any[] }>(['get', 'daemonsets', '-n', MARUFS_NS]).items;
@@ -309,22 +313,6 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
         expect(pool.status.nodes.map((n: any) => n.nodeName).sort()).toEqual(['marufs-a', 'marufs-b']);
         expect(pool.status.poolUUID).toBeTruthy();
       });
-    },
-    LONG,
-  );
-
-  // Known gap (agent × operator): kubelet asks NodeGetInfo for the topology once, when the plugin
-  // registers; an agent that registered before any pool existed reports none, so the Node never gets
-  // the `marufs.io/pool` label the provisioner's PV node affinity requires, and a PVC's pod is
-  // unschedulable there ("volume node affinity conflict"). `test.failing` passes while the gap exists
-  // and fails (asking to become a plain test) once it is fixed.
-  test.failing(
-    'every node that attached the pool carries its topology label marufs.io/pool (known gap, see comment)',
-    () => {
-      for (const n of c().nodes) {
-        const labels = json(['get', 'node', n.name]).metadata.labels ?? {};
-        expect(`${n.name}: ${labels['marufs.io/pool']}`).toBe(`${n.name}: e2e`);
-      }
     },
     LONG,
   );
@@ -593,10 +581,37 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
         });
         const pv = pvc.spec.volumeName as string;
         expect(json(['get', 'marufsregion', '-n', RNS, pv]).spec.pool).toBe('e2e');
-        // A pod using this PVC is unschedulable here (both nodes: "volume node affinity conflict") until
-        // the topology gap above is fixed; the PV's region is checked through the pool instead.
         expect(poolRegions('marufs-a')).toContain(`${RNS}.${pv}`);
         expect(poolRegions('marufs-b')).toContain(`${RNS}.${pv}`);
+        // A pod of service account `app` (granted rw by the class) uses the claim: it schedules (the
+        // PV's node affinity is the pool's nodeSelector), mounts the region and writes through it.
+        apply({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'pvc-user', namespace: RNS },
+          spec: {
+            serviceAccountName: 'app',
+            terminationGracePeriodSeconds: 1,
+            containers: [
+              {
+                name: 'app',
+                image: 'marufs-busybox:dev',
+                imagePullPolicy: 'Never',
+                command: ['sleep', '3600'],
+                volumeMounts: [{ name: 'data', mountPath: '/data' }],
+              },
+            ],
+            volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
+          },
+        });
+        await podRunning('pvc-user');
+        const w = podExec(
+          'pvc-user',
+          `echo pvc-bytes | dd of=/data/${RNS}.${pv} conv=notrunc 2>&1 && head -c 9 /data/${RNS}.${pv}`,
+        );
+        expect(w.code).toBe(0);
+        expect(w.out).toContain('pvc-bytes');
+        c().kubectl(['delete', 'pod', '-n', RNS, 'pvc-user', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
         c().kubectl(['delete', 'pvc', '-n', RNS, 'data', '--wait=true', '--timeout=120s'], { timeoutMs: 150_000 });
         await eventually('PV, MarufsRegion and pool region gone', 180_000, () => {
           const pvs = json<{ items: any[] }>(['get', 'pv']).items.filter((p) => p.metadata.name === pv);

@@ -321,7 +321,8 @@ spec:
       csi: { driver: 'csi.marufs.io', volumeHandle: `pool-b/team-b.${pvName}` },
       nodeAffinity: {
         required: {
-          nodeSelectorTerms: [{ matchExpressions: [{ key: 'marufs.io/pool', operator: 'In', values: ['pool-b'] }] }],
+          // The pool's nodeSelector: the nodes that serve it.
+          nodeSelectorTerms: [{ matchExpressions: [{ key: 'marufs.io/pool-a', operator: 'In', values: ['true'] }] }],
         },
       },
     });
