@@ -393,7 +393,8 @@ spec:
             (e, v) => (e ? reject(e) : resolve(v)),
           ),
         );
-      const target = join(tmp.dir, 'pod-target');
+      // Under the agent's kubelet directory, as kubelet's targets are (CSI refuses any other path).
+      const target = join(a.kubeletDir, 'pods', 'p', 'volumes', 'kubernetes.io~csi', 'kv', 'mount');
       const req = (volumeId: string) => ({
         volume_id: volumeId,
         target_path: target,
