@@ -14,6 +14,7 @@ import { registerFsck } from './commands/fsck.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerNames } from './commands/names.js';
 import { registerNode } from './commands/node.js';
+import { registerOperator } from './commands/operator.js';
 import { registerRegion } from './commands/region.js';
 
 export function buildProgram(): Command {
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerRegion(program);
   registerNames(program);
   registerNode(program);
+  registerOperator(program);
   registerAccess(program);
   registerDemo(program);
   return program;

@@ -9,7 +9,9 @@
  *    `pool`, `region`, optional `namespace` (the region is then `<namespace>.<region>`, and only pods
  *    of that namespace may use it) and optional `size` (a missing region is created for the pod's
  *    workload, sized once, and unlinked when its last publish goes).
- *  A pool other than this node's → NOT_FOUND; block access → INVALID_ARGUMENT (regions are files).
+ *  The `<pool>` of the handle (or the `pool` attribute) routes the request to that pool's server
+ *  (CsiContext.pool): one socket serves every pool of the node. A pool this node does not serve →
+ *  NOT_FOUND; block access → INVALID_ARGUMENT (regions are files).
  *
  * Identity: kubelet passes the pod's namespace, name, UID and service account (podInfoOnMount). The
  * workload (namespace, serviceAccount) must hold READ, and WRITE unless read-only, on the region at
@@ -70,25 +72,55 @@ export interface CsiOptions {
   driverName?: string | undefined;
   /** Kubernetes node name reported as node_id. Default: the host name. */
   nodeName?: string | undefined;
-  /** Pool name: the `<pool>` of volume handles and the topology value. */
-  poolName: string;
+  /**
+   * The topology value (`marufs.io/pool`) reported by NodeGetInfo. Default: the first pool the
+   * context serves at the time of the call.
+   */
+  poolName?: string | undefined;
   /** Where the published-volume state is kept. Default: `<socket>.state.json`. */
   stateFile?: string | undefined;
 }
 
-export interface CsiContext {
+/** One pool as CSI uses it: its attached node and its FUSE mount. */
+export interface CsiPool {
   node: MarufsNode;
   mountpoint: string;
+  /** Attached and mounted. */
+  ready: () => boolean;
+}
+
+export interface CsiContext {
+  /** The server of pool `name`, or undefined when this node does not serve that pool (now). */
+  pool: (name: string) => CsiPool | undefined;
+  /** The names of the pools served now, sorted. */
+  pools: () => string[];
+  /** Host-wide: pod UID → workload, read by every pool's FUSE caller resolver. */
   pods: PodRegistry;
-  /** Probe: attached and mounted. */
+  /** Probe: the plugin is ready to publish volumes. */
   ready: () => boolean;
   log: Logger;
+}
+
+/** A CsiContext serving exactly one pool (the single-device `marufs node <device>` form). */
+export function singlePoolContext(
+  poolName: string,
+  pool: CsiPool,
+  rest: { pods: PodRegistry; log: Logger },
+): CsiContext {
+  return {
+    pool: (name) => (name === poolName ? pool : undefined),
+    pools: () => [poolName],
+    ready: pool.ready,
+    ...rest,
+  };
 }
 
 /** One publish of a volume at one target path. */
 interface Published {
   volumeId: string;
   targetPath: string;
+  /** The pool (absent in state files written before multi-pool routing: the single pool then). */
+  pool?: string;
   region: string;
   readOnly: boolean;
   podUid: string;
@@ -102,6 +134,7 @@ interface Published {
 interface StateFile {
   version: 1;
   driver: string;
+  /** The single pool of the single-device form; "" with several pools. */
   pool: string;
   volumes: Published[];
 }
@@ -190,7 +223,7 @@ function unary<Req, Res>(log: Logger, rpc: string, fn: (req: Req) => Promise<Res
 export class CsiServer {
   readonly driverName: string;
   readonly nodeName: string;
-  readonly poolName: string;
+  readonly poolName: string | undefined;
   readonly socket: string;
   readonly stateFile: string;
   #ctx: CsiContext;
@@ -212,7 +245,7 @@ export class CsiServer {
     this.stateFile = options.stateFile ?? `${this.socket}.state.json`;
     this.#ctx = ctx;
     this.#log = ctx.log;
-    if (!LABEL_VALUE.test(this.poolName)) {
+    if (this.poolName !== undefined && !LABEL_VALUE.test(this.poolName)) {
       throw new Error(`pool name "${this.poolName}" must be a Kubernetes label value (≤ 63 of [A-Za-z0-9-_.])`);
     }
     if (!this.nodeName) throw new Error('the CSI node name must not be empty');
@@ -246,7 +279,7 @@ export class CsiServer {
       GetPluginInfo: unary(log, 'GetPluginInfo', () => ({
         name: this.driverName,
         vendor_version: this.#version,
-        manifest: { pool: this.poolName },
+        manifest: { pool: this.#ctx.pools().join(',') },
       })),
       GetPluginCapabilities: unary(log, 'GetPluginCapabilities', () => ({
         capabilities: [{ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } }],
@@ -268,7 +301,7 @@ export class CsiServer {
         (): NodeGetInfoResponse => ({
           node_id: this.nodeName,
           max_volumes_per_node: 0,
-          accessible_topology: { segments: { [TOPOLOGY_POOL_KEY]: this.poolName } },
+          accessible_topology: { segments: this.#topology() },
         }),
       ),
     });
@@ -278,6 +311,23 @@ export class CsiServer {
       ),
     );
     this.#server = server;
+  }
+
+  /** NodeGetInfo's topology: `marufs.io/pool` = the configured pool, else the first served one. */
+  #topology(): Record<string, string> {
+    const pool = this.poolName ?? this.#ctx.pools()[0];
+    return pool !== undefined ? { [TOPOLOGY_POOL_KEY]: pool } : {};
+  }
+
+  /** The server of `pool`; NOT_FOUND when this node does not serve it. */
+  #poolOf(pool: string, volumeId: string): CsiPool {
+    const p = this.#ctx.pool(pool);
+    if (!p) {
+      throw notFound(
+        `volume ${volumeId}: pool "${pool}" is not served by this node (serving: ${this.#ctx.pools().join(', ') || 'none'})`,
+      );
+    }
+    return p;
   }
 
   /** Stop serving (in-flight calls get `graceMs` to finish) and remove the socket. Idempotent. */
@@ -303,13 +353,21 @@ export class CsiServer {
   }
 
   /** Published targets (for tests and inspection). */
-  get published(): { volumeId: string; targetPath: string; region: string; readOnly: boolean; podUid: string }[] {
-    return [...this.#volumes.values()].map(({ volumeId, targetPath, region, readOnly, podUid }) => ({
-      volumeId,
-      targetPath,
-      region,
-      readOnly,
-      podUid,
+  get published(): {
+    volumeId: string;
+    targetPath: string;
+    pool: string | undefined;
+    region: string;
+    readOnly: boolean;
+    podUid: string;
+  }[] {
+    return [...this.#volumes.values()].map((p) => ({
+      volumeId: p.volumeId,
+      targetPath: p.targetPath,
+      pool: this.#poolName(p),
+      region: p.region,
+      readOnly: p.readOnly,
+      podUid: p.podUid,
     }));
   }
 
@@ -341,14 +399,16 @@ export class CsiServer {
         );
       }
       const wid = toWorkloadId(pod.namespace, pod.serviceAccount);
-      const caller = { nodeId: this.#ctx.node.nodeId, workloadId: wid };
-      const created = await this.#ensureRegion(volume, caller);
+      const server = volume.server;
+      const caller = { nodeId: server.node.nodeId, workloadId: wid };
+      const created = await this.#ensureRegion(server, volume, caller);
       try {
-        this.#checkAccess(volume.region, caller, readOnly, pod);
-        await this.#mountVolume(volume.region, target, readOnly);
+        this.#checkAccess(server, volume.region, caller, readOnly, pod);
+        await this.#mountVolume(server, volume.region, target, readOnly);
         const pub: Published = {
           volumeId: req.volume_id,
           targetPath: target,
+          pool: volume.pool,
           region: volume.region,
           readOnly,
           podUid: pod.uid,
@@ -373,7 +433,7 @@ export class CsiServer {
         );
         return {};
       } catch (err) {
-        if (created) await this.#ctx.node.regions.unlink(volume.region, caller).catch(() => undefined);
+        if (created) await server.node.regions.unlink(volume.region, caller).catch(() => undefined);
         throw err;
       }
     });
@@ -405,9 +465,12 @@ export class CsiServer {
   #checkTarget(path: string): string {
     if (!isAbsolute(path)) throw invalid(`target_path "${path}" must be an absolute path`);
     const target = resolvePath(path);
-    const mp = this.#ctx.mountpoint;
-    if (target === mp || target.startsWith(`${mp}/`) || mp.startsWith(`${target}/`)) {
-      throw invalid(`target_path ${target} overlaps the marufs mount ${mp}`);
+    for (const name of this.#ctx.pools()) {
+      const mp = this.#ctx.pool(name)?.mountpoint;
+      if (mp === undefined) continue;
+      if (target === mp || target.startsWith(`${mp}/`) || mp.startsWith(`${target}/`)) {
+        throw invalid(`target_path ${target} overlaps the marufs mount ${mp}`);
+      }
     }
     return target;
   }
@@ -416,7 +479,7 @@ export class CsiServer {
   #resolveVolume(
     volumeId: string,
     ctx: Record<string, string>,
-  ): { region: string; namespace?: string; size?: number; ephemeral: boolean } {
+  ): { pool: string; server: CsiPool; region: string; namespace?: string; size?: number; ephemeral: boolean } {
     let pool: string | undefined;
     let region: string | undefined;
     let namespace: string | undefined;
@@ -439,26 +502,32 @@ export class CsiServer {
       region = volumeId.slice(slash + 1);
       if (ctx['size']) throw invalid('volume attribute "size" is only for ephemeral inline volumes');
     }
-    if (pool !== this.poolName) {
-      throw notFound(`volume ${volumeId}: pool "${pool}" is not served by this node (pool "${this.poolName}")`);
-    }
+    const server = this.#poolOf(pool, volumeId);
     try {
       if (region.includes('/')) throw new MarufsError('EINVAL', 'a region name may not contain "/"');
       // Validates the name (ENAMETOOLONG, EINVAL) without touching the pool.
-      this.#ctx.node.regions.lookup(region);
+      server.node.regions.lookup(region);
     } catch (err) {
       if (err instanceof MarufsError) throw invalid(`volume ${volumeId}: bad region name "${region}": ${err.message}`);
       throw err;
     }
-    return { region, ephemeral, ...(namespace !== undefined ? { namespace } : {}), ...(size ? { size } : {}) };
+    return {
+      pool,
+      server,
+      region,
+      ephemeral,
+      ...(namespace !== undefined ? { namespace } : {}),
+      ...(size ? { size } : {}),
+    };
   }
 
   /** The region must exist; an ephemeral volume with `size` creates it for the workload. */
   async #ensureRegion(
-    volume: { region: string; size?: number },
+    server: CsiPool,
+    volume: { pool: string; region: string; size?: number },
     caller: { nodeId: number; workloadId: bigint },
   ): Promise<boolean> {
-    const regions = this.#ctx.node.regions;
+    const regions = server.node.regions;
     const hit = regions.lookup(volume.region);
     if (hit) {
       if (volume.size !== undefined) {
@@ -472,8 +541,7 @@ export class CsiServer {
       }
       return false;
     }
-    if (volume.size === undefined)
-      throw notFound(`region "${volume.region}" does not exist in pool "${this.poolName}"`);
+    if (volume.size === undefined) throw notFound(`region "${volume.region}" does not exist in pool "${volume.pool}"`);
     await regions.create(volume.region, caller, {
       owner: { kind: 'workload', workloadId: caller.workloadId },
       lifetime: 'persistent',
@@ -488,12 +556,13 @@ export class CsiServer {
   }
 
   #checkAccess(
+    server: CsiPool,
     region: string,
     caller: { nodeId: number; workloadId: bigint },
     readOnly: boolean,
     pod: { namespace: string; serviceAccount: string },
   ): void {
-    const have = this.#ctx.node.regions.permissions(region, caller);
+    const have = server.node.regions.permissions(region, caller);
     const want = readOnly ? Perm.READ : Perm.READ | Perm.WRITE;
     if ((have & want) !== want) {
       throw denied(
@@ -504,8 +573,8 @@ export class CsiServer {
   }
 
   /** Create the target (like kubelet) and bind the region's view (a folder holding just the region) on it. */
-  async #mountVolume(region: string, target: string, readOnly: boolean): Promise<void> {
-    const view = join(this.#ctx.mountpoint, '.views', region);
+  async #mountVolume(server: CsiPool, region: string, target: string, readOnly: boolean): Promise<void> {
+    const view = join(server.mountpoint, '.views', region);
     try {
       await fsp.stat(view); // on the thread pool: the FUSE request is answered by the main thread
     } catch (err) {
@@ -585,9 +654,15 @@ export class CsiServer {
   async #dropCreatedRegion(p: Published): Promise<void> {
     if (!p.created) return;
     for (const q of this.#volumes.values()) if (q.volumeId === p.volumeId && q.region === p.region) return;
-    const caller = { nodeId: this.#ctx.node.nodeId, workloadId: toWorkloadId(p.podNamespace, p.serviceAccount) };
+    const pool = this.#poolName(p);
+    const server = pool === undefined ? undefined : this.#ctx.pool(pool);
+    if (!server) {
+      this.#log.warn({ region: p.region, pool }, "the ephemeral region's pool is not served now: region left in place");
+      return;
+    }
+    const caller = { nodeId: server.node.nodeId, workloadId: toWorkloadId(p.podNamespace, p.serviceAccount) };
     try {
-      await this.#ctx.node.regions.unlink(p.region, caller);
+      await server.node.regions.unlink(p.region, caller);
     } catch (err) {
       if (!(err instanceof MarufsError && err.code === 'ENOENT')) {
         this.#log.warn({ region: p.region, err: (err as Error).message }, 'could not unlink the ephemeral region');
@@ -608,12 +683,17 @@ export class CsiServer {
     let size = 0;
     let abnormal = false;
     let message = 'region mounted';
+    const pool = this.#poolName(p);
+    const server = pool === undefined ? undefined : this.#ctx.pool(pool);
     try {
-      size = this.#ctx.node.regions.stat(p.region).size;
+      if (!server) throw new MarufsError('ENOENT', `pool "${pool}" is not served by this node`);
+      size = server.node.regions.stat(p.region).size;
     } catch (err) {
       if (!(err instanceof MarufsError && err.code === 'ENOENT')) throw err;
       abnormal = true;
-      message = `region "${p.region}" no longer exists (unlinked)`;
+      message = server
+        ? `region "${p.region}" no longer exists (unlinked)`
+        : `pool "${pool}" is not attached on this node now`;
     }
     const mounted = await mountAtAsync(target);
     if (!abnormal && !mounted?.fstype.startsWith('fuse.marufs')) {
@@ -622,7 +702,7 @@ export class CsiServer {
     } else if (!abnormal && !(await reachable(join(target, p.region)))) {
       abnormal = true;
       message = `${target} does not answer (its FUSE connection is gone, e.g. the node plugin restarted): restart the pod`;
-    } else if (!abnormal && !this.#ctx.ready()) {
+    } else if (!abnormal && !server?.ready()) {
       abnormal = true;
       message = 'the node plugin is not attached and mounted';
     }
@@ -633,6 +713,11 @@ export class CsiServer {
       ],
       volume_condition: { abnormal, message },
     };
+  }
+
+  /** The pool of a publish: recorded, or (older state files) the single pool. */
+  #poolName(p: Published): string | undefined {
+    return p.pool ?? this.poolName;
   }
 
   // ---- state file ------------------------------------------------------------------------------
@@ -662,7 +747,7 @@ export class CsiServer {
     const state: StateFile = {
       version: 1,
       driver: this.driverName,
-      pool: this.poolName,
+      pool: this.poolName ?? '',
       volumes: [...this.#volumes.values()],
     };
     const write = async (): Promise<void> => {

@@ -1,7 +1,9 @@
 /**
- * The node plugin daemon: what runs on every host. It attaches this host to the pool as a node,
- * mounts the pool with FUSE, serves HTTP (health, metrics, inspection), and on stop unmounts and
- * detaches in a bounded time.
+ * The node plugin daemon for one pool — the "pool server": it attaches this host to the pool as a
+ * node, mounts the pool with FUSE, and on stop unmounts and detaches in a bounded time. In the
+ * single-device form (`marufs node <device>`) it also serves HTTP (health, metrics, inspection) and
+ * CSI itself; the multi-pool agent (agent/agent.ts) runs one per pool without them and serves HTTP
+ * and CSI once for all its pools.
  *
  * Robustness rules it owns:
  *  - a mount left stale by a crashed daemon (every access fails with ENOTCONN) is detached before
@@ -17,7 +19,7 @@ import { basename, resolve as resolvePath } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { attachNode, NodeInspector, type MarufsNode } from '../engine/index.js';
 import { ControlExecutor } from './control.js';
-import { CsiServer } from './csi.js';
+import { CsiServer, singlePoolContext } from './csi.js';
 import { mountFuse, type FuseMount } from './fuse-binding.js';
 import { MarufsFs } from './fuse-fs.js';
 import { detachMount, mountAt } from './mounts.js';
@@ -58,7 +60,13 @@ export interface DaemonOptions {
   logger?: Logger;
   /** Serve checked reads and writes of open files in the addon (default true; false: every one in JS). */
   fastPath?: boolean;
-  /** Extra attach options for tests (GC, timing). */
+  /** The host-wide pod registry to resolve FUSE callers with (shared by every pool of an agent). */
+  pods?: PodRegistry;
+  /** Labels set on every metric of this pool (the agent adds `pool`). */
+  metricsLabels?: Record<string, string>;
+  /** Register the default process metrics (default true; the agent registers them once). */
+  defaultMetrics?: boolean;
+  /** Extra attach options (GC, timing, geometry, ME). */
   attach?: Partial<Parameters<typeof attachNode>[0]>;
 }
 
@@ -152,8 +160,9 @@ export class NodeDaemon {
     this.log = log;
     this.mountpoint = resolvePath(options.mountpoint);
     this.recoveredStaleMount = recovered;
-    this.pods = new PodRegistry();
-    this.metrics = new PluginMetrics(node);
+    this.pods = options.pods ?? new PodRegistry();
+    this.metrics = new PluginMetrics(node, { defaultMetrics: options.defaultMetrics ?? true });
+    if (options.metricsLabels) this.metrics.registry.setDefaultLabels(options.metricsLabels);
     this.fs = new MarufsFs({
       node,
       resolver: new CallerResolver(node.nodeId, this.pods),
@@ -193,20 +202,19 @@ export class NodeDaemon {
         });
       }
       if (options.csi) {
+        const poolName = options.csi.poolName ?? basename(options.device).replace(/\.pool$/, '');
         daemon.#csi = await CsiServer.start(
           {
             socket: options.csi.socket,
             driverName: options.csi.driverName,
             nodeName: options.csi.nodeName,
-            poolName: options.csi.poolName ?? basename(options.device).replace(/\.pool$/, ''),
+            poolName,
           },
-          {
-            node,
-            mountpoint: daemon.mountpoint,
-            pods: daemon.pods,
-            ready: () => node.state === 'active' && daemon.mounted,
-            log: daemon.log.child({ component: 'csi' }),
-          },
+          singlePoolContext(
+            poolName,
+            { node, mountpoint: daemon.mountpoint, ready: () => daemon.ready },
+            { pods: daemon.pods, log: daemon.log.child({ component: 'csi' }) },
+          ),
         );
       }
     } catch (err) {
@@ -238,6 +246,11 @@ export class NodeDaemon {
   /** The CSI server (undefined without the csi option). */
   get csi(): CsiServer | undefined {
     return this.#csi;
+  }
+
+  /** Attached and mounted: ready to publish volumes. */
+  get ready(): boolean {
+    return this.node.state === 'active' && this.mounted;
   }
 
   get mounted(): boolean {

@@ -32,6 +32,12 @@ export interface ControlPlaneOptions {
   startTimeoutMs?: number;
   /** How long stop() waits after SIGTERM before SIGKILL (default 10 s). */
   stopTimeoutMs?: number;
+  /**
+   * Admission plugins to disable (default: ServiceAccount only). With no controller-manager here,
+   * tests of PVC/PV life cycles also disable StorageObjectInUseProtection, whose finalizers only
+   * the (absent) protection controllers would remove.
+   */
+  disableAdmissionPlugins?: string[];
 }
 
 export interface ControlPlane {
@@ -43,6 +49,12 @@ export interface ControlPlane {
   dir: string;
   ports: { apiserver: number; etcdClient: number; etcdPeer: number };
   pids: { apiserver: number; etcd: number };
+  /**
+   * Stops kube-apiserver (SIGTERM, then SIGKILL after the stop timeout), waits `downMs`, starts it
+   * again on the same port with the same arguments and waits until it is ready. etcd keeps running,
+   * so every object survives; watches of clients break. `pids.apiserver` is updated.
+   */
+  restartApiserver(downMs?: number): Promise<void>;
   /** Stops kube-apiserver and etcd (SIGTERM, then SIGKILL after a timeout) and removes `dir`. */
   stop(): Promise<void>;
 }
@@ -379,55 +391,64 @@ async function startControlPlaneOnce(opts: ControlPlaneOptions): Promise<Control
     });
 
     const server = `https://${LOOPBACK}:${apiserver}`;
-    const kas = startProc(
-      'kube-apiserver',
-      apiserverBin,
-      [
-        `--bind-address=${LOOPBACK}`,
-        `--advertise-address=${LOOPBACK}`,
-        `--secure-port=${apiserver}`,
-        `--etcd-servers=${etcdUrl}`,
-        `--cert-dir=${join(dir, 'pki')}`,
-        `--tls-cert-file=${certs.serverCert}`,
-        `--tls-private-key-file=${certs.serverKey}`,
-        `--client-ca-file=${certs.ca}`,
-        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-        `--service-account-key-file=${certs.saPub}`,
-        `--service-account-signing-key-file=${certs.saKey}`,
-        '--service-cluster-ip-range=10.96.0.0/24',
-        '--authorization-mode=RBAC',
-        // No controller-manager creates the `default` ServiceAccount, so the ServiceAccount admission
-        // plugin would reject every Pod.
-        '--disable-admission-plugins=ServiceAccount',
-        // Endpoints for 127.0.0.1 fail validation (loopback); nothing here needs the kubernetes Endpoints.
-        '--endpoint-reconciler-type=none',
-        '--allow-privileged=true',
-        '--profiling=false',
-        '--v=1',
-      ],
-      dir,
-    );
-    procs.push(kas);
-    trackForExit(kas);
+    const kasArgs = [
+      `--bind-address=${LOOPBACK}`,
+      `--advertise-address=${LOOPBACK}`,
+      `--secure-port=${apiserver}`,
+      `--etcd-servers=${etcdUrl}`,
+      `--cert-dir=${join(dir, 'pki')}`,
+      `--tls-cert-file=${certs.serverCert}`,
+      `--tls-private-key-file=${certs.serverKey}`,
+      `--client-ca-file=${certs.ca}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${certs.saPub}`,
+      `--service-account-signing-key-file=${certs.saKey}`,
+      '--service-cluster-ip-range=10.96.0.0/24',
+      '--authorization-mode=RBAC',
+      // No controller-manager creates the `default` ServiceAccount, so the ServiceAccount admission
+      // plugin would reject every Pod.
+      `--disable-admission-plugins=${(opts.disableAdmissionPlugins ?? ['ServiceAccount']).join(',')}`,
+      // Endpoints for 127.0.0.1 fail validation (loopback); nothing here needs the kubernetes Endpoints.
+      '--endpoint-reconciler-type=none',
+      '--allow-privileged=true',
+      '--profiling=false',
+      '--v=1',
+    ];
     const tls = {
       ca: readFileSync(certs.ca),
       cert: readFileSync(certs.clientCert),
       key: readFileSync(certs.clientKey),
     };
-    await waitReady(kas, `kube-apiserver /readyz on ${server}`, deadline, async () => {
-      const r = await get(`${server}/readyz`, tls);
-      return r.status === 200 && r.body.trim() === 'ok';
-    });
+    let starts = 0;
+    const startKas = async (until: number): Promise<Proc> => {
+      const p = startProc(starts++ ? `kube-apiserver-${starts}` : 'kube-apiserver', apiserverBin, kasArgs, dir);
+      procs.push(p);
+      trackForExit(p);
+      await waitReady(p, `kube-apiserver /readyz on ${server}`, until, async () => {
+        const r = await get(`${server}/readyz`, tls);
+        return r.status === 200 && r.body.trim() === 'ok';
+      });
+      return p;
+    };
+    let kas = await startKas(deadline);
 
     const kubeconfigPath = join(dir, 'kubeconfig');
     writeKubeconfig(kubeconfigPath, server, certs);
     let stopped: Promise<void> | undefined;
+    const pids = { apiserver: kas.child.pid ?? -1, etcd: etcd.child.pid ?? -1 };
     return {
       kubeconfigPath,
       server,
       dir,
       ports: { apiserver, etcdClient, etcdPeer },
-      pids: { apiserver: kas.child.pid ?? -1, etcd: etcd.child.pid ?? -1 },
+      pids,
+      restartApiserver: async (downMs = 0) => {
+        await stopProc(kas, stopTimeoutMs);
+        procs.splice(procs.indexOf(kas), 1);
+        await sleep(downMs);
+        kas = await startKas(Date.now() + startTimeoutMs);
+        pids.apiserver = kas.child.pid ?? -1;
+      },
       stop: () => (stopped ??= stopAll()),
     };
   } catch (e) {

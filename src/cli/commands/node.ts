@@ -1,11 +1,17 @@
 /**
- * `marufs node <device> --mount <dir>`: the node plugin daemon (src/node-plugin/daemon.ts). Attaches
- * as a node, mounts the pool with FUSE, serves HTTP when asked, and runs until SIGTERM/SIGINT, then
- * unmounts and detaches. Logs are JSON lines on stderr (pino); the first stdout line is a JSON
- * "serving" event that scripts and tests wait for.
+ * `marufs node`, in two forms:
+ *  - `marufs node <device> --mount <dir>`: the node plugin daemon for one pool
+ *    (src/node-plugin/daemon.ts). Attaches as a node, mounts the pool with FUSE, serves HTTP and CSI
+ *    when asked;
+ *  - `marufs node --node-name <k8s node> --csi <sock> --state-dir <dir> …` (no device): the
+ *    multi-pool Kubernetes node agent (src/node-plugin/agent/agent.ts), serving every MarufsPool
+ *    whose nodeSelector matches the node.
+ * Both run until SIGTERM/SIGINT, then unmount and detach. Logs are JSON lines on stderr (pino); the
+ * first stdout line is a JSON "serving" event that scripts and tests wait for.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { NodeAgent } from '../../node-plugin/agent/agent.js';
 import { NodeDaemon } from '../../node-plugin/daemon.js';
 import { parseInteger, parseSize } from '../units.js';
 
@@ -24,9 +30,12 @@ function lifetimeArg(text: string): 'persistent' | 'process' {
 export function registerNode(program: Command): void {
   program
     .command('node')
-    .description('run the node plugin: attach, mount with FUSE, serve HTTP and CSI, until SIGTERM/SIGINT')
-    .argument('<device>', 'pool device or pool file')
-    .requiredOption('--mount <dir>', 'mount point (created if missing)')
+    .description(
+      'run the node plugin: attach, mount with FUSE, serve HTTP and CSI, until SIGTERM/SIGINT; without <device>, ' +
+        'the Kubernetes node agent for every MarufsPool matching --node-name',
+    )
+    .argument('[device]', 'pool device or pool file (omit for the multi-pool node agent)')
+    .option('--mount <dir>', 'mount point (created if missing); required with <device>')
     .option('--node-id <n>', 'attach as this node id (default: lowest free)', parseInteger)
     .option('--http <host:port>', 'serve /healthz, /readyz, /metrics and /api/v1 here', hostPort)
     .option('--csi <socket>', 'serve the CSI Identity and Node services on this unix socket (driver csi.marufs.io)')
@@ -34,18 +43,32 @@ export function registerNode(program: Command): void {
       '--pool-name <name>',
       'CSI: pool name in volume handles <pool>/<region> and topology (default: device name)',
     )
-    .option('--node-name <name>', 'CSI: Kubernetes node name reported as node_id (default: host name)')
+    .option('--node-name <name>', "Kubernetes node name (CSI node_id; the agent's node). Default: host name")
+    .option('--kubeconfig <file>', 'agent: kubeconfig (default: in-cluster service account)')
+    .option('--kubelet-dir <dir>', 'agent: kubelet directory; registers with kubelet in its plugins_registry/')
+    .option('--state-dir <dir>', 'agent: pools are mounted under <dir>/pools/<pool>/mnt; CSI state kept here')
+    .option('--namespace <ns>', 'agent: namespace of the pool Leases (default marufs-system)')
+    .option('--lease-duration-s <s>', 'agent: pool Lease duration in seconds (default 15)', parseInteger)
+    .option('--status-interval-ms <ms>', 'agent: node status heartbeat and resync period (default 10000)', parseInteger)
     .option('--format-if-needed', 'format the pool if it is unformatted and this node wins the election')
     .option('--size <bytes>', 'create or grow a pool file to this size first', parseSize)
     .option('--lifetime <kind>', 'lifetime of regions created through the mount (persistent|process)', lifetimeArg)
     .option('--debug-api', 'serve the debug controls over HTTP (POST /api/v1/debug/…)')
     .option('--shutdown-grace-ms <ms>', 'how long open files may finish at shutdown (default 5000)', parseInteger)
     .option('--log-level <level>', 'trace|debug|info|warn|error (default info)')
-    .action(async (device: string, opts: Record<string, unknown>) => {
+    .action(async (device: string | undefined, opts: Record<string, unknown>, cmd: Command) => {
       const logger = pino(
         { name: 'marufs-node', level: (opts['logLevel'] as string | undefined) ?? 'info' },
         pino.destination(2),
       );
+      if (device === undefined) {
+        await runAgent(opts, logger, cmd);
+        return;
+      }
+      if (opts['mount'] === undefined) cmd.error('error: --mount <dir> is required with <device>');
+      for (const o of ['kubeconfig', 'kubeletDir', 'stateDir', 'namespace']) {
+        if (opts[o] !== undefined) cmd.error(`error: --${kebab(o)} is for the node agent (no <device>)`);
+      }
       let fatal: ((err: Error) => void) | undefined;
       const failed = new Promise<Error>((resolve) => (fatal = resolve));
       const daemon = await NodeDaemon.start({
@@ -89,4 +112,56 @@ export function registerNode(program: Command): void {
       process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId })}\n`);
       if (why instanceof Error) process.exitCode = 1;
     });
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** The multi-pool node agent: `marufs node --node-name N --csi S --state-dir D …`. */
+async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Command): Promise<void> {
+  const missing = ['nodeName', 'csi', 'stateDir'].filter((o) => opts[o] === undefined);
+  if (missing.length > 0) {
+    cmd.error(
+      `error: without <device>, marufs node runs the node agent and needs ${missing.map((m) => `--${kebab(m)}`).join(', ')}`,
+    );
+  }
+  for (const o of ['mount', 'nodeId', 'poolName', 'formatIfNeeded', 'size']) {
+    if (opts[o] !== undefined) cmd.error(`error: --${kebab(o)} needs <device> (single-pool form)`);
+  }
+  let fatal: ((err: Error) => void) | undefined;
+  const failed = new Promise<Error>((resolve) => (fatal = resolve));
+  const agent = await NodeAgent.start({
+    nodeName: opts['nodeName'] as string,
+    kubeconfig: opts['kubeconfig'] as string | undefined,
+    csiSocket: opts['csi'] as string,
+    kubeletDir: opts['kubeletDir'] as string | undefined,
+    stateDir: opts['stateDir'] as string,
+    http: opts['http'] as { host: string; port: number } | undefined,
+    namespace: (opts['namespace'] as string | undefined) ?? 'marufs-system',
+    ...(opts['leaseDurationS'] !== undefined ? { leaseDurationSeconds: opts['leaseDurationS'] as number } : {}),
+    ...(opts['statusIntervalMs'] !== undefined ? { statusIntervalMs: opts['statusIntervalMs'] as number } : {}),
+    logger,
+    onFatal: (err) => fatal?.(err),
+  });
+  process.stdout.write(
+    `${JSON.stringify({
+      event: 'serving',
+      mode: 'agent',
+      node: agent.nodeName,
+      pid: process.pid,
+      http: agent.httpAddress ?? null,
+      csi: agent.csi?.socket ?? null,
+      registration: agent.registration?.socket ?? null,
+    })}\n`,
+  );
+  const signalled = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  const why = await Promise.race([signalled, failed]);
+  logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
+  await agent.stop();
+  process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName })}\n`);
+  if (why instanceof Error) process.exitCode = 1;
 }
