@@ -49,6 +49,8 @@ export interface DaemonOptions {
     | undefined;
   /** Serve the debug controls over HTTP. Default false. */
   debug?: boolean;
+  /** Mount the pool with FUSE (default true). false: attach and serve HTTP/CSI only (no root or /dev/fuse). */
+  mount?: boolean;
   /** Lifetime of regions created through the mount. Default "persistent". */
   lifetime?: 'persistent' | 'process';
   /** How long stop() lets open files finish before aborting the connection. Default 5000 ms. */
@@ -177,7 +179,7 @@ export class NodeDaemon {
 
   static async start(options: DaemonOptions): Promise<NodeDaemon> {
     const log = options.logger ?? pino({ name: 'marufs-node' });
-    const recovered = await prepareMountpoint(options.mountpoint, log);
+    const recovered = options.mount === false ? false : await prepareMountpoint(options.mountpoint, log);
     const node = await attachNode({
       path: options.device,
       nodeId: options.nodeId,
@@ -187,7 +189,7 @@ export class NodeDaemon {
     });
     const daemon = new NodeDaemon(node, options, log.child({ nodeId: node.nodeId }), recovered);
     try {
-      daemon.#mountNow();
+      if (options.mount !== false) daemon.#mountNow();
       daemon.#watch.start();
       if (options.http) {
         daemon.#http = await startHttpServer({
@@ -283,7 +285,7 @@ export class NodeDaemon {
 
   /** Periodic check: the mount must still be ours. Remount once lost; give up if that fails. */
   #checkMount(): void {
-    if (this.#stopping || this.mounted) return;
+    if (this.#stopping || this.#options.mount === false || this.mounted) return;
     this.log.warn({ mountpoint: this.mountpoint }, 'mount disappeared: mounting again');
     void (async () => {
       try {
