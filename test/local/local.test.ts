@@ -204,6 +204,31 @@ describeFuse('marufs local (3 nodes, FUSE)', () => {
     await waitFor('team-b.scratch in node-2 mount', () => readdirSync(join(mnt, 'node-2')).includes('team-b.scratch'));
     rmSync(join(examples, 'region-new.yaml'));
     await waitFor('team-b.scratch gone', () => regionOf(pool, 'team-b.scratch') === undefined);
+    // A spec the API would refuse: status Invalid with the validator's message; nothing in the pool.
+    writeFileSync(
+      join(examples, 'region-bad.yaml'),
+      [
+        'apiVersion: marufs.io/v1alpha1',
+        'kind: MarufsRegion',
+        'metadata:',
+        '  name: bad',
+        '  namespace: team-b',
+        'spec:',
+        '  pool: pool-a',
+        '  size: 12Qi',
+        '',
+      ].join('\n'),
+    );
+    const badStatus = join(tmp.dir, 'state', 'status', 'team-b.bad.json');
+    const bad = await waitFor('team-b.bad status', () => {
+      const st = JSON.parse(readFileSync(badStatus, 'utf8')) as {
+        status: { conditions: { reason: string; message: string }[] };
+      };
+      return st.status.conditions[0];
+    });
+    expect(bad.reason).toBe('Invalid');
+    expect(bad.message).toMatch(/size/);
+    expect(regionOf(pool, 'team-b.bad')).toBeUndefined();
   });
 
   test('SIGTERM stops everything: no mounts, no processes', async () => {
@@ -214,6 +239,18 @@ describeFuse('marufs local (3 nodes, FUSE)', () => {
     expect(mountsUnder(tmp.dir)).toEqual([]);
     expect(pids.filter(alive)).toEqual([]);
   });
+});
+
+test('marufs node --resources refuses a folder that does not exist, before attaching', () => {
+  const tmp = tempDir('marufs-local-args-');
+  try {
+    const r = runCli(['node', join(tmp.dir, 'p.pool'), '--no-mount', '--resources', join(tmp.dir, 'nope')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--resources .*nope: not a directory/);
+    expect(readdirSync(tmp.dir)).toEqual([]);
+  } finally {
+    tmp.cleanup();
+  }
 });
 
 describe('marufs local --no-mount (what a machine without root or FUSE runs)', () => {

@@ -9,6 +9,7 @@
  * Both run until SIGTERM/SIGINT, then unmount and detach. Logs are JSON lines on stderr (pino); the
  * first stdout line is a JSON "serving" event that scripts and tests wait for.
  */
+import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino, type Logger } from 'pino';
@@ -73,8 +74,12 @@ export function registerNode(program: Command): void {
         await runAgent(opts, logger, cmd);
         return;
       }
-      if (opts['mount'] === undefined) cmd.error('error: --mount <dir> (or --no-mount) is required with <device>');
+      if (opts['mount'] === undefined) cmd.error('error: --mount <dir> is required with <device> (or --no-mount)');
       const mount = opts['mount'] !== false;
+      const resourcesDir = opts['resources'] as string | undefined;
+      if (resourcesDir !== undefined && !isDirectory(resourcesDir)) {
+        cmd.error(`error: --resources ${resourcesDir}: not a directory`);
+      }
       for (const o of ['kubeconfig', 'kubeletDir', 'stateDir', 'namespace']) {
         if (opts[o] !== undefined) cmd.error(`error: --${kebab(o)} is for the node agent (no <device>)`);
       }
@@ -112,7 +117,6 @@ export function registerNode(program: Command): void {
           recoveredStaleMount: daemon.recoveredStaleMount,
         })}\n`,
       );
-      const resourcesDir = opts['resources'] as string | undefined;
       const resources = resourcesDir
         ? await YamlRegions.start({
             node: daemon.node,
@@ -140,6 +144,14 @@ export function registerNode(program: Command): void {
       process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId })}\n`);
       if (why instanceof Error) process.exitCode = 1;
     });
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function kebab(name: string): string {
