@@ -6,7 +6,7 @@
  * and no process left. A second suite runs `--no-mount` (what a machine without root/FUSE gets).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,8 +68,12 @@ class Local {
   stdout = '';
   stderr = '';
   readonly exited: Promise<number | null>;
-  constructor(args: string[], cwd: string) {
-    this.child = spawn(process.execPath, [CLI, 'local', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(args: string[], cwd: string, uid?: number) {
+    this.child = spawn(process.execPath, [CLI, 'local', ...args], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(uid !== undefined ? { uid, gid: uid } : {}),
+    });
     this.child.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.exited = new Promise((r) => this.child.once('exit', (c) => r(c)));
@@ -283,6 +287,52 @@ describe('marufs local --no-mount (what a machine without root or FUSE runs)', (
       expect(res.status).toBe(200);
       const pids = local.nodePids();
       expect(pids).toHaveLength(2);
+      local.child.kill('SIGTERM');
+      expect(await local.exited).toBe(0);
+      expect(pids.filter(alive)).toEqual([]);
+    } finally {
+      if (local.child.exitCode === null) local.child.kill('SIGKILL');
+      for (const pid of local.nodePids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      tmp.cleanup();
+    }
+  }, 240_000);
+});
+
+/** Can user `nobody` run the compiled CLI here (the checkout readable by everyone)? */
+const NOBODY = 65534;
+const nobodyCanRun =
+  process.getuid?.() === 0 &&
+  spawnSync(process.execPath, [CLI, '--version'], { uid: NOBODY, gid: NOBODY, stdio: 'ignore' }).status === 0;
+
+(nobodyCanRun ? describe : describe.skip)('marufs local without root', () => {
+  test('says exactly what is missing and runs the nodes without mounts', async () => {
+    const tmp = tempDir('marufs-local-nr-');
+    chmodSync(tmp.dir, 0o777);
+    const port = await freePorts(1);
+    const local = new Local(
+      [
+        '--nodes',
+        '1',
+        '--size',
+        '64M',
+        '--pool',
+        join(tmp.dir, 'p.pool'),
+        '--dir',
+        join(tmp.dir, 'state'),
+        '--examples',
+        join(tmp.dir, 'none'),
+        '--http-port',
+        String(port),
+      ],
+      tmp.dir,
+      NOBODY,
+    );
+    try {
+      await local.running();
+      expect(local.stdout).toContain('FUSE mounts: OFF — not running as root');
+      expect(local.stdout).toContain('(no mount)');
+      expect((await fetch(`http://127.0.0.1:${port}/dashboard/`)).status).toBe(200);
+      const pids = local.nodePids();
       local.child.kill('SIGTERM');
       expect(await local.exited).toBe(0);
       expect(pids.filter(alive)).toEqual([]);

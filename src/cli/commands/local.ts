@@ -301,13 +301,13 @@ export function registerLocal(program: Command): void {
       });
       try {
         for (let i = 1; i <= opts.nodes; i++) {
-          process.stdout.write(`[2/3] starting node ${i}/${opts.nodes}…`);
+          say(`[2/3] starting node ${i}/${opts.nodes}…`);
           const n = await Promise.race([
             startNode(opts, i, pool, i === 1 ? resources : undefined, (p) => nodes.push(p)),
             signalled.then((s) => Promise.reject(new Error(`${s} while starting`))),
           ]);
           say(
-            ` pid ${n.child.pid}, ${n.mountpoint ? `mounted at ${rel(n.mountpoint)}` : 'no mount'}, http 127.0.0.1:${n.port}`,
+            `      node ${i}: pid ${n.child.pid}, ${n.mountpoint ? `mounted at ${rel(n.mountpoint)}` : 'no mount'}, http 127.0.0.1:${n.port}`,
           );
           void n.exited.then((code) => {
             if (!stopping)
