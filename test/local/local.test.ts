@@ -243,6 +243,23 @@ describeFuse('marufs local (3 nodes, FUSE)', () => {
     expect(mountsUnder(tmp.dir)).toEqual([]);
     expect(pids.filter(alive)).toEqual([]);
   });
+
+  test('if marufs local itself is killed -9, its nodes stop on their own: no mounts, no processes', async () => {
+    const dir = join(tmp.dir, 'state-kill');
+    const p = await freePorts(1);
+    const l = new Local(
+      ['--nodes', '1', '--pool', pool, '--dir', dir, '--examples', join(tmp.dir, 'none'), '--http-port', String(p)],
+      tmp.dir,
+    );
+    await l.running();
+    const pids = l.nodePids();
+    expect(pids).toHaveLength(1);
+    expect(mountsUnder(dir)).toHaveLength(1);
+    l.child.kill('SIGKILL');
+    await l.exited;
+    await waitFor('the orphaned node to stop', () => pids.every((pid) => !alive(pid)));
+    expect(mountsUnder(dir)).toEqual([]);
+  }, 180_000);
 });
 
 test('marufs node --resources refuses a folder that does not exist, before attaching', () => {

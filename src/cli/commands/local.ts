@@ -11,7 +11,17 @@
  * This module owns only the orchestration: processes, ports, folders, the console.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -109,21 +119,23 @@ function startNode(
     '--http',
     `127.0.0.1:${port}`,
     ...(resources ? ['--resources', resources, '--status-dir', join(dir, 'status')] : []),
+    // If this process dies (even by SIGKILL), the node sees its stdin close and stops cleanly.
+    '--stop-on-stdin-close',
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out = createWriteStream(log, { flags: 'a' });
+  // The node logs straight into its file (it must outlive us without a broken stderr pipe); the
+  // console lines are read back from that file.
+  const fd = openSync(log, 'a');
+  const start = fstatSync(fd).size;
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', fd] });
+  closeSync(fd);
   const tail: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    out.write(`${line}\n`);
+  const follow = followFile(log, start, (line) => {
     tail.push(line);
     if (tail.length > 20) tail.shift();
     echoResourceLine(index, line);
   });
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  exited.then(
-    () => out.end(),
-    () => undefined,
-  );
+  void exited.then(() => follow.stop());
   const proc: NodeProc = { index, child, mountpoint, port, log, exited };
   started(proc);
   const waitFor = resources ? 'resources' : 'serving';
@@ -145,6 +157,36 @@ function startNode(
       rej(new Error(`node ${index} exited (code ${code}) while starting:\n    ${tail.slice(-5).join('\n    ')}`));
     });
   });
+}
+
+/** Calls `onLine` for every line appended to `file` after `pos` (polling; stop() reads the rest). */
+function followFile(file: string, pos: number, onLine: (line: string) => void): { stop: () => void } {
+  let partial = '';
+  const read = (): void => {
+    let fd: number | undefined;
+    try {
+      fd = openSync(file, 'r');
+      const size = fstatSync(fd).size;
+      if (size <= pos) return;
+      const buf = Buffer.alloc(size - pos);
+      const n = readSync(fd, buf, 0, buf.length, pos);
+      pos += n;
+      const lines = (partial + buf.toString('utf8', 0, n)).split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) onLine(l);
+    } catch {
+      /* the file is gone: nothing to show */
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  };
+  const timer = setInterval(read, 200);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      read();
+    },
+  };
 }
 
 /** Node 1's reconciler lines, shown on the console in short form. */

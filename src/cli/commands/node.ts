@@ -44,6 +44,7 @@ export function registerNode(program: Command): void {
       '--resources <dir>',
       'local mode: apply the MarufsPool/MarufsRegion YAML files of <dir> to this pool (watched) with the agent reconciler',
     )
+    .option('--stop-on-stdin-close', 'stop (unmount, detach) when stdin closes: the parent process is gone')
     .option('--status-dir <dir>', 'local mode: where region status files go (default <resources>/../status)')
     .option('--node-id <n>', 'attach as this node id (default: lowest free)', parseInteger)
     .option('--http <host:port>', 'serve /healthz, /readyz, /metrics and /api/v1 here', hostPort)
@@ -136,9 +137,16 @@ export function registerNode(program: Command): void {
       const signalled = new Promise<string>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
+        if (opts['stopOnStdinClose'] === true) {
+          process.stdin.once('end', () => resolve('stdin closed (parent gone)'));
+          process.stdin.once('error', () => resolve('stdin closed (parent gone)'));
+          process.stdin.resume();
+          process.stdout.on('error', () => undefined); // the parent's end of the pipe may be gone too
+        }
       });
       const why = await Promise.race([signalled, failed]);
       logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
+      if (opts['stopOnStdinClose'] === true) process.stdin.destroy();
       await resources?.stop();
       await daemon.stop();
       process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId })}\n`);
