@@ -146,6 +146,7 @@ function startNode(
         const ev = JSON.parse(line) as { event?: string };
         if (ev.event === waitFor) {
           clearTimeout(timer);
+          follow.read(); // its log lines so far, before the caller prints on
           res(proc);
         }
       } catch {
@@ -160,7 +161,7 @@ function startNode(
 }
 
 /** Calls `onLine` for every line appended to `file` after `pos` (polling; stop() reads the rest). */
-function followFile(file: string, pos: number, onLine: (line: string) => void): { stop: () => void } {
+function followFile(file: string, pos: number, onLine: (line: string) => void): { read: () => void; stop: () => void } {
   let partial = '';
   const read = (): void => {
     let fd: number | undefined;
@@ -182,6 +183,7 @@ function followFile(file: string, pos: number, onLine: (line: string) => void): 
   };
   const timer = setInterval(read, 200);
   return {
+    read,
     stop: () => {
       clearInterval(timer);
       read();
