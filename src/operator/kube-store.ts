@@ -31,8 +31,13 @@ const CONTENT_TYPE: Record<PatchType, string> = {
 /** A KubeConfig from a file, or in-cluster (KUBERNETES_SERVICE_HOST), or the default places. */
 export function loadKubeConfig(file?: string): KubeConfig {
   const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
+  if (file) {
+    try {
+      kc.loadFromFile(file);
+    } catch (e) {
+      throw new Error(`kubeconfig ${file}: ${(e as Error).message}`);
+    }
+  } else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
   else kc.loadFromDefault();
   if (!kc.getCurrentCluster()) throw new Error('kubeconfig: no current cluster');
   return kc;

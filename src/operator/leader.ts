@@ -51,12 +51,19 @@ export class LeaderElector {
     opts: LeaderElectionOptions,
   ) {
     this.identity = opts.identity ?? `${hostname()}_${process.pid}`;
+    // client-go's defaults; an option given as undefined takes the default too.
     this.#o = {
-      leaseDurationMs: 15_000,
-      renewDeadlineMs: 10_000,
-      retryPeriodMs: 2_000,
       ...opts,
-    } as Required<Omit<LeaderElectionOptions, 'identity'>>;
+      leaseDurationMs: opts.leaseDurationMs ?? 15_000,
+      renewDeadlineMs: opts.renewDeadlineMs ?? 10_000,
+      retryPeriodMs: opts.retryPeriodMs ?? 2_000,
+    };
+    const { leaseDurationMs: lease, renewDeadlineMs: renew, retryPeriodMs: retry } = this.#o;
+    if (!(lease > renew && renew > retry && retry > 0)) {
+      throw new Error(
+        `leader election: want lease duration > renew deadline > retry period > 0, got ${lease} / ${renew} / ${retry} ms`,
+      );
+    }
   }
 
   get leading(): boolean {

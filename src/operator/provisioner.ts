@@ -104,14 +104,17 @@ export class Provisioner {
     if (!pvc || pvc.metadata.deletionTimestamp) return {};
     const spec = (pvc.spec ?? {}) as PvcSpec;
     const phase = (pvc.status as { phase?: string } | undefined)?.phase;
-    if ((phase && phase !== 'Pending') || (spec.volumeName && !this.d.bindClaims)) return {};
+    const pvName = `pvc-${pvc.metadata.uid}`;
+    // A claim that names a volume is the PV controller's (or, with bindClaims, ours to finish if
+    // that volume is the one made for it).
+    if ((phase && phase !== 'Pending') || (spec.volumeName && (!this.d.bindClaims || spec.volumeName !== pvName)))
+      return {};
     const sc = this.classOf(pvc);
     if (!sc) return {};
     const ann = pvc.metadata.annotations ?? {};
     const named = ann[ANN_STORAGE_PROVISIONER] ?? ann[ANN_BETA_STORAGE_PROVISIONER];
     if (named && named !== DRIVER_NAME) return {};
     if (sc.volumeBindingMode === 'WaitForFirstConsumer' && !ann[ANN_SELECTED_NODE]) return {};
-    const pvName = `pvc-${pvc.metadata.uid}`;
     const existing = await this.d.store.get(KINDS.pv, pvName);
     if (existing) return this.bind(pvc, existing);
 

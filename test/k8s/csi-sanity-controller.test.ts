@@ -164,6 +164,10 @@ spec:
     // Every volume csi-sanity made was deleted again.
     const left = await store.list(KINDS.region, 'sanity');
     expect(left.items.filter((r) => !r.metadata.deletionTimestamp).map((r) => r.metadata.name)).toEqual([]);
+    // The operator ran with the default leader-election timings (client-go's: 15 s lease).
+    const lease = await store.get(KINDS.lease, 'marufs-operator', 'marufs-system');
+    expect((lease?.spec as { leaseDurationSeconds?: number }).leaseDurationSeconds).toBe(15);
+    expect((lease?.spec as { holderIdentity?: string }).holderIdentity).toBe('sanity-op');
     expect((await op.stop()).code).toBe(0);
   }, 600_000);
 });

@@ -250,7 +250,10 @@ export async function applyNodeEntry(
       apiVersion: API_VERSION,
       kind: 'MarufsPool',
       metadata: { name: pool },
-      status: { nodes: entry ? [entry] : [] },
+      // (messages clipped to stay well inside the schema's 4096 characters)
+      status: {
+        nodes: entry ? [{ ...entry, ...(entry.message ? { message: entry.message.slice(0, 1024) } : {}) }] : [],
+      },
     },
     nodeFieldManager(nodeName),
   );
