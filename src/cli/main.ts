@@ -12,6 +12,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerFormat } from './commands/format.js';
 import { registerFsck } from './commands/fsck.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerLocal } from './commands/local.js';
 import { registerNames } from './commands/names.js';
 import { registerNode } from './commands/node.js';
 import { registerOperator } from './commands/operator.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerNode(program);
   registerOperator(program);
   registerAccess(program);
+  registerLocal(program);
   registerDemo(program);
   return program;
 }

@@ -60,6 +60,8 @@ export interface DaemonOptions {
   podCgroupRoots?: readonly string[] | undefined;
   /** Serve the debug controls over HTTP. Default false. */
   debug?: boolean;
+  /** Mount the pool with FUSE (default true). false: attach and serve HTTP/CSI only (no root or /dev/fuse). */
+  mount?: boolean;
   /** Lifetime of regions created through the mount. Default "persistent". */
   lifetime?: 'persistent' | 'process';
   /** Who may create through the mount; per-owner limits (quota.ts; defaults there). */
@@ -196,7 +198,7 @@ export class NodeDaemon {
 
   static async start(options: DaemonOptions): Promise<NodeDaemon> {
     const log = options.logger ?? pino({ name: 'marufs-node' });
-    const recovered = await prepareMountpoint(options.mountpoint, log);
+    const recovered = options.mount === false ? false : await prepareMountpoint(options.mountpoint, log);
     const node = await attachNode({
       path: options.device,
       nodeId: options.nodeId,
@@ -206,7 +208,7 @@ export class NodeDaemon {
     });
     const daemon = new NodeDaemon(node, options, log.child({ nodeId: node.nodeId }), recovered);
     try {
-      daemon.#mountNow();
+      if (options.mount !== false) daemon.#mountNow();
       daemon.#watch.start();
       if (options.http) {
         daemon.#http = await startHttpServer({
@@ -324,7 +326,7 @@ export class NodeDaemon {
   #checkMount(): void {
     if (this.#stopping) return;
     this.fs.sweepUnchecked();
-    if (this.mounted) return;
+    if (this.#options.mount === false || this.mounted) return;
     this.log.warn({ mountpoint: this.mountpoint }, 'mount disappeared: mounting again');
     void (async () => {
       try {

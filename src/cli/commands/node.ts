@@ -9,9 +9,12 @@
  * Both run until SIGTERM/SIGINT, then unmount and detach. Logs are JSON lines on stderr (pino); the
  * first stdout line is a JSON "serving" event that scripts and tests wait for.
  */
+import { statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { NodeAgent } from '../../node-plugin/agent/agent.js';
+import { YamlRegions } from '../../node-plugin/agent/yaml-regions.js';
 import { NodeDaemon } from '../../node-plugin/daemon.js';
 import { parseInteger, parseSize } from '../units.js';
 
@@ -43,7 +46,14 @@ export function registerNode(program: Command): void {
         'the Kubernetes node agent for every MarufsPool matching --node-name',
     )
     .argument('[device]', 'pool device or pool file (omit for the multi-pool node agent)')
-    .option('--mount <dir>', 'mount point (created if missing); required with <device>')
+    .option('--mount <dir>', 'mount point (created if missing); required with <device> (or --no-mount)')
+    .option('--no-mount', 'do not mount the pool with FUSE (no root or /dev/fuse): attach and serve HTTP/CSI only')
+    .option(
+      '--resources <dir>',
+      'local mode: apply the MarufsPool/MarufsRegion YAML files of <dir> to this pool (watched) with the agent reconciler',
+    )
+    .option('--stop-on-stdin-close', 'stop (unmount, detach) when stdin closes: the parent process is gone')
+    .option('--status-dir <dir>', 'local mode: where region status files go (default <resources>/../status)')
     .option('--node-id <n>', 'attach as this node id (default: lowest free)', parseInteger)
     .option('--http <host:port>', 'serve /healthz, /readyz, /metrics and /api/v1 here', hostPort)
     .option('--csi <socket>', 'serve the CSI Identity and Node services on this unix socket (driver csi.marufs.io)')
@@ -93,7 +103,12 @@ export function registerNode(program: Command): void {
         await runAgent(opts, logger, cmd);
         return;
       }
-      if (opts['mount'] === undefined) cmd.error('error: --mount <dir> is required with <device>');
+      if (opts['mount'] === undefined) cmd.error('error: --mount <dir> is required with <device> (or --no-mount)');
+      const mount = opts['mount'] !== false;
+      const resourcesDir = opts['resources'] as string | undefined;
+      if (resourcesDir !== undefined && !isDirectory(resourcesDir)) {
+        cmd.error(`error: --resources ${resourcesDir}: not a directory`);
+      }
       for (const o of ['kubeconfig', 'stateDir', 'namespace']) {
         if (opts[o] !== undefined) cmd.error(`error: --${kebab(o)} is for the node agent (no <device>)`);
       }
@@ -101,7 +116,8 @@ export function registerNode(program: Command): void {
       const failed = new Promise<Error>((resolve) => (fatal = resolve));
       const daemon = await NodeDaemon.start({
         device,
-        mountpoint: opts['mount'] as string,
+        mountpoint: mount ? (opts['mount'] as string) : '.',
+        mount,
         nodeId: opts['nodeId'] as number | undefined,
         formatIfNeeded: opts['formatIfNeeded'] === true,
         createSize: opts['size'] as number | undefined,
@@ -132,22 +148,54 @@ export function registerNode(program: Command): void {
           event: 'serving',
           nodeId: daemon.node.nodeId,
           pid: process.pid,
-          mountpoint: daemon.mountpoint,
+          mountpoint: mount ? daemon.mountpoint : null,
           http: daemon.httpAddress ?? null,
           csi: daemon.csi?.socket ?? null,
           recoveredStaleMount: daemon.recoveredStaleMount,
         })}\n`,
       );
+      const resources = resourcesDir
+        ? await YamlRegions.start({
+            node: daemon.node,
+            dir: resolve(resourcesDir),
+            statusDir: resolve((opts['statusDir'] as string | undefined) ?? join(resourcesDir, '..', 'status')),
+            log: logger.child({ component: 'local-resources' }),
+          }).catch(async (err: Error) => {
+            await daemon.stop();
+            throw err;
+          })
+        : undefined;
+      if (resources) {
+        process.stdout.write(
+          `${JSON.stringify({ event: 'resources', dir: resolve(resourcesDir!), passes: resources.passes })}\n`,
+        );
+      }
       const signalled = new Promise<string>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
+        if (opts['stopOnStdinClose'] === true) {
+          process.stdin.once('end', () => resolve('stdin closed (parent gone)'));
+          process.stdin.once('error', () => resolve('stdin closed (parent gone)'));
+          process.stdin.resume();
+          process.stdout.on('error', () => undefined); // the parent's end of the pipe may be gone too
+        }
       });
       const why = await Promise.race([signalled, failed]);
       logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
+      if (opts['stopOnStdinClose'] === true) process.stdin.destroy();
+      await resources?.stop();
       await daemon.stop();
       process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId })}\n`);
       if (why instanceof Error) process.exitCode = 1;
     });
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function kebab(name: string): string {
@@ -162,7 +210,7 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
       `error: without <device>, marufs node runs the node agent and needs ${missing.map((m) => `--${kebab(m)}`).join(', ')}`,
     );
   }
-  for (const o of ['mount', 'nodeId', 'poolName', 'formatIfNeeded', 'size']) {
+  for (const o of ['mount', 'nodeId', 'poolName', 'formatIfNeeded', 'size', 'resources', 'statusDir']) {
     if (opts[o] !== undefined) cmd.error(`error: --${kebab(o)} needs <device> (single-pool form)`);
   }
   let fatal: ((err: Error) => void) | undefined;
