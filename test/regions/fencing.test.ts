@@ -9,6 +9,8 @@
  * The stalled agent runs its global ME with loopStallMs 1000 (its heartbeat thread stops once its
  * loop is stuck for a second; the default is ten); name tables tick their heartbeat on the loop.
  * The peer's GC runs every 100 ms and treats half-written entries as stuck after 400 ms.
+ * Regions are created with every right in their default permissions: a persistent region belongs to
+ * its creator's user on its node (the owner rule), and here two nodes change the same regions.
  */
 import { join } from 'node:path';
 import { Perm, checkPool, formatDevice } from '../../src/engine/index.js';
@@ -72,9 +74,9 @@ describe('an operation stalled inside its critical section past a takeover', () 
 
   it('create: the region the peer GC freed is not published; the name does not exist', async () => {
     const { path, peer, stalled } = await scene('regions.create.afterIndexInsert', async () => undefined);
-    const pending = stalled.code({ op: 'create', name: 'c1', lifetime: 'persistent' });
+    const pending = stalled.code({ op: 'create', name: 'c1', lifetime: 'persistent', defaultPerms: Perm.ALL });
     await new Promise((r) => setTimeout(r, 300));
-    expect(await peer.code({ op: 'create', name: 'p1', lifetime: 'persistent' })).toBe('OK'); // took over
+    expect(await peer.code({ op: 'create', name: 'p1', lifetime: 'persistent', defaultPerms: Perm.ALL })).toBe('OK'); // took over
     await until('GC freeing the half-made region', async () => ((await gc(peer)).stuckRegions >= 1 ? true : undefined));
     const code = await pending;
     expect(['OK', 'ETIMEDOUT']).toContain(code);
@@ -89,8 +91,8 @@ describe('an operation stalled inside its critical section past a takeover', () 
 
   it('size: the gap chosen before the stall is not placed over the peer extent', async () => {
     const { path, peer, stalled } = await scene('regions.size.afterFit', async (p) => {
-      await p.ok({ op: 'create', name: 'r', lifetime: 'persistent' });
-      await p.ok({ op: 'create', name: 'q', lifetime: 'persistent' });
+      await p.ok({ op: 'create', name: 'r', lifetime: 'persistent', defaultPerms: Perm.ALL });
+      await p.ok({ op: 'create', name: 'q', lifetime: 'persistent', defaultPerms: Perm.ALL });
     });
     const pending = stalled.code({ op: 'size', name: 'r', bytes: 4 * MiB });
     await new Promise((r) => setTimeout(r, 300));
@@ -106,11 +108,11 @@ describe('an operation stalled inside its critical section past a takeover', () 
 
   it('grant: a slot the peer GC emptied is not published, the active count stays exact', async () => {
     const { path, peer, stalled } = await scene('regions.grant.beforeCommit', async (p) => {
-      await p.ok({ op: 'create', name: 'g', lifetime: 'persistent' });
+      await p.ok({ op: 'create', name: 'g', lifetime: 'persistent', defaultPerms: Perm.ALL });
     });
     const pending = stalled.code({ op: 'grant', name: 'g', to: { kind: 'user', uid: 4242 }, perms: Perm.READ });
     await new Promise((r) => setTimeout(r, 300));
-    expect(await peer.code({ op: 'create', name: 'x', lifetime: 'persistent' })).toBe('OK');
+    expect(await peer.code({ op: 'create', name: 'x', lifetime: 'persistent', defaultPerms: Perm.ALL })).toBe('OK');
     await until('GC removing the abandoned grant', async () => ((await gc(peer)).delegations >= 1 ? true : undefined));
     const code = await pending;
     expect(['OK', 'ETIMEDOUT']).toContain(code);
@@ -121,7 +123,7 @@ describe('an operation stalled inside its critical section past a takeover', () 
 
   it('revoke: a delegation the peer revoked meanwhile is not written to again', async () => {
     const { path, peer, stalled } = await scene('regions.revoke.beforeCommit', async (p) => {
-      await p.ok({ op: 'create', name: 'v', lifetime: 'persistent' });
+      await p.ok({ op: 'create', name: 'v', lifetime: 'persistent', defaultPerms: Perm.ALL });
       await p.ok({ op: 'grant', name: 'v', to: { kind: 'user', uid: 4242 }, perms: Perm.READ | Perm.WRITE });
     });
     const pending = stalled.code({ op: 'revoke', name: 'v', to: { kind: 'user', uid: 4242 }, perms: Perm.READ });
@@ -141,7 +143,7 @@ describe('an operation stalled inside its critical section past a takeover', () 
 
   it('chown: after GC republished the region, the stalled chown neither writes the owner nor wipes new grants', async () => {
     const { path, peer, stalled } = await scene('regions.chown.afterMark', async (p) => {
-      await p.ok({ op: 'create', name: 'o', lifetime: 'persistent' });
+      await p.ok({ op: 'create', name: 'o', lifetime: 'persistent', defaultPerms: Perm.ALL });
     });
     const pending = stalled.code({ op: 'chown', name: 'o' });
     // The peer's GC sees the region CHOWNING, takes the lock over and republishes it.
@@ -161,12 +163,12 @@ describe('an operation stalled inside its critical section past a takeover', () 
 
   it('unlink: the peer re-created name survives the stalled unlink', async () => {
     const { path, peer, stalled } = await scene('regions.unlink.beforeCommit', async (p) => {
-      await p.ok({ op: 'create', name: 'u', lifetime: 'persistent' });
+      await p.ok({ op: 'create', name: 'u', lifetime: 'persistent', defaultPerms: Perm.ALL });
     });
     const pending = stalled.code({ op: 'unlink', name: 'u' });
     await new Promise((r) => setTimeout(r, 300));
     expect(await peer.code({ op: 'unlink', name: 'u' })).toBe('OK');
-    expect(await peer.code({ op: 'create', name: 'u', lifetime: 'persistent' })).toBe('OK');
+    expect(await peer.code({ op: 'create', name: 'u', lifetime: 'persistent', defaultPerms: Perm.ALL })).toBe('OK');
     const code = await pending;
     expect(['OK', 'ETIMEDOUT']).toContain(code);
     // The stalled unlink named the old region: the peer's acknowledged new one is still there.
@@ -176,9 +178,9 @@ describe('an operation stalled inside its critical section past a takeover', () 
 
   it('name table publish: the stalled publish does not make a name VALID twice', async () => {
     const { path, peer, stalled } = await scene('nrht.publish.beforeLink', async (p) => {
-      await p.ok({ op: 'create', name: 'target', lifetime: 'persistent' });
+      await p.ok({ op: 'create', name: 'target', lifetime: 'persistent', defaultPerms: Perm.ALL });
       await p.ok({ op: 'size', name: 'target', bytes: 2 * MiB });
-      await p.ok({ op: 'create', name: 'tbl', lifetime: 'persistent' });
+      await p.ok({ op: 'create', name: 'tbl', lifetime: 'persistent', defaultPerms: Perm.ALL });
       await p.ok({ op: 'table-init', name: 'tbl', maxEntries: 256, shards: 1, buckets: 64 });
       await p.ok({ op: 'default', name: 'tbl', perms: Perm.ALL });
     });
