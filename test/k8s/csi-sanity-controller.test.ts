@@ -70,6 +70,8 @@ describe('csi-sanity v5 (Identity and Controller services of marufs operator)', 
       'sanity-pool',
       '--node-name',
       'sanity-node',
+      '--kubelet-dir',
+      cp.dir, // csi-sanity's mount directory is below it (CSI refuses targets elsewhere)
     ]);
     const store = new KubeStore(loadKubeConfig(cp.kubeconfigPath));
     await installCrds(cp);
