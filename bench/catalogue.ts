@@ -61,7 +61,10 @@ const regions: Bench<RegionBenchResult> = {
   title: 'region create + size, and lookup as the pool fills',
   run: runRegionBench,
   render: renderRegionBench,
-  plot: () => plot('regions'),
+  plot: () => {
+    plot('regions-create');
+    return plot('regions');
+  },
   headline: (r) => {
     const m = r.createSize.find((c) => c.system === 'marufs' && c.processes === 1);
     const t = r.createSize.find((c) => c.system === 'tmpfs' && c.processes === 1);

@@ -4,7 +4,7 @@
  * each benchmark's tables and plot, with the date and machine of its run. After a full run the same
  * headline table replaces the block between the README's `bench:headline` markers.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { format } from 'prettier';
@@ -48,8 +48,15 @@ export async function writeReport(dir: string, options: { readme: boolean; quick
       continue;
     }
     for (const h of bench.headline(result as never)) headlines.push({ ...h, bench: name, date: result.date });
-    const svg = join(root, 'docs', 'img', `${name}.svg`);
-    const image = !options.quick && existsSync(svg) ? `\n\n![${name}](${relative(dir, svg)})` : '';
+    const images = options.quick
+      ? []
+      : readdirSync(join(root, 'docs', 'img'), { withFileTypes: true })
+          .map((e) => e.name)
+          .filter((f) => f === `${name}.svg` || (f.startsWith(`${name}-`) && f.endsWith('.svg')))
+          .sort();
+    const image = images
+      .map((f) => `\n\n![${f.slice(0, -4)}](${relative(dir, join(root, 'docs', 'img', f))})`)
+      .join('');
     sections.push(
       `## ${name}: ${bench.title}\n\nRun ${result.date} on ${result.machine}.${image}\n\n\`\`\`text\n${bench.render(result as never)}\n\`\`\``,
     );
