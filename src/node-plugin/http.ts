@@ -241,17 +241,28 @@ export function createHttpApp(opts: HttpAppOptions): Express {
 
 /** Create the app and listen on host:port; resolves once listening. */
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
-  const app = createHttpApp(opts);
+  return listenHttp(createHttpApp(opts), opts.host, opts.port, opts.logger);
+}
+
+/**
+ * Listen on host:port with any express app (the node plugin's, the agent's); resolves once listening.
+ * The handle's close() stops listening and closes every connection, idle keep-alive ones included.
+ */
+export async function listenHttp(
+  app: Express,
+  host: string,
+  port: number,
+  logger?: HttpLogger,
+): Promise<HttpServerHandle> {
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(opts.port, opts.host);
-    const onError = (err: Error): void => reject(err);
-    s.once('error', onError);
+    const s = app.listen(port, host);
+    s.once('error', reject);
     s.once('listening', () => {
-      s.off('error', onError);
+      s.off('error', reject);
       resolve(s);
     });
   });
-  server.on('error', (err) => opts.logger?.error({ err }, 'http server error'));
+  server.on('error', (err) => logger?.error({ err }, 'http server error'));
   const addr = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
   return {

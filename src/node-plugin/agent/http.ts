@@ -9,12 +9,10 @@
  *   /pools/<pool>/…              that pool's own routes (node-plugin/http.ts: /readyz, /metrics,
  *                                /api/v1/regions, …)
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
 import { MarufsError, NodeInspector } from '../../engine/index.js';
-import { createHttpApp, jsonReplacer, type HttpServerHandle } from '../http.js';
+import { createHttpApp, jsonReplacer, listenHttp, type HttpServerHandle } from '../http.js';
 import type { PoolServer } from './pool-server.js';
 
 export interface AgentHttpView {
@@ -91,26 +89,5 @@ export function createAgentHttpApp(view: AgentHttpView): Express {
 }
 
 export async function startAgentHttp(view: AgentHttpView, host: string, port: number): Promise<HttpServerHandle> {
-  const app = createAgentHttpApp(view);
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(port, host);
-    s.once('error', reject);
-    s.once('listening', () => {
-      s.off('error', reject);
-      resolve(s);
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  let closing: Promise<void> | undefined;
-  return {
-    server,
-    address: { host: addr.address, port: addr.port },
-    close() {
-      closing ??= new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
+  return listenHttp(createAgentHttpApp(view), host, port);
 }
