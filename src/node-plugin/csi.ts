@@ -64,6 +64,7 @@ import {
 } from './csi-guard.js';
 import type { PodRegistry } from './identity.js';
 import type { QuotaPolicy } from './quota.js';
+import { bindUnix, stopGrpc } from './grpc-unix.js';
 
 export const DRIVER_NAME = 'csi.marufs.io';
 /** The topology key NodeGetInfo reports: which pool this node serves. */
@@ -326,11 +327,7 @@ export class CsiServer {
         }),
       ),
     });
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${this.socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(new Error(`cannot serve CSI on ${this.socket}: ${err.message}`)) : resolve(),
-      ),
-    );
+    await bindUnix(server, this.socket, 'CSI');
     this.#server = server;
     await restrictSocket(this.socket);
   }
@@ -357,17 +354,7 @@ export class CsiServer {
     const server = this.#server;
     this.#server = undefined;
     if (server) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        t.unref();
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await stopGrpc(server, graceMs);
     }
     await fsp.unlink(this.socket).catch(() => undefined);
     await this.#saving;

@@ -20,6 +20,7 @@ import {
 } from '../node-plugin/csi-proto.js';
 import { RegionReason, type RegionSpec } from './api-contract.js';
 import { DRIVER_NAME, RegionVolumes, TOPOLOGY_POOL_KEY, type CreateVolumeInput, type VolumeInfo } from './volumes.js';
+import { bindUnix, stopGrpc } from '../node-plugin/grpc-unix.js';
 
 interface Topology {
   segments: Record<string, string>;
@@ -129,11 +130,7 @@ export class CsiController {
         capabilities: ['CREATE_DELETE_VOLUME', 'GET_CAPACITY'].map((type) => ({ rpc: { type } })),
       })),
     });
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${this.socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(new Error(`cannot serve the CSI controller on ${this.socket}: ${err.message}`)) : resolve(),
-      ),
-    );
+    await bindUnix(server, this.socket, 'the CSI controller');
     this.#server = server;
     log.info({ socket: this.socket }, 'CSI controller serving');
   }
@@ -142,17 +139,7 @@ export class CsiController {
     const server = this.#server;
     this.#server = undefined;
     if (server) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2000);
-        t.unref();
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await stopGrpc(server, 2000);
     }
     await fsp.rm(this.socket, { force: true });
   }

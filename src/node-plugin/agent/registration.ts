@@ -15,6 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import { LOADER_OPTIONS, packageRoot } from '../csi-proto.js';
+import { bindUnix, stopGrpc } from '../grpc-unix.js';
 
 export const PLUGIN_TYPE_CSI = 'CSIPlugin';
 /** CSI spec versions this plugin speaks (what node-driver-registrar reports for a CSI 1.x driver). */
@@ -120,11 +121,7 @@ export class RegistrationServer {
         cb(null, {});
       },
     });
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${this.socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(new Error(`cannot serve plugin registration on ${this.socket}: ${err.message}`)) : resolve(),
-      ),
-    );
+    await bindUnix(server, this.socket, 'plugin registration');
     this.#server = server;
   }
 
@@ -133,17 +130,7 @@ export class RegistrationServer {
     const server = this.#server;
     this.#server = undefined;
     if (server) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1000);
-        t.unref();
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await stopGrpc(server, 1000);
     }
     await fsp.unlink(this.socket).catch(() => undefined);
   }
