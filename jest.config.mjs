@@ -26,6 +26,8 @@ export default {
   testMatch: ['**/*.test.js'],
   testPathIgnorePatterns: ['/node_modules/', ...(e2e ? [] : ['<rootDir>/dist/test/e2e/'])],
   transform: {},
+  // After every test: fsck's full check on every pool the suite formatted (test/helpers/pools.ts).
+  setupFilesAfterEnv: ['<rootDir>/dist/test/helpers/fsck-after-each.js'],
   reporters: ['default', '<rootDir>/test/summary-reporter.cjs'],
   testTimeout: 120000,
   maxWorkers: 1,

@@ -8,8 +8,9 @@
 import { spawn } from 'node:child_process';
 import { existsSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { attachNode, formatDevice, thisProcess, type MarufsNode } from '../../src/engine/index.js';
+import { attachNode, thisProcess, type MarufsNode } from '../../src/engine/index.js';
 import { CLI, tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const SIZE = 64 * 1024 * 1024;
 const GEOMETRY = { maxNodes: 16, maxRegions: 256 };
@@ -105,7 +106,7 @@ describe('marufs format under the format lock', () => {
 
   it('refuses (even with --force) when a node attached to the pool while the CLI watched the slots', async () => {
     const pool = join(tmp.dir, 'force.pool');
-    await formatDevice({ path: pool, size: SIZE, geometry: GEOMETRY, timing: TIMING });
+    await formatTestPool({ path: pool, size: SIZE, geometry: GEOMETRY, timing: TIMING });
     const gate = join(tmp.dir, 'gate-2');
     const fmt = await formatStoppedBeforeLock(pool, gate, ['--force']);
     const node = await attachNode({ path: pool, timing: TIMING, gc: false });

@@ -4,9 +4,10 @@
  * while it was frozen is fenced.
  */
 import { join } from 'node:path';
-import { attachNode, formatDevice, inspectPool, NodeSlotBusyError } from '../../src/engine/index.js';
+import { attachNode, inspectPool, NodeSlotBusyError } from '../../src/engine/index.js';
 import { NodeProcess, tempDir } from '../helpers/cli.js';
 import { killAllNodes } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const FAST_TIMING = { heartbeatMs: 50, stallWindowMs: 500, pollMs: 10 };
 const FAST = ['--heartbeat-ms', '50', '--stall-window-ms', '500'];
@@ -18,7 +19,12 @@ describe('node slots and liveness', () => {
 
   async function freshPool(name: string, maxNodes = 8): Promise<string> {
     const path = join(tmp.dir, name);
-    await formatDevice({ path, size: 64 * 1024 * 1024, geometry: { maxNodes, maxRegions: 256 }, timing: FAST_TIMING });
+    await formatTestPool({
+      path,
+      size: 64 * 1024 * 1024,
+      geometry: { maxNodes, maxRegions: 256 },
+      timing: FAST_TIMING,
+    });
     return path;
   }
 
@@ -39,7 +45,7 @@ describe('node slots and liveness', () => {
 
   it('attaches nodes to a pool formatted for the flush coherence mode', async () => {
     const path = join(tmp.dir, 'flush.pool');
-    await formatDevice({
+    await formatTestPool({
       path,
       size: 64 * 1024 * 1024,
       geometry: { coherence: 'flush', maxRegions: 64 },

@@ -25,6 +25,7 @@ import {
 import { pino } from 'pino';
 import { NodeDaemon } from '../../src/node-plugin/daemon.js';
 import { runCli, tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const SIZE = 6 * 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 500 };
@@ -50,7 +51,10 @@ describe('superblock validation', () => {
   let pristine: Buffer;
   const pool = join(tmp.dir, 'sb.pool');
   beforeAll(async () => {
-    await formatDevice({ path: pool, size: SIZE, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    await formatTestPool(
+      { path: pool, size: SIZE, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING },
+      { fsck: false, why: 'its tests damage the superblock on purpose' },
+    );
     pristine = readFileSync(pool);
   });
   afterAll(() => tmp.cleanup());
@@ -133,7 +137,10 @@ describe('a damaged pool is never wiped without --force', () => {
   const pool = join(tmp.dir, 'damaged.pool');
   let pristine: Buffer;
   beforeAll(async () => {
-    await formatDevice({ path: pool, size: SIZE, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    await formatTestPool(
+      { path: pool, size: SIZE, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING },
+      { fsck: false, why: 'its tests damage the superblock on purpose' },
+    );
     pristine = readFileSync(pool);
   });
   afterAll(() => tmp.cleanup());
@@ -236,7 +243,7 @@ describe('the backup superblock under fsck', () => {
   afterAll(() => tmp.cleanup());
 
   it('reports a damaged or missing backup on a valid pool, and --repair rewrites it from the superblock', async () => {
-    await formatDevice({ path: pool, size: SIZE, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    await formatTestPool({ path: pool, size: SIZE, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
     expect(checkPool(pool).status).toBe('clean');
     const pristine = readFileSync(pool);
     const image = Buffer.from(pristine);

@@ -4,19 +4,12 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  NrhtTable,
-  Perm,
-  PoolMemory,
-  attachNode,
-  formatDevice,
-  requireSuperblock,
-  thisProcess,
-} from '../../src/engine/index.js';
+import { NrhtTable, Perm, PoolMemory, attachNode, requireSuperblock, thisProcess } from '../../src/engine/index.js';
 import { RatLayout, E, H } from '../../src/engine/regions/rat.js';
 import { ME_CB } from '../../src/engine/me/area.js';
 import { slotOffset, SLOT } from '../../src/engine/bootstrap/slots.js';
 import { runCli, tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 
@@ -33,7 +26,10 @@ describe('marufs fsck', () => {
   afterAll(() => tmp.cleanup());
 
   beforeAll(async () => {
-    await formatDevice({ path: pool, size: 64 * MiB, geometry: { maxNodes: 8, maxRegions: 32 } });
+    await formatTestPool(
+      { path: pool, size: 64 * MiB, geometry: { maxNodes: 8, maxRegions: 32 } },
+      { fsck: false, why: 'each test plants a corruption for fsck to find' },
+    );
     const node = await attachNode({ path: pool, gc: false });
     const me = thisProcess(node.nodeId);
     for (const name of ['alpha', 'beta']) {

@@ -9,18 +9,15 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   Perm,
-  PoolMemory,
   attachNode,
-  checkRegions,
-  formatDevice,
   processStartTime,
-  requireSuperblock,
   thisProcess,
   workloadId,
   type MarufsNode,
 } from '../../src/engine/index.js';
 import { Agent, agents, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool, poolProblems } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
@@ -50,15 +47,6 @@ async function until(cond: () => boolean, ms = 5000): Promise<number> {
   return performance.now() - t0;
 }
 
-function problems(path: string): string[] {
-  const mem = PoolMemory.open(path, { readOnly: true });
-  try {
-    return checkRegions(mem, requireSuperblock(mem).layout).problems;
-  } finally {
-    mem.close();
-  }
-}
-
 describe('garbage collection', () => {
   const tmp = tempDir();
   let pool: string;
@@ -66,7 +54,7 @@ describe('garbage collection', () => {
   afterEach(() => killAllAgents());
   beforeAll(async () => {
     pool = join(tmp.dir, 'gc.pool');
-    await formatDevice({ path: pool, size: 128 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    await formatTestPool({ path: pool, size: 128 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
     node = await attachNode({ path: pool, timing: TIMING, gc: { intervalMs: 100, stuckMs: 500 } });
   });
   afterAll(async () => {
@@ -87,7 +75,7 @@ describe('garbage collection', () => {
     expect(took).toBeLessThan(2000);
     expect(node.regions.lookup('mine')).toBeDefined();
     expect(node.gc.status().total.regions).toBeGreaterThanOrEqual(1);
-    expect(problems(pool)).toEqual([]);
+    expect(poolProblems(pool)).toEqual([]);
   });
 
   it('removes delegations of dead processes (test_gc_deleg) and never hands them to a reused pid', async () => {
@@ -168,7 +156,7 @@ describe('garbage collection', () => {
     expect(node.regions.lookup('victim-persistent')).toBeDefined();
     expect(node.regions.stat('victim-persistent').mappers).toEqual([]);
     expect(node.regions.stat('host').delegations.map((d) => d.principal?.kind)).toEqual(['workload']);
-    expect(problems(pool)).toEqual([]);
+    expect(poolProblems(pool)).toEqual([]);
     await Promise.all([b!.detach(), c!.detach()]);
   });
 
@@ -179,9 +167,9 @@ describe('garbage collection', () => {
     // The dead node held the global ME: another node takes it over, then GC releases what was left.
     const other = new Agent(pool);
     await other.ready;
-    await until(() => problems(pool).length === 0, 8000);
+    await until(() => poolProblems(pool).length === 0, 8000);
     expect(await other.code({ op: 'create', name: 'half-made', lifetime: 'persistent' })).toBe('OK');
-    expect(problems(pool)).toEqual([]);
+    expect(poolProblems(pool)).toEqual([]);
     await other.detach();
   });
 
@@ -210,7 +198,7 @@ describe('garbage collection', () => {
     const after = node.regions.capacity();
     expect(after.usedBytes).toBe(before.usedBytes);
     expect(after.regionsUsed).toBe(before.regionsUsed);
-    expect(problems(pool)).toEqual([]);
+    expect(poolProblems(pool)).toEqual([]);
     await other.detach();
   });
 

@@ -1,7 +1,8 @@
 /** The engine's inspection API: every view in one JSON document, and the debug controls. */
 import { join } from 'node:path';
-import { NodeInspector, NrhtTable, Perm, attachNode, formatDevice, thisProcess } from '../../src/engine/index.js';
+import { NodeInspector, NrhtTable, Perm, attachNode, thisProcess } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 
@@ -11,7 +12,7 @@ describe('inspection API', () => {
 
   it('shows slots, regions, capacity, MEs, tables and GC, and applies the debug controls', async () => {
     const pool = join(tmp.dir, 'inspect.pool');
-    await formatDevice({ path: pool, size: 64 * MiB, geometry: { maxNodes: 4, maxRegions: 16 } });
+    await formatTestPool({ path: pool, size: 64 * MiB, geometry: { maxNodes: 4, maxRegions: 16 } });
     const node = await attachNode({ path: pool, timing: { heartbeatMs: 50 } });
     const me = thisProcess(node.nodeId);
     await node.regions.create('data', me, { lifetime: 'persistent' });

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { formatDevice } from '../../src/engine/node.js';
 import { PoolMemory } from '../../src/engine/pool/memory.js';
 import { formatMeArea } from '../../src/engine/me/area.js';
 import { minimumPoolSize, resolveGeometry, type MeStrategyName } from '../../src/engine/layout/geometry.js';
 import type { MeConfig } from '../../src/engine/me/config.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 export const MAX_NODES = 16;
 
@@ -35,7 +35,7 @@ export async function makePool(strategy: MeStrategyName, shards = 1): Promise<Te
   const path = join(dir, 'pool');
   const geometry = resolveGeometry({ maxNodes: MAX_NODES, maxRegions: 16, globalMeStrategy: strategy });
   const size = minimumPoolSize(geometry);
-  const { layout } = await formatDevice({ path, size, geometry });
+  const { layout } = await formatTestPool({ path, size, geometry });
   const base = layout.dataOffset;
   const mem = PoolMemory.open(path);
   formatMeArea(mem, base, shards, MAX_NODES, strategy);

@@ -5,17 +5,10 @@
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  NrhtTable,
-  Perm,
-  attachNode,
-  formatDevice,
-  thisProcess,
-  type Caller,
-  type MarufsNode,
-} from '../../src/engine/index.js';
+import { NrhtTable, Perm, attachNode, thisProcess, type Caller, type MarufsNode } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
 import { code } from '../helpers/util.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
@@ -27,7 +20,7 @@ describe('name tables', () => {
   let me: Caller;
   beforeAll(async () => {
     pool = join(tmp.dir, 'nrht.pool');
-    await formatDevice({ path: pool, size: 512 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    await formatTestPool({ path: pool, size: 512 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
     node = await attachNode({ path: pool, timing: TIMING });
     me = thisProcess(node.nodeId);
   });
@@ -187,7 +180,7 @@ describe('name tables', () => {
 
   it('holds tables of 4,194,304 entries where the pool is big enough', async () => {
     const path = `/dev/shm/marufs-big-${process.pid}.pool`;
-    await formatDevice({ path, size: 1024 * MiB, geometry: { maxNodes: 4, maxRegions: 16 }, timing: TIMING });
+    await formatTestPool({ path, size: 1024 * MiB, geometry: { maxNodes: 4, maxRegions: 16 }, timing: TIMING });
     const big = await attachNode({ path, timing: TIMING });
     try {
       const c = thisProcess(big.nodeId);

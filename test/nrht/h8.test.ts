@@ -5,9 +5,10 @@
  * then the chain is verified and the set of names compared with what must be there.
  */
 import { join } from 'node:path';
-import { Perm, formatDevice } from '../../src/engine/index.js';
+import { Perm } from '../../src/engine/index.js';
 import { agents, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 
@@ -20,8 +21,9 @@ describe.each(['request', 'order'])('one crowded bucket (H8), %s strategy', (str
 
   it('keeps every chain intact and every live name findable over 10 rounds of 8 nodes', async () => {
     const pool = join(tmp.dir, 'h8.pool');
-    await formatDevice({ path: pool, size: 64 * MiB, geometry: { maxNodes: 16, maxRegions: 32 } });
-    const nodes = await agents(pool, 8, { MARUFS_NAME_HASH: 'weak:0' });
+    const env = { MARUFS_NAME_HASH: 'weak:0' };
+    await formatTestPool({ path: pool, size: 64 * MiB, geometry: { maxNodes: 16, maxRegions: 32 } }, { env });
+    const nodes = await agents(pool, 8, env);
     const owner = nodes[0]!;
     await owner.ok({ op: 'create', name: 'target', lifetime: 'persistent' });
     await owner.ok({ op: 'size', name: 'target', bytes: 2 * MiB });

@@ -3,9 +3,10 @@
  * reference's five tests per round, and the table's chains verified after each round.
  */
 import { join } from 'node:path';
-import { Perm, formatDevice } from '../../src/engine/index.js';
+import { Perm } from '../../src/engine/index.js';
 import { agents, killAllAgents, type Agent } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 const WORKERS = 8;
@@ -16,7 +17,7 @@ describe.each(['request', 'order'])('NRHT races, %s strategy', (strategy) => {
   let pool: string;
   beforeAll(async () => {
     pool = join(tmp.dir, 'race.pool');
-    await formatDevice({ path: pool, size: 128 * MiB, geometry: { maxNodes: 16, maxRegions: 128 } });
+    await formatTestPool({ path: pool, size: 128 * MiB, geometry: { maxNodes: 16, maxRegions: 128 } });
     nodes = await agents(pool, WORKERS);
     await nodes[0]!.ok({ op: 'create', name: 'target', lifetime: 'persistent' });
     await nodes[0]!.ok({ op: 'size', name: 'target', bytes: 2 * MiB });

@@ -7,7 +7,6 @@ import {
   Perm,
   adminReservedSlots,
   attachNode,
-  formatDevice,
   thisProcess,
   workloadId,
   type Caller,
@@ -15,6 +14,7 @@ import {
 } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
 import { code } from '../helpers/util.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
@@ -28,7 +28,7 @@ describe('regions on two nodes', () => {
   let me2: Caller;
   beforeAll(async () => {
     pool = join(tmp.dir, 'regions.pool');
-    await formatDevice({ path: pool, size: 64 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    await formatTestPool({ path: pool, size: 64 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
     n1 = await attachNode({ path: pool, timing: TIMING });
     n2 = await attachNode({ path: pool, timing: TIMING });
     me1 = thisProcess(n1.nodeId);

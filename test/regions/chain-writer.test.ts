@@ -7,9 +7,10 @@
  * word is repaired by the new holder, and fsck reports it (and `--repair` fixes it) when nobody did.
  */
 import { join } from 'node:path';
-import { Perm, checkPool, formatDevice, fsck } from '../../src/engine/index.js';
+import { Perm, checkPool, fsck } from '../../src/engine/index.js';
 import { Agent, agents, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
@@ -42,7 +43,7 @@ describe('a chain writer killed between its two increments', () => {
 
   async function pool(name: string): Promise<string> {
     const path = join(tmp.dir, name);
-    await formatDevice({
+    await formatTestPool({
       path,
       size: 128 * MiB,
       geometry: { maxNodes: 16, maxRegions: 128, indexShards: 1 },

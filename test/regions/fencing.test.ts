@@ -13,9 +13,10 @@
  * its creator's user on its node (the owner rule), and here two nodes change the same regions.
  */
 import { join } from 'node:path';
-import { Perm, checkPool, formatDevice } from '../../src/engine/index.js';
+import { Perm, checkPool } from '../../src/engine/index.js';
 import { Agent, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
@@ -53,7 +54,7 @@ describe('an operation stalled inside its critical section past a takeover', () 
   /** A fresh pool, the peer (with `setup` done), then the agent that will stall at `point`. */
   async function scene(point: string, setup: (peer: Agent) => Promise<void>) {
     const path = join(tmp.dir, `fence-${n++}.pool`);
-    await formatDevice({ path, size: 128 * MiB, geometry: { maxNodes: 16, maxRegions: 128 }, timing: TIMING });
+    await formatTestPool({ path, size: 128 * MiB, geometry: { maxNodes: 16, maxRegions: 128 }, timing: TIMING });
     const peer = new Agent(path, 'auto', PEER);
     await peer.ready;
     await setup(peer);

@@ -6,17 +6,11 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  Perm,
-  PoolMemory,
-  checkRegions,
-  formatDevice,
-  requireSuperblock,
-  RegionTable,
-} from '../../src/engine/index.js';
+import { Perm, PoolMemory, requireSuperblock, RegionTable } from '../../src/engine/index.js';
 import { Agent, agents, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
 import { seededRandom } from '../helpers/util.js';
+import { formatTestPool, poolProblems } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 
@@ -24,7 +18,7 @@ function poolState(path: string): { problems: string[]; regions: { name: string;
   const mem = PoolMemory.open(path, { readOnly: true });
   try {
     const layout = requireSuperblock(mem).layout;
-    return { problems: checkRegions(mem, layout).problems, regions: new RegionTable(mem, layout).list() };
+    return { problems: poolProblems(path), regions: new RegionTable(mem, layout).list() };
   } finally {
     mem.close();
   }
@@ -37,7 +31,7 @@ describe('regions model test', () => {
 
   it('keeps every invariant and matches the model through 20 rounds of random operations on 4 nodes', async () => {
     const path = join(tmp.dir, 'model.pool');
-    await formatDevice({ path, size: 96 * MiB, geometry: { maxNodes: 8, maxRegions: 64 } });
+    await formatTestPool({ path, size: 96 * MiB, geometry: { maxNodes: 8, maxRegions: 64 } });
     const nodes = await agents(path, 4);
     const seed = Number(process.env['MARUFS_SEED'] ?? 20261123);
     const rand = seededRandom(seed);
@@ -150,7 +144,7 @@ describe('regions model test', () => {
 
   it('denies a process that reuses the pid of a process a delegation was bound to', async () => {
     const path = join(tmp.dir, 'pidreuse.pool');
-    await formatDevice({ path, size: 32 * MiB, geometry: { maxNodes: 8, maxRegions: 16 } });
+    await formatTestPool({ path, size: 32 * MiB, geometry: { maxNodes: 8, maxRegions: 16 } });
     const owner = new Agent(path, 1);
     await owner.ready;
     await owner.ok({ op: 'create', name: 'guarded' });

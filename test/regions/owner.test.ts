@@ -6,19 +6,11 @@
  * named with its start time.
  */
 import { join } from 'node:path';
-import {
-  Perm,
-  Pool,
-  attachNode,
-  formatDevice,
-  ownerFor,
-  parsePrincipal,
-  thisProcess,
-  type Caller,
-  type MarufsNode,
-} from '../../src/index.js';
+import { Perm, Pool, attachNode, parsePrincipal, thisProcess, type Caller, type MarufsNode } from '../../src/index.js';
+import { ownerFor } from '../../src/engine/index.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { code } from '../helpers/util.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
 
@@ -46,7 +38,7 @@ describe('every entry point uses the owner rule', () => {
   let a: MarufsNode;
   let b: MarufsNode;
   beforeAll(async () => {
-    await formatDevice({ path: pool, size: 64 * 1024 * 1024, geometry: { maxNodes: 8, maxRegions: 64 } });
+    await formatTestPool({ path: pool, size: 64 * 1024 * 1024, geometry: { maxNodes: 8, maxRegions: 64 } });
     a = await attachNode({ path: pool, timing: TIMING, gc: false });
     b = await attachNode({ path: pool, timing: TIMING, gc: false });
   });
