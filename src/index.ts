@@ -64,5 +64,5 @@ export type { RegionInfo, Capacity, CreateOptions } from './engine/regions/store
 export { RegionHandle, type MappedView } from './engine/regions/handle.js';
 export { NrhtTable, type FindResult, type PublishItem, type NrhtStats } from './engine/nrht/table.js';
 export type { NrhtInitParams } from './engine/nrht/layout.js';
-export { inspectPool, type PoolReport, type RegionReport, type InspectOptions } from './engine/inspect.js';
+export { inspectPool, type PoolReport, type RegionReport, type InspectOptions } from './engine/pool-report.js';
 export { fsck, checkPool, type FsckReport, type FsckProblem } from './engine/fsck.js';

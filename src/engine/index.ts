@@ -1,6 +1,8 @@
 /**
- * The engine's public surface. The CLI, the node plugin, the operator and the SDK import only
- * from here (test/unit/engine-surface.test.ts pins it).
+ * The engine's surface for the rest of this repository: the CLI, the node plugin, the operator and
+ * the SDK import the engine only from here; engine modules import each other directly. What a
+ * program outside the repository may use is the smaller list in src/index.ts (the `marufs` package,
+ * pinned by test/unit/engine-surface.test.ts).
  */
 export * from './errors.js';
 export { PoolMemory, type Coherence, type PoolMemoryOptions } from './pool/memory.js';
@@ -44,7 +46,7 @@ export {
   type SlotReport,
   type RegionReport,
   type InspectOptions,
-} from './inspect.js';
+} from './pool-report.js';
 export { failpoint } from './failpoints.js';
 export {
   RegionStore,
@@ -84,4 +86,4 @@ export {
   type GcPhaseCounts,
 } from './gc/collector.js';
 export { fsck, checkPool, type FsckReport, type FsckProblem } from './fsck.js';
-export { NodeInspector, DEBUG_ACTIONS, type DebugAction, type NodeViews, type MeView } from './inspection.js';
+export { NodeInspector, DEBUG_ACTIONS, type DebugAction, type NodeViews, type MeView } from './node-inspector.js';

@@ -7,7 +7,7 @@
  * primary's magic last. A crash at any point before the magic leaves a pool that reads
  * "formatting", so another node redoes the whole format; a crash after it leaves a complete pool.
  *
- * This module only writes. Who may format, and when, is decided in attach.ts (the election).
+ * This module only writes. Who may format, and when, is decided in election.ts (the format election) and node.ts (attachNode's format policy).
  */
 import { failpoint } from '../failpoints.js';
 import {

@@ -1,6 +1,7 @@
 /**
  * libc through koffi: open, fstat, ftruncate, mmap, munmap, msync, close. Pointers are bigints.
- * Only this module and pool/device.ts talk to libc; everything else sees a PoolMapping.
+ * Only this module, pool/device.ts (open and map a device) and pool/memory.ts (views over the
+ * mapping, dedicated mappings of large ranges) talk to libc; everything else sees PoolMemory.
  */
 import koffi from 'koffi';
 import { arch } from 'node:process';

@@ -1,5 +1,5 @@
 /**
- * The permission model (docs/acl.md). Pure rules; the RAT module applies them to pool entries.
+ * The permission model (docs/acl.md). Pure rules; store.ts applies them to region-table entries.
  *
  * Bits: READ 0x01 · WRITE 0x02 · DELETE 0x04 · ADMIN 0x08 · IOCTL 0x10 · GRANT 0x20.
  * Order of a check: region not ALLOCATED ⇒ nothing; owner ⇒ everything; else default permissions

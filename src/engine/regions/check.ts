@@ -1,6 +1,7 @@
 /**
  * Invariants of the region table and the global name index, checked from pool bytes alone (read
- * only). Tests run it after every multi-process round; `marufs fsck` will build on it.
+ * only). fsck (fsck.ts) runs it as its region-table part; tests use fsck's full check
+ * (test/helpers/pools.ts).
  *
  * - every live entry has a valid name, and an extent that is 2 MiB aligned, inside the data area,
  *   a whole number of units that holds its size, and overlaps no other extent;

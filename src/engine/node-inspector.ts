@@ -1,6 +1,8 @@
 /**
- * The inspection API of an attached node: JSON views equivalent to the reference's sysfs files, and
- * the debug controls, for the node plugin to serve over HTTP (controls only to administrators).
+ * The node inspector: the inspection API of an attached node — JSON views equivalent to the
+ * reference's sysfs files, and the debug controls, which the node plugin serves over HTTP
+ * (src/node-plugin/http.ts; controls only to administrators). Per-slot, per-region and per-table
+ * reports come from the pool report (pool-report.ts); this module adds what only a live node knows.
  *
  * Views: bootstrap slots (liveness as this node's collector sees them), regions (owner, size,
  * state, default permissions, delegations, mappers), capacity, permissions of a caller, the global
@@ -11,7 +13,7 @@
  */
 import { readSlot } from './bootstrap/slots.js';
 import { BOOTSTRAP_SLOTS, type Geometry } from './layout/geometry.js';
-import { regionReport, slotReport, tableReport, type RegionReport, type SlotReport } from './inspect.js';
+import { regionReport, slotReport, tableReport, type RegionReport, type SlotReport } from './pool-report.js';
 import type { MeAreaReport } from './me/inspect.js';
 import type { MeInstanceInfo } from './me/instance.js';
 import type { MeStatsSnapshot } from './me/stats.js';

@@ -1,8 +1,10 @@
 /**
- * Inspection views of a pool as plain JSON-able objects: the superblock and geometry, the layout's
- * areas, and every claimed node slot with its liveness as observed from here. `marufs inspect`
- * prints these; the node plugin will serve them over HTTP. The shape is documented in
- * docs/cli.md and kept stable: fields are only ever added.
+ * The pool report: a pool described from its bytes alone, as plain JSON-able objects — the
+ * superblock and geometry, the layout's areas, every claimed node slot with its liveness as observed
+ * from here, the regions, capacity, the global ME and every name table. Needs no attached node
+ * (`inspectPool` maps the pool read-only). `marufs inspect` prints it; the node plugin's inspector
+ * (node-inspector.ts) reuses its per-slot, per-region and per-table reports. The shape is documented
+ * in docs/cli.md and kept stable: fields are only ever added.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SLOT_STATE_NAMES, HEADER, readSlot, type SlotView } from './bootstrap/slots.js';
