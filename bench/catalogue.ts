@@ -68,6 +68,8 @@ const regions: Bench<RegionBenchResult> = {
   headline: (r) => {
     const m = r.createSize.find((c) => c.system === 'marufs' && c.processes === 1);
     const t = r.createSize.find((c) => c.system === 'tmpfs' && c.processes === 1);
+    const m8 = r.createSize.find((c) => c.system === 'marufs' && c.processes === 8);
+    const t8 = r.createSize.find((c) => c.system === 'tmpfs' && c.processes === 8);
     const first = r.lookup[0];
     const last = r.lookup[r.lookup.length - 1];
     return [
@@ -78,6 +80,16 @@ const regions: Bench<RegionBenchResult> = {
               marufs: `${num(m.p50Us)} µs`,
               peer: `tmpfs ${num(t.p50Us)} µs; famfs (published) 90–120 ms`,
               ratio: `${x(m.p50Us / t.p50Us)} tmpfs's time`,
+            },
+          ]
+        : []),
+      ...(m8 && t8
+        ? [
+            {
+              what: 'create + size a 2 MiB region, 8 processes together',
+              marufs: `${num(m8.opsPerSec)}/s`,
+              peer: `tmpfs ${num(t8.opsPerSec)}/s`,
+              ratio: x(m8.opsPerSec / t8.opsPerSec),
             },
           ]
         : []),
@@ -124,8 +136,8 @@ const nrht: Bench<NrhtBenchResult> = {
   run: runNrhtBench,
   render: renderNrhtBench,
   plot: () => plot('nrht'),
-  headline: (r) =>
-    r.sideBySide
+  headline: (r) => [
+    ...r.sideBySide
       .filter((s) => s.redis && (s.op === 'find' || s.op === 'publish'))
       .map((s) => ({
         what: `name table ${s.op} (vs ${s.op === 'find' ? 'GET' : 'SET'}), p50`,
@@ -133,6 +145,15 @@ const nrht: Bench<NrhtBenchResult> = {
         peer: `${redisOf(r.redisVersion)} ${us(s.redis!.p50Ns)}`,
         ratio: `${x(s.redis!.p50Ns / s.marufs.p50Ns)} faster`,
       })),
+    ...r.sideBySide
+      .filter((s) => s.redis && s.op === 'findMany')
+      .map((s) => ({
+        what: 'name table findMany, 32 names per call (vs 32 pipelined GETs), mean per name',
+        marufs: us(s.marufs.meanNs),
+        peer: `${redisOf(r.redisVersion)} ${us(s.redis!.meanNs)}`,
+        ratio: `${x(s.redis!.meanNs / s.marufs.meanNs)} faster`,
+      })),
+  ],
 };
 
 const fuse: Bench<FuseBenchResult> = {

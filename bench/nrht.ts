@@ -2,7 +2,9 @@
  * Name-table (NRHT) benchmarks:
  *  1. single process, side by side with Redis on loopback through the official client (node-redis),
  *     in the same run: find vs GET, publish vs SET, clear vs DEL, refInc vs INCR — Redis one command
- *     per round trip and pipelined 32 at a time; reports the ratios;
+ *     per round trip and pipelined 32 at a time; reports the ratios; plus misses (a non-throwing
+ *     lookup vs a GET of a missing key) and batched finds (findMany of 32 names vs 32 pipelined GETs,
+ *     per name);
  *  2. the reference's sweep: 8 node processes, 2–64 shards, both ME strategies, per-op
  *     mean/p50/p99/p999 and throughput of publish, find, clear and the ref/pin counters.
  */
@@ -127,6 +129,22 @@ async function sideBySide(
   const keys = keySet('kv-block');
   const marufs = await runMarufs(keys);
   const batched = await batchedMeans(t, Math.min(n, 20_000));
+  // Misses (non-throwing lookup) and batched finds: 32 names per findMany call, per-name cost.
+  for (let i = 0; i < n; i++) await t.publish(keys[i]!, 'target', (i % 1024) * 4096);
+  const missing = keySet('absent-block');
+  await time(n, (i) => t.lookup(missing[i]!)); // warm-up
+  const miss = await time(n, (i) => t.lookup(missing[(i * 7919) % n]!));
+  const many: number[] = [];
+  const out: unknown[] = [];
+  for (let pass = 0; pass < 2; pass++) {
+    many.length = 0;
+    for (let start = 0; start + 32 <= n; start += 32) {
+      const names = keys.slice(start, start + 32);
+      const t0 = process.hrtime.bigint();
+      t.findMany(names, out as never);
+      many.push(Number(process.hrtime.bigint() - t0) / 32);
+    }
+  }
   await t.leave();
   const server = await startRedisServer();
   const rows: SideBySideRow[] = [];
@@ -172,6 +190,33 @@ async function sideBySide(
         redisPipelinedMeanNs: pipelined[op],
       });
     }
+    const missing = keySet('absent-block');
+    await time(n, (i) => client.get(missing[i]!)); // warm-up
+    const redisMiss = await time(n, (i) => client.get(missing[(i * 7919) % n]!));
+    rows.push({
+      op: 'findMiss',
+      marufs: dist(miss),
+      marufsBatchedMeanNs: dist(miss).meanNs,
+      redis: dist(redisMiss),
+      redisPipelinedMeanNs: pipelined.find,
+    });
+    // Per name: a findMany of 32 next to 32 pipelined GETs (one round trip), both timed per batch.
+    const redisMany: number[] = [];
+    for (let pass = 0; pass < 2; pass++) {
+      redisMany.length = 0;
+      for (let start = 0; start + 32 <= n; start += 32) {
+        const t0 = process.hrtime.bigint();
+        await Promise.all(keys.slice(start, start + 32).map((k) => client.get(k)));
+        redisMany.push(Number(process.hrtime.bigint() - t0) / 32);
+      }
+    }
+    rows.push({
+      op: 'findMany',
+      marufs: dist(many),
+      marufsBatchedMeanNs: dist(many).meanNs,
+      redis: dist(redisMany),
+      redisPipelinedMeanNs: dist(redisMany).meanNs,
+    });
   } finally {
     await client.quit();
     await server.stop();
@@ -262,7 +307,7 @@ export function renderNrhtBench(r: NrhtBenchResult): string {
       'Redis mean / marufs batched mean',
     ],
     r.sideBySide.map((row) => [
-      `${row.op} vs ${{ publish: 'SET', find: 'GET', refInc: 'INCR', clear: 'DEL' }[row.op] ?? '?'}`,
+      `${row.op} vs ${{ publish: 'SET', find: 'GET', refInc: 'INCR', clear: 'DEL', findMiss: 'GET of a missing key', findMany: '32 pipelined GETs' }[row.op] ?? '?'} ${row.op === 'findMany' ? '(per name)' : ''}`.trim(),
       us(row.marufs.p50Ns),
       us(row.marufs.p99Ns),
       us(row.marufsBatchedMeanNs),

@@ -1,6 +1,6 @@
 /**
  * Child process of bench/regions.ts. Modes:
- *   marufs <pool> <count> <prefix>  attach as a node, then `count` × (create + size 2 MiB), timing each
+ *   marufs <pool> <count> <prefix>  attach as a node, then `count` × create sized 2 MiB (one call), timing each
  *   tmpfs  <dir>  <count> <prefix>  `count` × (open O_CREAT|O_EXCL + ftruncate 2 MiB + close)
  * Waits for a "go" line on stdin after printing "ready", then prints the latencies (ns) as JSON.
  */
@@ -26,8 +26,8 @@ if (mode === 'marufs') {
   await waitGo();
   for (let i = 0; i < count; i++) {
     const t0 = process.hrtime.bigint();
-    await node.regions.create(`${prefix}-${i}`, caller, { lifetime: 'persistent' });
-    await node.regions.size(`${prefix}-${i}`, 2 * MiB, caller);
+    // One engine call: reserve and size in one critical section.
+    await node.regions.create(`${prefix}-${i}`, caller, { lifetime: 'persistent', size: 2 * MiB });
     latencies.push(Number(process.hrtime.bigint() - t0));
   }
   await node.detach();

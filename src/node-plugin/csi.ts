@@ -566,16 +566,12 @@ export class CsiServer {
     }
     if (volume.size === undefined) throw notFound(`region "${volume.region}" does not exist in pool "${volume.pool}"`);
     server.quota?.checkCreate({ kind: 'workload', workloadId: caller.workloadId }, volume.size);
+    // One engine call creates and sizes: a failure (ENOSPC…) leaves no region behind.
     await regions.create(volume.region, caller, {
       owner: { kind: 'workload', workloadId: caller.workloadId },
       lifetime: 'persistent',
+      size: volume.size,
     });
-    try {
-      await regions.size(volume.region, volume.size, caller);
-    } catch (err) {
-      await regions.unlink(volume.region, caller).catch(() => undefined);
-      throw err;
-    }
     return true;
   }
 

@@ -20,7 +20,6 @@ import {
   type Caller,
   type FindResult,
   type MappedView,
-  type MarufsError,
   type MarufsNode,
   type NrhtInitParams,
   type NrhtStats,
@@ -110,22 +109,14 @@ export class Pool {
    * if sizing fails the region is removed again. Returns it open. EEXIST, ENOSPC, ENAMETOOLONG, EINVAL.
    */
   async create(name: string, options: RegionCreateOptions = {}): Promise<Region> {
+    // One engine call creates and sizes: a create whose sizing fails leaves nothing behind.
     await this.node.regions.create(name, this.caller, {
       ...(options.lifetime ? { lifetime: options.lifetime } : {}),
       ...(options.defaultPerms !== undefined ? { defaultPerms: perms(options.defaultPerms) } : {}),
       ...(options.owner !== undefined ? { owner: principal(options.owner) } : {}),
+      ...(options.size !== undefined ? { size: options.size } : {}),
     });
-    const region = this.open(name);
-    if (options.size !== undefined) {
-      try {
-        await region.truncate(options.size);
-      } catch (err) {
-        region.close();
-        await this.remove(name).catch(() => undefined); // no half-made region left behind
-        throw err;
-      }
-    }
-    return region;
+    return this.open(name);
   }
 
   /** Open region `name` for data access (ENOENT). No permission check here: each access checks. */
@@ -190,17 +181,11 @@ export class Pool {
    */
   async createNameTable(name: string, options: NameTableCreateOptions = {}): Promise<NameTable> {
     const { lifetime, defaultPerms, ...params } = options;
-    await this.node.regions.create(name, this.caller, {
+    // One engine call: created, sized and formatted, or nothing is left behind.
+    const table = await NrhtTable.create(this.node, name, this.caller, params, {
       ...(lifetime ? { lifetime } : {}),
       ...(defaultPerms !== undefined ? { defaultPerms: perms(defaultPerms) } : {}),
     });
-    let table: NrhtTable;
-    try {
-      table = await NrhtTable.init(this.node, name, this.caller, params);
-    } catch (err) {
-      await this.remove(name).catch(() => undefined);
-      throw err;
-    }
     return this.#table(table);
   }
 
@@ -295,8 +280,6 @@ export class NameTable {
   /** The engine table, for batches, stats, check and precomputed hashes. */
   readonly table: NrhtTable;
   #openSet: Set<NameTable>;
-  /** The region has been seen to be an initialized name table (see get). */
-  #isTable = false;
 
   /** @internal use Pool.names() or Pool.createNameTable() */
   constructor(table: NrhtTable, openSet: Set<NameTable>) {
@@ -321,20 +304,16 @@ export class NameTable {
    * which throws ENOENT. Every other error (EACCES, ESTALE…) is thrown.
    */
   get(key: string): FindResult | undefined {
-    try {
-      return this.table.find(key);
-    } catch (err) {
-      if ((err as MarufsError).code !== 'ENOENT') throw err;
-      if (this.#isTable) return undefined;
-      // ENOENT also means "the region is not an initialized name table". findBatch throws that one
-      // for the whole call and reports a missing key per name. Once the region is known to be a
-      // table it stays one (deleting it answers ESTALE), so this is asked only once.
-      const r = this.table.findBatch([key]).results[0]!;
-      this.#isTable = true;
-      if ('regionId' in r) return r; // published meanwhile
-      if (r.code === 'ENOENT') return undefined;
-      throw err;
-    }
+    return this.table.lookup(key);
+  }
+
+  /**
+   * Where each key points (undefined for a key not in the table), in one call: one permission check
+   * for the batch and one lock-free walk per key — the fast path for many lookups. Pass `out` to
+   * reuse an array.
+   */
+  getMany(keys: readonly string[], out?: (FindResult | undefined)[]): (FindResult | undefined)[] {
+    return this.table.findMany(keys, out);
   }
 
   /** Remove `key` (ENOENT if absent). */

@@ -197,16 +197,11 @@ async function initOnDevice(
   params: InitParams,
 ): Promise<NrhtStats> {
   return withNode(t.device, opts, async (node, caller) => {
-    const created = !node.regions.lookup(t.table);
-    if (created) await node.regions.create(t.table, caller, { lifetime: 'persistent' });
-    let table: NrhtTable;
-    try {
-      table = await NrhtTable.init(node, t.table, caller, params);
-    } catch (err) {
-      // No half-made table left behind: remove the region this command created.
-      if (created) await node.regions.unlink(t.table, caller).catch(() => undefined);
-      throw err;
-    }
+    // A new region is created, sized and formatted in one engine call (a failure leaves nothing);
+    // an existing one is initialized in place.
+    const table = node.regions.lookup(t.table)
+      ? await NrhtTable.init(node, t.table, caller, params)
+      : await NrhtTable.create(node, t.table, caller, params, { lifetime: 'persistent' });
     const result = table.stats();
     await table.leave();
     return result;

@@ -54,19 +54,13 @@ export function registerRegion(program: Command): void {
         if (lifetime !== 'persistent' && lifetime !== 'process')
           throw new MarufsError('EINVAL', `bad lifetime "${lifetime}"`);
         const r = await withNode(device, opts, async (node, caller) => {
-          await node.regions.create(name, caller, {
+          // One engine call: a create whose sizing fails leaves nothing behind.
+          const info = await node.regions.create(name, caller, {
             lifetime,
             ...(opts.default !== undefined ? { defaultPerms: opts.default } : {}),
+            ...(opts.size ? { size: opts.size } : {}),
           });
-          if (opts.size) {
-            try {
-              await node.regions.size(name, opts.size, caller);
-            } catch (err) {
-              await node.regions.unlink(name, caller).catch(() => undefined); // no half-made region left behind
-              throw err;
-            }
-          }
-          return regionReport(node.regions.stat(name));
+          return regionReport(info);
         });
         printResult(opts, r, describe(r));
       },

@@ -37,6 +37,7 @@ import type { PoolMemory } from '../pool/memory.js';
 import { Perm } from '../regions/acl.js';
 import { encodeNameInto, hashFromBigInt, hashName, NAME_MAX, type NameHash } from '../regions/names.js';
 import type { Caller } from '../regions/principal.js';
+import type { CreateOptions } from '../regions/store.js';
 import { E, RatState, RegionType, readName } from '../regions/rat.js';
 import type { RegionHandle } from '../regions/handle.js';
 import { PermissionCache } from '../regions/acl.js';
@@ -212,6 +213,41 @@ export class NrhtTable {
     }
   }
 
+  /**
+   * Create region `name` as a name table in ONE engine call (RegionStore.createTable): reserved,
+   * sized and formatted inside one critical section, so a failure (ENOSPC, EEXIST, fenced…)
+   * leaves no region behind. `options` are the region's (lifetime, default permissions, owner).
+   */
+  static async create(
+    node: MarufsNode,
+    name: string,
+    caller: Caller,
+    params: NrhtInitParams = {},
+    options: CreateOptions = {},
+  ): Promise<NrhtTable> {
+    const geo = node.superblock.geometry;
+    const g = resolveNrhtGeometry(params, {
+      maxEntries: geo.nrhtMaxEntries,
+      maxShards: Math.min(64, geo.nrhtMaxShards),
+      maxNodes: geo.maxNodes,
+    });
+    await node.regions.createTable(name, caller, options, {
+      tableSize: g.tableSize,
+      write: (base, region) => {
+        formatMeArea(node.mem, base + g.meOffset, g.shards, g.maxNodes, g.strategy);
+        writeNrhtHeaders(node.mem, base, g, region);
+      },
+    });
+    const table = NrhtTable.open(node, name, caller);
+    try {
+      table.#geometry();
+      return table;
+    } catch (err) {
+      table.close();
+      throw err;
+    }
+  }
+
   close(): void {
     this.#handle.close();
   }
@@ -314,13 +350,38 @@ export class NrhtTable {
   readonly #matches = (e: number): boolean =>
     this.#mem.read32(e + NE.nameLen) === this.#len && this.#mem.equals(e + NE.name, this.#scratch, this.#len);
 
-  /** Look `name` up, lock-free. ENOENT if absent. IOCTL. */
+  /**
+   * Look `name` up, lock-free: where it points, or **undefined** when it is not in the table (a miss
+   * costs no more than a hit: nothing is thrown). IOCTL; EACCES, ESTALE, EINVAL are thrown.
+   */
+  lookup(name: string, options: { hash?: bigint } = {}): FindResult | undefined {
+    return this.#lookupChecked(this.#check(Perm.IOCTL), name, options.hash);
+  }
+
+  /** lookup() that throws ENOENT for a missing name (the CLI's and the control file's contract). */
   find(name: string, options: { hash?: bigint } = {}): FindResult {
+    const r = this.lookup(name, options);
+    if (!r) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
+    return r;
+  }
+
+  /**
+   * Look up many names in one call: one permission check for the batch, then one lock-free walk
+   * per name. `out[i]` is where names[i] points or undefined (a miss); `out` may be passed in to be
+   * reused. Any number of names.
+   */
+  findMany(names: readonly string[], out: (FindResult | undefined)[] = []): (FindResult | undefined)[] {
     const g = this.#check(Perm.IOCTL);
-    this.#len = this.#key(name, options.hash);
+    out.length = names.length;
+    for (let i = 0; i < names.length; i++) out[i] = this.#lookupChecked(g, names[i]!, undefined);
+    return out;
+  }
+
+  #lookupChecked(g: NrhtGeometry, name: string, hash: bigint | undefined): FindResult | undefined {
+    this.#len = this.#key(name, hash);
     const s = this.#shardOf(g, this.#hash);
     const idx = lookupChain(this.#chains[s]!, this.#hash, this.#matches);
-    if (idx < 0) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
+    if (idx < 0) return undefined;
     const e = this.#entry(s, idx);
     const mem = this.#mem;
     const regionId = mem.read32(e + NE.targetRegion);
@@ -352,9 +413,10 @@ export class NrhtTable {
       throw new MarufsError('EINVAL', `a batch holds 1–${BATCH_MAX} names`);
     this.#check(Perm.IOCTL);
     let found = 0;
-    const results = names.map((n) => {
+    const results = names.map((n): FindResult | { code: string } => {
       try {
-        const r = this.find(n);
+        const r = this.lookup(n);
+        if (!r) return { code: 'ENOENT' };
         found++;
         return r;
       } catch (e) {

@@ -64,6 +64,7 @@ export class NameIndex {
   readonly #shards: ChainShard[];
   // The name being looked up, for the matcher (set right before each walk; no closure per call).
   #name: Uint8Array = new Uint8Array(0);
+  #len = 0;
   readonly #matches = (e: number): boolean => {
     const regionId = this.mem.read32(e + INDEX_ENTRY.regionId);
     if (regionId >= this.rat.maxEntries) return false;
@@ -72,7 +73,7 @@ export class NameIndex {
     return (
       (st === RatState.ALLOCATED || st === RatState.ALLOCATING || st === RatState.CHOWNING) &&
       this.mem.load32(r + E.generation) === this.mem.read32(e + INDEX_ENTRY.regionGeneration) &&
-      nameEquals(this.mem, this.rat, regionId, this.#name) &&
+      nameEquals(this.mem, this.rat, regionId, this.#name, this.#len) &&
       this.mem.load32(e + INDEX_ENTRY.state) === IndexState.VALID
     );
   };
@@ -118,10 +119,11 @@ export class NameIndex {
     return entryAt(this.#shards[shard]!, index);
   }
 
-  /** Lock-free lookup of the VALID entry of `name`. */
-  find(name: Uint8Array, h: NameHash): IndexHit | undefined {
+  /** Lock-free lookup of the VALID entry of name[0, len). */
+  find(name: Uint8Array, h: NameHash, len = name.length): IndexHit | undefined {
     const shard = this.shardOf(h);
     this.#name = name;
+    this.#len = len;
     const idx = lookupChain(this.#shards[shard]!, h, this.#matches);
     if (idx < 0) return undefined;
     return { shard, entry: idx, regionId: this.mem.load32(this.entry(shard, idx) + INDEX_ENTRY.regionId) };
@@ -131,6 +133,7 @@ export class NameIndex {
   findLocked(name: Uint8Array, h: NameHash): IndexHit | undefined {
     const shard = this.shardOf(h);
     this.#name = name;
+    this.#len = name.length;
     const idx = findLocked(this.#shards[shard]!, h, this.#matches);
     if (idx < 0) return undefined;
     return { shard, entry: idx, regionId: this.mem.load32(this.entry(shard, idx) + INDEX_ENTRY.regionId) };
@@ -152,6 +155,7 @@ export class NameIndex {
     const shard = this.shardOf(h);
     const s = this.#shards[shard]!;
     this.#name = name;
+    this.#len = name.length;
     if (findLocked(s, h, this.#matches) >= 0) {
       throw new MarufsError('EEXIST', `a region named "${Buffer.from(name).toString()}" exists`);
     }

@@ -25,7 +25,8 @@
  *
  * Header (128 B): 0 magic "MRAT" · 4 version · 8 max entries · 12 entry size · 16 u64 pool size ·
  *   24 u64 entries offset · 32 u64 data offset · 40 u64 data size · 48 u64 bytes allocated ·
- *   56 u32 entries in use · 60 u32 allocation epoch (+1 whenever an extent is taken or freed)
+ *   56 u32 entries in use · 60 u32 allocation epoch (+1 before an extent is taken, after one is freed) ·
+ *   64 u32[16] extent change log (slot epoch & 15: (epoch & 0xffff) << 16 | region id; extent-map.ts)
  */
 import type { Layout } from '../layout/geometry.js';
 import type { PoolMemory } from '../pool/memory.js';
@@ -79,6 +80,7 @@ export const H = Object.freeze({
   bytesAllocated: 48,
   entriesInUse: 56,
   allocEpoch: 60,
+  changeLog: 64,
 });
 
 /** Offsets of the RAT of one pool. */
@@ -144,12 +146,16 @@ export function readName(mem: PoolMemory, rat: RatLayout, id: number): Buffer {
   return mem.read(e + E.name, len);
 }
 
-/** Does entry `id` hold exactly `name`? (Compares the full bytes; no allocation.) */
-export function nameEquals(mem: PoolMemory, rat: RatLayout, id: number, name: Uint8Array): boolean {
-  const e = rat.entry(id);
-  if (mem.load32(e + E.nameLen) !== name.length) return false;
-  return mem.bytes(e + E.name, name.length).equals(name);
+/**
+ * Does entry `id` hold exactly name[0, len)? No allocation, and only the name's own cache line: the
+ * name field is NUL padded and a name holds no NUL, so equal bytes followed by a NUL mean equal
+ * lengths (nameLen, two lines further, is not read).
+ */
+export function nameEquals(mem: PoolMemory, rat: RatLayout, id: number, name: Uint8Array, len = name.length): boolean {
+  const e = rat.entry(id) + E.name;
+  return len < 64 && mem.equals(e, name, len) && mem.equals(e + len, NUL, 1);
 }
+const NUL = new Uint8Array(1);
 
 /** Is node `nodeId`'s bit set in region `id`'s mapper bitmap? (One load, no allocation.) */
 export function hasMapper(mem: PoolMemory, rat: RatLayout, id: number, nodeId: number): boolean {

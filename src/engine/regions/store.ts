@@ -21,9 +21,10 @@ import { REGION_ALIGN, alignUp, type Layout } from '../layout/geometry.js';
 import type { MarufsNode } from '../node.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { DELEGABLE_BY_GRANT, Perm, PermissionCache, checkDelegation, checkPerms, formatPerms } from './acl.js';
-import { bestFit, freeSpace, type Extent } from './allocator.js';
+import { freeSpace, type Extent } from './allocator.js';
+import { ExtentMap, bumpAllocEpoch } from './extent-map.js';
 import { NameIndex, type IndexHit } from './name-index.js';
-import { checkNewName, encodeName, hashName, type NameHash } from './names.js';
+import { checkNewName, encodeName, encodeNameInto, hashName, type NameHash } from './names.js';
 import { ownerFor } from './owner.js';
 import {
   clearPrincipal,
@@ -68,6 +69,18 @@ export interface CreateOptions {
   lifetime?: LifetimeName;
   defaultPerms?: number;
   mode?: number;
+  /**
+   * Size the region in the same critical section (bytes, rounded up to 2 MiB): one call, and a
+   * create that fails (ENOSPC, fenced…) leaves nothing behind. WRITE is not checked: the creator
+   * owns the region. 0 or absent: reserve the name only.
+   */
+  size?: number;
+}
+
+/** A name table made by createTable: its size and how to format its zeroed bytes (nrht/table.ts). */
+export interface TableInit {
+  tableSize: number;
+  write: (base: number, region: { id: number; generation: number }) => void;
 }
 
 export interface RegionInfo extends Omit<RatEntryView, 'state'> {
@@ -114,6 +127,7 @@ export class RegionTable {
   readonly rat: RatLayout;
   readonly index: NameIndex;
   protected hash: NameHash = { lo: 0, hi: 0 };
+  #scratch = Buffer.alloc(256);
 
   constructor(mem: PoolMemory, layout: Layout) {
     this.mem = mem;
@@ -121,10 +135,13 @@ export class RegionTable {
     this.index = new NameIndex(mem, layout, this.rat);
   }
 
-  /** Region id of `name`, or undefined. Lock-free; cost independent of how full the pool is. */
+  /**
+   * Region id of `name`, or undefined. Lock-free; cost independent of how full the pool is; the
+   * name is encoded into a scratch buffer (nothing allocated but the answer).
+   */
   lookup(name: string): IndexHit | undefined {
-    const bytes = encodeName(name);
-    return this.index.find(bytes, hashName(bytes, this.hash));
+    const n = encodeNameInto(name, this.#scratch);
+    return this.index.find(this.#scratch, hashName(this.#scratch, this.hash, n), n);
   }
 
   protected require(name: string): IndexHit {
@@ -253,6 +270,8 @@ export class RegionStore extends RegionTable {
   #lock: CriticalSection;
   #node: MarufsNode;
   #ratHint = 0;
+  /** This node's picture of the taken extents (kept current through the table's change log). */
+  readonly #map: ExtentMap;
   /** Handles open on this node, per region id (the node's bit in the mapper bitmap is set while > 0). */
   #open = new Map<number, number>();
 
@@ -261,6 +280,12 @@ export class RegionStore extends RegionTable {
     this.#node = node;
     this.#lock = lock;
     this.nodeId = node.nodeId;
+    this.#map = new ExtentMap(node.mem, this.rat);
+  }
+
+  /** Full scans and log refreshes of this node's extent picture (tests, inspection). */
+  get extentStats(): { fullScans: number; logRefreshes: number } {
+    return { ...this.#map.stats };
   }
 
   get maxNodes(): number {
@@ -277,8 +302,33 @@ export class RegionStore extends RegionTable {
     });
   }
 
-  /** Reserve a name (no space yet). EEXIST, ENOSPC (table or index full), ENAMETOOLONG, EINVAL. */
+  /**
+   * Reserve a name — and, with `options.size`, size it — in ONE critical section. EEXIST, ENOSPC
+   * (table, index or data area full: nothing is left behind), ENAMETOOLONG, EINVAL, ETIMEDOUT
+   * (FencedError: the lock was taken over while this node stalled; nothing is left behind).
+   */
   async create(name: string, caller: Caller, options: CreateOptions = {}): Promise<RegionInfo> {
+    const size = options.size ?? 0;
+    if (!Number.isSafeInteger(size) || size < 0) throw new MarufsError('EINVAL', `bad size ${size}`);
+    return this.#create(name, caller, options, size, undefined);
+  }
+
+  /**
+   * Create region `name` as a name table in one critical section: reserve, size to
+   * `table.tableSize`, format (`table.write(base)` on zeroed bytes) and publish it typed NRHT.
+   * Anything that fails leaves nothing behind.
+   */
+  async createTable(name: string, caller: Caller, options: CreateOptions, table: TableInit): Promise<RegionInfo> {
+    return this.#create(name, caller, options, table.tableSize, table);
+  }
+
+  async #create(
+    name: string,
+    caller: Caller,
+    options: CreateOptions,
+    size: number,
+    table: TableInit | undefined,
+  ): Promise<RegionInfo> {
     const bytes = encodeName(name);
     checkNewName(name);
     const h = hashName(bytes, { lo: 0, hi: 0 });
@@ -290,12 +340,16 @@ export class RegionStore extends RegionTable {
       throw new MarufsError('EINVAL', 'a region with process lifetime must be owned by a process');
     }
     const defaultPerms = checkPerms(options.defaultPerms ?? 0);
+    const want = size > 0 ? this.#checkWant(size) : 0;
     const id = await this.#locked((fence) => {
       if (this.index.findLocked(bytes, h)) throw new MarufsError('EEXIST', `a region named "${name}" exists`);
+      // The gap first: ENOSPC before anything is written.
+      const at = want > 0 ? this.#fit(want, fence) : 0;
       fence.check('create');
       const id = this.#claimEntry();
       this.mem.add32(this.rat.header + H.entriesInUse, 1); // ALLOCATING counts as in use (GC frees stuck ones)
       const e = this.rat.entry(id);
+      this.#dropStaleExtent(id); // a FREE entry never holds an extent; repair one a fenced holder left
       const generation = (this.mem.load32(e + E.generation) + 1) >>> 0;
       const aclSeq = this.mem.load32(e + E.aclSeq);
       this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
@@ -309,6 +363,11 @@ export class RegionStore extends RegionTable {
       this.mem.store32(e + E.hashLo, h.lo);
       this.mem.store32(e + E.hashHi, h.hi);
       writePrincipal(this.mem, e + E.owner, owner);
+      // Sizing needs WRITE, as size() would ask: the owner has it, anyone else through the defaults.
+      if (want > 0 && (defaultPerms & Perm.WRITE) === 0 && !matchesCaller(this.mem, e + E.owner, caller, false)) {
+        this.#abandonAllocating(id, generation);
+        throw new MarufsError('EACCES', 'sizing a region needs WRITE (the caller is not its owner)');
+      }
       this.mem.store32(e + E.mode, (options.mode ?? 0o644) & 0o7777);
       this.mem.store32(e + E.uid, caller.uid ?? 0);
       this.mem.store32(e + E.gid, 0);
@@ -318,6 +377,17 @@ export class RegionStore extends RegionTable {
       this.mem.store64(e + E.modifiedAt, t);
       let hit: IndexHit | undefined;
       try {
+        if (want > 0) {
+          failpoint('regions.create.afterFit');
+          // Still ALLOCATING (nobody sees it live), but the extent counts as taken from here on.
+          this.#placeExtent(id, generation, at, want, size, fence, 'create');
+          if (table) {
+            fence.check('name table init');
+            this.mem.fill(at, table.tableSize, 0);
+            table.write(at, { id, generation });
+            this.mem.store32(e + E.type, RegionType.NRHT);
+          }
+        }
         hit = this.index.insert(bytes, h, id, generation, this.nodeId, fence);
         failpoint('regions.create.afterIndexInsert');
         fence.check('create');
@@ -347,8 +417,92 @@ export class RegionStore extends RegionTable {
   #abandonAllocating(id: number, generation: number): void {
     const e = this.rat.entry(id);
     if (this.mem.load32(e + E.generation) !== generation) return;
+    if (this.mem.load32(e + E.state) !== RatState.ALLOCATING) return;
+    this.#dropStaleExtent(id);
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) === RatState.ALLOCATING) {
       this.mem.add32(this.rat.header + H.entriesInUse, -1);
+    }
+  }
+
+  /**
+   * Take back the extent of entry `id` (ALLOCATING or FREE): whoever moves its offset to 0 (CAS)
+   * takes its bytes off the counter, once. The allocation epoch moves afterwards.
+   */
+  #dropStaleExtent(id: number): void {
+    const e = this.rat.entry(id);
+    const phys = this.mem.load64(e + E.physOffset);
+    if (phys === 0n) return;
+    const allocated = this.mem.load64(e + E.allocatedSize);
+    if (this.mem.casPublish64(e + E.physOffset, phys, 0n) !== phys) return;
+    this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
+    bumpAllocEpoch(this.mem, this.rat, id);
+  }
+
+  /** `bytes` rounded up to whole 2 MiB units; ENOSPC if more than the data area holds. */
+  #checkWant(bytes: number): number {
+    const want = alignUp(bytes, REGION_ALIGN);
+    const total = this.rat.dataEnd - this.rat.dataOffset;
+    if (bytes > total || want > total) {
+      throw new MarufsError('ENOSPC', `${bytes} bytes exceed the pool's ${total} bytes of region space`);
+    }
+    return want;
+  }
+
+  /** Inside the lock: the best-fitting free gap of `want` bytes (ENOSPC when none fits). */
+  #fit(want: number, fence: Fence): number {
+    const reap = (deleting: number): boolean => this.#freeIfUnmapped(deleting, fence);
+    this.#map.sync(reap);
+    let at = this.#map.bestFit(want);
+    if (at === undefined) {
+      // The picture keeps unlinked regions whose last mapper left without freeing them: rescan, reaping.
+      this.#map.sync(reap, true);
+      at = this.#map.bestFit(want);
+    }
+    if (at === undefined) throw new MarufsError('ENOSPC', `no free extent of ${want} bytes`);
+    return at;
+  }
+
+  /**
+   * Inside the lock: publish extent [at, at + want) as region `id`'s (of `generation`). The epoch
+   * moves first (every picture made before is stale by the time the extent exists); the counter
+   * moves with the offset's CAS; then the lease is re-checked, and a holder fenced meanwhile takes
+   * the extent back (a new holder may not have seen it when it chose its own).
+   */
+  #placeExtent(
+    id: number,
+    generation: number,
+    at: number,
+    want: number,
+    bytes: number,
+    fence: Fence,
+    what: string,
+  ): void {
+    const e = this.rat.entry(id);
+    fence.check(what);
+    if (this.mem.load32(e + E.generation) !== generation || this.mem.load64(e + E.physOffset) !== 0n) {
+      throw new FencedError(`${what}: the region changed under the lock`);
+    }
+    const t = nowNs();
+    this.mem.store64(e + E.allocatedSize, BigInt(want));
+    this.mem.store64(e + E.size, BigInt(bytes));
+    this.mem.store64(e + E.sizedAt, t);
+    this.mem.store64(e + E.modifiedAt, t);
+    this.mem.writeBack(e, 64);
+    bumpAllocEpoch(this.mem, this.rat, id);
+    if (this.mem.casPublish64(e + E.physOffset, 0n, BigInt(at)) !== 0n) {
+      throw new FencedError(`${what}: the region was sized by another holder`);
+    }
+    this.mem.add64(this.rat.header + H.bytesAllocated, BigInt(want));
+    if (!fence.valid() || this.mem.load32(e + E.generation) !== generation) {
+      if (this.mem.casPublish64(e + E.physOffset, BigInt(at), 0n) === BigInt(at)) {
+        this.mem.add64(this.rat.header + H.bytesAllocated, -BigInt(want));
+        this.mem.store64(e + E.allocatedSize, 0n);
+        this.mem.store64(e + E.size, 0n);
+        this.mem.store64(e + E.sizedAt, 0n);
+        this.mem.writeBack(e, 64);
+        bumpAllocEpoch(this.mem, this.rat, id);
+      }
+      throw new FencedError(what);
     }
   }
 
@@ -410,44 +564,12 @@ export class RegionStore extends RegionTable {
 
   /** Inside the lock: place and publish the extent of unsized region `id`. ENOSPC when nothing fits. */
   #allocateExtent(id: number, bytes: number, fence: Fence): void {
-    const e = this.rat.entry(id);
-    const want = alignUp(bytes, REGION_ALIGN);
-    const total = this.rat.dataEnd - this.rat.dataOffset;
-    if (bytes > total || want > total) {
-      throw new MarufsError('ENOSPC', `${bytes} bytes exceed the pool's ${total} bytes of region space`);
-    }
-    const reap = (deleting: number): boolean => this.#freeIfUnmapped(deleting, fence);
-    const generation = this.mem.load32(e + E.generation);
-    const at = bestFit(this.extents(reap), this.rat.dataOffset, this.rat.dataEnd, want);
-    if (at === undefined) throw new MarufsError('ENOSPC', `no free extent of ${want} bytes`);
+    const want = this.#checkWant(bytes);
+    const generation = this.mem.load32(this.rat.entry(id) + E.generation);
+    const at = this.#fit(want, fence);
     failpoint('regions.size.afterFit');
     // The gap was chosen under the lease: a holder fenced since then must not place it (overlap).
-    fence.check('size');
-    if (this.mem.load32(e + E.generation) !== generation || this.mem.load64(e + E.physOffset) !== 0n) {
-      throw new FencedError('size: the region changed under the lock');
-    }
-    const t = nowNs();
-    this.mem.store64(e + E.allocatedSize, BigInt(want));
-    this.mem.store64(e + E.size, BigInt(bytes));
-    this.mem.store64(e + E.sizedAt, t);
-    this.mem.store64(e + E.modifiedAt, t);
-    this.mem.writeBack(e, 64);
-    if (this.mem.casPublish64(e + E.physOffset, 0n, BigInt(at)) !== 0n) {
-      throw new FencedError('size: the region was sized by another holder');
-    }
-    // Publish, then re-check: a takeover before our publish means the new holder may not have seen
-    // this extent when it chose its own, so take it back (a takeover after it sees the extent).
-    if (!fence.valid()) {
-      if (this.mem.casPublish64(e + E.physOffset, BigInt(at), 0n) === BigInt(at)) {
-        this.mem.store64(e + E.allocatedSize, 0n);
-        this.mem.store64(e + E.size, 0n);
-        this.mem.store64(e + E.sizedAt, 0n);
-        this.mem.writeBack(e, 64);
-      }
-      throw new FencedError('size');
-    }
-    this.mem.add64(this.rat.header + H.bytesAllocated, BigInt(want));
-    this.mem.add32(this.rat.header + H.allocEpoch, 1);
+    this.#placeExtent(id, generation, at, want, bytes, fence, 'size');
   }
 
   /**
@@ -551,7 +673,7 @@ export class RegionStore extends RegionTable {
     if (this.mem.casPublish32(e + E.state, RatState.DELETING, RatState.FREE) !== RatState.DELETING) return false;
     if (allocated > 0n) {
       this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
-      this.mem.add32(this.rat.header + H.allocEpoch, 1);
+      bumpAllocEpoch(this.mem, this.rat, id);
     }
     this.mem.add32(this.rat.header + H.entriesInUse, -1);
     return true;
@@ -907,6 +1029,8 @@ export class RegionStore extends RegionTable {
       const hit = this.index.findLocked(name, hashName(name, { lo: 0, hi: 0 }));
       if (hit && hit.regionId === id) this.index.remove(hit);
     }
+    // A create that sized before it published holds an extent: take it back first (counted once).
+    this.#dropStaleExtent(id);
     const generation = this.mem.load32(e + E.generation);
     const aclSeq = this.mem.load32(e + E.aclSeq);
     this.mem.fill(e + 4, this.rat.entrySize - 4, 0);

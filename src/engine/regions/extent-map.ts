@@ -1,0 +1,241 @@
+/**
+ * ExtentMap: one node's picture of which data-area extents are taken, kept up to date without
+ * scanning the whole region table on every sizing — and the on-pool change log that makes that
+ * possible.
+ *
+ * The region table header's allocation epoch (H.allocEpoch) moves whenever an extent is taken or
+ * freed: BEFORE an extent is published (so a picture made earlier is stale by the time the extent
+ * can exist) and AFTER one is freed. Each move records, in a ring of 16 u32 slots in the header's
+ * unused second half (H.changeLog), which region changed: slot (epoch & 15) = (epoch & 0xffff) << 16
+ * | region id. A node whose picture is at most 16 epochs old re-reads only the recorded regions'
+ * entries; an older picture, a slot already overwritten or a pool without the log (slots of zeros)
+ * means one full scan, as before. Recording is lock-free with helping (bumpAllocEpoch): the slot
+ * is claimed by CAS, then the epoch advanced by CAS, and whoever finds a claimed slot for the next
+ * epoch advances the epoch first — so a writer that stalls or dies between the two never hides a
+ * change. Region ids fit 16 bits (at most 65,536 regions, layout/geometry.ts).
+ *
+ * The picture counts every entry that is not FREE and has an offset (including entries still being
+ * created: create sizes before it publishes), so an extent is never handed out twice. Everything
+ * here runs inside the global ME; a stale holder's concurrent change moves the epoch and is
+ * re-read on the next sync.
+ */
+import type { PoolMemory } from '../pool/memory.js';
+import { E, H, RatState, type RatLayout } from './rat.js';
+
+const LOG_SLOTS = 16;
+
+/** Record a change to region `id`'s extent and move the allocation epoch (inside the global ME). */
+export function bumpAllocEpoch(mem: PoolMemory, rat: RatLayout, id: number): void {
+  const word = rat.header + H.allocEpoch;
+  for (;;) {
+    const e = mem.load32(word);
+    const next = (e + 1) >>> 0;
+    const slot = rat.header + H.changeLog + 4 * (next & (LOG_SLOTS - 1));
+    const v = mem.load32(slot);
+    if (v >>> 16 === (next & 0xffff)) {
+      // Claimed for `next` by someone who has not moved the epoch yet (or a 65,536-epoch-old
+      // record): move it for them, then record ours at the following epoch.
+      mem.cas32(word, e, next);
+      continue;
+    }
+    if (mem.cas32(slot, v, (((next & 0xffff) << 16) | (id & 0xffff)) >>> 0) !== v) continue;
+    mem.cas32(word, e, next);
+    mem.writeBack(rat.header + H.allocEpoch, 4 + 4 * LOG_SLOTS);
+    return;
+  }
+}
+
+export class ExtentMap {
+  readonly #mem: PoolMemory;
+  readonly #rat: RatLayout;
+  /** Epoch the picture reflects; -1: none yet. */
+  #epoch = -1;
+  // The free gaps, sorted by start (parallel arrays, no object per gap): what best fit walks, so a
+  // sizing costs O(gaps), not O(regions).
+  #gapStart: number[] = [];
+  #gapEnd: number[] = [];
+  /** Region id → the extent the picture holds for it. */
+  #extentOf = new Map<number, { start: number; end: number }>();
+  /** Counters for tests and inspection: full scans and regions re-read from the log. */
+  readonly stats = { fullScans: 0, logRefreshes: 0 };
+
+  constructor(mem: PoolMemory, rat: RatLayout) {
+    this.#mem = mem;
+    this.#rat = rat;
+  }
+
+  /**
+   * Bring the picture up to date (inside the global ME). `reap(id)` may free a DELETING entry
+   * nobody maps (it then moves the epoch itself); reaped entries are left out.
+   */
+  sync(reap: (id: number) => boolean, full = false): void {
+    const word = this.#rat.header + H.allocEpoch;
+    for (let round = 0; ; round++) {
+      const e = this.#mem.observe32(word);
+      if (!full && e === this.#epoch) return;
+      if (full || round >= 4 || !this.#replay(e, reap)) {
+        full = false;
+        this.#scan(reap);
+        this.#epoch = e;
+        continue; // changes made while scanning (reaps included) are replayed from the log
+      }
+      this.#epoch = e;
+    }
+  }
+
+  /** Re-read the regions recorded for epochs (#epoch, e]; false when the log cannot tell. */
+  #replay(e: number, reap: (id: number) => boolean): boolean {
+    if (this.#epoch < 0) return false;
+    const behind = (e - this.#epoch) >>> 0;
+    if (behind > LOG_SLOTS) return false;
+    const ids: number[] = [];
+    for (let k = 1; k <= behind; k++) {
+      const n = (this.#epoch + k) >>> 0;
+      const v = this.#mem.observe32(this.#rat.header + H.changeLog + 4 * (n & (LOG_SLOTS - 1)));
+      if (v >>> 16 !== (n & 0xffff)) return false;
+      ids.push(v & 0xffff);
+    }
+    // A slot rewritten for a later epoch while we read means the log moved on: start over.
+    if (this.#mem.observe32(this.#rat.header + H.allocEpoch) !== e) return false;
+    for (const id of ids) {
+      if (id >= this.#rat.maxEntries || !this.#refresh(id, reap)) return false;
+    }
+    return true;
+  }
+
+  /** The extent entry `id` holds now (reaping an unmapped DELETING one), or undefined. */
+  #read(id: number, reap: (id: number) => boolean): { start: number; end: number } | undefined {
+    const mem = this.#mem;
+    const e = this.#rat.entry(id);
+    const st = mem.load32(e + E.state);
+    if (st === RatState.FREE) return undefined;
+    if (st === RatState.DELETING && reap(id)) return undefined;
+    const phys = Number(mem.load64(e + E.physOffset));
+    if (phys === 0) return undefined;
+    return { start: phys, end: phys + Number(mem.load64(e + E.allocatedSize)) };
+  }
+
+  #scan(reap: (id: number) => boolean): void {
+    this.stats.fullScans++;
+    this.#extentOf.clear();
+    const all: { start: number; end: number }[] = [];
+    for (let id = 0; id < this.#rat.maxEntries; id++) {
+      const x = this.#read(id, reap);
+      if (!x) continue;
+      all.push(x);
+      this.#extentOf.set(id, x);
+    }
+    all.sort((a, b) => a.start - b.start);
+    this.#gapStart = [];
+    this.#gapEnd = [];
+    let cursor = this.#rat.dataOffset;
+    const end = this.#rat.dataEnd;
+    for (const x of all) {
+      if (x.end <= cursor || x.start >= end) continue;
+      if (x.start > cursor) {
+        this.#gapStart.push(cursor);
+        this.#gapEnd.push(x.start);
+      }
+      cursor = x.end;
+    }
+    if (cursor < end) {
+      this.#gapStart.push(cursor);
+      this.#gapEnd.push(end);
+    }
+  }
+
+  /** Region `id`'s extent as the table says now; false when the picture cannot follow (scan). */
+  #refresh(id: number, reap: (id: number) => boolean): boolean {
+    this.stats.logRefreshes++;
+    const old = this.#extentOf.get(id);
+    const now = this.#read(id, reap);
+    if (old && now && old.start === now.start && old.end === now.end) return true;
+    if (old) {
+      this.#extentOf.delete(id);
+      if (!this.#free(old.start, old.end)) return false;
+    }
+    if (now) {
+      this.#extentOf.set(id, now);
+      if (!this.#take(now.start, now.end)) return false;
+    }
+    return true;
+  }
+
+  /** Index of the last gap starting at or before `x`, or -1. */
+  #gapAtOrBefore(x: number): number {
+    let lo = 0;
+    let hi = this.#gapStart.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#gapStart[mid]! <= x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
+  }
+
+  /** Carve [start, end) out of the gap that holds it; false if no single gap does (overlap). */
+  #take(start: number, end: number): boolean {
+    if (start < this.#rat.dataOffset || end > this.#rat.dataEnd || end <= start) return false;
+    const i = this.#gapAtOrBefore(start);
+    if (i < 0 || this.#gapEnd[i]! < end) return false;
+    const gs = this.#gapStart[i]!;
+    const ge = this.#gapEnd[i]!;
+    if (gs === start && ge === end) {
+      this.#gapStart.splice(i, 1);
+      this.#gapEnd.splice(i, 1);
+    } else if (gs === start) this.#gapStart[i] = end;
+    else if (ge === end) this.#gapEnd[i] = start;
+    else {
+      this.#gapEnd[i] = start;
+      this.#gapStart.splice(i + 1, 0, end);
+      this.#gapEnd.splice(i + 1, 0, ge);
+    }
+    return true;
+  }
+
+  /** Return [start, end) to the gaps, merging neighbours; false if part of it already is free. */
+  #free(start: number, end: number): boolean {
+    if (start < this.#rat.dataOffset || end > this.#rat.dataEnd || end <= start) return false;
+    const i = this.#gapAtOrBefore(start); // gap before (or -1)
+    const j = i + 1; // gap after
+    if (i >= 0 && this.#gapEnd[i]! > start) return false;
+    if (j < this.#gapStart.length && this.#gapStart[j]! < end) return false;
+    const joinPrev = i >= 0 && this.#gapEnd[i] === start;
+    const joinNext = j < this.#gapStart.length && this.#gapStart[j] === end;
+    if (joinPrev && joinNext) {
+      this.#gapEnd[i] = this.#gapEnd[j]!;
+      this.#gapStart.splice(j, 1);
+      this.#gapEnd.splice(j, 1);
+    } else if (joinPrev) this.#gapEnd[i] = end;
+    else if (joinNext) this.#gapStart[j] = start;
+    else {
+      this.#gapStart.splice(j, 0, start);
+      this.#gapEnd.splice(j, 0, end);
+    }
+    return true;
+  }
+
+  /**
+   * Offset of the best-fitting gap of at least `want` bytes in the data area (smallest gap that
+   * holds it, lowest offset on ties; see allocator.ts for why), or undefined. Call sync() first.
+   */
+  bestFit(want: number): number | undefined {
+    let best: number | undefined;
+    let bestSize = Infinity;
+    const n = this.#gapStart.length;
+    for (let i = 0; i < n; i++) {
+      const size = this.#gapEnd[i]! - this.#gapStart[i]!;
+      if (size >= want && size < bestSize) {
+        best = this.#gapStart[i]!;
+        bestSize = size;
+        if (size === want) break;
+      }
+    }
+    return best;
+  }
+
+  /** Forget the picture (the next sync scans the table). */
+  invalidate(): void {
+    this.#epoch = -1;
+  }
+}
