@@ -12,7 +12,8 @@
  *  - the hidden control file `<mount>/.marufs`: write one JSON request, read back one JSON answer
  *    on the same open file (what the `marufs grant|names … <mount>/<file>` commands use).
  *
- * Requests to the control file are validated by their schema (control-schema.ts).
+ * Requests to the control file are validated by their schema (control-schema.ts: one TypeBox schema
+ * per op) and run by the op's row of OPERATIONS (one table, every op exactly once).
  *
  * Principals are written in their short text form (parsePrincipal): process:<node>:<pid>[:<start time>],
  * user:<uid>, workload:<namespace>/<serviceAccount>[@<node>].
@@ -41,7 +42,7 @@ export const LISTED_XATTRS = ['info', 'perms', 'default', 'owner', 'lifetime', '
   (n) => XATTR_PREFIX + n,
 );
 
-import type { ControlRequest } from './control-schema.js';
+import type { ControlOp, ControlRequest } from './control-schema.js';
 
 export { CONTROL_OPS, parseControlRequest, type ControlRequest } from './control-schema.js';
 
@@ -53,6 +54,99 @@ export function toJson(value: unknown): string {
 /** Attributes that show who owns a region and whom it delegates to (see #mayReadMetadata). */
 const METADATA_XATTRS = new Set(['info', 'owner', 'default', 'delegations']);
 
+/** A request of one op. */
+type RequestOf<K extends ControlOp> = Extract<ControlRequest, { op: K }>;
+
+/** What an operation runs with: the node, the caller, and the executor's shared checks. */
+interface OpEnv {
+  node: MarufsNode;
+  caller: Caller;
+  /** EACCES unless the caller may read the region's owner, defaults and delegations. */
+  mayReadMetadata: (region: string, what: string) => void;
+  /** Run `fn` on the name table `table`, opened for the caller and closed after. */
+  withTable: <T>(table: string, fn: (t: NrhtTable) => Promise<T> | T) => Promise<T>;
+}
+
+/**
+ * The control operations: one row per op of control-schema.ts (the compiler checks that every op
+ * has exactly one), each running its validated request. What each answers is documented in
+ * docs/node-plugin.md ("Control").
+ */
+const OPERATIONS: { readonly [K in ControlOp]: (req: RequestOf<K>, env: OpEnv) => Promise<unknown> | unknown } = {
+  stat: (req, { node, caller, mayReadMetadata }) => {
+    mayReadMetadata(req.region, 'its report');
+    return {
+      ...regionReport(node.regions.stat(req.region)),
+      yourPermissions: formatPerms(node.regions.permissions(req.region, caller)),
+    };
+  },
+  whoami: (req, { node, caller }) => ({
+    caller: describeCaller(caller),
+    ...(req.region ? { permissions: formatPerms(node.regions.permissions(req.region, caller)) } : {}),
+  }),
+  grant: async (req, { node, caller }) => {
+    await node.regions.grant(req.region, caller, parsePrincipal(req.principal), parsePerms(req.perms));
+    return { granted: req.perms, to: req.principal, region: req.region };
+  },
+  revoke: async (req, { node, caller }) => {
+    await node.regions.revoke(
+      req.region,
+      caller,
+      parsePrincipal(req.principal),
+      req.perms !== undefined ? parsePerms(req.perms) : Perm.ALL,
+    );
+    return { revoked: req.perms ?? 'all', from: req.principal, region: req.region };
+  },
+  default: async (req, { node, caller }) => {
+    await node.regions.setDefault(req.region, caller, parsePerms(req.perms));
+    return { region: req.region, defaultPermissions: formatPerms(parsePerms(req.perms)) };
+  },
+  chown: async (req, { node, caller }) => {
+    const regions = node.regions;
+    const lifetime = req.lifetime ?? regions.stat(req.region).lifetime;
+    const owner =
+      req.principal && req.principal !== 'self' ? parsePrincipal(req.principal) : ownerFor(caller, lifetime);
+    await regions.chown(req.region, caller, owner, lifetime);
+    return regionReport(regions.stat(req.region));
+  },
+  'names.init': async (req, { node, caller }) => {
+    const t = await NrhtTable.init(node, req.table, caller, {
+      ...(req.entries !== undefined ? { maxEntries: req.entries } : {}),
+      ...(req.shards !== undefined ? { shards: req.shards } : {}),
+      ...(req.buckets !== undefined ? { buckets: req.buckets } : {}),
+      ...(req.strategy !== undefined ? { strategy: req.strategy } : {}),
+    });
+    try {
+      return t.stats();
+    } finally {
+      t.close();
+    }
+  },
+  'names.put': (req, { withTable }) =>
+    withTable(req.table, async (t) => {
+      await t.publish(req.key, req.region, req.offset);
+      return { key: req.key, region: req.region, offset: req.offset };
+    }),
+  'names.get': (req, { withTable }) => withTable(req.table, (t) => t.find(req.key)),
+  'names.rm': (req, { withTable }) =>
+    withTable(req.table, async (t) => {
+      await t.clear(req.key);
+      return { removed: req.key };
+    }),
+  'names.ls': (req, { withTable }) => withTable(req.table, (t) => t.list()),
+  'names.ref': (req, { withTable }) =>
+    withTable(req.table, async (t) => ({
+      key: req.key,
+      ref: await (req.direction === 'inc' ? t.refInc(req.key) : t.refDec(req.key)),
+    })),
+  'names.pin': (req, { withTable }) =>
+    withTable(req.table, async (t) => ({
+      key: req.key,
+      pin: await (req.direction === 'inc' ? t.pinInc(req.key) : t.pinDec(req.key)),
+    })),
+  'names.stat': (req, { withTable }) => withTable(req.table, (t) => t.stats()),
+};
+
 /** Runs control requests on one node for one caller at a time. */
 export class ControlExecutor {
   readonly #node: MarufsNode;
@@ -62,56 +156,14 @@ export class ControlExecutor {
   }
 
   async run(req: ControlRequest, caller: Caller): Promise<unknown> {
-    const regions = this.#node.regions;
-    switch (req.op) {
-      case 'stat':
-        this.#mayReadMetadata(req.region, caller, 'its report');
-        return {
-          ...regionReport(regions.stat(req.region)),
-          yourPermissions: formatPerms(regions.permissions(req.region, caller)),
-        };
-      case 'whoami':
-        return {
-          caller: describeCaller(caller),
-          ...(req.region ? { permissions: formatPerms(regions.permissions(req.region, caller)) } : {}),
-        };
-      case 'grant':
-        await regions.grant(req.region, caller, parsePrincipal(req.principal), parsePerms(req.perms));
-        return { granted: req.perms, to: req.principal, region: req.region };
-      case 'revoke':
-        await regions.revoke(
-          req.region,
-          caller,
-          parsePrincipal(req.principal),
-          req.perms !== undefined ? parsePerms(req.perms) : Perm.ALL,
-        );
-        return { revoked: req.perms ?? 'all', from: req.principal, region: req.region };
-      case 'default':
-        await regions.setDefault(req.region, caller, parsePerms(req.perms));
-        return { region: req.region, defaultPermissions: formatPerms(parsePerms(req.perms)) };
-      case 'chown': {
-        const lifetime = req.lifetime ?? regions.stat(req.region).lifetime;
-        const owner =
-          req.principal && req.principal !== 'self' ? parsePrincipal(req.principal) : ownerFor(caller, lifetime);
-        await regions.chown(req.region, caller, owner, lifetime);
-        return regionReport(regions.stat(req.region));
-      }
-      case 'names.init': {
-        const t = await NrhtTable.init(this.#node, req.table, caller, {
-          ...(req.entries !== undefined ? { maxEntries: req.entries } : {}),
-          ...(req.shards !== undefined ? { shards: req.shards } : {}),
-          ...(req.buckets !== undefined ? { buckets: req.buckets } : {}),
-          ...(req.strategy !== undefined ? { strategy: req.strategy } : {}),
-        });
-        try {
-          return t.stats();
-        } finally {
-          t.close();
-        }
-      }
-      default:
-        return this.#withTable(req.table, caller, (t) => runTableOp(t, req));
-    }
+    const op = OPERATIONS[req.op] as ((req: ControlRequest, env: OpEnv) => Promise<unknown> | unknown) | undefined;
+    if (!op) throw new MarufsError('EINVAL', `unknown control op ${JSON.stringify(req.op)}`);
+    return op(req, {
+      node: this.#node,
+      caller,
+      mayReadMetadata: (region, what) => this.#mayReadMetadata(region, caller, what),
+      withTable: (table, fn) => this.#withTable(table, caller, fn),
+    });
   }
 
   async #withTable<T>(table: string, caller: Caller, fn: (t: NrhtTable) => Promise<T> | T): Promise<T> {
@@ -220,29 +272,6 @@ export class ControlExecutor {
     if (!name.startsWith(NAME_XATTR)) throw new MarufsError('ENODATA', `${name} cannot be removed`);
     const key = name.slice(NAME_XATTR.length);
     await this.#withTable(region, caller, (t) => t.clear(key));
-  }
-}
-
-async function runTableOp(t: NrhtTable, req: ControlRequest): Promise<unknown> {
-  switch (req.op) {
-    case 'names.put':
-      await t.publish(req.key, req.region, req.offset);
-      return { key: req.key, region: req.region, offset: req.offset };
-    case 'names.get':
-      return t.find(req.key);
-    case 'names.rm':
-      await t.clear(req.key);
-      return { removed: req.key };
-    case 'names.ls':
-      return t.list();
-    case 'names.ref':
-      return { key: req.key, ref: await (req.direction === 'inc' ? t.refInc(req.key) : t.refDec(req.key)) };
-    case 'names.pin':
-      return { key: req.key, pin: await (req.direction === 'inc' ? t.pinInc(req.key) : t.pinDec(req.key)) };
-    case 'names.stat':
-      return t.stats();
-    default:
-      throw new MarufsError('EINVAL', `not a name-table op: ${req.op}`);
   }
 }
 

@@ -1,83 +1,36 @@
 /**
- * The CSI node plugin of marufs (driver `csi.marufs.io`): the Identity and Node services of the
- * Container Storage Interface on a unix socket, so kubelet can give pods regions as volumes.
- * docs/csi.md is the user-facing description; this header is the implementer's.
- *
- * Volumes
- *  - persistent: volume_id (the PV's volumeHandle) is `<pool>/<region>`;
- *  - ephemeral inline: volume_context has `csi.storage.k8s.io/ephemeral: "true"` and the attributes
- *    `pool`, `region` (always `<pod namespace>.<region>`, csi-guard.ts), optional `namespace` (must be
- *    the pod's) and optional `size` (a missing region is created for the pod's workload, sized once,
- *    and unlinked when the last publish of it goes, if still the workload's). An existing region must
- *    be the workload's own or managed.
- *  Target paths are confined to the kubelet directory and unpublish only undoes recorded mounts
- *  (csi-guard.ts, #unmountRecorded).
- *  The `<pool>` of the handle (or the `pool` attribute) routes the request to that pool's server
- *  (CsiContext.pool): one socket serves every pool of the node. A pool this node does not serve →
- *  NOT_FOUND; block access → INVALID_ARGUMENT (regions are files).
- *
- * Identity: kubelet passes the pod's namespace, name, UID and service account (podInfoOnMount). The
- * workload (namespace, serviceAccount) must hold READ, and WRITE unless read-only, on the region at
- * publish time (checked by the engine as Caller { nodeId, workloadId }). On success the pod UID is
- * recorded in the daemon's PodRegistry, so FUSE requests from the pod's processes (found by their
- * cgroup) are checked as that workload; the pod is forgotten when its last volume is unpublished.
- *
- * Publish bind-mounts `<mount>/.views/<region>` (a directory holding just the region file) on the
- * target path, read-only when asked. Everything that touches the daemon's own FUSE mount runs in a
- * child process or on libuv's thread pool (mounts.ts), never synchronously on the main thread.
- *
- * Locking: every Node RPC that changes or reads a volume holds the per-key locks of its volume id
- * and target path (#locks); a second request for the same volume waits for the first. `#volumes`,
- * `#podVolumes` and the state file change only under those locks.
- *
- * State: published volumes are kept in a JSON state file (temp file, fsync, rename) so that a
- * restarted daemon still knows its targets, the pods' workloads and which regions it created.
+ * The CSI node plugin of marufs (driver `csi.marufs.io`): the gRPC server on a unix socket and the
+ * Identity service, so kubelet can give pods regions as volumes. The module split follows
+ * csi-driver-host-path's driver:
+ *  - csi.ts — this file: options, socket, server, Identity (GetPluginInfo, GetPluginCapabilities, Probe);
+ *  - csi-node.ts — the Node service handlers, their locking and the in-memory volumes;
+ *  - csi-volume.ts — pure parsing of a request's volume id, volume_context and capability;
+ *  - csi-state.ts — the published-volumes state file (temp file, fsync, rename);
+ *  - csi-guard.ts — socket, target-path and inline-volume confinement; csi-status.ts — gRPC codes.
+ * docs/csi.md is the user-facing description.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
-import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { dirname, resolve as resolvePath } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { checkNewName, MarufsError, Perm, workloadId as toWorkloadId, type MarufsNode } from '../engine/index.js';
 import {
   csiV1,
   loadCsiPackage,
   packageVersion,
-  type AccessModeName,
-  type NodeGetInfoResponse,
   type NodeGetVolumeStatsRequest,
-  type NodeGetVolumeStatsResponse,
   type NodePublishVolumeRequest,
   type NodeUnpublishVolumeRequest,
-  type VolumeCapability,
 } from './csi-proto.js';
-import { bindMount, mountAtAsync, mountsUnder, unmount } from './mounts.js';
-import { CsiError, denied, invalid, notFound, toServiceError } from './csi-status.js';
-import {
-  inlineRegionName,
-  KubeletPaths,
-  ownedByWorkload,
-  prepareSocketDir,
-  restrictSocket,
-  usableInline,
-} from './csi-guard.js';
-import type { PodRegistry } from './identity.js';
-import type { QuotaPolicy } from './quota.js';
+import { toServiceError } from './csi-status.js';
+import { KubeletPaths, prepareSocketDir, restrictSocket } from './csi-guard.js';
 import { bindUnix, stopGrpc } from './grpc-unix.js';
+import { CsiNodeService, type CsiContext } from './csi-node.js';
+import { CsiStateFile } from './csi-state.js';
+import { DRIVER_NAME } from './csi-volume.js';
 
-export const DRIVER_NAME = 'csi.marufs.io';
-/** The topology key NodeGetInfo reports: which pool this node serves. */
-export const TOPOLOGY_POOL_KEY = 'marufs.io/pool';
-
-/** volume_context keys kubelet sets (podInfoOnMount, ephemeral inline volumes). */
-export const CTX = Object.freeze({
-  podNamespace: 'csi.storage.k8s.io/pod.namespace',
-  podName: 'csi.storage.k8s.io/pod.name',
-  podUid: 'csi.storage.k8s.io/pod.uid',
-  serviceAccount: 'csi.storage.k8s.io/serviceAccount.name',
-  ephemeral: 'csi.storage.k8s.io/ephemeral',
-} as const);
+export { singlePoolContext, type CsiContext, type CsiPool } from './csi-node.js';
+export { CTX, DRIVER_NAME, parseQuantity, TOPOLOGY_POOL_KEY } from './csi-volume.js';
 
 export interface CsiOptions {
   /** Unix socket: a path, `unix:///path` or `unix:/path`. A stale socket file is replaced. */
@@ -96,66 +49,6 @@ export interface CsiOptions {
   kubeletDir?: string | undefined;
 }
 
-/** One pool as CSI uses it: its attached node and its FUSE mount. */
-export interface CsiPool {
-  node: MarufsNode;
-  mountpoint: string;
-  /** Attached and mounted. */
-  ready: () => boolean;
-  /** Per-owner limits for regions created by inline volumes (quota.ts). */
-  quota?: QuotaPolicy | undefined;
-}
-
-export interface CsiContext {
-  /** The server of pool `name`, or undefined when this node does not serve that pool (now). */
-  pool: (name: string) => CsiPool | undefined;
-  /** The names of the pools served now, sorted. */
-  pools: () => string[];
-  /** Host-wide: pod UID → workload, read by every pool's FUSE caller resolver. */
-  pods: PodRegistry;
-  /** Probe: the plugin is ready to publish volumes. */
-  ready: () => boolean;
-  log: Logger;
-}
-
-/** A CsiContext serving exactly one pool (the single-device `marufs node <device>` form). */
-export function singlePoolContext(
-  poolName: string,
-  pool: CsiPool,
-  rest: { pods: PodRegistry; log: Logger },
-): CsiContext {
-  return {
-    pool: (name) => (name === poolName ? pool : undefined),
-    pools: () => [poolName],
-    ready: pool.ready,
-    ...rest,
-  };
-}
-
-/** One publish of a volume at one target path. */
-interface Published {
-  volumeId: string;
-  targetPath: string;
-  /** The pool (absent in state files written before multi-pool routing: the single pool then). */
-  pool?: string;
-  region: string;
-  readOnly: boolean;
-  podUid: string;
-  podNamespace: string;
-  podName: string;
-  serviceAccount: string;
-  /** The region was created by this publish (ephemeral volume with `size`): unlink it at the end. */
-  created: boolean;
-}
-
-interface StateFile {
-  version: 1;
-  driver: string;
-  /** The single pool of the single-device form; "" with several pools. */
-  pool: string;
-  volumes: Published[];
-}
-
 /** Parse a socket address into a file path. */
 export function socketPath(address: string): string {
   const path = address.startsWith('unix://')
@@ -169,55 +62,6 @@ export function socketPath(address: string): string {
 
 /** Kubernetes label values: what a pool name must be to serve as a topology value. */
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
-
-/** Sizes in the Kubernetes quantity style: "4096", "64Mi", "1Gi", "2M" (decimal SI), "1G". */
-export function parseQuantity(text: string): number {
-  const m = /^\s*(\d+)\s*(Ki|Mi|Gi|Ti|k|K|M|G|T)?\s*$/.exec(text);
-  const mult: Record<string, number> = {
-    '': 1,
-    Ki: 1024,
-    Mi: 1024 ** 2,
-    Gi: 1024 ** 3,
-    Ti: 1024 ** 4,
-    k: 1e3,
-    K: 1e3,
-    M: 1e6,
-    G: 1e9,
-    T: 1e12,
-  };
-  const bytes = m ? Number(m[1]) * mult[m[2] ?? '']! : NaN;
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-    throw invalid(`volume attribute size="${text}" is not a positive size (examples: 4194304, 64Mi, 1Gi)`);
-  }
-  return bytes;
-}
-
-/** Per-key mutual exclusion: callers of the same key run one after another. */
-class KeyedLocks {
-  #tails = new Map<string, Promise<void>>();
-
-  async with<T>(keys: string[], fn: () => Promise<T>): Promise<T> {
-    const sorted = [...new Set(keys)].sort();
-    const releases: (() => void)[] = [];
-    try {
-      for (const key of sorted) {
-        const prev = this.#tails.get(key) ?? Promise.resolve();
-        let release!: () => void;
-        const mine = new Promise<void>((r) => (release = r));
-        const tail = prev.then(() => mine);
-        this.#tails.set(key, tail);
-        releases.push(() => {
-          release();
-          if (this.#tails.get(key) === tail) this.#tails.delete(key);
-        });
-        await prev;
-      }
-      return await fn();
-    } finally {
-      for (const r of releases.reverse()) r();
-    }
-  }
-}
 
 type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => void;
 
@@ -246,14 +90,9 @@ export class CsiServer {
   #ctx: CsiContext;
   #log: Logger;
   #server: grpc.Server | undefined;
-  #locks = new KeyedLocks();
-  /** Target path → its publish. Changed under #locks (volume id and target). */
-  #volumes = new Map<string, Published>();
-  /** Pod UID → its published targets (the pod is forgotten when the set empties). */
-  #podVolumes = new Map<string, Set<string>>();
-  #saving: Promise<void> = Promise.resolve();
+  #state: CsiStateFile;
+  #node!: CsiNodeService;
   #version = packageVersion();
-  #kubelet!: KubeletPaths;
 
   private constructor(options: CsiOptions, ctx: CsiContext) {
     this.driverName = options.driverName ?? DRIVER_NAME;
@@ -263,6 +102,7 @@ export class CsiServer {
     this.stateFile = options.stateFile ?? `${this.socket}.state.json`;
     this.#ctx = ctx;
     this.#log = ctx.log;
+    this.#state = new CsiStateFile(this.stateFile, ctx.log);
     if (this.poolName !== undefined && !LABEL_VALUE.test(this.poolName)) {
       throw new Error(`pool name "${this.poolName}" must be a Kubernetes label value (≤ 63 of [A-Za-z0-9-_.])`);
     }
@@ -275,11 +115,19 @@ export class CsiServer {
   /** Load the state, bind the socket (replacing a stale one) and serve. */
   static async start(options: CsiOptions, ctx: CsiContext): Promise<CsiServer> {
     const s = new CsiServer(options, ctx);
-    s.#kubelet = await KubeletPaths.open(options.kubeletDir);
-    await s.#loadState();
+    const kubelet = await KubeletPaths.open(options.kubeletDir);
+    s.#node = new CsiNodeService({
+      driverName: s.driverName,
+      nodeName: s.nodeName,
+      poolName: s.poolName,
+      ctx,
+      kubelet,
+      state: s.#state,
+    });
+    await s.#node.restore();
     await s.#listen();
     s.#log.info(
-      { socket: s.socket, driver: s.driverName, nodeName: s.nodeName, pool: s.poolName, kubeletDir: s.#kubelet.dir },
+      { socket: s.socket, driver: s.driverName, nodeName: s.nodeName, pool: s.poolName, kubeletDir: kubelet.dir },
       'CSI serving',
     );
     return s;
@@ -297,6 +145,7 @@ export class CsiServer {
     const pkg = csiV1(loadCsiPackage());
     const server = new grpc.Server();
     const log = this.#log;
+    const node = this.#node;
     server.addService(pkg['Identity']!.service, {
       GetPluginInfo: unary(log, 'GetPluginInfo', () => ({
         name: this.driverName,
@@ -309,44 +158,15 @@ export class CsiServer {
       Probe: unary(log, 'Probe', () => ({ ready: { value: this.#ctx.ready() } })),
     });
     server.addService(pkg['Node']!.service, {
-      NodePublishVolume: unary(log, 'NodePublishVolume', (r: NodePublishVolumeRequest) => this.publish(r)),
-      NodeUnpublishVolume: unary(log, 'NodeUnpublishVolume', (r: NodeUnpublishVolumeRequest) => this.unpublish(r)),
-      NodeGetVolumeStats: unary(log, 'NodeGetVolumeStats', (r: NodeGetVolumeStatsRequest) => this.volumeStats(r)),
-      NodeGetCapabilities: unary(log, 'NodeGetCapabilities', () => ({
-        capabilities: ['GET_VOLUME_STATS', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'].map((type) => ({
-          rpc: { type },
-        })),
-      })),
-      NodeGetInfo: unary(
-        log,
-        'NodeGetInfo',
-        (): NodeGetInfoResponse => ({
-          node_id: this.nodeName,
-          max_volumes_per_node: 0,
-          accessible_topology: { segments: this.#topology() },
-        }),
-      ),
+      NodePublishVolume: unary(log, 'NodePublishVolume', (r: NodePublishVolumeRequest) => node.publish(r)),
+      NodeUnpublishVolume: unary(log, 'NodeUnpublishVolume', (r: NodeUnpublishVolumeRequest) => node.unpublish(r)),
+      NodeGetVolumeStats: unary(log, 'NodeGetVolumeStats', (r: NodeGetVolumeStatsRequest) => node.volumeStats(r)),
+      NodeGetCapabilities: unary(log, 'NodeGetCapabilities', () => node.capabilities()),
+      NodeGetInfo: unary(log, 'NodeGetInfo', () => node.info()),
     });
     await bindUnix(server, this.socket, 'CSI');
     this.#server = server;
     await restrictSocket(this.socket);
-  }
-
-  /** NodeGetInfo's topology: `marufs.io/pool` = the configured pool, else the first served one. */
-  #topology(): Record<string, string> {
-    const pool = this.poolName ?? this.#ctx.pools()[0];
-    return pool !== undefined ? { [TOPOLOGY_POOL_KEY]: pool } : {};
-  }
-
-  /** The server of `pool`; NOT_FOUND when this node does not serve it. */
-  #poolOf(pool: string, volumeId: string): CsiPool {
-    const p = this.#ctx.pool(pool);
-    if (!p) {
-      throw notFound(
-        `volume ${volumeId}: pool "${pool}" is not served by this node (serving: ${this.#ctx.pools().join(', ') || 'none'})`,
-      );
-    }
-    return p;
   }
 
   /** Stop serving (in-flight calls get `graceMs` to finish) and remove the socket. Idempotent. */
@@ -357,534 +177,12 @@ export class CsiServer {
       await stopGrpc(server, graceMs);
     }
     await fsp.unlink(this.socket).catch(() => undefined);
-    await this.#saving;
+    await this.#state.flushed();
     this.#log.info({ socket: this.socket }, 'CSI stopped');
   }
 
   /** Published targets (for tests and inspection). */
-  get published(): {
-    volumeId: string;
-    targetPath: string;
-    pool: string | undefined;
-    region: string;
-    readOnly: boolean;
-    podUid: string;
-  }[] {
-    return [...this.#volumes.values()].map((p) => ({
-      volumeId: p.volumeId,
-      targetPath: p.targetPath,
-      pool: this.#poolName(p),
-      region: p.region,
-      readOnly: p.readOnly,
-      podUid: p.podUid,
-    }));
+  get published(): CsiNodeService['published'] {
+    return this.#node.published;
   }
-
-  // ---- NodePublishVolume -----------------------------------------------------------------------
-
-  async publish(req: NodePublishVolumeRequest): Promise<Record<string, never>> {
-    // Argument checks first, in the order csi-sanity and the spec expect.
-    if (!req.volume_id) throw invalid('volume_id missing in request');
-    if (!req.target_path) throw invalid('target_path missing in request');
-    if (!req.volume_capability) throw invalid('volume_capability missing in request');
-    const readOnly = checkCapability(req.volume_capability) || req.readonly;
-    const target = await this.#checkTarget(req.target_path);
-    const ctx = req.volume_context ?? {};
-    const volume = this.#resolveVolume(req.volume_id, ctx);
-    const pod = podIdentity(ctx);
-    return this.#locks.with([`v:${req.volume_id}`, `t:${target}`], async () => {
-      const existing = this.#volumes.get(target);
-      if (existing) return this.#republish(existing, req.volume_id, volume.region, readOnly, pod.uid);
-      const mounted = await mountAtAsync(target);
-      if (mounted) {
-        throw new CsiError(
-          grpc.status.ALREADY_EXISTS,
-          `target ${target} already has a mount (${mounted.fstype} ${mounted.source}) this plugin did not make`,
-        );
-      }
-      const wid = toWorkloadId(pod.namespace, pod.serviceAccount);
-      const server = volume.server;
-      const caller = { nodeId: server.node.nodeId, workloadId: wid };
-      const created = await this.#ensureRegion(server, volume, caller);
-      try {
-        this.#checkAccess(server, volume.region, caller, readOnly, pod);
-        await this.#mountVolume(server, volume.region, target, readOnly);
-        const pub: Published = {
-          volumeId: req.volume_id,
-          targetPath: target,
-          pool: volume.pool,
-          region: volume.region,
-          readOnly,
-          podUid: pod.uid,
-          podNamespace: pod.namespace,
-          podName: pod.name,
-          serviceAccount: pod.serviceAccount,
-          // Also when another publish of this node created it for the same workload: the last one removes it.
-          created: created || [...this.#volumes.values()].some((q) => q.region === volume.region && q.created),
-        };
-        this.#volumes.set(target, pub);
-        this.#addPod(pub);
-        await this.#saveState();
-        this.#log.info(
-          {
-            volumeId: pub.volumeId,
-            region: pub.region,
-            target,
-            readOnly,
-            pod: `${pod.namespace}/${pod.name}`,
-            created,
-          },
-          'volume published',
-        );
-        return {};
-      } catch (err) {
-        if (created) await server.node.regions.unlink(volume.region, caller).catch(() => undefined);
-        throw err;
-      }
-    });
-  }
-
-  /** The same target again: OK when it is the same publish; ALREADY_EXISTS when it is not. */
-  #republish(p: Published, volumeId: string, region: string, readOnly: boolean, podUid: string): Record<string, never> {
-    if (p.volumeId !== volumeId || p.region !== region) {
-      throw new CsiError(
-        grpc.status.ALREADY_EXISTS,
-        `target ${p.targetPath} already publishes volume ${p.volumeId} (region "${p.region}")`,
-      );
-    }
-    if (p.readOnly !== readOnly) {
-      throw new CsiError(
-        grpc.status.ALREADY_EXISTS,
-        `volume ${volumeId} is already published at ${p.targetPath} ${p.readOnly ? 'read-only' : 'read-write'}`,
-      );
-    }
-    if (p.podUid !== podUid) {
-      throw new CsiError(
-        grpc.status.ALREADY_EXISTS,
-        `volume ${volumeId} is already published at ${p.targetPath} for another pod (${p.podUid})`,
-      );
-    }
-    return {};
-  }
-
-  /** Under the kubelet directory, no symlink on the way (csi-guard.ts), and not on the marufs mount. */
-  async #checkTarget(path: string): Promise<string> {
-    if (!isAbsolute(path)) throw invalid(`target_path "${path}" must be an absolute path`);
-    const target = await this.#kubelet.checkTarget(path);
-    for (const name of this.#ctx.pools()) {
-      const mp = this.#ctx.pool(name)?.mountpoint;
-      if (mp === undefined) continue;
-      if (target === mp || target.startsWith(`${mp}/`) || mp.startsWith(`${target}/`)) {
-        throw invalid(`target_path ${target} overlaps the marufs mount ${mp}`);
-      }
-    }
-    return target;
-  }
-
-  /** Which region a volume is: from the handle `<pool>/<region>` or the ephemeral attributes. */
-  #resolveVolume(
-    volumeId: string,
-    ctx: Record<string, string>,
-  ): { pool: string; server: CsiPool; region: string; namespace?: string; size?: number; ephemeral: boolean } {
-    let pool: string | undefined;
-    let region: string | undefined;
-    let namespace: string | undefined;
-    let size: number | undefined;
-    const ephemeral = ctx[CTX.ephemeral] === 'true';
-    if (ephemeral) {
-      pool = ctx['pool'];
-      region = ctx['region'];
-      if (!pool) throw invalid('ephemeral volume: volume attribute "pool" is required');
-      if (!region) throw invalid('ephemeral volume: volume attribute "region" is required');
-      if (ctx['namespace'] !== undefined && ctx['namespace'] !== '') namespace = ctx['namespace'];
-      if (ctx['size'] !== undefined && ctx['size'] !== '') size = parseQuantity(ctx['size']);
-      // Always in the pod's own namespace (csi-guard.ts): never another namespace's names.
-      const podNamespace = podIdentity(ctx).namespace;
-      region = inlineRegionName(podNamespace, region, namespace);
-      namespace = podNamespace;
-    } else {
-      const slash = volumeId.indexOf('/');
-      if (slash <= 0 || slash === volumeId.length - 1) {
-        throw notFound(`volume ${volumeId} does not exist: marufs volume handles are "<pool>/<region>"`);
-      }
-      pool = volumeId.slice(0, slash);
-      region = volumeId.slice(slash + 1);
-      if (ctx['size']) throw invalid('volume attribute "size" is only for ephemeral inline volumes');
-    }
-    const server = this.#poolOf(pool, volumeId);
-    try {
-      if (region.includes('/')) throw new MarufsError('EINVAL', 'a region name may not contain "/"');
-      // Validates the name (ENAMETOOLONG, EINVAL; reserved, not NFC…) without touching the pool.
-      server.node.regions.lookup(region);
-      checkNewName(region);
-    } catch (err) {
-      if (err instanceof MarufsError) throw invalid(`volume ${volumeId}: bad region name "${region}": ${err.message}`);
-      throw err;
-    }
-    return {
-      pool,
-      server,
-      region,
-      ephemeral,
-      ...(namespace !== undefined ? { namespace } : {}),
-      ...(size ? { size } : {}),
-    };
-  }
-
-  /**
-   * The region must exist; an ephemeral volume with `size` creates it for the workload. An existing
-   * region serves an inline volume only when it is the workload's own (or managed): never a region
-   * someone else made under the namespace's name.
-   */
-  async #ensureRegion(
-    server: CsiPool,
-    volume: { pool: string; region: string; size?: number; ephemeral: boolean },
-    caller: { nodeId: number; workloadId: bigint },
-  ): Promise<boolean> {
-    const regions = server.node.regions;
-    const hit = regions.lookup(volume.region);
-    if (hit) {
-      const info = regions.stat(volume.region);
-      if (volume.ephemeral && !usableInline(info.owner, caller.workloadId, caller.nodeId, volume.size !== undefined)) {
-        throw denied(
-          volume.size !== undefined
-            ? `region "${volume.region}" exists but is not owned by the pod's workload (nor managed): ` +
-                'an inline volume with size never uses a region someone else made under its name'
-            : `region "${volume.region}" is not owned by a workload (nor managed): ` +
-                'an inline volume never uses a region a host user made under its namespace',
-        );
-      }
-      if (volume.size !== undefined) {
-        if (info.size !== 0 && info.size < volume.size) {
-          throw new CsiError(
-            grpc.status.FAILED_PRECONDITION,
-            `region "${volume.region}" exists with ${info.size} bytes, less than the volume's size ${volume.size}`,
-          );
-        }
-      }
-      return false;
-    }
-    if (volume.size === undefined) throw notFound(`region "${volume.region}" does not exist in pool "${volume.pool}"`);
-    server.quota?.checkCreate({ kind: 'workload', workloadId: caller.workloadId }, volume.size);
-    // One engine call creates and sizes: a failure (ENOSPC…) leaves no region behind.
-    await regions.create(volume.region, caller, {
-      owner: { kind: 'workload', workloadId: caller.workloadId },
-      lifetime: 'persistent',
-      size: volume.size,
-    });
-    return true;
-  }
-
-  #checkAccess(
-    server: CsiPool,
-    region: string,
-    caller: { nodeId: number; workloadId: bigint },
-    readOnly: boolean,
-    pod: { namespace: string; serviceAccount: string },
-  ): void {
-    const have = server.node.regions.permissions(region, caller);
-    const want = readOnly ? Perm.READ : Perm.READ | Perm.WRITE;
-    if ((have & want) !== want) {
-      throw denied(
-        `workload ${pod.namespace}/${pod.serviceAccount} lacks ${readOnly ? 'READ' : 'READ and WRITE'} on region "${region}"` +
-          ` (grant it with: marufs grant <mount>/${region} --workload ${pod.namespace}/${pod.serviceAccount} --perms ${readOnly ? 'r' : 'rw'})`,
-      );
-    }
-  }
-
-  /** Create the target (like kubelet) and bind the region's view (a folder holding just the region) on it. */
-  async #mountVolume(server: CsiPool, region: string, target: string, readOnly: boolean): Promise<void> {
-    const view = join(server.mountpoint, '.views', region);
-    try {
-      await fsp.stat(view); // on the thread pool: the FUSE request is answered by the main thread
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-        throw notFound(`region "${region}" does not exist (no ${view})`);
-      throw err;
-    }
-    await fsp.mkdir(target, { recursive: true, mode: 0o750 }); // never group/other-writable, whatever the umask
-    await bindMount(view, target, readOnly);
-  }
-
-  #addPod(p: Published): void {
-    let set = this.#podVolumes.get(p.podUid);
-    if (!set) this.#podVolumes.set(p.podUid, (set = new Set()));
-    set.add(p.targetPath);
-    this.#ctx.pods.record(p.podUid, {
-      workloadId: toWorkloadId(p.podNamespace, p.serviceAccount),
-      namespace: p.podNamespace,
-      serviceAccount: p.serviceAccount,
-    });
-  }
-
-  #removePod(p: Published): void {
-    const set = this.#podVolumes.get(p.podUid);
-    set?.delete(p.targetPath);
-    if (!set || set.size === 0) {
-      this.#podVolumes.delete(p.podUid);
-      this.#ctx.pods.forget(p.podUid);
-    }
-  }
-
-  // ---- NodeUnpublishVolume ---------------------------------------------------------------------
-
-  async unpublish(req: NodeUnpublishVolumeRequest): Promise<Record<string, never>> {
-    if (!req.volume_id) throw invalid('volume_id missing in request');
-    if (!req.target_path) throw invalid('target_path missing in request');
-    if (!isAbsolute(req.target_path)) throw invalid(`target_path "${req.target_path}" must be an absolute path`);
-    const target = await this.#kubelet.checkTarget(req.target_path);
-    return this.#locks.with([`v:${req.volume_id}`, `t:${target}`], async () => {
-      const p = this.#volumes.get(target);
-      if (!p) {
-        await this.#refuseUnrecorded(target);
-        return {};
-      }
-      if (p.volumeId !== req.volume_id) {
-        throw new CsiError(
-          grpc.status.FAILED_PRECONDITION,
-          `target ${target} publishes volume ${p.volumeId}, not ${req.volume_id}: not unmounting it`,
-        );
-      }
-      await this.#unmountRecorded(p);
-      try {
-        await fsp.rmdir(target);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOTEMPTY') throw new Error(`target ${target} is not empty after unmounting; left in place`);
-        if (code !== 'ENOENT') throw err;
-      }
-      this.#volumes.delete(target);
-      this.#removePod(p);
-      await this.#dropCreatedRegion(p);
-      await this.#saveState();
-      this.#log.info({ volumeId: p.volumeId, region: p.region, target }, 'volume unpublished');
-      return {};
-    });
-  }
-
-  /**
-   * A target this plugin never published: nothing to do (idempotent OK) when nothing is mounted at
-   * or below it; a mount there is not ours to remove (FAILED_PRECONDITION) — never the daemon's
-   * own FUSE mount, never the parent of other pods' targets.
-   */
-  async #refuseUnrecorded(target: string): Promise<void> {
-    const mounts = await mountsUnder(target);
-    if (mounts.length > 0) {
-      throw new CsiError(
-        grpc.status.FAILED_PRECONDITION,
-        `${target} is not a target this plugin published, and ${mounts[0]!.mountPoint} (${mounts[0]!.fstype}) is mounted there: not unmounting it`,
-      );
-    }
-  }
-
-  /** Unmount exactly the bind mount(s) this plugin made at the target: marufs, the region's view, nothing below. */
-  async #unmountRecorded(p: Published): Promise<void> {
-    const target = p.targetPath;
-    const mounts = await mountsUnder(target);
-    const below = mounts.find((m) => m.mountPoint !== target);
-    if (below) {
-      throw new CsiError(
-        grpc.status.FAILED_PRECONDITION,
-        `${below.mountPoint} (${below.fstype}) is mounted below the target ${target}: not unmounting anything`,
-      );
-    }
-    const view = `/.views/${p.region}`;
-    const foreign = mounts.find((m) => !m.fstype.startsWith('fuse.marufs') || m.root !== view);
-    if (foreign) {
-      throw new CsiError(
-        grpc.status.FAILED_PRECONDITION,
-        `${target} holds a ${foreign.fstype} mount of ${foreign.root}, not the marufs volume ${view}: not unmounting it`,
-      );
-    }
-    for (let i = 0; i < mounts.length; i++) await unmount(target);
-    if ((await mountsUnder(target)).length > 0) throw new Error(`${target} is still mounted after umount`);
-  }
-
-  /**
-   * A region this plugin created for an ephemeral volume goes with the last publish of that region
-   * (of any volume), and only while its owner is still the workload it was created for.
-   */
-  async #dropCreatedRegion(p: Published): Promise<void> {
-    if (!p.created) return;
-    const pool = this.#poolName(p);
-    for (const q of this.#volumes.values()) if (q.region === p.region && this.#poolName(q) === pool) return;
-    const server = pool === undefined ? undefined : this.#ctx.pool(pool);
-    if (!server) {
-      this.#log.warn({ region: p.region, pool }, "the ephemeral region's pool is not served now: region left in place");
-      return;
-    }
-    const caller = { nodeId: server.node.nodeId, workloadId: toWorkloadId(p.podNamespace, p.serviceAccount) };
-    let owner;
-    try {
-      owner = server.node.regions.stat(p.region).owner;
-    } catch {
-      return; // already gone
-    }
-    if (!ownedByWorkload(owner, caller.workloadId, caller.nodeId)) {
-      this.#log.warn({ region: p.region }, 'region created for a volume changed owner: not unlinking it');
-      return;
-    }
-    try {
-      await server.node.regions.unlink(p.region, caller);
-    } catch (err) {
-      if (!(err instanceof MarufsError && err.code === 'ENOENT')) {
-        this.#log.warn({ region: p.region, err: (err as Error).message }, 'could not unlink the ephemeral region');
-      }
-    }
-  }
-
-  // ---- NodeGetVolumeStats ----------------------------------------------------------------------
-
-  async volumeStats(req: NodeGetVolumeStatsRequest): Promise<NodeGetVolumeStatsResponse> {
-    if (!req.volume_id) throw invalid('volume_id missing in request');
-    if (!req.volume_path) throw invalid('volume_path missing in request');
-    const target = resolvePath(req.volume_path);
-    const p = this.#volumes.get(target);
-    if (!p || p.volumeId !== req.volume_id) {
-      throw notFound(`volume ${req.volume_id} is not published at ${req.volume_path}`);
-    }
-    let size = 0;
-    let abnormal = false;
-    let message = 'region mounted';
-    const pool = this.#poolName(p);
-    const server = pool === undefined ? undefined : this.#ctx.pool(pool);
-    try {
-      if (!server) throw new MarufsError('ENOENT', `pool "${pool}" is not served by this node`);
-      size = server.node.regions.stat(p.region).size;
-    } catch (err) {
-      if (!(err instanceof MarufsError && err.code === 'ENOENT')) throw err;
-      abnormal = true;
-      message = server
-        ? `region "${p.region}" no longer exists (unlinked)`
-        : `pool "${pool}" is not attached on this node now`;
-    }
-    const mounted = await mountAtAsync(target);
-    if (!abnormal && !mounted?.fstype.startsWith('fuse.marufs')) {
-      abnormal = true;
-      message = `${target} is no longer a marufs mount`;
-    } else if (!abnormal && !(await reachable(join(target, p.region)))) {
-      abnormal = true;
-      message = `${target} does not answer (its FUSE connection is gone, e.g. the node plugin restarted): restart the pod`;
-    } else if (!abnormal && !server?.ready()) {
-      abnormal = true;
-      message = 'the node plugin is not attached and mounted';
-    }
-    return {
-      usage: [
-        { unit: 'BYTES', total: size, used: size, available: 0 },
-        { unit: 'INODES', total: 1, used: 1, available: 0 },
-      ],
-      volume_condition: { abnormal, message },
-    };
-  }
-
-  /** The pool of a publish: recorded, or (older state files) the single pool. */
-  #poolName(p: Published): string | undefined {
-    return p.pool ?? this.poolName;
-  }
-
-  // ---- state file ------------------------------------------------------------------------------
-
-  async #loadState(): Promise<void> {
-    let state: StateFile;
-    try {
-      state = JSON.parse(await fsp.readFile(this.stateFile, 'utf8')) as StateFile;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      this.#log.warn({ stateFile: this.stateFile, err: (err as Error).message }, 'unreadable CSI state: ignored');
-      return;
-    }
-    if (state.version !== 1 || !Array.isArray(state.volumes)) return;
-    for (const p of state.volumes) {
-      if (typeof p?.targetPath !== 'string' || typeof p.podUid !== 'string') continue;
-      this.#volumes.set(p.targetPath, p);
-      this.#addPod(p);
-    }
-    if (this.#volumes.size > 0) {
-      this.#log.info({ volumes: this.#volumes.size, stateFile: this.stateFile }, 'CSI state restored');
-    }
-  }
-
-  /** Write the state atomically (temp file, fsync, rename); saves run one after another. */
-  #saveState(): Promise<void> {
-    const state: StateFile = {
-      version: 1,
-      driver: this.driverName,
-      pool: this.poolName ?? '',
-      volumes: [...this.#volumes.values()],
-    };
-    const write = async (): Promise<void> => {
-      const tmp = join(dirname(this.stateFile), `.${basename(this.stateFile)}.${randomBytes(4).toString('hex')}`);
-      const fh = await fsp.open(tmp, 'w', 0o600);
-      try {
-        await fh.writeFile(`${JSON.stringify(state, null, 1)}\n`);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(tmp, this.stateFile);
-    };
-    this.#saving = this.#saving.then(write, write);
-    return this.#saving;
-  }
-}
-
-/** Can the file be stat'ed (asynchronously: it may be on this daemon's own FUSE mount)? */
-async function reachable(path: string): Promise<boolean> {
-  try {
-    await fsp.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Mount access only; returns whether the access mode itself means read-only. */
-function checkCapability(cap: VolumeCapability): boolean {
-  if (cap.access_type === 'block' || cap.block) {
-    throw invalid(
-      'block access is not supported: a marufs region is a file; use a mount volume (volumeMode: Filesystem)',
-    );
-  }
-  if (cap.access_type !== 'mount' && !cap.mount) throw invalid('volume_capability needs the mount access type');
-  const mode = cap.access_mode?.mode;
-  if (mode === undefined || mode === 'UNKNOWN' || mode === 0) {
-    throw invalid('volume_capability.access_mode missing or UNKNOWN');
-  }
-  const name: AccessModeName | number = mode;
-  if (typeof name === 'number') throw invalid(`unknown access mode ${name}`);
-  return name === 'SINGLE_NODE_READER_ONLY' || name === 'MULTI_NODE_READER_ONLY';
-}
-
-/** The pod's identity from podInfoOnMount's volume_context keys; INVALID_ARGUMENT without it. */
-function podIdentity(ctx: Record<string, string>): {
-  namespace: string;
-  name: string;
-  uid: string;
-  serviceAccount: string;
-} {
-  const namespace = ctx[CTX.podNamespace] ?? '';
-  const name = ctx[CTX.podName] ?? '';
-  const uid = ctx[CTX.podUid] ?? '';
-  const serviceAccount = ctx[CTX.serviceAccount] ?? '';
-  const missing = [
-    !namespace && CTX.podNamespace,
-    !name && CTX.podName,
-    !uid && CTX.podUid,
-    !serviceAccount && CTX.serviceAccount,
-  ].filter(Boolean);
-  if (missing.length > 0) {
-    throw invalid(
-      `volume_context lacks ${missing.join(', ')}: the CSIDriver object for ${DRIVER_NAME} must set podInfoOnMount: true`,
-    );
-  }
-  if (!/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(uid)) {
-    throw invalid(`pod UID "${uid}" is not a UID`);
-  }
-  try {
-    toWorkloadId(namespace, serviceAccount);
-  } catch (err) {
-    throw invalid((err as Error).message);
-  }
-  return { namespace, name, uid: uid.toLowerCase(), serviceAccount };
 }

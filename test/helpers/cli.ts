@@ -2,15 +2,13 @@
  * Test helpers that drive the real `marufs` CLI in child processes: run a command to completion,
  * or start `marufs attach` node processes and read their JSON event lines.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { CLI, CliChild, killAll } from './child.js';
 
-/** dist/src/cli/main.js, compiled from src/cli/main.ts. */
-export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export { CLI } from './child.js';
 
 export interface CliResult {
   status: number;
@@ -39,48 +37,35 @@ export interface NodeEvent {
 }
 
 /** Node processes not yet gone, so a failed test can still kill them (see killAllNodes). */
-const liveNodes = new Set<NodeProcess>();
+const liveNodes = new Set<CliChild>();
 
 /** Kill every `marufs attach` process still running: use in afterEach so a failure never hangs jest. */
 export async function killAllNodes(): Promise<void> {
-  await Promise.all([...liveNodes].map((n) => n.kill9()));
+  await killAll(liveNodes);
 }
 
 /** A `marufs attach` child process. */
-export class NodeProcess {
-  readonly child: ChildProcess;
+export class NodeProcess extends CliChild {
   readonly events: NodeEvent[] = [];
-  stderr = '';
-  readonly exited: Promise<number | null>;
   #waiters: { pred: (e: NodeEvent) => boolean; resolve: (e: NodeEvent) => void }[] = [];
 
   constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [CLI, 'attach', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
+    super(['attach', ...args], { env, live: liveNodes });
+  }
+
+  protected override onLine(line: string): void {
+    let e: NodeEvent;
+    try {
+      e = JSON.parse(line) as NodeEvent;
+    } catch {
+      return;
+    }
+    this.events.push(e);
+    this.#waiters = this.#waiters.filter((w) => {
+      if (!w.pred(e)) return true;
+      w.resolve(e);
+      return false;
     });
-    liveNodes.add(this);
-    this.exited = new Promise((resolve) =>
-      this.child.once('exit', (code) => {
-        liveNodes.delete(this);
-        resolve(code);
-      }),
-    );
-    createInterface({ input: this.child.stdout! }).on('line', (line) => {
-      let e: NodeEvent;
-      try {
-        e = JSON.parse(line) as NodeEvent;
-      } catch {
-        return;
-      }
-      this.events.push(e);
-      this.#waiters = this.#waiters.filter((w) => {
-        if (!w.pred(e)) return true;
-        w.resolve(e);
-        return false;
-      });
-    });
-    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
   }
 
   /** The first event matching `pred` (already seen or future); rejects if the process exits first. */
@@ -110,17 +95,5 @@ export class NodeProcess {
 
   attached(timeoutMs?: number): Promise<NodeEvent> {
     return this.waitFor((e) => e.event === 'attached', timeoutMs);
-  }
-
-  /** Graceful stop (SIGTERM → detach). */
-  async stop(): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
-    return this.exited;
-  }
-
-  /** Crash: SIGKILL. */
-  async kill9(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    await this.exited;
   }
 }

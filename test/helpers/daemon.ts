@@ -3,11 +3,11 @@
  * processes on one pool file, shell commands run against their mounts, and clean-up that never
  * leaves a mount or a daemon behind, even when a test fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { CLI, runCli, tempDir } from './cli.js';
+import { CliChild, killAll } from './child.js';
+import { runCli, tempDir } from './cli.js';
 
 export interface ServingEvent {
   event: 'serving';
@@ -18,58 +18,32 @@ export interface ServingEvent {
   recoveredStaleMount: boolean;
 }
 
-const live = new Set<Daemon>();
+const live = new Set<CliChild>();
 
-/** A `marufs node` daemon child process. */
-export class Daemon {
-  readonly child: ChildProcess;
+/** A `marufs node` daemon child process (a signal-ended exit is -1). */
+export class Daemon extends CliChild {
   readonly mountpoint: string;
-  stderr = '';
   readonly lines: string[] = [];
   readonly serving: Promise<ServingEvent>;
-  readonly exited: Promise<number | null>;
+  #served!: (e: ServingEvent) => void;
 
   constructor(pool: string, mountpoint: string, args: string[] = []) {
+    super(['node', pool, '--mount', mountpoint, ...args], { live, signalExit: -1 });
     this.mountpoint = mountpoint;
-    this.child = spawn(process.execPath, [CLI, 'node', pool, '--mount', mountpoint, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    live.add(this);
-    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) =>
-      this.child.on('exit', (code, signal) => {
-        live.delete(this);
-        resolve(code ?? (signal ? -1 : null));
-      }),
-    );
     this.serving = new Promise((resolve, reject) => {
-      const rl = createInterface({ input: this.child.stdout! });
-      rl.on('line', (line) => {
-        this.lines.push(line);
-        try {
-          const e = JSON.parse(line) as ServingEvent;
-          if (e.event === 'serving') resolve(e);
-        } catch {
-          /* not JSON */
-        }
-      });
+      this.#served = resolve;
       void this.exited.then((code) => reject(new Error(`daemon exited (${code}) before serving:\n${this.stderr}`)));
     });
   }
 
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  /** SIGTERM and wait; the exit code. */
-  async stop(): Promise<number | null> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
-    return this.exited;
-  }
-
-  async kill9(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    await this.exited;
+  protected override onLine(line: string): void {
+    this.lines.push(line);
+    try {
+      const e = JSON.parse(line) as ServingEvent;
+      if (e.event === 'serving') this.#served(e);
+    } catch {
+      /* not JSON */
+    }
   }
 }
 
@@ -99,9 +73,7 @@ export function unmountQuietly(dir: string): void {
 
 /** Kill every daemon still running and detach their mounts: use in afterEach/afterAll. */
 export async function killAllDaemons(): Promise<void> {
-  const all = [...live];
-  await Promise.all(all.map((d) => d.kill9()));
-  for (const d of all) unmountQuietly(d.mountpoint);
+  for (const d of (await killAll(live)) as Daemon[]) unmountQuietly(d.mountpoint);
 }
 
 export interface ShResult {

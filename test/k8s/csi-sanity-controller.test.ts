@@ -10,13 +10,13 @@
  * Specs skipped by csi-sanity itself (capabilities not advertised): ListVolumes, snapshots, clones,
  * ControllerPublish/Unpublish, expansion, modify.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Informer } from '../../src/operator/informer.js';
 import { KubeStore, loadKubeConfig } from '../../src/operator/kube-store.js';
 import { KINDS, type KubeObject } from '../../src/operator/resources.js';
-import { startControlPlane, toolsBin, type ControlPlane } from '../helpers/apiserver.js';
+import { startControlPlane, type ControlPlane } from '../helpers/apiserver.js';
+import { runCsiSanity } from '../helpers/csi-sanity.js';
 import { formatPool, fuseAvailable, killAllDaemons, sh, startDaemon, type Daemon } from '../helpers/daemon.js';
 import {
   agentReportsPool,
@@ -28,21 +28,10 @@ import {
   stopAllOperators,
 } from '../helpers/operator.js';
 
-const CSI_SANITY = join(toolsBin(), 'csi-sanity');
 let cp: ControlPlane | undefined;
 let agent: Informer | undefined;
 let daemon: Daemon | undefined;
 const poolFile = `/dev/shm/marufs-csi-sanity-ctl-${process.pid}.pool`;
-
-function runSanity(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(CSI_SANITY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => resolve({ code: code ?? -1, out }));
-  });
-}
 
 afterAll(async () => {
   await agent?.stop();
@@ -55,11 +44,6 @@ afterAll(async () => {
 
 describe('csi-sanity v5 (Identity and Controller services of marufs operator)', () => {
   it('passes every Identity and Controller spec that applies', async () => {
-    if (!existsSync(CSI_SANITY)) {
-      throw new Error(
-        `${CSI_SANITY} is missing. Build the Kubernetes test tools first: scripts/k8s-tools.sh --only csi-sanity`,
-      );
-    }
     expect(fuseAvailable()).toBe(true);
     cp = await startControlPlane();
     formatPool(poolFile, '64M');
@@ -132,22 +116,14 @@ spec:
     const serving = await op.waitServing();
     const params = join(cp.dir, 'volume-parameters.yaml');
     writeFileSync(params, 'pool: sanity-pool\ncsi.storage.k8s.io/pvc/namespace: sanity\n');
-    const { code, out } = await runSanity([
-      `-csi.endpoint=unix://${join(cp.dir, 'node.sock')}`,
-      `-csi.controllerendpoint=unix://${serving.csiController}`,
-      `-csi.mountdir=${join(cp.dir, 'target')}`,
-      `-csi.stagingdir=${join(cp.dir, 'staging')}`,
-      `-csi.testvolumeparameters=${params}`,
-      '-csi.testvolumesize=2097152',
-      '-ginkgo.focus=Identity Service|Controller Service',
-      '-ginkgo.v',
-      '-ginkgo.no-color',
-    ]);
-    if (process.env['MARUFS_CSI_SANITY_LOG']) writeFileSync(process.env['MARUFS_CSI_SANITY_LOG'], out);
-    const summary =
-      /Ran (\d+) of (\d+) Specs[\s\S]*?(\d+) Passed \| (\d+) Failed \| (\d+) Pending \| (\d+) Skipped/.exec(out);
-    if (code !== 0 || !summary) throw new Error(`csi-sanity failed (exit ${code}):\n${out.slice(-20000)}`);
-    const [, ran, , passed, failed, , skipped] = summary.map(Number);
+    const { out, ran, passed, failed, skipped } = await runCsiSanity({
+      nodeSocket: join(cp.dir, 'node.sock'),
+      controllerSocket: serving.csiController!,
+      mountDir: join(cp.dir, 'target'),
+      stagingDir: join(cp.dir, 'staging'),
+      params,
+      focus: 'Identity Service|Controller Service',
+    });
     process.stderr.write(
       `csi-sanity (controller): ran ${ran}, passed ${passed}, failed ${failed}, skipped ${skipped}\n`,
     );

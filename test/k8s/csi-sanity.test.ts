@@ -23,20 +23,18 @@
  *  - "should work" / "should be idempotent": they need the plugin itself to provide the controller
  *    service (GetPluginCapabilities CONTROLLER_SERVICE), which marufs does not.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { csiV1, loadCsiPackage } from '../../src/node-plugin/csi-proto.js';
 import { tempDir } from '../helpers/cli.js';
+import { runCsiSanity } from '../helpers/csi-sanity.js';
 import { formatPool, fuseAvailable, killAllDaemons, sh, startDaemon, type Daemon } from '../helpers/daemon.js';
 
 const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const CSI_SANITY = join(process.env['MARUFS_TOOLS_BIN'] ?? join(ROOT, '.tools', 'bin'), 'csi-sanity');
 
 const tmp = tempDir('marufs-csi-sanity-');
 const pool = `/dev/shm/marufs-csi-sanity-${process.pid}.pool`;
@@ -159,16 +157,6 @@ function startController(): Promise<{ server: grpc.Server; created: Set<string> 
   );
 }
 
-function runSanity(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(CSI_SANITY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => resolve({ code: code ?? -1, out }));
-  });
-}
-
 let daemon: Daemon | undefined;
 let controller: { server: grpc.Server; created: Set<string> } | undefined;
 
@@ -187,11 +175,6 @@ afterAll(async () => {
 
 describe('csi-sanity v5 (Identity and Node services)', () => {
   it('passes every Identity and Node spec that applies to a node-only driver', async () => {
-    if (!existsSync(CSI_SANITY)) {
-      throw new Error(
-        `${CSI_SANITY} is missing. Build the Kubernetes test tools first: scripts/k8s-tools.sh --only csi-sanity`,
-      );
-    }
     expect(fuseAvailable()).toBe(true);
     formatPool(pool, '256M');
     chmodSync(tmp.dir, 0o755);
@@ -209,23 +192,14 @@ describe('csi-sanity v5 (Identity and Node services)', () => {
     const params = join(tmp.dir, 'volume-parameters.yaml');
     writeFileSync(params, 'namespace: sanity\nserviceAccount: csi-sanity\n');
 
-    const { code, out } = await runSanity([
-      `-csi.endpoint=unix://${nodeSocket}`,
-      `-csi.controllerendpoint=unix://${controllerSocket}`,
-      `-csi.mountdir=${join(tmp.dir, 'target')}`,
-      `-csi.stagingdir=${join(tmp.dir, 'staging')}`,
-      `-csi.testvolumeparameters=${params}`,
-      '-csi.testvolumesize=2097152',
-      '-ginkgo.focus=Identity Service|Node Service',
-      '-ginkgo.v',
-      '-ginkgo.no-color',
-    ]);
-    // MARUFS_CSI_SANITY_LOG=<file> keeps csi-sanity's verbose output (every spec, passed or skipped).
-    if (process.env['MARUFS_CSI_SANITY_LOG']) writeFileSync(process.env['MARUFS_CSI_SANITY_LOG'], out);
-    const summary =
-      /Ran (\d+) of (\d+) Specs[\s\S]*?(\d+) Passed \| (\d+) Failed \| (\d+) Pending \| (\d+) Skipped/.exec(out);
-    if (code !== 0 || !summary) throw new Error(`csi-sanity failed (exit ${code}):\n${out.slice(-20000)}`);
-    const [, ran, , passed, failed, , skipped] = summary.map(Number);
+    const { out, ran, passed, failed, skipped } = await runCsiSanity({
+      nodeSocket,
+      controllerSocket,
+      mountDir: join(tmp.dir, 'target'),
+      stagingDir: join(tmp.dir, 'staging'),
+      params,
+      focus: 'Identity Service|Node Service',
+    });
     process.stderr.write(`csi-sanity: ran ${ran}, passed ${passed}, failed ${failed}, skipped ${skipped}\n`);
     expect(failed).toBe(0);
     // Identity 3 + Node: capabilities, info, 3 publish, 3 unpublish, 4 stats.
