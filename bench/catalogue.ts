@@ -4,6 +4,7 @@
  * the peer a user would otherwise pick, with the ratio).
  */
 import { renderBootstrapBench, runBootstrapBench, type BootstrapBenchResult } from './bootstrap.js';
+import { renderGcBench, runGcBench, type GcBenchResult } from './gc.js';
 import { plotFuseResults, renderFuseBench, runFuseBench, type FuseBenchResult } from './fuse.js';
 import { plotKvCacheResults, renderKvCacheBench, runKvCacheBench, type KvCacheBenchResult } from './kvcache.js';
 import { renderMeBench, runMeBench, type MeBenchResult } from './me.js';
@@ -131,6 +132,31 @@ const me: Bench<MeBenchResult> = {
   },
 };
 
+const gc: Bench<GcBenchResult> = {
+  title: 'idle garbage collection CPU at 1 K and 64 K regions: bounded sweep vs full scan',
+  run: runGcBench,
+  render: renderGcBench,
+  plot: () => undefined,
+  headline: (r) => {
+    const at = (regions: number, mode: string): number | undefined =>
+      r.rows.find((row) => row.regions === regions && row.mode === mode)?.gcCpuMsPerSec;
+    const sizes = [...new Set(r.rows.map((row) => row.regions))].sort((a, b) => a - b);
+    const big = sizes[sizes.length - 1];
+    if (big === undefined) return [];
+    const sweep = at(big, 'sweep');
+    const full = at(big, 'full scan');
+    if (sweep === undefined || full === undefined) return [];
+    return [
+      {
+        what: `idle GC CPU per second, ${sizes.map((n) => num(n)).join(' → ')} regions`,
+        marufs: sizes.map((n) => `${formatNumber(at(n, 'sweep') ?? NaN)}`).join(' → ') + ' ms/s',
+        peer: `full scan ${sizes.map((n) => `${formatNumber(at(n, 'full scan') ?? NaN)}`).join(' → ')} ms/s`,
+        ratio: sweep > 0 ? `${x(full / sweep)} less at ${num(big)}` : 'below noise',
+      },
+    ];
+  },
+};
+
 const nrht: Bench<NrhtBenchResult> = {
   title: 'name tables next to Redis, and the multi-node sweep',
   run: runNrhtBench,
@@ -210,7 +236,7 @@ const kvcache: Bench<KvCacheBenchResult> = {
   },
 };
 
-export const BENCHES: Record<string, Bench> = { bootstrap, regions, me, nrht, fuse, kvcache } as unknown as Record<
+export const BENCHES: Record<string, Bench> = { bootstrap, regions, gc, me, nrht, fuse, kvcache } as unknown as Record<
   string,
   Bench
 >;

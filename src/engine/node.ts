@@ -109,7 +109,10 @@ export class MarufsNode {
 
   /** The regions of this pool, as this node sees and changes them. */
   get regions(): RegionStore {
-    this.#regions ??= new RegionStore(this, this.globalMe);
+    if (!this.#regions) {
+      this.#regions = new RegionStore(this, this.globalMe);
+      this.#regions.onChanged = (id) => this.gc.watch(id);
+    }
     return this.#regions;
   }
 

@@ -262,18 +262,31 @@ export class NameIndex {
     return { problems, validFor };
   }
 
-  /** Every INSERTING or TENTATIVE entry: (shard, index, state, a fingerprint that changes if it moves). */
-  *inFlight(): Generator<{ shard: number; index: number; state: number; key: number }> {
-    for (let shard = 0; shard < this.shards; shard++) {
-      const s = this.#shards[shard]!;
-      for (let index = 0; index < this.entries; index++) {
-        const e = entryAt(s, index);
-        const state = this.mem.load32(e + INDEX_ENTRY.state);
-        if (state === IndexState.INSERTING || state === IndexState.TENTATIVE) {
-          yield { shard, index, state, key: e };
-        }
+  /**
+   * INSERTING or TENTATIVE entries among `count` entries from flat position `from` (shard-major:
+   * shard × entries + index), with a fingerprint key (the entry's pool offset). By default all of
+   * them; GC sweeps a bounded range per cycle.
+   */
+  *inFlight(
+    from = 0,
+    count = this.shards * this.entries,
+  ): Generator<{ shard: number; index: number; state: number; key: number }> {
+    const end = Math.min(this.shards * this.entries, from + count);
+    for (let pos = Math.max(0, from); pos < end; pos++) {
+      const shard = Math.floor(pos / this.entries);
+      const index = pos - shard * this.entries;
+      const e = entryAt(this.#shards[shard]!, index);
+      const state = this.mem.load32(e + INDEX_ENTRY.state);
+      if (state === IndexState.INSERTING || state === IndexState.TENTATIVE) {
+        yield { shard, index, state, key: e };
       }
     }
+  }
+
+  /** Pool offset of the entry at flat position `pos` (see inFlight). */
+  entryOffset(pos: number): number {
+    const shard = Math.floor(pos / this.entries);
+    return entryAt(this.#shards[shard]!, pos - shard * this.entries);
   }
 
   /** GC, inside the global ME: retire an entry that stayed INSERTING/TENTATIVE (see retireStuck). */

@@ -274,6 +274,8 @@ export class RegionStore extends RegionTable {
   readonly #map: ExtentMap;
   /** Handles open on this node, per region id (the node's bit in the mapper bitmap is set while > 0). */
   #open = new Map<number, number>();
+  /** Told the id of every region this node creates or whose ACL it changes (GC's watch set). */
+  onChanged: ((id: number) => void) | undefined;
 
   constructor(node: MarufsNode, lock: CriticalSection) {
     super(node.mem, node.layout);
@@ -410,6 +412,7 @@ export class RegionStore extends RegionTable {
       }
       return id;
     });
+    this.onChanged?.(id);
     return this.statById(id);
   }
 
@@ -901,6 +904,7 @@ export class RegionStore extends RegionTable {
     const word = this.rat.entry(id) + E.aclSeq;
     this.mem.add32(word, 1);
     this.mem.writeBack(word, 4);
+    this.onChanged?.(id);
   }
 
   #resolveLocked(bytes: Uint8Array, name: string): number {
