@@ -46,10 +46,10 @@ export {
   workloadPrincipal,
   parsePrincipal,
   principalText,
-  thisProcess,
   type Caller,
   type Principal,
 } from './engine/regions/principal.js';
+export { thisProcess } from './engine/proc.js';
 export {
   attachNode,
   formatDevice,

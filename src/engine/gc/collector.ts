@@ -24,7 +24,8 @@ import type { MarufsNode } from '../node.js';
 import { readNrhtGeometry } from '../nrht/layout.js';
 import { chainShards } from '../nrht/table.js';
 import { LivenessObserver, SlotState, slotOffset, SLOT } from '../bootstrap/slots.js';
-import { processAlive, processStartTime, readPrincipal } from '../regions/principal.js';
+import { processAlive, processStartTime } from '../proc.js';
+import { readPrincipal } from '../regions/principal-record.js';
 import { D, DelegState, E, Lifetime, RatState, RegionType, hasMapper } from '../regions/rat.js';
 import type { Maintenance } from '../regions/store.js';
 

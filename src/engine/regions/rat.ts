@@ -14,7 +14,7 @@
  *        40 u64 modifiedAt · 48 u32 generation (+1 at every create) · 52 u32 lifetime (0 process,
  *        1 persistent) · 56 u32 defaultPerms · 60 u32 active delegations (informational)
  *   CL1  64 u8[64] name (NUL padded)
- *   CL2  128 owner principal (32 B, principal.ts) · 160 u32 nameLen · 164 u32 hashLo · 168 u32 hashHi ·
+ *   CL2  128 owner principal (32 B, principal-record.ts) · 160 u32 nameLen · 164 u32 hashLo · 168 u32 hashHi ·
  *        172 u32 index shard · 176 u32 index entry · 180 u32 mode · 184 u32 uid · 188 u32 gid
  *   CL3  192 u64[4] mapper bitmap (bit n−1: node n holds views) · 224 u64 sizedAt · 232 u64 deletedAt ·
  *        240 u32 created by node · 244 u32 ACL sequence (+1 at every change that can change a
@@ -29,7 +29,8 @@
  */
 import type { Layout } from '../layout/geometry.js';
 import type { PoolMemory } from '../pool/memory.js';
-import { readPrincipal, type Principal } from './principal.js';
+import type { Principal } from './principal.js';
+import { readPrincipal } from './principal-record.js';
 
 export const RatState = Object.freeze({ FREE: 0, ALLOCATING: 1, ALLOCATED: 2, DELETING: 3, CHOWNING: 4 } as const);
 export type RatState = (typeof RatState)[keyof typeof RatState];

@@ -25,18 +25,9 @@ import { bestFit, freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
 import { checkNewName, encodeName, hashName, type NameHash } from './names.js';
 import { ownerFor } from './owner.js';
-import {
-  clearPrincipal,
-  bindings,
-  matchesCaller,
-  processAlive,
-  processStartTime,
-  samePrincipal,
-  validatePrincipal,
-  writePrincipal,
-  type Caller,
-  type Principal,
-} from './principal.js';
+import { validatePrincipal, type Caller, type Principal } from './principal.js';
+import { PrincipalMatch, clearPrincipal, matchesCaller, samePrincipal, writePrincipal } from './principal-record.js';
+import { processAlive, processStartTime } from '../proc.js';
 import {
   D,
   DelegState,
@@ -210,17 +201,17 @@ export class RegionTable {
   permissionsById(id: number, caller: Caller): number {
     const e = this.rat.entry(id);
     if (this.mem.observe32(e + E.state) !== RatState.ALLOCATED) return 0;
-    if (matchesCaller(this.mem, e + E.owner, caller, false)) return Perm.ALL;
+    if (matchesCaller(this.mem, e + E.owner, caller, false) & PrincipalMatch.MATCHES) return Perm.ALL;
     let have = this.mem.load32(e + E.defaultPerms);
     for (let j = 0; j < this.rat.delegations && have !== Perm.ALL; j++) {
       const d = this.rat.delegation(id, j);
       if (this.mem.load32(d + D.state) !== DelegState.ACTIVE) continue;
       const perms = this.mem.load32(d + D.perms);
       if ((perms & ~have) === 0) continue;
-      const bound = bindings.count;
-      if (matchesCaller(this.mem, d + D.principal, caller, !this.mem.readOnly)) have |= perms;
+      const match = matchesCaller(this.mem, d + D.principal, caller, !this.mem.readOnly);
+      if (match & PrincipalMatch.MATCHES) have |= perms;
       // A delegation just bound to this caller no longer matches another process with its pid.
-      if (bindings.count !== bound) this.mem.add32(e + E.aclSeq, 1);
+      if (match & PrincipalMatch.BOUND) this.mem.add32(e + E.aclSeq, 1);
     }
     // A change between the checks (unlink, chown) must not leak rights granted by the old state.
     return this.mem.load32(e + E.state) === RatState.ALLOCATED ? have : 0;
