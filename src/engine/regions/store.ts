@@ -26,7 +26,7 @@ import { NameIndex, type IndexHit } from './name-index.js';
 import { checkNewName, encodeName, hashName, type NameHash } from './names.js';
 import { ownerFor } from './owner.js';
 import { validatePrincipal, type Caller, type Principal } from './principal.js';
-import { PrincipalMatch, clearPrincipal, matchesCaller, samePrincipal, writePrincipal } from './principal-record.js';
+import { PrincipalMatch, matchesCaller, samePrincipal, writePrincipal } from './principal-record.js';
 import { processAlive, processStartTime } from '../proc.js';
 import {
   D,
@@ -37,9 +37,13 @@ import {
   RatLayout,
   RatState,
   RegionType,
+  clearDelegation,
+  clearMapper,
   mapperNodes,
   readEntry,
   readName,
+  resetEntry,
+  setMapper,
   type LifetimeName,
   type RatEntryView,
 } from './rat.js';
@@ -287,11 +291,7 @@ export class RegionStore extends RegionTable {
       const id = this.#claimEntry();
       this.mem.add32(this.rat.header + H.entriesInUse, 1); // ALLOCATING counts as in use (GC frees stuck ones)
       const e = this.rat.entry(id);
-      const generation = (this.mem.load32(e + E.generation) + 1) >>> 0;
-      const aclSeq = this.mem.load32(e + E.aclSeq);
-      this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
-      this.mem.store32(e + E.aclSeq, aclSeq + 1);
-      this.mem.store32(e + E.generation, generation);
+      const generation = resetEntry(this.mem, this.rat, id, true);
       this.mem.store32(e + E.type, RegionType.DATA);
       this.mem.store32(e + E.lifetime, lifetime === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
       this.mem.store32(e + E.defaultPerms, defaultPerms);
@@ -534,11 +534,7 @@ export class RegionStore extends RegionTable {
     if (mapperNodes(this.mem, this.rat, id).length > 0) return false;
     if (!fence.valid()) return false;
     const allocated = this.mem.load64(e + E.allocatedSize);
-    const generation = this.mem.load32(e + E.generation);
-    const aclSeq = this.mem.load32(e + E.aclSeq);
-    this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
-    this.mem.store32(e + E.aclSeq, aclSeq + 1);
-    this.mem.store32(e + E.generation, generation);
+    resetEntry(this.mem, this.rat, id, false);
     if (this.mem.casPublish32(e + E.state, RatState.DELETING, RatState.FREE) !== RatState.DELETING) return false;
     if (allocated > 0n) {
       this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
@@ -610,8 +606,7 @@ export class RegionStore extends RegionTable {
         this.mem.casPublish32(d + D.state, DelegState.GRANTING, DelegState.ACTIVE) !== DelegState.GRANTING
       ) {
         if (this.mem.cas32(d + D.state, DelegState.GRANTING, DelegState.EMPTY) === DelegState.GRANTING) {
-          clearPrincipal(this.mem, d + D.principal);
-          this.mem.store32(d + D.perms, 0);
+          clearDelegation(this.mem, this.rat, id, empty);
           this.mem.writeBack(d, 64);
         }
         throw new FencedError(`grant on "${name}"`);
@@ -619,8 +614,7 @@ export class RegionStore extends RegionTable {
       if (!fence.valid()) {
         // Published after a takeover: take it back (the new holder never saw it).
         if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) === DelegState.ACTIVE) {
-          clearPrincipal(this.mem, d + D.principal);
-          this.mem.store32(d + D.perms, 0);
+          clearDelegation(this.mem, this.rat, id, empty);
           this.#aclChanged(id);
         }
         throw new FencedError(`grant on "${name}"`);
@@ -689,8 +683,7 @@ export class RegionStore extends RegionTable {
         if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) !== DelegState.ACTIVE) {
           throw new FencedError('revoke: the delegation changed');
         }
-        clearPrincipal(this.mem, d + D.principal);
-        this.mem.store32(d + D.perms, 0);
+        clearDelegation(this.mem, this.rat, id, j);
         this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
         this.#aclChanged(id);
         return;
@@ -751,9 +744,8 @@ export class RegionStore extends RegionTable {
       this.mem.store32(e + E.lifetime, life === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
       this.mem.store32(e + E.defaultPerms, 0);
       for (let j = 0; j < this.rat.delegations; j++) {
-        const d = this.rat.delegation(id, j);
-        this.mem.store32(d + D.state, DelegState.EMPTY);
-        clearPrincipal(this.mem, d + D.principal);
+        this.mem.store32(this.rat.delegation(id, j) + D.state, DelegState.EMPTY);
+        clearDelegation(this.mem, this.rat, id, j);
       }
       this.mem.store32(e + E.activeDelegations, 0);
       this.mem.store64(e + E.modifiedAt, nowNs());
@@ -799,14 +791,7 @@ export class RegionStore extends RegionTable {
   #retain(id: number): void {
     const count = this.#open.get(id) ?? 0;
     this.#open.set(id, count + 1);
-    if (count === 0) {
-      const word = this.rat.entry(id) + E.mappers + 8 * ((this.nodeId - 1) >> 6);
-      const bit = 1n << BigInt((this.nodeId - 1) & 63);
-      for (;;) {
-        const v = this.mem.load64(word);
-        if (v & bit || this.mem.casPublish64(word, v, v | bit) === v) break;
-      }
-    }
+    if (count === 0) setMapper(this.mem, this.rat, id, this.nodeId);
   }
 
   /** @internal called by RegionHandle.close(): the last local close clears this node's bit. */
@@ -817,12 +802,7 @@ export class RegionStore extends RegionTable {
       return;
     }
     this.#open.delete(id);
-    const word = this.rat.entry(id) + E.mappers + 8 * ((this.nodeId - 1) >> 6);
-    const bit = 1n << BigInt((this.nodeId - 1) & 63);
-    for (;;) {
-      const v = this.mem.load64(word);
-      if ((v & bit) === 0n || this.mem.casPublish64(word, v, v & ~bit) === v) break;
-    }
+    clearMapper(this.mem, this.rat, id, this.nodeId);
     if (this.mem.load32(this.rat.entry(id) + E.state) === RatState.DELETING && this.#node.state === 'active') {
       void this.#lock.withLock(0, (fence) => this.#freeIfUnmapped(id, fence)).catch(() => undefined);
     }
@@ -870,21 +850,14 @@ export class RegionStore extends RegionTable {
   #removeDelegation(id: number, slot: number, state: number): boolean {
     const d = this.rat.delegation(id, slot);
     if (this.mem.casPublish32(d + D.state, state, DelegState.EMPTY) !== state) return false;
-    clearPrincipal(this.mem, d + D.principal);
-    this.mem.store32(d + D.perms, 0);
+    clearDelegation(this.mem, this.rat, id, slot);
     if (state === DelegState.ACTIVE) this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
     this.#aclChanged(id);
     return true;
   }
 
   #clearMapper(id: number, nodeId: number, fence: Fence): boolean {
-    const word = this.rat.entry(id) + E.mappers + 8 * ((nodeId - 1) >> 6);
-    const bit = 1n << BigInt((nodeId - 1) & 63);
-    for (;;) {
-      const v = this.mem.load64(word);
-      if ((v & bit) === 0n) break;
-      if (this.mem.casPublish64(word, v, v & ~bit) === v) break;
-    }
+    clearMapper(this.mem, this.rat, id, nodeId);
     return this.#freeIfUnmapped(id, fence);
   }
 
@@ -898,11 +871,7 @@ export class RegionStore extends RegionTable {
       const hit = this.index.findLocked(name, hashName(name, { lo: 0, hi: 0 }));
       if (hit && hit.regionId === id) this.index.remove(hit);
     }
-    const generation = this.mem.load32(e + E.generation);
-    const aclSeq = this.mem.load32(e + E.aclSeq);
-    this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
-    this.mem.store32(e + E.generation, generation);
-    this.mem.store32(e + E.aclSeq, aclSeq + 1);
+    resetEntry(this.mem, this.rat, id, false);
     // Counted only by whoever wins the CAS (a fenced create's own rollback may race this).
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) !== RatState.ALLOCATING) return false;
     this.mem.add32(this.rat.header + H.entriesInUse, -1);
