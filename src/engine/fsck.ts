@@ -24,15 +24,13 @@ import {
   readMeHeader,
 } from './me/area.js';
 import { attachNode } from './node.js';
-import { readNrhtGeometry } from './nrht/layout.js';
-import { chainShards } from './nrht/table.js';
+import { NE, chainShards, readNrhtGeometry } from './nrht/layout.js';
 import { checkChains, type ChainShard } from './hash-chains.js';
 import { PoolMemory } from './pool/memory.js';
 import { SLOT, SlotState, readSlot, slotOffset } from './bootstrap/slots.js';
 import { checkRegions } from './regions/check.js';
 import { E, H, RatLayout, RatState, RegionType, countActiveDelegations, countInUse } from './regions/rat.js';
 import { NAME_MAX } from './regions/names.js';
-import { NE } from './nrht/layout.js';
 
 export interface FsckProblem {
   area: string;

@@ -74,8 +74,8 @@ export { thisProcess, processStartTime, processAlive, processExe, readProcStat, 
 export { checkNewName, encodeName, hashName, NAME_MAX, RESERVED_NAMES, type NameHash } from './regions/names.js';
 export { bestFit } from './regions/allocator.js';
 export { checkRegions, type RegionCheck } from './regions/check.js';
-export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem, type NrhtStats } from './nrht/table.js';
-export { type NrhtInitParams } from './nrht/layout.js';
+export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem } from './nrht/table.js';
+export type { NrhtInitParams, NrhtStats } from './nrht/layout.js';
 export {
   GarbageCollector,
   DEFAULT_GC_CONFIG,

@@ -21,8 +21,7 @@
 import { CHAIN_ENTRY, ChainState, entryAt, retireStuck } from '../hash-chains.js';
 import { BOOTSTRAP_SLOTS } from '../layout/geometry.js';
 import type { MarufsNode } from '../node.js';
-import { readNrhtGeometry } from '../nrht/layout.js';
-import { chainShards } from '../nrht/table.js';
+import { chainShards, readNrhtGeometry } from '../nrht/layout.js';
 import { LivenessObserver, SlotState, slotOffset, SLOT } from '../bootstrap/slots.js';
 import { processAlive, processStartTime } from '../proc.js';
 import { readPrincipal } from '../regions/principal-record.js';

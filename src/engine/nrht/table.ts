@@ -19,7 +19,6 @@ import { FencedError, MarufsError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import type { Fence } from '../fence.js';
 import {
-  CHAIN_END,
   ChainState,
   abandonEntry,
   checkChains,
@@ -43,19 +42,17 @@ import { PermissionCache } from '../regions/acl.js';
 import {
   NE,
   NRHT_ENTRY_SIZE,
-  NRHT_HEADER_SIZE,
-  NRHT_SHARD_HEADER_SIZE,
-  NS,
+  chainShards,
   readNrhtGeometry,
   resolveNrhtGeometry,
-  shardsStart,
+  tableStats,
   writeNrhtHeaders,
   type NrhtGeometry,
   type NrhtInitParams,
+  type NrhtStats,
 } from './layout.js';
 
 export const NrhtState = ChainState;
-const BUCKET_END = CHAIN_END;
 const U32_MAX = 0xffffffff;
 export const BATCH_MAX = 32;
 
@@ -74,73 +71,6 @@ export interface PublishItem {
   region: string | number;
   offset: number;
   hash?: bigint;
-}
-
-export interface NrhtStats {
-  geometry: Omit<NrhtGeometry, 'meOffset' | 'shardStride' | 'bucketBytes'>;
-  /** Names published (VALID entries). */
-  entries: number;
-  /** Entries claimed, including dead ones still linked in chains. */
-  slotsInUse: number;
-  capacity: number;
-  /** Chain length histogram over buckets: index k counts chains of length k (last bin: ≥ 16). */
-  chainDepth: number[];
-  longestChain: number;
-}
-
-/** The chained-hash shards of the table at `base` (absolute offsets; hash-chains.ts works on them). */
-export function chainShards(mem: PoolMemory, base: number, g: NrhtGeometry, label: string): ChainShard[] {
-  return Array.from({ length: g.shards }, (_, s) => {
-    const header = base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE;
-    const shard = base + shardsStart(g) + s * g.shardStride;
-    return {
-      mem,
-      label: `name table "${label}" shard ${s}`,
-      entries: g.entriesPerShard,
-      buckets: g.bucketsPerShard,
-      bucketBase: shard,
-      entryBase: shard + g.bucketBytes,
-      entrySize: NRHT_ENTRY_SIZE,
-      linkedField: NE.linked,
-      seqWord: header + NS.seq,
-      freeHintWord: header + NS.freeHint,
-      inUseWord: header + NS.inUse,
-    };
-  });
-}
-
-/** Geometry, fill and chain-depth histogram of the table at `base` (read only, no lock). */
-export function tableStats(mem: PoolMemory, base: number, g: NrhtGeometry): NrhtStats {
-  const chainDepth = new Array<number>(17).fill(0);
-  let longest = 0;
-  let entries = 0;
-  let slotsInUse = 0;
-  const start = base + shardsStart(g);
-  for (let s = 0; s < g.shards; s++) {
-    slotsInUse += mem.load32(base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE + NS.inUse);
-    const shard = start + s * g.shardStride;
-    const entryAt = (i: number): number => shard + g.bucketBytes + i * NRHT_ENTRY_SIZE;
-    for (let b = 0; b < g.bucketsPerShard; b++) {
-      let len = 0;
-      let idx = mem.load32(shard + 4 * b);
-      for (let steps = 0; idx !== BUCKET_END && idx < g.entriesPerShard && steps <= g.entriesPerShard; steps++) {
-        if (mem.load32(entryAt(idx) + NE.state) === NrhtState.VALID) len++;
-        idx = mem.load32(entryAt(idx) + NE.next);
-      }
-      chainDepth[Math.min(16, len)]!++;
-      entries += len;
-      longest = Math.max(longest, len);
-    }
-  }
-  const { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize } = g;
-  return {
-    geometry: { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize },
-    entries,
-    slotsInUse,
-    capacity: shards * entriesPerShard,
-    chainDepth,
-    longestChain: longest,
-  };
 }
 
 /** One ME instance per (node, table): joined on first insert, counter op or join(); left on detach. */
