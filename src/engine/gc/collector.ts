@@ -20,13 +20,13 @@
  */
 import { CHAIN_ENTRY, ChainState, entryAt, retireStuck } from '../hash-chains.js';
 import { BOOTSTRAP_SLOTS } from '../layout/geometry.js';
-import type { MarufsNode } from '../node.js';
+import type { NodeContext } from '../node-context.js';
 import { chainShards, readNrhtGeometry } from '../nrht/layout.js';
 import { LivenessObserver, SlotState, slotOffset, SLOT } from '../bootstrap/slots.js';
 import { processAlive, processStartTime } from '../proc.js';
 import { readPrincipal } from '../regions/principal-record.js';
 import { D, DelegState, E, Lifetime, RatState, RegionType, hasMapper } from '../regions/rat.js';
-import type { Maintenance } from '../regions/store.js';
+import type { Maintenance, RegionStore } from '../regions/store.js';
 
 export interface GcConfig {
   /** Time between cycles. Default 250 ms: a dead process's region is gone well within 2 s. */
@@ -75,9 +75,12 @@ const zero = (): GcPhaseCounts => ({
 
 type Action = (m: Maintenance, counts: GcPhaseCounts) => void;
 
+/** What the collector needs of its node: the node context and the node's region store. */
+export type GcNode = NodeContext & { readonly regions: RegionStore };
+
 export class GarbageCollector {
   readonly config: GcConfig;
-  #node: MarufsNode;
+  #node: GcNode;
   #state: GcStatus['state'] = 'stopped';
   #epoch = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -91,7 +94,7 @@ export class GarbageCollector {
   #stuck = new Map<number, { value: number; since: number }>();
   #nodes: LivenessObserver;
 
-  constructor(node: MarufsNode, config: Partial<GcConfig> = {}) {
+  constructor(node: GcNode, config: Partial<GcConfig> = {}) {
     this.#node = node;
     this.config = { ...DEFAULT_GC_CONFIG, ...config };
     this.#nodes = new LivenessObserver(node.mem);

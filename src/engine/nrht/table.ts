@@ -29,7 +29,7 @@ import {
   reserveEntry,
   type ChainShard,
 } from '../hash-chains.js';
-import type { MarufsNode } from '../node.js';
+import type { NodeContext } from '../node-context.js';
 import { joinMe, type MeInstance } from '../me/index.js';
 import { formatMeArea } from '../me/area.js';
 import type { PoolMemory } from '../pool/memory.js';
@@ -38,6 +38,7 @@ import { encodeNameInto, hashFromBigInt, hashName, NAME_MAX, type NameHash } fro
 import type { Caller } from '../regions/principal.js';
 import { E, RatState, RegionType, readName } from '../regions/rat.js';
 import type { RegionHandle } from '../regions/handle.js';
+import type { RegionStore } from '../regions/store.js';
 import { PermissionCache } from '../regions/acl.js';
 import {
   NE,
@@ -73,13 +74,17 @@ export interface PublishItem {
   hash?: bigint;
 }
 
-/** One ME instance per (node, table): joined on first insert, counter op or join(); left on detach. */
-const instances = new WeakMap<MarufsNode, Map<number, { generation: number; me: Promise<MeInstance> }>>();
+/**
+ * What a name table needs of its node: the node context and the node's region store. One ME instance
+ * per (node, table) lives in the node's `tableMes`: joined on first insert, counter op or join(); the
+ * node leaves them when it detaches.
+ */
+export type TableNode = NodeContext & { readonly regions: RegionStore };
 
 /** The name-table ME instances this node has joined (inspection). */
-export async function joinedTableMes(node: MarufsNode): Promise<{ regionId: number; me: MeInstance }[]> {
+export async function joinedTableMes(node: NodeContext): Promise<{ regionId: number; me: MeInstance }[]> {
   const out: { regionId: number; me: MeInstance }[] = [];
-  for (const [regionId, entry] of instances.get(node) ?? []) {
+  for (const [regionId, entry] of node.tableMes) {
     const me = await entry.me.catch(() => undefined);
     if (me) out.push({ regionId, me });
   }
@@ -89,7 +94,7 @@ export async function joinedTableMes(node: MarufsNode): Promise<{ regionId: numb
 export class NrhtTable {
   readonly name: string;
   readonly caller: Caller;
-  #node: MarufsNode;
+  #node: TableNode;
   #handle: RegionHandle;
   #mem: PoolMemory;
   #g: NrhtGeometry | undefined;
@@ -103,7 +108,7 @@ export class NrhtTable {
   #len = 0;
   #gSeq = -2;
 
-  private constructor(node: MarufsNode, handle: RegionHandle, name: string, caller: Caller) {
+  private constructor(node: TableNode, handle: RegionHandle, name: string, caller: Caller) {
     this.#node = node;
     this.#handle = handle;
     this.#mem = node.mem;
@@ -112,7 +117,7 @@ export class NrhtTable {
   }
 
   /** Open the table region `name` (no check yet: every operation checks IOCTL). */
-  static open(node: MarufsNode, name: string, caller: Caller): NrhtTable {
+  static open(node: TableNode, name: string, caller: Caller): NrhtTable {
     return new NrhtTable(node, node.regions.open(name, caller), name, caller);
   }
 
@@ -120,7 +125,7 @@ export class NrhtTable {
    * Initialize region `name` as a name table (ADMIN). Sizes an unsized region itself; EEXIST if it
    * already is a table; ENOSPC if the region is too small; EINVAL for bad geometry.
    */
-  static async init(node: MarufsNode, name: string, caller: Caller, params: NrhtInitParams = {}): Promise<NrhtTable> {
+  static async init(node: TableNode, name: string, caller: Caller, params: NrhtInitParams = {}): Promise<NrhtTable> {
     const geo = node.superblock.geometry;
     const g = resolveNrhtGeometry(params, {
       maxEntries: geo.nrhtMaxEntries,
@@ -195,17 +200,7 @@ export class NrhtTable {
 
   /** The table's ME on this node, joined on first use. */
   async #me(g: NrhtGeometry): Promise<MeInstance> {
-    let perNode = instances.get(this.#node);
-    if (!perNode) {
-      perNode = new Map();
-      instances.set(this.#node, perNode);
-      const registry = perNode;
-      this.#node.onDetach(async () => {
-        const all = [...registry.values()];
-        registry.clear();
-        await Promise.all(all.map(async (i) => (await i.me.catch(() => undefined))?.leave()));
-      });
-    }
+    const perNode = this.#node.tableMes;
     const cached = perNode.get(this.#handle.id);
     if (cached && cached.generation === this.#handle.generation) return cached.me;
     const me = joinMe({
@@ -224,10 +219,10 @@ export class NrhtTable {
 
   /** Leave the table's ME on this node (handing over any token) and close the table. */
   async leave(): Promise<void> {
-    const perNode = instances.get(this.#node);
-    const cached = perNode?.get(this.#handle.id);
+    const perNode = this.#node.tableMes;
+    const cached = perNode.get(this.#handle.id);
     if (cached && cached.generation === this.#handle.generation) {
-      perNode!.delete(this.#handle.id);
+      perNode.delete(this.#handle.id);
       await (await cached.me.catch(() => undefined))?.leave();
     }
     this.close();

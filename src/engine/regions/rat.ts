@@ -141,6 +141,11 @@ export interface RatEntryView {
   delegations: DelegationView[];
 }
 
+/** A region as the engine's API reports it (RegionStore.stat, RegionHandle.stat): the entry, its state by name. */
+export interface RegionInfo extends Omit<RatEntryView, 'state'> {
+  state: 'allocating' | 'allocated' | 'deleting' | 'chowning' | 'free';
+}
+
 export function readName(mem: PoolMemory, rat: RatLayout, id: number): Buffer {
   const e = rat.entry(id);
   const len = Math.min(63, mem.load32(e + E.nameLen));

@@ -18,7 +18,7 @@ import { FencedError, MarufsError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import type { Fence } from '../fence.js';
 import { REGION_ALIGN, alignUp, type Layout } from '../layout/geometry.js';
-import type { MarufsNode } from '../node.js';
+import type { NodeContext } from '../node-context.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { DELEGABLE_BY_GRANT, Perm, PermissionCache, checkDelegation, checkPerms, formatPerms } from './acl.js';
 import { bestFit, freeSpace, type Extent } from './allocator.js';
@@ -46,6 +46,7 @@ import {
   setMapper,
   type LifetimeName,
   type RatEntryView,
+  type RegionInfo,
 } from './rat.js';
 import { RegionHandle } from './handle.js';
 
@@ -65,9 +66,7 @@ export interface CreateOptions {
   mode?: number;
 }
 
-export interface RegionInfo extends Omit<RatEntryView, 'state'> {
-  state: 'allocating' | 'allocated' | 'deleting' | 'chowning' | 'free';
-}
+export type { RegionInfo } from './rat.js';
 
 /** What garbage collection may do to the table, inside the global ME (RegionStore.maintain). */
 export interface Maintenance {
@@ -246,12 +245,12 @@ export class RegionTable {
 export class RegionStore extends RegionTable {
   readonly nodeId: number;
   #lock: CriticalSection;
-  #node: MarufsNode;
+  #node: NodeContext;
   #ratHint = 0;
   /** Handles open on this node, per region id (the node's bit in the mapper bitmap is set while > 0). */
   #open = new Map<number, number>();
 
-  constructor(node: MarufsNode, lock: CriticalSection) {
+  constructor(node: NodeContext, lock: CriticalSection) {
     super(node.mem, node.layout);
     this.#node = node;
     this.#lock = lock;
