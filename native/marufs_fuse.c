@@ -15,6 +15,9 @@
  * trip, as in the reference; directories, links and renames are refused with EPERM.
  *
  * Built by scripts/setup.mjs with plain `cc -shared` against the Node-API headers and libfuse 2.
+ *
+ * /proc: the fast path parses /proc/<tid>/stat itself (stat_start_time), the one parser outside
+ * src/engine/proc.ts — it stays in C because it runs without JavaScript.
  */
 #define FUSE_USE_VERSION 29
 #define NAPI_VERSION 8
@@ -816,7 +819,11 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   return ret;
 }
 
-/* Start time (field 22) in a /proc/<pid>/stat text; 0 if unparsable. */
+/*
+ * Start time (field 22) in a /proc/<pid>/stat text; 0 if unparsable. The C copy of the rule in
+ * src/engine/proc.ts (fields counted after the last ')'), kept in C because the fast path runs on
+ * FUSE threads without JavaScript; the two must agree.
+ */
 static unsigned long long stat_start_time(const char *text) {
   const char *p = strrchr(text, ')');
   if (p == NULL) return 0;

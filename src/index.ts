@@ -46,10 +46,10 @@ export {
   workloadPrincipal,
   parsePrincipal,
   principalText,
-  thisProcess,
   type Caller,
   type Principal,
 } from './engine/regions/principal.js';
+export { thisProcess } from './engine/proc.js';
 export {
   attachNode,
   formatDevice,
@@ -62,7 +62,7 @@ export type { FormatResult } from './engine/bootstrap/format.js';
 export type { Geometry } from './engine/layout/geometry.js';
 export type { RegionInfo, Capacity, CreateOptions } from './engine/regions/store.js';
 export { RegionHandle, type MappedView } from './engine/regions/handle.js';
-export { NrhtTable, type FindResult, type PublishItem, type NrhtStats } from './engine/nrht/table.js';
-export type { NrhtInitParams } from './engine/nrht/layout.js';
+export { NrhtTable, type FindResult, type PublishItem } from './engine/nrht/table.js';
+export type { NrhtInitParams, NrhtStats } from './engine/nrht/layout.js';
 export { inspectPool, type PoolReport, type RegionReport, type InspectOptions } from './engine/pool-report.js';
 export { fsck, checkPool, type FsckReport, type FsckProblem } from './engine/fsck.js';

@@ -24,15 +24,13 @@ import {
   readMeHeader,
 } from './me/area.js';
 import { attachNode } from './node.js';
-import { readNrhtGeometry } from './nrht/layout.js';
-import { chainShards } from './nrht/table.js';
+import { NE, chainShards, readNrhtGeometry } from './nrht/layout.js';
 import { checkChains, type ChainShard } from './hash-chains.js';
 import { PoolMemory } from './pool/memory.js';
 import { SLOT, SlotState, readSlot, slotOffset } from './bootstrap/slots.js';
 import { checkRegions } from './regions/check.js';
-import { D, DelegState, E, H, RatLayout, RatState, RegionType } from './regions/rat.js';
+import { E, H, RatLayout, RatState, RegionType, countActiveDelegations, countInUse } from './regions/rat.js';
 import { NAME_MAX } from './regions/names.js';
-import { NE } from './nrht/layout.js';
 
 export interface FsckProblem {
   area: string;
@@ -177,7 +175,7 @@ export function checkPool(path: string): FsckReport {
     const rat = new RatLayout(layout);
     for (let id = 0; id < rat.maxEntries; id++) {
       if (mem.load32(rat.entry(id) + E.state) !== RatState.ALLOCATED) continue;
-      const active = countActive(mem, rat, id);
+      const active = countActiveDelegations(mem, rat, id);
       const recorded = mem.load32(rat.entry(id) + E.activeDelegations);
       if (recorded !== active) {
         problems.push({
@@ -198,12 +196,6 @@ export function checkPool(path: string): FsckReport {
   } finally {
     mem.close();
   }
-}
-
-function countActive(mem: PoolMemory, rat: RatLayout, id: number): number {
-  let n = 0;
-  for (let j = 0; j < rat.delegations; j++) if (mem.load32(rat.delegation(id, j) + D.state) === DelegState.ACTIVE) n++;
-  return n;
 }
 
 /**
@@ -234,16 +226,13 @@ export async function fsck(path: string, options: { repair?: boolean } = {}): Pr
       for (const w of oddTables) {
         if (mem.cas32(w.offset, w.value, (w.value + 1) >>> 0) === w.value) mem.writeBack(w.offset, 4);
       }
-      let entries = 0;
-      let bytes = 0n;
       for (let id = 0; id < rat.maxEntries; id++) {
         const e = rat.entry(id);
-        const st = mem.load32(e + E.state);
-        if (st === RatState.FREE) continue;
-        entries++;
-        if (mem.load64(e + E.physOffset) !== 0n) bytes += mem.load64(e + E.allocatedSize);
-        if (st === RatState.ALLOCATED) mem.store32(e + E.activeDelegations, countActive(mem, rat, id));
+        if (mem.load32(e + E.state) === RatState.ALLOCATED) {
+          mem.store32(e + E.activeDelegations, countActiveDelegations(mem, rat, id));
+        }
       }
+      const { entries, bytes } = countInUse(mem, rat);
       mem.store32(rat.header + H.entriesInUse, entries);
       mem.store64(rat.header + H.bytesAllocated, bytes);
       for (let i = 0; i < BOOTSTRAP_SLOTS; i++) {

@@ -61,23 +61,21 @@ export { RegionHandle, type MappedView } from './regions/handle.js';
 export { ownerFor, type OwnerLifetime } from './regions/owner.js';
 export { Perm, parsePerms, formatPerms, DELEGABLE_BY_GRANT, PermissionCache } from './regions/acl.js';
 export {
-  thisProcess,
   workloadId,
   workloadPrincipal,
   parsePrincipal,
   principalText,
   managedId,
-  processStartTime,
-  processAlive,
   describePrincipal,
   type Caller,
   type Principal,
 } from './regions/principal.js';
+export { thisProcess, processStartTime, processAlive, processExe, readProcStat, type ProcStat } from './proc.js';
 export { checkNewName, encodeName, hashName, NAME_MAX, RESERVED_NAMES, type NameHash } from './regions/names.js';
 export { bestFit } from './regions/allocator.js';
 export { checkRegions, type RegionCheck } from './regions/check.js';
-export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem, type NrhtStats } from './nrht/table.js';
-export { type NrhtInitParams } from './nrht/layout.js';
+export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem } from './nrht/table.js';
+export type { NrhtInitParams, NrhtStats } from './nrht/layout.js';
 export {
   GarbageCollector,
   DEFAULT_GC_CONFIG,

@@ -27,6 +27,9 @@ import { RegionStore } from './regions/store.js';
 import { GarbageCollector, type GcConfig } from './gc/collector.js';
 import { MeInstance } from './me/instance.js';
 import type { MeConfig } from './me/config.js';
+import type { JoinedTableMe, NodeContext, NodeState } from './node-context.js';
+
+export type { NodeState } from './node-context.js';
 
 export type FormatPolicy = 'never' | 'if-needed';
 
@@ -50,9 +53,7 @@ export interface AttachOptions {
   gc?: Partial<GcConfig> | false;
 }
 
-export type NodeState = 'active' | 'detaching' | 'detached' | 'fenced';
-
-export class MarufsNode {
+export class MarufsNode implements NodeContext {
   readonly nodeId: number;
   readonly slotIndex: number;
   readonly mem: PoolMemory;
@@ -72,6 +73,8 @@ export class MarufsNode {
   /** This node's garbage collector (started at attach unless disabled). */
   readonly gc: GarbageCollector;
   #detachHooks: (() => Promise<void>)[] = [];
+  /** Name-table MEs this node joined, by table region id (nrht/table.ts). */
+  readonly tableMes = new Map<number, JoinedTableMe>();
 
   /** @internal use attachNode() */
   constructor(init: {
@@ -135,7 +138,7 @@ export class MarufsNode {
     }
   }
 
-  /** Run `hook` when this node detaches, before it leaves the global ME (name tables leave their MEs). */
+  /** Run `hook` when this node detaches, before it leaves the name-table MEs and the global ME. */
   onDetach(hook: () => Promise<void>): void {
     this.#detachHooks.push(hook);
   }
@@ -162,6 +165,10 @@ export class MarufsNode {
     try {
       await this.gc.stop();
       for (const hook of this.#detachHooks.splice(0)) await hook().catch(() => undefined);
+      // Name tables' MEs (joined on first use by nrht/table.ts), before the global ME.
+      const tables = [...this.tableMes.values()];
+      this.tableMes.clear();
+      await Promise.all(tables.map(async (t) => (await t.me.catch(() => undefined))?.leave())).catch(() => undefined);
       if (!wasFenced) this.#regions?.releaseAll();
       await (wasFenced ? this.globalMe.abandon() : this.globalMe.leave());
       if (!wasFenced) setSlotState(this.mem, this.slotIndex, this.#token, SlotState.DETACHING);

@@ -15,8 +15,7 @@ import { formatPerms } from './regions/acl.js';
 import { describePrincipal } from './regions/principal.js';
 import { RegionTable, type Capacity, type RegionInfo } from './regions/store.js';
 import { inspectMeArea, type MeAreaReport } from './me/inspect.js';
-import { readNrhtGeometry } from './nrht/layout.js';
-import { tableStats, type NrhtStats } from './nrht/table.js';
+import { readNrhtGeometry, tableStats, type NrhtStats } from './nrht/layout.js';
 
 export type SlotLiveness = 'live' | 'stalled';
 

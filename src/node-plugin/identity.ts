@@ -8,7 +8,8 @@
  * result keyed by (thread id, thread start time, executable), so a reused thread id never inherits
  * a cached identity, and a process that execs another program (same task, same start time) is
  * resolved again with its new executable — a principal bound to an executable does not follow it
- * across exec. A cache hit costs one read of /proc/<tid>/stat and one stat of /proc/<tid>/exe. Requests the kernel makes on its own
+ * across exec. A cache hit costs one read of /proc/<tid>/stat and one stat of /proc/<tid>/exe (both
+ * through src/engine/proc.ts). Requests the kernel makes on its own
  * behalf (page-cache write-back from a kernel thread, pid 0) have no process: the FUSE layer then
  * checks the file handle's opener instead.
  *
@@ -19,8 +20,8 @@
  * CSI layer records, when it publishes a volume, which workload that pod runs as (PodRegistry). A
  * cached identity keeps its workload only while the process's cgroup text is unchanged.
  */
-import { readFileSync, statSync } from 'node:fs';
-import type { Caller } from '../engine/index.js';
+import { readFileSync } from 'node:fs';
+import { processExe, readProcStat, type Caller } from '../engine/index.js';
 
 /** Pod UID → workload id (namespace/serviceAccount), filled in by the CSI node service. */
 export class PodRegistry {
@@ -117,34 +118,9 @@ export function seesHostCgroups(): boolean {
   }
 }
 
-interface ProcStat {
-  startTime: bigint;
-  ppid: number;
-}
-
-function readStat(pid: number): ProcStat | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ', 20);
-    return { ppid: Number(rest[1]), startTime: BigInt(rest[19]!) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The (inode, device) of the executable thread `tid` runs, if readable. */
-function exeOf(tid: number): { ino: bigint; dev: bigint } | undefined {
-  try {
-    const st = statSync(`/proc/${tid}/exe`, { bigint: true, throwIfNoEntry: false });
-    return st ? { ino: st.ino, dev: st.dev } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Does thread `tid` still run the executable `p` was resolved with (no exec since)? */
 function sameExe(tid: number, p: Caller['process']): boolean {
-  const now = exeOf(tid);
+  const now = processExe(tid);
   if (now === undefined || p?.exeIno === undefined) return now === undefined && p?.exeIno === undefined;
   return now.ino === p.exeIno && now.dev === (p.exeDev ?? 0n);
 }
@@ -210,7 +186,7 @@ export class CallerResolver {
   /** The caller of a request from thread `tid` with file-system uid `uid` (a cache hit allocates nothing). */
   resolve(tid: number, uid: number): ResolvedCaller {
     if (tid <= 0) return this.#nobody(uid);
-    const stat = readStat(tid);
+    const stat = readProcStat(tid);
     if (!stat) return this.#nobody(uid);
     const hit = this.#cache.get(tid);
     if (
@@ -227,9 +203,9 @@ export class CallerResolver {
     // Kernel threads (children of kthreadd, pid 2) act for nobody.
     if (tid === 2 || stat.ppid === 2) return this.#nobody(uid);
     const tgid = threadGroupOf(tid) ?? tid;
-    const procStart = tgid === tid ? stat.startTime : readStat(tgid)?.startTime;
+    const procStart = tgid === tid ? stat.startTime : readProcStat(tgid)?.startTime;
     if (procStart === undefined) return this.#nobody(uid);
-    const exe = exeOf(tgid);
+    const exe = processExe(tgid);
     const cgroup = readCgroup(tgid);
     const podUid = podUidFromCgroup(cgroup, this.#podPatterns);
     const workload = podUid ? this.pods.lookup(podUid) : undefined;

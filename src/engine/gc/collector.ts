@@ -33,13 +33,13 @@
  */
 import { CHAIN_ENTRY, ChainState, entryAt, retireStuck } from '../hash-chains.js';
 import { BOOTSTRAP_SLOTS } from '../layout/geometry.js';
-import type { MarufsNode } from '../node.js';
-import { readNrhtGeometry } from '../nrht/layout.js';
-import { chainShards } from '../nrht/table.js';
+import type { NodeContext } from '../node-context.js';
+import { chainShards, readNrhtGeometry } from '../nrht/layout.js';
 import { LivenessObserver, SlotState, slotOffset, SLOT } from '../bootstrap/slots.js';
-import { processAlive, processStartTime, readPrincipal } from '../regions/principal.js';
+import { processAlive, processStartTime } from '../proc.js';
+import { readPrincipal } from '../regions/principal-record.js';
 import { D, DelegState, E, Lifetime, RatState, RegionType, hasMapper } from '../regions/rat.js';
-import type { Maintenance } from '../regions/store.js';
+import type { Maintenance, RegionStore } from '../regions/store.js';
 
 export interface GcConfig {
   /** Time between cycles. Default 250 ms: a dead process's region is gone well within 2 s. */
@@ -105,9 +105,12 @@ const zero = (): GcPhaseCounts => ({
 
 type Action = (m: Maintenance, counts: GcPhaseCounts) => void;
 
+/** What the collector needs of its node: the node context and the node's region store. */
+export type GcNode = NodeContext & { readonly regions: RegionStore };
+
 export class GarbageCollector {
   readonly config: GcConfig;
-  #node: MarufsNode;
+  #node: GcNode;
   #state: GcStatus['state'] = 'stopped';
   #epoch = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -135,7 +138,7 @@ export class GarbageCollector {
   /** Start times of pids read during this cycle (one /proc read per pid per cycle). */
   #starts = new Map<number, bigint | undefined>();
 
-  constructor(node: MarufsNode, config: Partial<GcConfig> = {}) {
+  constructor(node: GcNode, config: Partial<GcConfig> = {}) {
     this.#node = node;
     this.config = { ...DEFAULT_GC_CONFIG, ...config };
     if (!(Number.isInteger(this.config.sweepPerCycle) && this.config.sweepPerCycle >= 0)) {

@@ -1,5 +1,7 @@
 /**
- * NRHT layout: a name → (region, offset) hash table living inside a region's data.
+ * NRHT layout: a name → (region, offset) hash table living inside a region's data — geometry,
+ * headers and their validation, the table's chained-hash shards (chainShards) and its read-only
+ * statistics (tableStats), which fsck, GC and the pool report use without an NrhtTable.
  *
  * Offsets below are relative to the region's start (its physOffset); every one is validated to lie
  * inside the region before anything is read or written through it (H21).
@@ -19,6 +21,7 @@
  *     64 u8[64] name
  */
 import { MarufsError } from '../errors.js';
+import { CHAIN_END, ChainState, type ChainShard } from '../hash-chains.js';
 import { CACHE_LINE, alignUp, meAreaSize, type MeStrategyName } from '../layout/geometry.js';
 import type { PoolMemory } from '../pool/memory.js';
 
@@ -221,4 +224,71 @@ export function readNrhtGeometry(
   if (Number(mem.load64(base + NH.tableSize)) !== g.tableSize || g.tableSize > regionSize) damaged('table size');
   if (Number(mem.load64(base + NH.meOffset)) !== g.meOffset) damaged('ME area offset');
   return g;
+}
+
+export interface NrhtStats {
+  geometry: Omit<NrhtGeometry, 'meOffset' | 'shardStride' | 'bucketBytes'>;
+  /** Names published (VALID entries). */
+  entries: number;
+  /** Entries claimed, including dead ones still linked in chains. */
+  slotsInUse: number;
+  capacity: number;
+  /** Chain length histogram over buckets: index k counts chains of length k (last bin: ≥ 16). */
+  chainDepth: number[];
+  longestChain: number;
+}
+
+/** The chained-hash shards of the table at `base` (absolute offsets; hash-chains.ts works on them). Read only. */
+export function chainShards(mem: PoolMemory, base: number, g: NrhtGeometry, label: string): ChainShard[] {
+  return Array.from({ length: g.shards }, (_, s) => {
+    const header = base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE;
+    const shard = base + shardsStart(g) + s * g.shardStride;
+    return {
+      mem,
+      label: `name table "${label}" shard ${s}`,
+      entries: g.entriesPerShard,
+      buckets: g.bucketsPerShard,
+      bucketBase: shard,
+      entryBase: shard + g.bucketBytes,
+      entrySize: NRHT_ENTRY_SIZE,
+      linkedField: NE.linked,
+      seqWord: header + NS.seq,
+      freeHintWord: header + NS.freeHint,
+      inUseWord: header + NS.inUse,
+    };
+  });
+}
+
+/** Geometry, fill and chain-depth histogram of the table at `base` (read only, no lock). */
+export function tableStats(mem: PoolMemory, base: number, g: NrhtGeometry): NrhtStats {
+  const chainDepth = new Array<number>(17).fill(0);
+  let longest = 0;
+  let entries = 0;
+  let slotsInUse = 0;
+  const start = base + shardsStart(g);
+  for (let s = 0; s < g.shards; s++) {
+    slotsInUse += mem.load32(base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE + NS.inUse);
+    const shard = start + s * g.shardStride;
+    const entryAt = (i: number): number => shard + g.bucketBytes + i * NRHT_ENTRY_SIZE;
+    for (let b = 0; b < g.bucketsPerShard; b++) {
+      let len = 0;
+      let idx = mem.load32(shard + 4 * b);
+      for (let steps = 0; idx !== CHAIN_END && idx < g.entriesPerShard && steps <= g.entriesPerShard; steps++) {
+        if (mem.load32(entryAt(idx) + NE.state) === ChainState.VALID) len++;
+        idx = mem.load32(entryAt(idx) + NE.next);
+      }
+      chainDepth[Math.min(16, len)]!++;
+      entries += len;
+      longest = Math.max(longest, len);
+    }
+  }
+  const { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize } = g;
+  return {
+    geometry: { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize },
+    entries,
+    slotsInUse,
+    capacity: shards * entriesPerShard,
+    chainDepth,
+    longestChain: longest,
+  };
 }

@@ -19,7 +19,6 @@ import { FencedError, MarufsError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import type { Fence } from '../fence.js';
 import {
-  CHAIN_END,
   ChainState,
   abandonEntry,
   checkChains,
@@ -30,7 +29,7 @@ import {
   reserveEntry,
   type ChainShard,
 } from '../hash-chains.js';
-import type { MarufsNode } from '../node.js';
+import type { NodeContext } from '../node-context.js';
 import { joinMe, type MeInstance } from '../me/index.js';
 import { formatMeArea } from '../me/area.js';
 import type { PoolMemory } from '../pool/memory.js';
@@ -40,23 +39,22 @@ import type { Caller } from '../regions/principal.js';
 import type { CreateOptions } from '../regions/store.js';
 import { E, RatState, RegionType, readName } from '../regions/rat.js';
 import type { RegionHandle } from '../regions/handle.js';
+import type { RegionStore } from '../regions/store.js';
 import { PermissionCache } from '../regions/acl.js';
 import {
   NE,
   NRHT_ENTRY_SIZE,
-  NRHT_HEADER_SIZE,
-  NRHT_SHARD_HEADER_SIZE,
-  NS,
+  chainShards,
   readNrhtGeometry,
   resolveNrhtGeometry,
-  shardsStart,
+  tableStats,
   writeNrhtHeaders,
   type NrhtGeometry,
   type NrhtInitParams,
+  type NrhtStats,
 } from './layout.js';
 
 export const NrhtState = ChainState;
-const BUCKET_END = CHAIN_END;
 const U32_MAX = 0xffffffff;
 export const BATCH_MAX = 32;
 
@@ -77,80 +75,17 @@ export interface PublishItem {
   hash?: bigint;
 }
 
-export interface NrhtStats {
-  geometry: Omit<NrhtGeometry, 'meOffset' | 'shardStride' | 'bucketBytes'>;
-  /** Names published (VALID entries). */
-  entries: number;
-  /** Entries claimed, including dead ones still linked in chains. */
-  slotsInUse: number;
-  capacity: number;
-  /** Chain length histogram over buckets: index k counts chains of length k (last bin: ≥ 16). */
-  chainDepth: number[];
-  longestChain: number;
-}
-
-/** The chained-hash shards of the table at `base` (absolute offsets; hash-chains.ts works on them). */
-export function chainShards(mem: PoolMemory, base: number, g: NrhtGeometry, label: string): ChainShard[] {
-  return Array.from({ length: g.shards }, (_, s) => {
-    const header = base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE;
-    const shard = base + shardsStart(g) + s * g.shardStride;
-    return {
-      mem,
-      label: `name table "${label}" shard ${s}`,
-      entries: g.entriesPerShard,
-      buckets: g.bucketsPerShard,
-      bucketBase: shard,
-      entryBase: shard + g.bucketBytes,
-      entrySize: NRHT_ENTRY_SIZE,
-      linkedField: NE.linked,
-      seqWord: header + NS.seq,
-      freeHintWord: header + NS.freeHint,
-      inUseWord: header + NS.inUse,
-    };
-  });
-}
-
-/** Geometry, fill and chain-depth histogram of the table at `base` (read only, no lock). */
-export function tableStats(mem: PoolMemory, base: number, g: NrhtGeometry): NrhtStats {
-  const chainDepth = new Array<number>(17).fill(0);
-  let longest = 0;
-  let entries = 0;
-  let slotsInUse = 0;
-  const start = base + shardsStart(g);
-  for (let s = 0; s < g.shards; s++) {
-    slotsInUse += mem.load32(base + NRHT_HEADER_SIZE + s * NRHT_SHARD_HEADER_SIZE + NS.inUse);
-    const shard = start + s * g.shardStride;
-    const entryAt = (i: number): number => shard + g.bucketBytes + i * NRHT_ENTRY_SIZE;
-    for (let b = 0; b < g.bucketsPerShard; b++) {
-      let len = 0;
-      let idx = mem.load32(shard + 4 * b);
-      for (let steps = 0; idx !== BUCKET_END && idx < g.entriesPerShard && steps <= g.entriesPerShard; steps++) {
-        if (mem.load32(entryAt(idx) + NE.state) === NrhtState.VALID) len++;
-        idx = mem.load32(entryAt(idx) + NE.next);
-      }
-      chainDepth[Math.min(16, len)]!++;
-      entries += len;
-      longest = Math.max(longest, len);
-    }
-  }
-  const { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize } = g;
-  return {
-    geometry: { shards, entriesPerShard, bucketsPerShard, strategy, maxNodes, tableSize },
-    entries,
-    slotsInUse,
-    capacity: shards * entriesPerShard,
-    chainDepth,
-    longestChain: longest,
-  };
-}
-
-/** One ME instance per (node, table): joined on first insert, counter op or join(); left on detach. */
-const instances = new WeakMap<MarufsNode, Map<number, { generation: number; me: Promise<MeInstance> }>>();
+/**
+ * What a name table needs of its node: the node context and the node's region store. One ME instance
+ * per (node, table) lives in the node's `tableMes`: joined on first insert, counter op or join(); the
+ * node leaves them when it detaches.
+ */
+export type TableNode = NodeContext & { readonly regions: RegionStore };
 
 /** The name-table ME instances this node has joined (inspection). */
-export async function joinedTableMes(node: MarufsNode): Promise<{ regionId: number; me: MeInstance }[]> {
+export async function joinedTableMes(node: NodeContext): Promise<{ regionId: number; me: MeInstance }[]> {
   const out: { regionId: number; me: MeInstance }[] = [];
-  for (const [regionId, entry] of instances.get(node) ?? []) {
+  for (const [regionId, entry] of node.tableMes) {
     const me = await entry.me.catch(() => undefined);
     if (me) out.push({ regionId, me });
   }
@@ -160,7 +95,7 @@ export async function joinedTableMes(node: MarufsNode): Promise<{ regionId: numb
 export class NrhtTable {
   readonly name: string;
   readonly caller: Caller;
-  #node: MarufsNode;
+  #node: TableNode;
   #handle: RegionHandle;
   #mem: PoolMemory;
   #g: NrhtGeometry | undefined;
@@ -174,7 +109,7 @@ export class NrhtTable {
   #len = 0;
   #gSeq = -2;
 
-  private constructor(node: MarufsNode, handle: RegionHandle, name: string, caller: Caller) {
+  private constructor(node: TableNode, handle: RegionHandle, name: string, caller: Caller) {
     this.#node = node;
     this.#handle = handle;
     this.#mem = node.mem;
@@ -183,7 +118,7 @@ export class NrhtTable {
   }
 
   /** Open the table region `name` (no check yet: every operation checks IOCTL). */
-  static open(node: MarufsNode, name: string, caller: Caller): NrhtTable {
+  static open(node: TableNode, name: string, caller: Caller): NrhtTable {
     return new NrhtTable(node, node.regions.open(name, caller), name, caller);
   }
 
@@ -191,7 +126,7 @@ export class NrhtTable {
    * Initialize region `name` as a name table (ADMIN). Sizes an unsized region itself; EEXIST if it
    * already is a table; ENOSPC if the region is too small; EINVAL for bad geometry.
    */
-  static async init(node: MarufsNode, name: string, caller: Caller, params: NrhtInitParams = {}): Promise<NrhtTable> {
+  static async init(node: TableNode, name: string, caller: Caller, params: NrhtInitParams = {}): Promise<NrhtTable> {
     const geo = node.superblock.geometry;
     const g = resolveNrhtGeometry(params, {
       maxEntries: geo.nrhtMaxEntries,
@@ -219,7 +154,7 @@ export class NrhtTable {
    * leaves no region behind. `options` are the region's (lifetime, default permissions, owner).
    */
   static async create(
-    node: MarufsNode,
+    node: TableNode,
     name: string,
     caller: Caller,
     params: NrhtInitParams = {},
@@ -301,17 +236,7 @@ export class NrhtTable {
 
   /** The table's ME on this node, joined on first use. */
   async #me(g: NrhtGeometry): Promise<MeInstance> {
-    let perNode = instances.get(this.#node);
-    if (!perNode) {
-      perNode = new Map();
-      instances.set(this.#node, perNode);
-      const registry = perNode;
-      this.#node.onDetach(async () => {
-        const all = [...registry.values()];
-        registry.clear();
-        await Promise.all(all.map(async (i) => (await i.me.catch(() => undefined))?.leave()));
-      });
-    }
+    const perNode = this.#node.tableMes;
     const cached = perNode.get(this.#handle.id);
     if (cached && cached.generation === this.#handle.generation) return cached.me;
     const me = joinMe({
@@ -330,10 +255,10 @@ export class NrhtTable {
 
   /** Leave the table's ME on this node (handing over any token) and close the table. */
   async leave(): Promise<void> {
-    const perNode = instances.get(this.#node);
-    const cached = perNode?.get(this.#handle.id);
+    const perNode = this.#node.tableMes;
+    const cached = perNode.get(this.#handle.id);
     if (cached && cached.generation === this.#handle.generation) {
-      perNode!.delete(this.#handle.id);
+      perNode.delete(this.#handle.id);
       await (await cached.me.catch(() => undefined))?.leave();
     }
     this.close();

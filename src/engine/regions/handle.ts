@@ -11,9 +11,28 @@
 import { MarufsError } from '../errors.js';
 import { Perm } from './acl.js';
 import type { Caller } from './principal.js';
-import { E, RatState } from './rat.js';
+import { E, RatState, type RatLayout, type RegionInfo } from './rat.js';
 import { PermissionCache } from './acl.js';
-import type { RegionInfo, RegionStore } from './store.js';
+import type { PoolMemory } from '../pool/memory.js';
+
+/**
+ * What a handle needs of the store that opened it (RegionStore implements it): the pool memory and
+ * region table, permission checks, stat, sizing, and release of this node's hold on the region.
+ */
+export interface RegionAccess {
+  readonly mem: PoolMemory;
+  readonly rat: RatLayout;
+  permissionsById(id: number, caller: Caller): number;
+  permissionsCached(id: number, caller: Caller, cache: PermissionCache): number;
+  statById(id: number): RegionInfo;
+  sizeByRef(
+    resolve: () => number,
+    bytes: number,
+    caller: Caller,
+    options?: { knownSized?: boolean },
+  ): Promise<RegionInfo>;
+  release(id: number): void;
+}
 
 export interface MappedView {
   /** Zero-copy bytes of the region (offset 0 = `offset` asked for). */
@@ -31,14 +50,14 @@ export class RegionHandle {
   readonly generation: number;
   readonly name: string;
   readonly caller: Caller;
-  #store: RegionStore;
+  #store: RegionAccess;
   #closed = false;
   #views = new Set<MappedView>();
   #sawSized = false;
   #perms = new PermissionCache();
 
   /** @internal use RegionStore.open() */
-  constructor(store: RegionStore, id: number, generation: number, name: string, caller: Caller) {
+  constructor(store: RegionAccess, id: number, generation: number, name: string, caller: Caller) {
     this.#store = store;
     this.id = id;
     this.generation = generation;

@@ -1,5 +1,8 @@
 /**
- * Principals: who owns a region, who a delegation is for, and who is calling.
+ * Principals: who owns a region, who a delegation is for, and who is calling — the types, their text
+ * syntax (parsePrincipal / principalText), ids of workloads and managed owners, and the range checks.
+ * Pure: the on-pool record is principal-record.ts, and reading /proc (start times, executables,
+ * `thisProcess`) is ../proc.ts.
  *
  * Kinds (ARCHITECTURE.md §2.1):
  *  - process:  (node id, pid, process start time from /proc/<pid>/stat field 22), optionally bound to
@@ -10,21 +13,13 @@
  *  - workload: a Kubernetes (namespace, serviceAccount) as a 64-bit id, optionally limited to one node.
  *  - managed:  a region owned by a resource (a MarufsRegion object), by its 64-bit id.
  *
- * On the pool a principal is 32 bytes:
- *   0 u8 kind (0 none, 1 process, 2 user, 3 workload, 4 managed) · 1 u8 flags · 2 u16 node id (0 = any)
- *   4 u32 pid | uid · 8 u64 start time | workload id | managed id · 16 u64 exe inode · 24 u64 exe device
+ * On the pool a principal is a 32-byte record (principal-record.ts).
  *
  * A caller carries several identities at once (its process, its user, inside a pod its workload, and
  * when acting for a resource its managed id); an owner or a delegation matches if any of them does.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import { MarufsError } from '../errors.js';
-import type { PoolMemory } from '../pool/memory.js';
-
-export const PrincipalKind = Object.freeze({ NONE: 0, PROCESS: 1, USER: 2, WORKLOAD: 3, MANAGED: 4 } as const);
-export type PrincipalKind = (typeof PrincipalKind)[keyof typeof PrincipalKind];
-export const PRINCIPAL_SIZE = 32;
 
 export type Principal =
   | { kind: 'process'; nodeId: number; pid: number; startTime: bigint; exeIno?: bigint; exeDev?: bigint }
@@ -131,49 +126,6 @@ export function managedId(resourceUid: string): bigint {
   return createHash('sha256').update(`managed:${resourceUid}`).digest().readBigUInt64LE(0) | 1n;
 }
 
-/** Start time of process `pid` (clock ticks since boot), or undefined if it does not exist. */
-export function processStartTime(pid: number): bigint | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 2 (comm) may contain spaces and parentheses: parse after the last ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return BigInt(rest[19]!); // field 22 overall
-  } catch {
-    return undefined;
-  }
-}
-
-/** (inode, device) of the executable of `pid`, if readable. */
-export function processExe(pid: number): { ino: bigint; dev: bigint } | undefined {
-  try {
-    const st = statSync(`/proc/${pid}/exe`, { bigint: true });
-    return { ino: st.ino, dev: st.dev };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Is the process (pid, startTime) of this host alive? A reused pid with another start time is not. */
-export function processAlive(pid: number, startTime: bigint): boolean {
-  const t = processStartTime(pid);
-  return t !== undefined && (startTime === 0n || t === startTime);
-}
-
-/** The caller identity of this process on node `nodeId`. */
-export function thisProcess(nodeId: number): Caller {
-  const pid = process.pid;
-  const exe = processExe(pid);
-  return {
-    nodeId,
-    process: {
-      pid,
-      startTime: processStartTime(pid) ?? 0n,
-      ...(exe ? { exeIno: exe.ino, exeDev: exe.dev } : {}),
-    },
-    ...(typeof process.getuid === 'function' ? { uid: process.getuid() } : {}),
-  };
-}
-
 /** Check a principal given by a user (grant target, new owner). */
 export function validatePrincipal(p: Principal, maxNodes: number): void {
   const bad = (why: string): never => {
@@ -201,138 +153,6 @@ export function validatePrincipal(p: Principal, maxNodes: number): void {
       break;
     default:
       bad('unknown kind');
-  }
-}
-
-const KIND_CODE = { process: 1, user: 2, workload: 3, managed: 4 } as const;
-
-/** Write a principal record at `off` (32 bytes). */
-export function writePrincipal(mem: PoolMemory, off: number, p: Principal): void {
-  mem.store32(off + 4, 0);
-  mem.store64(off + 8, 0n);
-  mem.store64(off + 16, 0n);
-  mem.store64(off + 24, 0n);
-  let nodeId = 0;
-  switch (p.kind) {
-    case 'process':
-      nodeId = p.nodeId;
-      mem.store32(off + 4, p.pid);
-      mem.store64(off + 8, p.startTime);
-      mem.store64(off + 16, p.exeIno ?? 0n);
-      mem.store64(off + 24, p.exeDev ?? 0n);
-      break;
-    case 'user':
-      nodeId = p.nodeId ?? 0;
-      mem.store32(off + 4, p.uid);
-      break;
-    case 'workload':
-      nodeId = p.nodeId ?? 0;
-      mem.store64(off + 8, p.workloadId);
-      break;
-    case 'managed':
-      mem.store64(off + 8, p.managedId);
-      break;
-  }
-  mem.store32(off, KIND_CODE[p.kind] | (nodeId << 16));
-}
-
-export function clearPrincipal(mem: PoolMemory, off: number): void {
-  mem.fill(off, PRINCIPAL_SIZE, 0);
-}
-
-/** Read a principal record; undefined for an empty one. */
-export function readPrincipal(mem: PoolMemory, off: number): Principal | undefined {
-  const w = mem.load32(off);
-  const kind = w & 0xff;
-  const nodeId = w >>> 16;
-  switch (kind) {
-    case PrincipalKind.PROCESS: {
-      const exeIno = mem.load64(off + 16);
-      return {
-        kind: 'process',
-        nodeId,
-        pid: mem.load32(off + 4),
-        startTime: mem.load64(off + 8),
-        ...(exeIno !== 0n ? { exeIno, exeDev: mem.load64(off + 24) } : {}),
-      };
-    }
-    case PrincipalKind.USER:
-      return { kind: 'user', uid: mem.load32(off + 4), ...(nodeId ? { nodeId } : {}) };
-    case PrincipalKind.WORKLOAD:
-      return { kind: 'workload', workloadId: mem.load64(off + 8), ...(nodeId ? { nodeId } : {}) };
-    case PrincipalKind.MANAGED:
-      return { kind: 'managed', managedId: mem.load64(off + 8) };
-    default:
-      return undefined;
-  }
-}
-
-/**
- * Does the principal record at `off` match `caller`? Lock-free. A process record whose start time
- * (or exe identity) is still unbound (0) is bound to this caller by CAS on its first match, so a
- * later process reusing the pid never matches (PID reuse never inherits a grant).
- */
-export function matchesCaller(mem: PoolMemory, off: number, caller: Caller, bindUnbound: boolean): boolean {
-  const w = mem.load32(off);
-  const kind = w & 0xff;
-  const nodeId = w >>> 16;
-  switch (kind) {
-    case PrincipalKind.PROCESS: {
-      const p = caller.process;
-      if (!p || nodeId !== caller.nodeId || mem.load32(off + 4) !== p.pid) return false;
-      let start = mem.load64(off + 8);
-      if (start === 0n && bindUnbound && p.startTime !== 0n) start = casBind(mem, off + 8, p.startTime);
-      if (start !== p.startTime) return false;
-      let ino = mem.load64(off + 16);
-      if (ino === 0n && bindUnbound && p.exeIno !== undefined) {
-        ino = casBind(mem, off + 16, p.exeIno);
-        if (ino === p.exeIno) mem.cas64(off + 24, 0n, p.exeDev ?? 0n);
-      }
-      if (ino === 0n || p.exeIno === undefined) return true;
-      return ino === p.exeIno && mem.load64(off + 24) === (p.exeDev ?? 0n);
-    }
-    case PrincipalKind.USER:
-      return (
-        caller.uid !== undefined &&
-        mem.load32(off + 4) === caller.uid >>> 0 &&
-        (nodeId === 0 || nodeId === caller.nodeId)
-      );
-    case PrincipalKind.WORKLOAD:
-      return (
-        caller.workloadId !== undefined &&
-        mem.load64(off + 8) === caller.workloadId &&
-        (nodeId === 0 || nodeId === caller.nodeId)
-      );
-    case PrincipalKind.MANAGED:
-      return caller.managedId !== undefined && mem.load64(off + 8) === caller.managedId;
-    default:
-      return false;
-  }
-}
-
-/** How many unbound delegation fields this process bound (observed by permission caches). */
-export const bindings = { count: 0 };
-
-function casBind(mem: PoolMemory, off: number, value: bigint): bigint {
-  const seen = mem.cas64(off, 0n, value);
-  if (seen !== 0n) return seen;
-  bindings.count++;
-  return value;
-}
-
-/** Same principal for upsert purposes (process: node+pid; workload: id+node; …). */
-export function samePrincipal(mem: PoolMemory, off: number, p: Principal): boolean {
-  const q = readPrincipal(mem, off);
-  if (!q || q.kind !== p.kind) return false;
-  switch (p.kind) {
-    case 'process':
-      return q.kind === 'process' && q.nodeId === p.nodeId && q.pid === p.pid;
-    case 'user':
-      return q.kind === 'user' && q.uid === p.uid && (q.nodeId ?? 0) === (p.nodeId ?? 0);
-    case 'workload':
-      return q.kind === 'workload' && q.workloadId === p.workloadId && (q.nodeId ?? 0) === (p.nodeId ?? 0);
-    case 'managed':
-      return q.kind === 'managed' && q.managedId === p.managedId;
   }
 }
 

@@ -1,6 +1,8 @@
 /**
- * The region allocation table (RAT): entry i describes region i. Codec and field offsets only; the
- * rules that change entries live in store.ts and run inside the global ME.
+ * The region allocation table (RAT): entry i describes region i. Codec, field offsets and the
+ * byte-level helpers every writer shares — entry reset, delegation-slot clear, mapper bits, counts —
+ * so that each is written once; the rules that decide when to change entries live in store.ts (and
+ * GC / fsck repair, through it) and run inside the global ME.
  *
  * Entry state machine (u32 at +0):
  *   FREE ─create (CAS)→ ALLOCATING ─publish→ ALLOCATED ─unlink (CAS)→ DELETING ─last unmap→ FREE
@@ -14,7 +16,7 @@
  *        40 u64 modifiedAt · 48 u32 generation (+1 at every create) · 52 u32 lifetime (0 process,
  *        1 persistent) · 56 u32 defaultPerms · 60 u32 active delegations (informational)
  *   CL1  64 u8[64] name (NUL padded)
- *   CL2  128 owner principal (32 B, principal.ts) · 160 u32 nameLen · 164 u32 hashLo · 168 u32 hashHi ·
+ *   CL2  128 owner principal (32 B, principal-record.ts) · 160 u32 nameLen · 164 u32 hashLo · 168 u32 hashHi ·
  *        172 u32 index shard · 176 u32 index entry · 180 u32 mode · 184 u32 uid · 188 u32 gid
  *   CL3  192 u64[4] mapper bitmap (bit n−1: node n holds views) · 224 u64 sizedAt · 232 u64 deletedAt ·
  *        240 u32 created by node · 244 u32 ACL sequence (+1 at every change that can change a
@@ -30,7 +32,8 @@
  */
 import type { Layout } from '../layout/geometry.js';
 import type { PoolMemory } from '../pool/memory.js';
-import { readPrincipal, type Principal } from './principal.js';
+import type { Principal } from './principal.js';
+import { clearPrincipal, readPrincipal } from './principal-record.js';
 
 export const RatState = Object.freeze({ FREE: 0, ALLOCATING: 1, ALLOCATED: 2, DELETING: 3, CHOWNING: 4 } as const);
 export type RatState = (typeof RatState)[keyof typeof RatState];
@@ -140,6 +143,11 @@ export interface RatEntryView {
   delegations: DelegationView[];
 }
 
+/** A region as the engine's API reports it (RegionStore.stat, RegionHandle.stat): the entry, its state by name. */
+export interface RegionInfo extends Omit<RatEntryView, 'state'> {
+  state: 'allocating' | 'allocated' | 'deleting' | 'chowning' | 'free';
+}
+
 export function readName(mem: PoolMemory, rat: RatLayout, id: number): Buffer {
   const e = rat.entry(id);
   const len = Math.min(63, mem.load32(e + E.nameLen));
@@ -157,10 +165,82 @@ export function nameEquals(mem: PoolMemory, rat: RatLayout, id: number, name: Ui
 }
 const NUL = new Uint8Array(1);
 
+/**
+ * Reset entry `id` for its next life: every byte but the state word is cleared, the generation is
+ * kept (or advanced by one with `nextGeneration`, as create does) and the ACL sequence moves on, so
+ * no permission decision cached on the old entry applies to the new one. The caller holds the global
+ * ME and then moves the state word itself, by CAS from the state it expects. Returns the generation.
+ */
+export function resetEntry(mem: PoolMemory, rat: RatLayout, id: number, nextGeneration: boolean): number {
+  const e = rat.entry(id);
+  const generation = (mem.load32(e + E.generation) + (nextGeneration ? 1 : 0)) >>> 0;
+  const aclSeq = mem.load32(e + E.aclSeq);
+  mem.fill(e + 4, rat.entrySize - 4, 0);
+  mem.store32(e + E.aclSeq, aclSeq + 1);
+  mem.store32(e + E.generation, generation);
+  return generation;
+}
+
+/** Clear delegation slot `slot` of region `id` (principal and permissions; its state is the caller's). */
+export function clearDelegation(mem: PoolMemory, rat: RatLayout, id: number, slot: number): void {
+  const d = rat.delegation(id, slot);
+  clearPrincipal(mem, d + D.principal);
+  mem.store32(d + D.perms, 0);
+}
+
+/** ACTIVE delegation slots of region `id` (what E.activeDelegations should say). */
+export function countActiveDelegations(mem: PoolMemory, rat: RatLayout, id: number): number {
+  let n = 0;
+  for (let j = 0; j < rat.delegations; j++) if (mem.load32(rat.delegation(id, j) + D.state) === DelegState.ACTIVE) n++;
+  return n;
+}
+
+/** Entries not FREE and the bytes their extents hold (what the header's counters should say). */
+export function countInUse(mem: PoolMemory, rat: RatLayout): { entries: number; bytes: bigint } {
+  let entries = 0;
+  let bytes = 0n;
+  for (let id = 0; id < rat.maxEntries; id++) {
+    const e = rat.entry(id);
+    if (mem.load32(e + E.state) === RatState.FREE) continue;
+    entries++;
+    if (mem.load64(e + E.physOffset) !== 0n) bytes += mem.load64(e + E.allocatedSize);
+  }
+  return { entries, bytes };
+}
+
+/** Offset of the mapper bitmap word that holds node `nodeId`'s bit for region `id`. */
+function mapperWord(rat: RatLayout, id: number, nodeId: number): number {
+  return rat.entry(id) + E.mappers + 8 * ((nodeId - 1) >> 6);
+}
+
+/** Node `nodeId`'s bit within its mapper bitmap word. */
+function mapperBit(nodeId: number): bigint {
+  return 1n << BigInt((nodeId - 1) & 63);
+}
+
 /** Is node `nodeId`'s bit set in region `id`'s mapper bitmap? (One load, no allocation.) */
 export function hasMapper(mem: PoolMemory, rat: RatLayout, id: number, nodeId: number): boolean {
-  const word = mem.load64(rat.entry(id) + E.mappers + 8 * ((nodeId - 1) >> 6));
-  return ((word >> BigInt((nodeId - 1) & 63)) & 1n) === 1n;
+  return (mem.load64(mapperWord(rat, id, nodeId)) & mapperBit(nodeId)) !== 0n;
+}
+
+/** Set node `nodeId`'s bit in region `id`'s mapper bitmap (CAS loop: other nodes change their bits). */
+export function setMapper(mem: PoolMemory, rat: RatLayout, id: number, nodeId: number): void {
+  const word = mapperWord(rat, id, nodeId);
+  const bit = mapperBit(nodeId);
+  for (;;) {
+    const v = mem.load64(word);
+    if (v & bit || mem.casPublish64(word, v, v | bit) === v) return;
+  }
+}
+
+/** Clear node `nodeId`'s bit in region `id`'s mapper bitmap (CAS loop: other nodes change their bits). */
+export function clearMapper(mem: PoolMemory, rat: RatLayout, id: number, nodeId: number): void {
+  const word = mapperWord(rat, id, nodeId);
+  const bit = mapperBit(nodeId);
+  for (;;) {
+    const v = mem.load64(word);
+    if ((v & bit) === 0n || mem.casPublish64(word, v, v & ~bit) === v) return;
+  }
 }
 
 export function mapperNodes(mem: PoolMemory, rat: RatLayout, id: number): number[] {

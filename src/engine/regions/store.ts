@@ -18,7 +18,7 @@ import { FencedError, MarufsError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import type { Fence } from '../fence.js';
 import { REGION_ALIGN, alignUp, type Layout } from '../layout/geometry.js';
-import type { MarufsNode } from '../node.js';
+import type { NodeContext } from '../node-context.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { DELEGABLE_BY_GRANT, Perm, PermissionCache, checkDelegation, checkPerms, formatPerms } from './acl.js';
 import { freeSpace, type Extent } from './allocator.js';
@@ -26,18 +26,9 @@ import { ExtentMap, bumpAllocEpoch } from './extent-map.js';
 import { NameIndex, type IndexHit } from './name-index.js';
 import { checkNewName, encodeName, encodeNameInto, hashName, type NameHash } from './names.js';
 import { ownerFor } from './owner.js';
-import {
-  clearPrincipal,
-  bindings,
-  matchesCaller,
-  processAlive,
-  processStartTime,
-  samePrincipal,
-  validatePrincipal,
-  writePrincipal,
-  type Caller,
-  type Principal,
-} from './principal.js';
+import { validatePrincipal, type Caller, type Principal } from './principal.js';
+import { PrincipalMatch, matchesCaller, samePrincipal, writePrincipal } from './principal-record.js';
+import { processAlive, processStartTime } from '../proc.js';
 import {
   D,
   DelegState,
@@ -47,11 +38,16 @@ import {
   RatLayout,
   RatState,
   RegionType,
+  clearDelegation,
+  clearMapper,
   mapperNodes,
   readEntry,
   readName,
+  resetEntry,
+  setMapper,
   type LifetimeName,
   type RatEntryView,
+  type RegionInfo,
 } from './rat.js';
 import { RegionHandle } from './handle.js';
 
@@ -83,9 +79,7 @@ export interface TableInit {
   write: (base: number, region: { id: number; generation: number }) => void;
 }
 
-export interface RegionInfo extends Omit<RatEntryView, 'state'> {
-  state: 'allocating' | 'allocated' | 'deleting' | 'chowning' | 'free';
-}
+export type { RegionInfo } from './rat.js';
 
 /** What garbage collection may do to the table, inside the global ME (RegionStore.maintain). */
 export interface Maintenance {
@@ -227,17 +221,17 @@ export class RegionTable {
   permissionsById(id: number, caller: Caller): number {
     const e = this.rat.entry(id);
     if (this.mem.observe32(e + E.state) !== RatState.ALLOCATED) return 0;
-    if (matchesCaller(this.mem, e + E.owner, caller, false)) return Perm.ALL;
+    if (matchesCaller(this.mem, e + E.owner, caller, false) & PrincipalMatch.MATCHES) return Perm.ALL;
     let have = this.mem.load32(e + E.defaultPerms);
     for (let j = 0; j < this.rat.delegations && have !== Perm.ALL; j++) {
       const d = this.rat.delegation(id, j);
       if (this.mem.load32(d + D.state) !== DelegState.ACTIVE) continue;
       const perms = this.mem.load32(d + D.perms);
       if ((perms & ~have) === 0) continue;
-      const bound = bindings.count;
-      if (matchesCaller(this.mem, d + D.principal, caller, !this.mem.readOnly)) have |= perms;
+      const match = matchesCaller(this.mem, d + D.principal, caller, !this.mem.readOnly);
+      if (match & PrincipalMatch.MATCHES) have |= perms;
       // A delegation just bound to this caller no longer matches another process with its pid.
-      if (bindings.count !== bound) this.mem.add32(e + E.aclSeq, 1);
+      if (match & PrincipalMatch.BOUND) this.mem.add32(e + E.aclSeq, 1);
     }
     // A change between the checks (unlink, chown) must not leak rights granted by the old state.
     return this.mem.load32(e + E.state) === RatState.ALLOCATED ? have : 0;
@@ -268,7 +262,7 @@ export class RegionTable {
 export class RegionStore extends RegionTable {
   readonly nodeId: number;
   #lock: CriticalSection;
-  #node: MarufsNode;
+  #node: NodeContext;
   #ratHint = 0;
   /** This node's picture of the taken extents (kept current through the table's change log). */
   readonly #map: ExtentMap;
@@ -277,7 +271,7 @@ export class RegionStore extends RegionTable {
   /** Told the id of every region this node creates or whose ACL it changes (GC's watch set). */
   onChanged: ((id: number) => void) | undefined;
 
-  constructor(node: MarufsNode, lock: CriticalSection) {
+  constructor(node: NodeContext, lock: CriticalSection) {
     super(node.mem, node.layout);
     this.#node = node;
     this.#lock = lock;
@@ -352,11 +346,7 @@ export class RegionStore extends RegionTable {
       this.mem.add32(this.rat.header + H.entriesInUse, 1); // ALLOCATING counts as in use (GC frees stuck ones)
       const e = this.rat.entry(id);
       this.#dropStaleExtent(id); // a FREE entry never holds an extent; repair one a fenced holder left
-      const generation = (this.mem.load32(e + E.generation) + 1) >>> 0;
-      const aclSeq = this.mem.load32(e + E.aclSeq);
-      this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
-      this.mem.store32(e + E.aclSeq, aclSeq + 1);
-      this.mem.store32(e + E.generation, generation);
+      const generation = resetEntry(this.mem, this.rat, id, true);
       this.mem.store32(e + E.type, RegionType.DATA);
       this.mem.store32(e + E.lifetime, lifetime === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
       this.mem.store32(e + E.defaultPerms, defaultPerms);
@@ -668,11 +658,7 @@ export class RegionStore extends RegionTable {
     if (mapperNodes(this.mem, this.rat, id).length > 0) return false;
     if (!fence.valid()) return false;
     const allocated = this.mem.load64(e + E.allocatedSize);
-    const generation = this.mem.load32(e + E.generation);
-    const aclSeq = this.mem.load32(e + E.aclSeq);
-    this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
-    this.mem.store32(e + E.aclSeq, aclSeq + 1);
-    this.mem.store32(e + E.generation, generation);
+    resetEntry(this.mem, this.rat, id, false);
     if (this.mem.casPublish32(e + E.state, RatState.DELETING, RatState.FREE) !== RatState.DELETING) return false;
     if (allocated > 0n) {
       this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
@@ -744,8 +730,7 @@ export class RegionStore extends RegionTable {
         this.mem.casPublish32(d + D.state, DelegState.GRANTING, DelegState.ACTIVE) !== DelegState.GRANTING
       ) {
         if (this.mem.cas32(d + D.state, DelegState.GRANTING, DelegState.EMPTY) === DelegState.GRANTING) {
-          clearPrincipal(this.mem, d + D.principal);
-          this.mem.store32(d + D.perms, 0);
+          clearDelegation(this.mem, this.rat, id, empty);
           this.mem.writeBack(d, 64);
         }
         throw new FencedError(`grant on "${name}"`);
@@ -753,8 +738,7 @@ export class RegionStore extends RegionTable {
       if (!fence.valid()) {
         // Published after a takeover: take it back (the new holder never saw it).
         if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) === DelegState.ACTIVE) {
-          clearPrincipal(this.mem, d + D.principal);
-          this.mem.store32(d + D.perms, 0);
+          clearDelegation(this.mem, this.rat, id, empty);
           this.#aclChanged(id);
         }
         throw new FencedError(`grant on "${name}"`);
@@ -823,8 +807,7 @@ export class RegionStore extends RegionTable {
         if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) !== DelegState.ACTIVE) {
           throw new FencedError('revoke: the delegation changed');
         }
-        clearPrincipal(this.mem, d + D.principal);
-        this.mem.store32(d + D.perms, 0);
+        clearDelegation(this.mem, this.rat, id, j);
         this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
         this.#aclChanged(id);
         return;
@@ -885,9 +868,8 @@ export class RegionStore extends RegionTable {
       this.mem.store32(e + E.lifetime, life === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
       this.mem.store32(e + E.defaultPerms, 0);
       for (let j = 0; j < this.rat.delegations; j++) {
-        const d = this.rat.delegation(id, j);
-        this.mem.store32(d + D.state, DelegState.EMPTY);
-        clearPrincipal(this.mem, d + D.principal);
+        this.mem.store32(this.rat.delegation(id, j) + D.state, DelegState.EMPTY);
+        clearDelegation(this.mem, this.rat, id, j);
       }
       this.mem.store32(e + E.activeDelegations, 0);
       this.mem.store64(e + E.modifiedAt, nowNs());
@@ -934,14 +916,7 @@ export class RegionStore extends RegionTable {
   #retain(id: number): void {
     const count = this.#open.get(id) ?? 0;
     this.#open.set(id, count + 1);
-    if (count === 0) {
-      const word = this.rat.entry(id) + E.mappers + 8 * ((this.nodeId - 1) >> 6);
-      const bit = 1n << BigInt((this.nodeId - 1) & 63);
-      for (;;) {
-        const v = this.mem.load64(word);
-        if (v & bit || this.mem.casPublish64(word, v, v | bit) === v) break;
-      }
-    }
+    if (count === 0) setMapper(this.mem, this.rat, id, this.nodeId);
   }
 
   /** @internal called by RegionHandle.close(): the last local close clears this node's bit. */
@@ -952,12 +927,7 @@ export class RegionStore extends RegionTable {
       return;
     }
     this.#open.delete(id);
-    const word = this.rat.entry(id) + E.mappers + 8 * ((this.nodeId - 1) >> 6);
-    const bit = 1n << BigInt((this.nodeId - 1) & 63);
-    for (;;) {
-      const v = this.mem.load64(word);
-      if ((v & bit) === 0n || this.mem.casPublish64(word, v, v & ~bit) === v) break;
-    }
+    clearMapper(this.mem, this.rat, id, this.nodeId);
     if (this.mem.load32(this.rat.entry(id) + E.state) === RatState.DELETING && this.#node.state === 'active') {
       void this.#lock.withLock(0, (fence) => this.#freeIfUnmapped(id, fence)).catch(() => undefined);
     }
@@ -1005,21 +975,14 @@ export class RegionStore extends RegionTable {
   #removeDelegation(id: number, slot: number, state: number): boolean {
     const d = this.rat.delegation(id, slot);
     if (this.mem.casPublish32(d + D.state, state, DelegState.EMPTY) !== state) return false;
-    clearPrincipal(this.mem, d + D.principal);
-    this.mem.store32(d + D.perms, 0);
+    clearDelegation(this.mem, this.rat, id, slot);
     if (state === DelegState.ACTIVE) this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
     this.#aclChanged(id);
     return true;
   }
 
   #clearMapper(id: number, nodeId: number, fence: Fence): boolean {
-    const word = this.rat.entry(id) + E.mappers + 8 * ((nodeId - 1) >> 6);
-    const bit = 1n << BigInt((nodeId - 1) & 63);
-    for (;;) {
-      const v = this.mem.load64(word);
-      if ((v & bit) === 0n) break;
-      if (this.mem.casPublish64(word, v, v & ~bit) === v) break;
-    }
+    clearMapper(this.mem, this.rat, id, nodeId);
     return this.#freeIfUnmapped(id, fence);
   }
 
@@ -1035,11 +998,7 @@ export class RegionStore extends RegionTable {
     }
     // A create that sized before it published holds an extent: take it back first (counted once).
     this.#dropStaleExtent(id);
-    const generation = this.mem.load32(e + E.generation);
-    const aclSeq = this.mem.load32(e + E.aclSeq);
-    this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
-    this.mem.store32(e + E.generation, generation);
-    this.mem.store32(e + E.aclSeq, aclSeq + 1);
+    resetEntry(this.mem, this.rat, id, false);
     // Counted only by whoever wins the CAS (a fenced create's own rollback may race this).
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) !== RatState.ALLOCATING) return false;
     this.mem.add32(this.rat.header + H.entriesInUse, -1);
