@@ -84,4 +84,11 @@ export {
   type GcPhaseCounts,
 } from './gc/collector.js';
 export { fsck, checkPool, type FsckReport, type FsckProblem } from './fsck.js';
-export { NodeInspector, DEBUG_ACTIONS, type DebugAction, type NodeViews, type MeView } from './node-inspector.js';
+export {
+  NodeInspector,
+  DEBUG_ACTIONS,
+  type DebugAction,
+  type NodeViews,
+  type MeView,
+  type SlotLiveness,
+} from './node-inspector.js';

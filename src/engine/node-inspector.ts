@@ -11,7 +11,7 @@
  * Controls: GC trigger / pause / resume / stop / restart, heartbeat freeze (node slot and MEs),
  * ME stats reset.
  */
-import { readSlot } from './bootstrap/slots.js';
+import { LivenessObserver, readSlot } from './bootstrap/slots.js';
 import { BOOTSTRAP_SLOTS, type Geometry } from './layout/geometry.js';
 import { regionReport, slotReport, tableReport, type RegionReport, type SlotReport } from './pool-report.js';
 import type { MeAreaReport } from './me/inspect.js';
@@ -67,7 +67,12 @@ export const DEBUG_ACTIONS: readonly DebugAction[] = Object.freeze([
   'me-stats-reset',
 ]);
 
+/** A held slot with how long its heartbeat has been still, as this inspector watched it. */
+export type SlotLiveness = NodeViews['bootstrap'][number] & { stillMs: number; alive: boolean };
+
 export class NodeInspector {
+  #observer: LivenessObserver | undefined;
+
   constructor(private readonly node: MarufsNode) {}
 
   bootstrap(): NodeViews['bootstrap'] {
@@ -75,6 +80,25 @@ export class NodeInspector {
     for (let i = 0; i < Math.min(BOOTSTRAP_SLOTS, this.node.superblock.geometry.maxNodes); i++) {
       const v = readSlot(this.node.mem, i);
       if (v.owner !== 0n) out.push({ ...slotReport(v), self: i === this.node.slotIndex });
+    }
+    return out;
+  }
+
+  /**
+   * The held slots with the liveness rule the collector declares nodes dead by (LivenessObserver):
+   * a slot's (owner, heartbeat) pair still for `stallWindowMs` or more on this process's clock, since
+   * this inspector first saw the pair, is not alive. A slot seen for the first time is alive.
+   */
+  liveness(stallWindowMs = this.node.timing.stallWindowMs, now = performance.now()): SlotLiveness[] {
+    const observer = (this.#observer ??= new LivenessObserver(this.node.mem));
+    const out: SlotLiveness[] = [];
+    for (let i = 0; i < Math.min(BOOTSTRAP_SLOTS, this.node.superblock.geometry.maxNodes); i++) {
+      const { view, stillMs } = observer.stillFor(i, now);
+      if (view.owner === 0n) {
+        observer.forget(i);
+        continue;
+      }
+      out.push({ ...slotReport(view), self: i === this.node.slotIndex, stillMs, alive: stillMs < stallWindowMs });
     }
     return out;
   }

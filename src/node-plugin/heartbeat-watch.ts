@@ -3,13 +3,14 @@
  * answer to /readyz (HealthReport.heartbeatMoving).
  *
  * It samples the heartbeat counter of this node's slot — read from the pool, as every other node
- * sees it, not from the heartbeat worker's memory — every `intervalMs` on this process's own
- * monotonic clock, and reports moving = false once the counter has not changed for longer than the
- * node's stall window (BootstrapTiming.stallWindowMs): from then on other nodes may declare this one
- * dead. A node that is no longer active (fenced, detached) is never moving: its slot index may
- * already belong to another node whose heartbeat would look alive. The timer is unref'd.
+ * sees it, not from the heartbeat worker's memory — every `intervalMs`, and judges it by the
+ * engine's liveness rule (NodeInspector.liveness, the LivenessObserver the GC declares nodes dead
+ * by): moving = false once the counter has been still for the node's stall window
+ * (BootstrapTiming.stallWindowMs) on this process's own monotonic clock — from then on other nodes
+ * may declare this one dead. A node that is no longer active (fenced, detached) is never moving: its
+ * slot index may already belong to another node whose heartbeat would look alive. The timer is unref'd.
  */
-import { NodeInspector, type MarufsNode } from '../engine/index.js';
+import { NodeInspector, type MarufsNode, type SlotLiveness } from '../engine/index.js';
 
 export interface HeartbeatWatchOptions {
   node: MarufsNode;
@@ -41,8 +42,8 @@ export class HeartbeatWatch {
   #node: MarufsNode;
   #inspector: NodeInspector;
   #timer: NodeJS.Timeout | undefined;
-  #last: number | undefined;
-  #since = performance.now();
+  /** This node's slot at the last sample (undefined: not active, or not readable). */
+  #last: SlotLiveness | undefined;
   #samples = 0;
   #error: string | undefined;
 
@@ -67,20 +68,20 @@ export class HeartbeatWatch {
     this.#timer = undefined;
   }
 
-  /** Read the counter now; restart the still-time when it changed. */
+  /** Read this node's slot now (the observer restarts the still-time when the counter changed). */
   sample(now = performance.now()): void {
-    let value: number | undefined;
+    let slot: SlotLiveness | undefined;
     try {
-      value = this.#node.state === 'active' ? ownSlotHeartbeat(this.#node, this.#inspector) : undefined;
+      slot =
+        this.#node.state === 'active'
+          ? this.#inspector.liveness(this.stallWindowMs, now).find((s) => s.self)
+          : undefined;
       this.#error = undefined;
     } catch (err) {
       this.#error = err instanceof Error ? err.message : String(err);
     }
     this.#samples++;
-    if (value !== this.#last || this.#samples === 1) {
-      this.#last = value;
-      this.#since = now;
-    }
+    this.#last = slot;
   }
 
   /**
@@ -92,13 +93,12 @@ export class HeartbeatWatch {
   }
 
   status(): HeartbeatWatchStatus {
-    const now = performance.now();
-    this.sample(now);
-    const stillMs = now - this.#since;
+    this.sample(performance.now());
+    const slot = this.#last;
     const out: HeartbeatWatchStatus = {
-      moving: this.#node.state === 'active' && this.#last !== undefined && stillMs <= this.stallWindowMs,
-      heartbeat: this.#last,
-      stillMs: Math.round(stillMs),
+      moving: this.#node.state === 'active' && slot !== undefined && slot.alive,
+      heartbeat: slot?.heartbeat,
+      stillMs: Math.round(slot?.stillMs ?? 0),
       stallWindowMs: this.stallWindowMs,
       samples: this.#samples,
     };

@@ -1,6 +1,7 @@
 /**
- * The node plugin's Prometheus metrics. PluginMetrics owns one prom-client Registry (never the
- * global one) holding:
+ * The node plugin's Prometheus metrics. METRICS is the one declarative catalogue of every marufs
+ * metric — `{ name, help, kind, labels, doc, read }` — and PluginMetrics builds one prom-client
+ * collector per entry on its own Registry (never the global one), next to:
  *  - the default process / Node.js metrics;
  *  - FUSE request metrics, fed by the FUSE layer through observe() — the one hot-path method;
  *  - control-interface request counts, fed through observeControl();
@@ -12,10 +13,18 @@
  * families are built from those accumulators at scrape time. (prom-client's own labelled children
  * hash their labels into a fresh string, and build an object, on every call.)
  *
- * docs/http-api.md lists every metric.
+ * docs/http-api.md lists every metric: its table is generated from METRICS
+ * (`node scripts/gen-metrics-doc.mjs`) and test/node-plugin/metrics-doc.test.ts checks it.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import { NodeInspector, type MarufsNode, type NodeViews, type Capacity, type GcStatus } from '../engine/index.js';
+import {
+  NodeInspector,
+  type MarufsNode,
+  type NodeViews,
+  type Capacity,
+  type GcStatus,
+  type SlotLiveness,
+} from '../engine/index.js';
 
 /** Upper bounds (seconds) of the FUSE request-duration histogram: 5 µs to 1 s. */
 export const FUSE_DURATION_BUCKETS: readonly number[] = Object.freeze([
@@ -60,365 +69,466 @@ export interface PluginMetricsOptions {
 /** What one scrape reads from the pool (once per scrape, shared by every collect callback). */
 interface PoolSnapshot {
   capacity: Capacity;
-  bootstrap: NodeViews['bootstrap'];
+  /** Held slots, with the engine's liveness rule applied across scrapes (NodeInspector.liveness). */
+  bootstrap: SlotLiveness[];
   me: NodeViews['me']['global'];
   gc: GcStatus;
 }
 
 type GcKind = keyof GcStatus['total'];
 
+/** Label values → value; an entry's samples at one scrape. */
+export type Sample = readonly [labels: Record<string, string>, value: number];
+
+/** What a catalogue entry reads at scrape time. */
+export interface MetricSources {
+  node: MarufsNode;
+  /** This scrape's pool figures; null when they cannot be read. */
+  snap: () => PoolSnapshot | null;
+  fastPath: () => FastPathCounts | undefined;
+  cacheWatch: () => CacheWatchCounts | undefined;
+  quota: () => { maxRegions: number; maxBytes: number } | undefined;
+  /** Control-interface requests so far, by (op, result). */
+  control: () => Iterable<{ op: string; result: string; count: number }>;
+  /** FUSE requests so far, per op (the histogram's accumulators). */
+  ops: Map<string, OpStats>;
+  /** Scrapes at which the pool figures could not be read. */
+  poolReadFailures: () => number;
+}
+
+export interface MetricSpec {
+  name: string;
+  /** The Prometheus HELP text. */
+  help: string;
+  kind: 'counter' | 'gauge' | 'histogram';
+  labels: readonly string[];
+  /** The "meaning" column of docs/http-api.md. */
+  doc: string;
+  /**
+   * The samples now; undefined keeps the last values (a source not set, or the pool unreadable).
+   * Counters read cumulative values. Histograms are built from `ops` instead (fuseDurationHistogram).
+   */
+  read: (src: MetricSources) => readonly Sample[] | undefined;
+}
+
+/** One unlabelled sample, or none when `v` is undefined. */
+const one = (v: number | undefined | null): readonly Sample[] | undefined =>
+  v === undefined || v === null ? undefined : [[{}, v]];
+/** A pool figure of this scrape. */
+const pool =
+  (read: (s: PoolSnapshot) => number | undefined) =>
+  (src: MetricSources): readonly Sample[] | undefined => {
+    const s = src.snap();
+    return s ? one(read(s)) : undefined;
+  };
+/** Labelled pool figures of this scrape. */
+const poolBy =
+  (read: (s: PoolSnapshot) => readonly Sample[]) =>
+  (src: MetricSources): readonly Sample[] | undefined => {
+    const s = src.snap();
+    return s ? read(s) : undefined;
+  };
+
+const GC_KINDS =
+  'regions, delegations, bound (unused delegations bound to a process), stuckRegions, stuckIndexEntries, stuckTableEntries, deadNodes, mapperBits';
+
+/** Every marufs metric of the node plugin, in exposition order. */
+export const METRICS: readonly MetricSpec[] = Object.freeze([
+  {
+    name: FUSE_REQUESTS,
+    help: 'FUSE requests handled by this node plugin, by operation (failed ones included).',
+    kind: 'counter',
+    labels: ['op'],
+    doc: 'FUSE requests handled, failed ones included',
+    read: (src) => [...src.ops].map(([op, s]): Sample => [{ op }, s.count]),
+  },
+  {
+    name: FUSE_ERRORS,
+    help: 'FUSE requests answered with an error, by operation and errno code (e.g. ENOENT).',
+    kind: 'counter',
+    labels: ['op', 'code'],
+    doc: 'FUSE requests answered with an error, by errno code',
+    read: (src) => [...src.ops].flatMap(([op, s]) => [...s.errors].map(([code, e]): Sample => [{ op, code }, e.count])),
+  },
+  {
+    name: FUSE_DURATION,
+    help: 'Duration of FUSE requests handled by this node plugin, by operation, in seconds (5 µs to 1 s buckets).',
+    kind: 'histogram',
+    labels: ['op'],
+    doc: 'FUSE request duration; buckets 5 µs, 10 µs, 25 µs … 0.5 s, 1 s (1-2.5-5 steps)',
+    read: () => undefined,
+  },
+  {
+    name: 'marufs_fuse_fast_requests_total',
+    help: 'Reads and writes the FUSE addon served itself (already checked, ACL unchanged); not in marufs_fuse_requests_total.',
+    kind: 'counter',
+    labels: ['op'],
+    doc: 'reads and writes (`op`) the FUSE addon served itself (already checked, ACL unchanged); not in `marufs_fuse_requests_total`',
+    read: (src) => {
+      const f = src.fastPath();
+      return (
+        f && [
+          [{ op: 'read' }, f.reads],
+          [{ op: 'write' }, f.writes],
+        ]
+      );
+    },
+  },
+  {
+    name: 'marufs_fuse_fast_bytes_total',
+    help: 'Bytes the FUSE addon copied itself between pool memory and the kernel.',
+    kind: 'counter',
+    labels: ['op'],
+    doc: 'bytes the addon copied itself between pool memory and the kernel',
+    read: (src) => {
+      const f = src.fastPath();
+      return (
+        f && [
+          [{ op: 'read' }, f.readBytes],
+          [{ op: 'write' }, f.writeBytes],
+        ]
+      );
+    },
+  },
+  {
+    name: 'marufs_fuse_fast_misses_total',
+    help: 'Reads and writes the addon passed to JavaScript (handle not armed for the thread, or the ACL changed).',
+    kind: 'counter',
+    labels: [],
+    doc: 'reads and writes the addon passed to JavaScript (not armed for that thread, or the ACL changed)',
+    read: (src) => one(src.fastPath()?.misses),
+  },
+  {
+    name: 'marufs_fuse_watched_inodes',
+    help: "Inodes open through the mount whose region's ACL the addon watches to drop their cached pages.",
+    kind: 'gauge',
+    labels: [],
+    doc: 'inodes open through the mount whose ACL word the addon watches (revokes drop their cached pages)',
+    read: (src) => one(src.cacheWatch()?.watched),
+  },
+  {
+    name: 'marufs_fuse_cache_invalidations_total',
+    help: "Kernel cache invalidations sent because a region's ACL changed, by result (ok, failed).",
+    kind: 'counter',
+    labels: ['result'],
+    doc: "kernel cache invalidations sent because a region's ACL moved (`ok`, `failed`)",
+    read: (src) => {
+      const w = src.cacheWatch();
+      return (
+        w && [
+          [{ result: 'ok' }, w.invalidations],
+          [{ result: 'failed' }, w.failures],
+        ]
+      );
+    },
+  },
+  {
+    name: 'marufs_owner_quota_limit',
+    help: 'What one owner may hold, by resource (regions, bytes); 0: no limit.',
+    kind: 'gauge',
+    labels: ['resource'],
+    doc: 'what one owner may hold: `regions`, `bytes` (0: no limit; `--owner-max-*`)',
+    read: (src) => {
+      const q = src.quota();
+      return (
+        q && [
+          [{ resource: 'regions' }, q.maxRegions],
+          [{ resource: 'bytes' }, q.maxBytes],
+        ]
+      );
+    },
+  },
+  {
+    name: 'marufs_control_requests_total',
+    help: 'Requests to the control interface, by operation and result (ok or an errno code).',
+    kind: 'counter',
+    labels: ['op', 'result'],
+    doc: 'control-interface requests; `result` is `ok` or an errno code',
+    read: (src) => [...src.control()].map(({ op, result, count }): Sample => [{ op, result }, count]),
+  },
+  {
+    name: 'marufs_capacity_total_bytes',
+    help: 'Bytes of the pool data area that regions can be allocated from.',
+    kind: 'gauge',
+    labels: [],
+    doc: 'bytes of the data area regions are allocated from',
+    read: pool((s) => s.capacity.totalBytes),
+  },
+  {
+    name: 'marufs_capacity_used_bytes',
+    help: 'Bytes of the data area allocated to regions.',
+    kind: 'gauge',
+    labels: [],
+    doc: 'bytes allocated to regions',
+    read: pool((s) => s.capacity.usedBytes),
+  },
+  {
+    name: 'marufs_capacity_free_bytes',
+    help: 'Bytes of the data area not allocated to any region.',
+    kind: 'gauge',
+    labels: [],
+    doc: 'bytes not allocated',
+    read: pool((s) => s.capacity.freeBytes),
+  },
+  {
+    name: 'marufs_capacity_largest_free_bytes',
+    help: 'Size of the largest free extent: the biggest region that can be sized now.',
+    kind: 'gauge',
+    labels: [],
+    doc: 'largest free extent: the biggest region that can be sized now',
+    read: pool((s) => s.capacity.largestFreeBytes),
+  },
+  {
+    name: 'marufs_regions_used',
+    help: 'Region table entries in use (regions, including ones being created or deleted).',
+    kind: 'gauge',
+    labels: [],
+    doc: 'region table entries in use',
+    read: pool((s) => s.capacity.regionsUsed),
+  },
+  {
+    name: 'marufs_regions_max',
+    help: 'Region table entries in the pool (the most regions it can hold).',
+    kind: 'gauge',
+    labels: [],
+    doc: 'region table entries in the pool',
+    read: pool((s) => s.capacity.regionsMax),
+  },
+  {
+    name: 'marufs_node_slots',
+    help: 'Bootstrap node slots held by a node, by slot state (attaching, active, detaching).',
+    kind: 'gauge',
+    labels: ['state'],
+    doc: 'held node slots by state (`attaching`, `active`, `detaching`)',
+    read: poolBy((s) =>
+      ['attaching', 'active', 'detaching'].map(
+        (state): Sample => [{ state }, s.bootstrap.filter((slot) => slot.state === state).length],
+      ),
+    ),
+  },
+  {
+    name: 'marufs_nodes_alive',
+    help:
+      "Nodes holding a slot whose heartbeat counter has not been still for the stall window, as judged across scrapes on this node's clock " +
+      '(the rule the GC declares nodes dead by; a node first seen at this scrape counts as alive; this node counts while its own heartbeat runs).',
+    kind: 'gauge',
+    labels: [],
+    doc: "held slots whose heartbeat has not been still for the stall window, judged across scrapes on this node's clock by the GC's rule (a node first seen counts as alive)",
+    read: pool((s) => s.bootstrap.filter((slot) => slot.alive).length),
+  },
+  {
+    name: 'marufs_global_me_members',
+    help: "Nodes that have joined the pool's global ME (read from the pool).",
+    kind: 'gauge',
+    labels: [],
+    doc: 'nodes joined to the global ME (pool)',
+    read: pool((s) => s.me.info.members.length),
+  },
+  {
+    name: 'marufs_global_me_holder',
+    help: 'Node id holding the global ME lease now, 0 if nobody holds it (read from the pool).',
+    kind: 'gauge',
+    labels: [],
+    doc: 'node id holding the global ME lease, 0 if none (pool)',
+    read: pool((s) => s.me.info.perShard[0]?.holder ?? 0),
+  },
+  {
+    name: 'marufs_global_me_pool_acquires_total',
+    help: 'Acquisitions of the global ME by all nodes since the pool was formatted (pool control block).',
+    kind: 'counter',
+    labels: [],
+    doc: 'global ME acquisitions by all nodes since format (pool control block)',
+    read: pool((s) => s.me.info.perShard.reduce((n, sh) => n + sh.acquireCount, 0)),
+  },
+  {
+    name: 'marufs_global_me_pool_takeovers_total',
+    help: 'Crash takeovers of the global ME lease by any node since the pool was formatted (pool control block).',
+    kind: 'counter',
+    labels: [],
+    doc: 'crash takeovers of the global ME by any node since format (pool control block)',
+    read: pool((s) => s.me.info.perShard.reduce((n, sh) => n + sh.takeovers, 0)),
+  },
+  {
+    name: 'marufs_global_me_events_total',
+    help:
+      "Events of this node's global ME instance since its stats were last reset (me-stats-reset), by event: " +
+      'acquires, releases, fastHits, spinHits, sleepHits, deadlineHits, probes, probesAlive, takeovers, ' +
+      'takeoversLost, lateGrants, vacantClaims, timeouts, aborts, grants, passes, passesFenced, sectionsFenced, ' +
+      'localHandoffs, phantomDoorbells, pollCycles.',
+    kind: 'counter',
+    labels: ['event'],
+    doc: "this node's global ME stats counters (`acquires`, `releases`, `takeovers`, `timeouts`, … — every counter of `src/engine/me/stats.ts`), since the last `me-stats-reset`",
+    read: poolBy((s) => Object.entries(s.me.stats.counters).map(([event, n]): Sample => [{ event }, n])),
+  },
+  {
+    name: 'marufs_global_me_acquire_wait_seconds_total',
+    help:
+      "Time from acquire() to holding the global ME, summed over this node's acquisitions since the last " +
+      'stats reset (divide by marufs_global_me_events_total{event="acquires"} for the mean).',
+    kind: 'counter',
+    labels: [],
+    doc: "time from `acquire()` to holding, summed over this node's acquisitions since the last reset",
+    read: pool((s) => s.me.stats.waitLatency.totalNs / 1e9),
+  },
+  {
+    name: 'marufs_global_me_acquire_wait_max_seconds',
+    help: 'Longest time one acquisition of the global ME by this node took since the last stats reset.',
+    kind: 'gauge',
+    labels: [],
+    doc: 'longest single acquisition since the last reset',
+    read: pool((s) => s.me.stats.waitLatency.maxNs / 1e9),
+  },
+  {
+    name: 'marufs_global_me_hold_seconds_total',
+    help:
+      'Time this node held the global ME, summed over its critical sections since the last stats reset ' +
+      '(divide by marufs_global_me_events_total{event="releases"} for the mean).',
+    kind: 'counter',
+    labels: [],
+    doc: 'time this node held the global ME, summed, since the last reset',
+    read: pool((s) => s.me.stats.holdTime.totalNs / 1e9),
+  },
+  {
+    name: 'marufs_gc_cycles_total',
+    help: 'GC cycles this node completed without error (the GC epoch).',
+    kind: 'counter',
+    labels: [],
+    doc: 'GC cycles completed without error (the GC epoch)',
+    read: pool((s) => s.gc.epoch),
+  },
+  {
+    name: 'marufs_gc_reclaimed_total',
+    help: `Things this node's GC reclaimed since it started, by kind: ${GC_KINDS}.`,
+    kind: 'counter',
+    labels: ['kind'],
+    doc: 'reclaimed since the GC started: `regions`, `delegations`, `bound`, `stuckRegions`, `stuckIndexEntries`, `stuckTableEntries`, `deadNodes`, `mapperBits`',
+    read: poolBy((s) => (Object.keys(s.gc.total) as GcKind[]).map((kind): Sample => [{ kind }, s.gc.total[kind]])),
+  },
+  {
+    name: 'marufs_gc_last_cycle_reclaimed',
+    help: "What this node's last GC cycle reclaimed, by kind (as marufs_gc_reclaimed_total).",
+    kind: 'gauge',
+    labels: ['kind'],
+    doc: 'what the last cycle reclaimed',
+    read: poolBy((s) => (Object.keys(s.gc.last) as GcKind[]).map((kind): Sample => [{ kind }, s.gc.last[kind]])),
+  },
+  {
+    name: 'marufs_gc_last_cycle_duration_seconds',
+    help: "Duration of this node's last GC cycle.",
+    kind: 'gauge',
+    labels: [],
+    doc: 'duration of the last cycle',
+    read: pool((s) => s.gc.lastCycleMs / 1000),
+  },
+  {
+    name: 'marufs_gc_last_cycle_timestamp_seconds',
+    help: "Unix time this node's last GC cycle ended, 0 if none has run.",
+    kind: 'gauge',
+    labels: [],
+    doc: 'Unix time the last cycle ended, 0 if none',
+    read: pool((s) => (s.gc.lastCycleAt === null ? 0 : Date.parse(s.gc.lastCycleAt) / 1000)),
+  },
+  {
+    name: 'marufs_gc_last_cycle_failed',
+    help: "1 if this node's last GC cycle ended with an error, else 0.",
+    kind: 'gauge',
+    labels: [],
+    doc: '1 if the last cycle ended with an error',
+    read: pool((s) => (s.gc.lastError === null ? 0 : 1)),
+  },
+  {
+    name: 'marufs_gc_state',
+    help: "State of this node's GC: 1 for the current state (running, paused, stopped), 0 for the others.",
+    kind: 'gauge',
+    labels: ['state'],
+    doc: '1 for the current GC state (`running`, `paused`, `stopped`)',
+    read: poolBy((s) =>
+      ['running', 'paused', 'stopped'].map((state): Sample => [{ state }, s.gc.state === state ? 1 : 0]),
+    ),
+  },
+  {
+    name: 'marufs_node_heartbeat_ticks_total',
+    help: "Heartbeat counter of this node's slot as stored in the pool (ticks every heartbeat period; never reset).",
+    kind: 'counter',
+    labels: [],
+    doc: "this node's slot heartbeat counter, read from the pool",
+    // Once fenced, the slot (and its counter) belongs to another node.
+    read: (src) => {
+      const s = src.snap();
+      return s && src.node.state === 'active' ? one(s.bootstrap.find((x) => x.self)?.heartbeat) : undefined;
+    },
+  },
+  {
+    name: 'marufs_node_heartbeat_frozen',
+    help: "1 while this node's heartbeat is frozen by the heartbeat-freeze debug control, else 0.",
+    kind: 'gauge',
+    labels: [],
+    doc: '1 while the heartbeat is frozen by `heartbeat-freeze`',
+    read: (src) => one(src.node.heartbeatFrozen ? 1 : 0),
+  },
+  {
+    name: 'marufs_node_active',
+    help: '1 while this node is attached and owns its slot, 0 once it detached or was fenced.',
+    kind: 'gauge',
+    labels: [],
+    doc: '1 while this node is attached and owns its slot',
+    read: (src) => one(src.node.state === 'active' ? 1 : 0),
+  },
+  {
+    name: 'marufs_node_info',
+    help: 'Identity of this node: always 1, with the node id and the pool UUID as labels.',
+    kind: 'gauge',
+    labels: ['node_id', 'pool_uuid'],
+    doc: "always 1: this node's identity",
+    read: (src) => [[{ node_id: String(src.node.nodeId), pool_uuid: src.node.superblock.poolUuid }, 1]],
+  },
+  // Last, so that a scrape's own failure to read the pool is already counted in it.
+  {
+    name: 'marufs_metrics_pool_read_failures_total',
+    help: 'Scrapes at which the pool figures could not be read (e.g. the node had detached); they keep their last values.',
+    kind: 'counter',
+    labels: [],
+    doc: 'scrapes at which the pool figures could not be read',
+    read: (src) => one(src.poolReadFailures()),
+  },
+] satisfies MetricSpec[]);
+
+/** The metric table of docs/http-api.md (between its `metrics:table` markers), unaligned: prettier aligns it. */
+export function metricsDocTable(): string {
+  const rows = METRICS.map(
+    (m) => `| \`${m.name}\` | ${m.kind} | ${m.labels.map((l) => `\`${l}\``).join(', ')} | ${m.doc} |`,
+  );
+  return ['| name | type | labels | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
+}
+
 export class PluginMetrics {
   readonly registry = new Registry();
   readonly node: MarufsNode;
   #inspector: NodeInspector;
   #ops = new Map<string, OpStats>();
-  #control: Counter<'op' | 'result'>;
-  #poolReadFailures: Counter | undefined;
+  /** Control requests: `${op} ${result}` → count. */
+  #control = new Map<string, { op: string; result: string; count: number }>();
+  #poolReadFailures = 0;
   #snapshot: PoolSnapshot | null | undefined;
   #fastPath: (() => FastPathCounts) | undefined;
   #cacheWatch: (() => CacheWatchCounts) | undefined;
   #quota: (() => { maxRegions: number; maxBytes: number }) | undefined;
-  /** Other nodes' heartbeats as seen across scrapes: nodeId → (token, heartbeat, since). */
-  #seen = new Map<number, { token: string; heartbeat: number; since: number }>();
 
   constructor(node: MarufsNode, options: PluginMetricsOptions = {}) {
     this.node = node;
     this.#inspector = new NodeInspector(node);
-    const registers = [this.registry];
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
-
-    // ---- FUSE ----------------------------------------------------------------------------------
-    const ops = this.#ops;
-    new Counter({
-      name: FUSE_REQUESTS,
-      help: 'FUSE requests handled by this node plugin, by operation (failed ones included).',
-      labelNames: ['op'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [op, s] of ops) this.inc({ op }, s.count);
-      },
-    });
-    new Counter({
-      name: FUSE_ERRORS,
-      help: 'FUSE requests answered with an error, by operation and errno code (e.g. ENOENT).',
-      labelNames: ['op', 'code'],
-      registers,
-      collect() {
-        this.reset();
-        for (const [op, s] of ops) for (const [code, e] of s.errors) this.inc({ op, code }, e.count);
-      },
-    });
-    this.registry.registerMetric(fuseDurationHistogram(ops) as unknown as Metric);
-
-    // ---- the addon's fast path (reads and writes served without JavaScript) ---------------------
-    const fast = (): FastPathCounts | undefined => this.#fastPath?.();
-    const fastCounter = (
-      name: string,
-      help: string,
-      labelNames: string[],
-      values: (f: FastPathCounts) => [Record<string, string>, number][],
-    ): void => {
-      new Counter({
-        name,
-        help,
-        labelNames,
-        registers,
-        collect() {
-          const f = fast();
-          if (!f) return;
-          this.reset();
-          for (const [labels, v] of values(f)) this.inc(labels, v);
-        },
-      });
+    const sources: MetricSources = {
+      node,
+      snap: () => this.#snap(),
+      fastPath: () => this.#fastPath?.(),
+      cacheWatch: () => this.#cacheWatch?.(),
+      quota: () => this.#quota?.(),
+      control: () => this.#control.values(),
+      ops: this.#ops,
+      poolReadFailures: () => this.#poolReadFailures,
     };
-    fastCounter(
-      'marufs_fuse_fast_requests_total',
-      'Reads and writes the FUSE addon served itself (already checked, ACL unchanged); not in marufs_fuse_requests_total.',
-      ['op'],
-      (f) => [
-        [{ op: 'read' }, f.reads],
-        [{ op: 'write' }, f.writes],
-      ],
-    );
-    fastCounter(
-      'marufs_fuse_fast_bytes_total',
-      'Bytes the FUSE addon copied itself between pool memory and the kernel.',
-      ['op'],
-      (f) => [
-        [{ op: 'read' }, f.readBytes],
-        [{ op: 'write' }, f.writeBytes],
-      ],
-    );
-    fastCounter(
-      'marufs_fuse_fast_misses_total',
-      'Reads and writes the addon passed to JavaScript (handle not armed for the thread, or the ACL changed).',
-      [],
-      (f) => [[{}, f.misses]],
-    );
-
-    // ---- the addon's cache watch (revokes drop the kernel's cached pages, cache-inval.ts) ----------
-    const watch = (): CacheWatchCounts | undefined => this.#cacheWatch?.();
-    new Gauge({
-      name: 'marufs_fuse_watched_inodes',
-      help: "Inodes open through the mount whose region's ACL the addon watches to drop their cached pages.",
-      registers,
-      collect() {
-        const w = watch();
-        if (w) this.set(w.watched);
-      },
-    });
-    new Counter({
-      name: 'marufs_fuse_cache_invalidations_total',
-      help: "Kernel cache invalidations sent because a region's ACL changed, by result (ok, failed).",
-      labelNames: ['result'],
-      registers,
-      collect() {
-        const w = watch();
-        if (!w) return;
-        this.reset();
-        this.inc({ result: 'ok' }, w.invalidations);
-        this.inc({ result: 'failed' }, w.failures);
-      },
-    });
-
-    // ---- per-owner limits (quota.ts) ----------------------------------------------------------------
-    const quota = (): { maxRegions: number; maxBytes: number } | undefined => this.#quota?.();
-    new Gauge({
-      name: 'marufs_owner_quota_limit',
-      help: 'What one owner may hold, by resource (regions, bytes); 0: no limit.',
-      labelNames: ['resource'],
-      registers,
-      collect() {
-        const q = quota();
-        if (!q) return;
-        this.set({ resource: 'regions' }, q.maxRegions);
-        this.set({ resource: 'bytes' }, q.maxBytes);
-      },
-    });
-
-    // ---- control interface ---------------------------------------------------------------------
-    this.#control = new Counter({
-      name: 'marufs_control_requests_total',
-      help: 'Requests to the control interface, by operation and result (ok or an errno code).',
-      labelNames: ['op', 'result'],
-      registers,
-    });
-
-    // ---- pool and node figures, read at scrape time ----------------------------------------------
-    const gauge = (name: string, help: string, read: (s: PoolSnapshot) => number): void => {
-      const snap = (): PoolSnapshot | null => this.#snap();
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          const s = snap();
-          if (s) this.set(read(s));
-        },
-      });
-    };
-    gauge(
-      'marufs_capacity_total_bytes',
-      'Bytes of the pool data area that regions can be allocated from.',
-      (s) => s.capacity.totalBytes,
-    );
-    gauge('marufs_capacity_used_bytes', 'Bytes of the data area allocated to regions.', (s) => s.capacity.usedBytes);
-    gauge(
-      'marufs_capacity_free_bytes',
-      'Bytes of the data area not allocated to any region.',
-      (s) => s.capacity.freeBytes,
-    );
-    gauge(
-      'marufs_capacity_largest_free_bytes',
-      'Size of the largest free extent: the biggest region that can be sized now.',
-      (s) => s.capacity.largestFreeBytes,
-    );
-    gauge(
-      'marufs_regions_used',
-      'Region table entries in use (regions, including ones being created or deleted).',
-      (s) => s.capacity.regionsUsed,
-    );
-    gauge(
-      'marufs_regions_max',
-      'Region table entries in the pool (the most regions it can hold).',
-      (s) => s.capacity.regionsMax,
-    );
-
-    new Gauge({
-      name: 'marufs_node_slots',
-      help: 'Bootstrap node slots held by a node, by slot state (attaching, active, detaching).',
-      labelNames: ['state'],
-      registers,
-      collect: collectWith(
-        () => this.#snap(),
-        function (this: Gauge<'state'>, s) {
-          this.reset();
-          for (const state of ['attaching', 'active', 'detaching']) this.set({ state }, 0);
-          for (const slot of s.bootstrap) this.inc({ state: slot.state }, 1);
-        },
-      ),
-    });
-    gauge(
-      'marufs_nodes_alive',
-      'Nodes holding a slot whose heartbeat counter has not been still for the stall window, as judged ' +
-        "across scrapes on this node's clock (a node first seen at this scrape counts as alive; this node counts " +
-        'while its own heartbeat runs).',
-      (s) => this.#alive(s.bootstrap),
-    );
-
-    gauge(
-      'marufs_global_me_members',
-      "Nodes that have joined the pool's global ME (read from the pool).",
-      (s) => s.me.info.members.length,
-    );
-    gauge(
-      'marufs_global_me_holder',
-      'Node id holding the global ME lease now, 0 if nobody holds it (read from the pool).',
-      (s) => s.me.info.perShard[0]?.holder ?? 0,
-    );
-    this.#counter(
-      'marufs_global_me_pool_acquires_total',
-      'Acquisitions of the global ME by all nodes since the pool was formatted (pool control block).',
-      (s) => s.me.info.perShard.reduce((n, sh) => n + sh.acquireCount, 0),
-    );
-    this.#counter(
-      'marufs_global_me_pool_takeovers_total',
-      'Crash takeovers of the global ME lease by any node since the pool was formatted (pool control block).',
-      (s) => s.me.info.perShard.reduce((n, sh) => n + sh.takeovers, 0),
-    );
-    new Counter({
-      name: 'marufs_global_me_events_total',
-      help:
-        "Events of this node's global ME instance since its stats were last reset (me-stats-reset), by event: " +
-        'acquires, releases, fastHits, spinHits, sleepHits, deadlineHits, probes, probesAlive, takeovers, ' +
-        'takeoversLost, lateGrants, vacantClaims, timeouts, aborts, grants, passes, passesFenced, sectionsFenced, ' +
-        'localHandoffs, phantomDoorbells, pollCycles.',
-      labelNames: ['event'],
-      registers,
-      collect: collectWith(
-        () => this.#snap(),
-        function (this: Counter<'event'>, s) {
-          this.reset();
-          for (const [event, n] of Object.entries(s.me.stats.counters)) this.inc({ event }, n);
-        },
-      ),
-    });
-    this.#counter(
-      'marufs_global_me_acquire_wait_seconds_total',
-      "Time from acquire() to holding the global ME, summed over this node's acquisitions since the last " +
-        'stats reset (divide by marufs_global_me_events_total{event="acquires"} for the mean).',
-      (s) => s.me.stats.waitLatency.totalNs / 1e9,
-    );
-    gauge(
-      'marufs_global_me_acquire_wait_max_seconds',
-      'Longest time one acquisition of the global ME by this node took since the last stats reset.',
-      (s) => s.me.stats.waitLatency.maxNs / 1e9,
-    );
-    this.#counter(
-      'marufs_global_me_hold_seconds_total',
-      'Time this node held the global ME, summed over its critical sections since the last stats reset ' +
-        '(divide by marufs_global_me_events_total{event="releases"} for the mean).',
-      (s) => s.me.stats.holdTime.totalNs / 1e9,
-    );
-
-    this.#counter(
-      'marufs_gc_cycles_total',
-      'GC cycles this node completed without error (the GC epoch).',
-      (s) => s.gc.epoch,
-    );
-    new Counter({
-      name: 'marufs_gc_reclaimed_total',
-      help:
-        "Things this node's GC reclaimed since it started, by kind: regions, delegations, bound (unused delegations " +
-        'bound to a process), stuckRegions, stuckIndexEntries, stuckTableEntries, deadNodes, mapperBits.',
-      labelNames: ['kind'],
-      registers,
-      collect: collectWith(
-        () => this.#snap(),
-        function (this: Counter<'kind'>, s) {
-          this.reset();
-          for (const kind of Object.keys(s.gc.total) as GcKind[]) this.inc({ kind }, s.gc.total[kind]);
-        },
-      ),
-    });
-    new Gauge({
-      name: 'marufs_gc_last_cycle_reclaimed',
-      help: "What this node's last GC cycle reclaimed, by kind (as marufs_gc_reclaimed_total).",
-      labelNames: ['kind'],
-      registers,
-      collect: collectWith(
-        () => this.#snap(),
-        function (this: Gauge<'kind'>, s) {
-          this.reset();
-          for (const kind of Object.keys(s.gc.last) as GcKind[]) this.set({ kind }, s.gc.last[kind]);
-        },
-      ),
-    });
-    gauge(
-      'marufs_gc_last_cycle_duration_seconds',
-      "Duration of this node's last GC cycle.",
-      (s) => s.gc.lastCycleMs / 1000,
-    );
-    gauge(
-      'marufs_gc_last_cycle_timestamp_seconds',
-      "Unix time this node's last GC cycle ended, 0 if none has run.",
-      (s) => (s.gc.lastCycleAt === null ? 0 : Date.parse(s.gc.lastCycleAt) / 1000),
-    );
-    gauge('marufs_gc_last_cycle_failed', "1 if this node's last GC cycle ended with an error, else 0.", (s) =>
-      s.gc.lastError === null ? 0 : 1,
-    );
-    new Gauge({
-      name: 'marufs_gc_state',
-      help: "State of this node's GC: 1 for the current state (running, paused, stopped), 0 for the others.",
-      labelNames: ['state'],
-      registers,
-      collect: collectWith(
-        () => this.#snap(),
-        function (this: Gauge<'state'>, s) {
-          for (const state of ['running', 'paused', 'stopped']) this.set({ state }, s.gc.state === state ? 1 : 0);
-        },
-      ),
-    });
-
-    this.#counter(
-      'marufs_node_heartbeat_ticks_total',
-      "Heartbeat counter of this node's slot as stored in the pool (ticks every heartbeat period; never reset).",
-      // Once fenced, the slot (and its counter) belongs to another node.
-      (s) => (node.state === 'active' ? s.bootstrap.find((x) => x.self)?.heartbeat : undefined),
-    );
-    new Gauge({
-      name: 'marufs_node_heartbeat_frozen',
-      help: "1 while this node's heartbeat is frozen by the heartbeat-freeze debug control, else 0.",
-      registers,
-      collect() {
-        this.set(node.heartbeatFrozen ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'marufs_node_active',
-      help: '1 while this node is attached and owns its slot, 0 once it detached or was fenced.',
-      registers,
-      collect() {
-        this.set(node.state === 'active' ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'marufs_node_info',
-      help: 'Identity of this node: always 1, with the node id and the pool UUID as labels.',
-      labelNames: ['node_id', 'pool_uuid'],
-      registers,
-      collect() {
-        this.reset();
-        this.set({ node_id: String(node.nodeId), pool_uuid: node.superblock.poolUuid }, 1);
-      },
-    });
-    // Registered last, so that a scrape's own failure is already counted in it.
-    this.#poolReadFailures = new Counter({
-      name: 'marufs_metrics_pool_read_failures_total',
-      help: 'Scrapes at which the pool figures could not be read (e.g. the node had detached); they keep their last values.',
-      registers,
-    });
+    for (const spec of METRICS) this.registry.registerMetric(collector(spec, sources));
   }
 
   /**
@@ -465,7 +575,10 @@ export class PluginMetrics {
 
   /** Record one control-interface request: `result` is 'ok' or the errno code it failed with. */
   observeControl(op: string, result: string): void {
-    this.#control.inc({ op, result });
+    const key = `${op} ${result}`;
+    const c = this.#control.get(key);
+    if (c) c.count += 1;
+    else this.#control.set(key, { op, result, count: 1 });
   }
 
   /**
@@ -481,23 +594,6 @@ export class PluginMetrics {
     return this.registry.contentType;
   }
 
-  /** A counter whose value is read at scrape time (reset + inc: the source is already cumulative). */
-  #counter(name: string, help: string, read: (s: PoolSnapshot) => number | undefined): void {
-    const snap = (): PoolSnapshot | null => this.#snap();
-    new Counter({
-      name,
-      help,
-      registers: [this.registry],
-      collect() {
-        const s = snap();
-        const v = s && read(s);
-        if (v === undefined || v === null) return; // keep the last value
-        this.reset();
-        this.inc(Math.max(0, v));
-      },
-    });
-  }
-
   /** The pool figures of this scrape: read once, reused by every collect callback of the scrape. */
   #snap(): PoolSnapshot | null {
     if (this.#snapshot === undefined) {
@@ -505,46 +601,48 @@ export class PluginMetrics {
         if (this.node.state === 'detached') throw new Error('node detached');
         this.#snapshot = {
           capacity: this.node.regions.capacity(),
-          bootstrap: this.#inspector.bootstrap(),
+          bootstrap: this.#inspector.liveness(),
           me: { info: this.node.globalMe.info(), stats: this.node.globalMe.statsSnapshot() },
           gc: this.node.gc.status(),
         };
       } catch {
         this.#snapshot = null;
-        this.#poolReadFailures?.inc();
+        this.#poolReadFailures += 1;
       }
       // Every collect callback of one scrape runs in the same turn of the event loop.
       setImmediate(() => (this.#snapshot = undefined)).unref();
     }
     return this.#snapshot;
   }
-
-  #alive(slots: NodeViews['bootstrap']): number {
-    const now = performance.now();
-    const stall = this.node.timing.stallWindowMs;
-    let alive = 0;
-    const present = new Set<number>();
-    for (const slot of slots) {
-      present.add(slot.nodeId);
-      const prev = this.#seen.get(slot.nodeId);
-      if (!prev || prev.token !== slot.token || prev.heartbeat !== slot.heartbeat) {
-        this.#seen.set(slot.nodeId, { token: slot.token, heartbeat: slot.heartbeat, since: now });
-        alive++;
-      } else if (now - prev.since <= stall) {
-        alive++;
-      }
-    }
-    for (const id of this.#seen.keys()) if (!present.has(id)) this.#seen.delete(id);
-    return alive;
-  }
 }
 
-/** A collect callback that runs `fn` with this scrape's snapshot, or leaves the values if there is none. */
-function collectWith<M>(snap: () => PoolSnapshot | null, fn: (this: M, s: PoolSnapshot) => void): (this: M) => void {
-  return function (this: M) {
-    const s = snap();
-    if (s) fn.call(this, s);
-  };
+/**
+ * The prom-client collector of one catalogue entry: at scrape time its samples replace the previous
+ * ones (counters read cumulative values); when `read` gives none, the last values stay.
+ */
+function collector(spec: MetricSpec, src: MetricSources): Metric {
+  if (spec.kind === 'histogram') return fuseDurationHistogram(spec, src.ops) as unknown as Metric;
+  const common = { name: spec.name, help: spec.help, labelNames: [...spec.labels], registers: [] };
+  if (spec.kind === 'counter') {
+    return new Counter({
+      ...common,
+      collect() {
+        const samples = spec.read(src);
+        if (!samples) return;
+        this.reset();
+        for (const [labels, v] of samples) this.inc(labels, Math.max(0, v));
+      },
+    });
+  }
+  return new Gauge({
+    ...common,
+    collect() {
+      const samples = spec.read(src);
+      if (!samples) return;
+      this.reset();
+      for (const [labels, v] of samples) this.set(labels, v);
+    },
+  });
 }
 
 /**
@@ -553,13 +651,13 @@ function collectWith<M>(snap: () => PoolSnapshot | null, fn: (this: M, s: PoolSn
  * cannot be loaded with bucket counts, so this builds the values prom-client's exposition expects
  * (cumulative _bucket samples with an le label, ending with +Inf, then _sum and _count).
  */
-function fuseDurationHistogram(ops: Map<string, OpStats>) {
+function fuseDurationHistogram(spec: MetricSpec, ops: Map<string, OpStats>) {
   return {
-    name: FUSE_DURATION,
-    help: 'Duration of FUSE requests handled by this node plugin, by operation, in seconds (5 µs to 1 s buckets).',
+    name: spec.name,
+    help: spec.help,
     type: 'histogram' as const,
     aggregator: 'sum' as const,
-    labelNames: ['op'],
+    labelNames: [...spec.labels],
     reset(): void {
       for (const s of ops.values()) {
         s.count = 0;
@@ -579,7 +677,7 @@ function fuseDurationHistogram(ops: Map<string, OpStats>) {
         values.push({ labels: { op }, value: s.sum, metricName: `${FUSE_DURATION}_sum` });
         values.push({ labels: { op }, value: s.count, metricName: `${FUSE_DURATION}_count` });
       }
-      return { name: FUSE_DURATION, help: this.help, type: this.type, aggregator: this.aggregator, values };
+      return { name: spec.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
     },
   };
 }
