@@ -130,9 +130,9 @@ describe('ME instance (in process)', () => {
     const b = await join(2, cfg);
     const c = await join(3, cfg);
     await a.acquire(0);
+    // Frozen inside its critical section (an idle token would simply be stolen).
     a.freeze({ cycle: true, heartbeat: true });
     a.stallHolder(60_000);
-    a.release(0);
     const pb = b.acquire(0).then(() => b);
     const pc = c.acquire(0).then(() => c);
     const first = await Promise.race([pb, pc]);
@@ -143,6 +143,7 @@ describe('ME instance (in process)', () => {
     first.release(0);
     const second = await (first === b ? pc : pb);
     second.release(0);
+    a.release(0); // fenced: passes nothing on
     await a.acquire(0, { timeoutMs: 3000 });
     a.release(0);
     expect(b.stats.counters.takeovers + c.stats.counters.takeovers).toBe(1);
