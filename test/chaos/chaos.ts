@@ -13,6 +13,7 @@
  * a race the harness itself started, not a loss.
  *
  *   npm run chaos -- --rounds 20 --nodes 6 --seed 7
+ *   npm run chaos -- --duration 30m --nodes 5 --seed 7     (rounds until the time is up; a soak)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,10 @@ import { Agent } from '../helpers/agent.js';
 import { seededRandom } from '../helpers/util.js';
 
 export interface ChaosOptions {
+  /** At most this many rounds (Infinity: until durationMs). */
   rounds: number;
+  /** Start no new round after this long (ms). */
+  durationMs?: number;
   nodes: number;
   seed: number;
   opsPerRound?: number;
@@ -121,7 +125,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     await admin.ok({ op: 'table-init', name: 'chaos-names', maxEntries: 4096, shards: 8, buckets: 1024 });
     await admin.ok({ op: 'default', name: 'chaos-names', perms: Perm.ALL });
     let serial = 0;
-    for (let round = 0; round < opts.rounds; round++) {
+    const startedAt = Date.now();
+    const timeUp = (): boolean => opts.durationMs !== undefined && Date.now() - startedAt >= opts.durationMs;
+    for (let round = 0; round < opts.rounds && !timeUp(); round++) {
       currentRound = round;
       const victim = rand() < 0.7 ? Math.floor(rand() * nodes.length) : -1;
       const killAfterMs = Math.floor(rand() * 250);
@@ -369,14 +375,30 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   }
 }
 
-// Command line: node dist/test/chaos/chaos.js --rounds N --nodes K --seed S
+/** "90", "90s", "500ms", "30m", "2h" → ms; undefined if not a duration. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  const ms = Number(m[1]) * unit;
+  return ms > 0 ? ms : undefined;
+}
+
+// Command line: node dist/test/chaos/chaos.js [--rounds N] [--duration T] --nodes K --seed S
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   const arg = (name: string, dflt: number): number => {
     const i = process.argv.indexOf(`--${name}`);
     return i > 0 ? Number(process.argv[i + 1]) : dflt;
   };
+  const d = process.argv.indexOf('--duration');
+  const durationMs = d > 0 ? parseDuration(process.argv[d + 1] ?? '') : undefined;
+  if (d > 0 && durationMs === undefined) {
+    process.stderr.write(`chaos: --duration wants a time such as 90s, 30m or 2h, got "${process.argv[d + 1] ?? ''}"\n`);
+    process.exit(2);
+  }
   const options = {
-    rounds: arg('rounds', 10),
+    rounds: arg('rounds', durationMs !== undefined ? Infinity : 10),
+    ...(durationMs !== undefined ? { durationMs } : {}),
     nodes: arg('nodes', 4),
     seed: arg('seed', 1),
     opsPerRound: arg('ops', 12),

@@ -67,6 +67,7 @@ export const ME_COUNTERS = [
   'probesAlive',
   'takeovers',
   'takeoversLost',
+  'steals',
   'lateGrants',
   'vacantClaims',
   'timeouts',
