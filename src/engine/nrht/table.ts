@@ -279,12 +279,12 @@ export class NrhtTable {
    * Look `name` up, lock-free: where it points, or **undefined** when it is not in the table (a miss
    * costs no more than a hit: nothing is thrown). IOCTL; EACCES, ESTALE, EINVAL are thrown.
    */
-  lookup(name: string, options: { hash?: bigint } = {}): FindResult | undefined {
-    return this.#lookupChecked(this.#check(Perm.IOCTL), name, options.hash);
+  lookup(name: string, options?: { hash?: bigint }): FindResult | undefined {
+    return this.#lookupChecked(this.#check(Perm.IOCTL), name, options?.hash);
   }
 
   /** lookup() that throws ENOENT for a missing name (the CLI's and the control file's contract). */
-  find(name: string, options: { hash?: bigint } = {}): FindResult {
+  find(name: string, options?: { hash?: bigint }): FindResult {
     const r = this.lookup(name, options);
     if (!r) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
     return r;
