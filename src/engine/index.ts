@@ -3,6 +3,7 @@
  * from here (test/unit/engine-surface.test.ts pins it).
  */
 export * from './errors.js';
+export { ErrorKind, ERROR_KINDS, errorKindOf } from './error-kinds.js';
 export { PoolMemory, type Coherence, type PoolMemoryOptions } from './pool/memory.js';
 export {
   resolveGeometry,
