@@ -2,10 +2,11 @@
 /**
  * The `marufs` command line. Each subcommand lives in its own module under commands/; this file
  * wires them into one commander program and turns every error into a one-line message and a
- * non-zero exit code (1 for a failed operation, 2 for bad usage).
+ * non-zero exit code (exit-codes.ts: 1 failed, 2 usage, 3 permission denied, 4 not found, 5 a mount
+ * whose daemon is gone).
  */
 import { Command, CommanderError } from 'commander';
-import { MarufsError } from '../engine/index.js';
+import { describeFailure, Exit } from './exit-codes.js';
 import { registerAccess } from './commands/access.js';
 import { registerAttach } from './commands/attach.js';
 import { registerDemo } from './commands/demo.js';
@@ -46,14 +47,11 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end here with exit code 0; usage errors were already printed.
-      return err.exitCode === 0 ? 0 : 2;
+      return err.exitCode === 0 ? Exit.OK : Exit.USAGE;
     }
-    if (err instanceof MarufsError) {
-      process.stderr.write(`marufs: ${err.code}: ${err.message}\n`);
-      return 1;
-    }
-    process.stderr.write(`marufs: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    const { message, exit } = describeFailure(err);
+    process.stderr.write(`marufs: ${message}\n`);
+    return exit;
   }
 }
 

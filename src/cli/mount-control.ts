@@ -4,21 +4,32 @@
  * and read the answer back. The node plugin checks the request against *this* process's identity,
  * so a process that is not a node can do what the reference's ioctls do, as itself.
  */
-import { closeSync, existsSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MarufsError, type ErrorCode } from '../engine/index.js';
 import { CONTROL_FILE } from '../node-plugin/control.js';
+import { MountNotServedError } from './exit-codes.js';
 
-/** Is `path` a file on a marufs mount (its directory holds the control file)? */
+/**
+ * Is `path` a file on a marufs mount (its directory holds the control file)? A mount whose daemon
+ * died answers ENOTCONN: MountNotServedError, never "not a mount".
+ */
 export function isMountPath(path: string): boolean {
-  return existsSync(join(dirname(resolve(path)), CONTROL_FILE));
+  const mount = dirname(resolve(path));
+  try {
+    statSync(join(mount, CONTROL_FILE));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTCONN') throw new MountNotServedError(mount, { cause: err });
+    return false;
+  }
 }
 
 /** `<mount>/<name>` → the mount and the region name. */
 export function splitMountPath(path: string): { mount: string; name: string } {
   const full = resolve(path);
   const mount = dirname(full);
-  if (!existsSync(join(mount, CONTROL_FILE))) {
+  if (!isMountPath(full)) {
     throw new MarufsError('EINVAL', `${path} is not a file on a marufs mount (no ${join(mount, CONTROL_FILE)})`);
   }
   return { mount, name: basename(full) };

@@ -5,6 +5,7 @@
  * pinned by test/unit/engine-surface.test.ts).
  */
 export * from './errors.js';
+export { ErrorKind, ERROR_KINDS, errorKindOf } from './error-kinds.js';
 export { PoolMemory, type Coherence, type PoolMemoryOptions } from './pool/memory.js';
 export {
   resolveGeometry,

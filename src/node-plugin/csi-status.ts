@@ -1,11 +1,12 @@
 /**
  * CSI errors: every failure a CSI handler returns is a gRPC status with a code the spec names and a
  * message that says what was wrong. This module is the one place where engine errors (MarufsError
- * and its errno-style codes) and system errors (a failed mount) become gRPC status codes.
+ * and its errno-style codes) and system errors (a failed mount) become gRPC status codes: one table
+ * from the engine's error kinds (src/engine/error-kinds.ts) to gRPC codes.
  */
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
-import { MarufsError, type ErrorCode } from '../engine/index.js';
+import { ERROR_KINDS, ErrorKind, MarufsError, errorKindOf, type ErrorCode } from '../engine/index.js';
 
 /** An error that already carries its gRPC code (argument checks, volume-state rules). */
 export class CsiError extends Error {
@@ -19,23 +20,27 @@ export class CsiError extends Error {
   }
 }
 
-/** Engine error code → gRPC code (docs/csi.md, "Errors"). Anything not listed is INTERNAL. */
-export const ENGINE_TO_GRPC: Readonly<Partial<Record<ErrorCode, Status>>> = Object.freeze({
-  ENOENT: Status.NOT_FOUND,
-  EINVAL: Status.INVALID_ARGUMENT,
-  ENAMETOOLONG: Status.INVALID_ARGUMENT,
-  EACCES: Status.PERMISSION_DENIED,
-  EPERM: Status.PERMISSION_DENIED,
-  ENOSPC: Status.RESOURCE_EXHAUSTED,
-  EEXIST: Status.ALREADY_EXISTS,
-  ETIMEDOUT: Status.DEADLINE_EXCEEDED,
+/** Engine error kind → gRPC code (docs/csi.md, "Errors"). */
+export const GRPC_OF_KIND: Readonly<Record<ErrorKind, Status>> = Object.freeze({
+  [ErrorKind.NOT_FOUND]: Status.NOT_FOUND,
+  [ErrorKind.INVALID]: Status.INVALID_ARGUMENT,
+  [ErrorKind.DENIED]: Status.PERMISSION_DENIED,
+  [ErrorKind.EXISTS]: Status.ALREADY_EXISTS,
+  [ErrorKind.EXHAUSTED]: Status.RESOURCE_EXHAUSTED,
+  [ErrorKind.TIMEOUT]: Status.DEADLINE_EXCEEDED,
+  [ErrorKind.FAILED]: Status.INTERNAL,
 });
+
+/** Engine error code → gRPC code, derived from the kinds. Anything not listed is INTERNAL. */
+export const ENGINE_TO_GRPC: Readonly<Partial<Record<ErrorCode, Status>>> = Object.freeze(
+  Object.fromEntries(Object.entries(ERROR_KINDS).map(([code, kind]) => [code, GRPC_OF_KIND[kind]])),
+);
 
 /** Any thrown value → the gRPC code and message a CSI client sees. */
 export function grpcCodeOf(err: unknown): { code: Status; message: string } {
   if (err instanceof CsiError) return { code: err.code, message: err.message };
   if (err instanceof MarufsError) {
-    return { code: ENGINE_TO_GRPC[err.code] ?? Status.INTERNAL, message: `${err.code}: ${err.message}` };
+    return { code: GRPC_OF_KIND[errorKindOf(err.code)], message: `${err.code}: ${err.message}` };
   }
   const message = err instanceof Error ? err.message : String(err);
   return { code: Status.INTERNAL, message: `internal error: ${message}` };

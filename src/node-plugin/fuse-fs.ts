@@ -21,7 +21,6 @@
  *   CSI volume can bind-mount one region and nothing else.
  */
 import { constants as fsConstants } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import {
   Errno,
   MarufsError,
@@ -47,6 +46,7 @@ import {
 import type { CallerResolver, ResolvedCaller } from './identity.js';
 import type { RevokeInvalidator } from './cache-inval.js';
 import type { QuotaPolicy } from './quota.js';
+import { asMarufsError, errnoName, fuseErrno } from './fuse-errors.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -61,7 +61,6 @@ export const VIEWS_DIR = '/.views';
 const O_EXCL = fsConstants.O_EXCL;
 const O_ACCMODE = 3;
 const O_RDONLY = fsConstants.O_RDONLY;
-const ENOTCONN = osConstants.errno.ENOTCONN;
 
 export interface FsLogger {
   debug(obj: object, msg?: string): void;
@@ -172,7 +171,7 @@ export class MarufsFs {
       this.#observe?.(
         OP_NAMES[req.op] ?? 'unknown',
         (performance.now() - t0) / 1000,
-        result < 0 ? codeName(-result) : undefined,
+        result < 0 ? errnoName(-result) : undefined,
       );
     };
     const fail = (err: unknown): void => answer(-this.#errno(err, req));
@@ -187,10 +186,10 @@ export class MarufsFs {
   #errno(err: unknown, req: FuseRequest): number {
     if (err instanceof MarufsError) {
       this.#log?.debug({ op: OP_NAMES[req.op], path: req.path, code: err.code, msg: err.message }, 'request refused');
-      return err.errno;
+    } else {
+      this.#log?.error({ err, op: OP_NAMES[req.op], path: req.path }, 'request failed unexpectedly');
     }
-    this.#log?.error({ err, op: OP_NAMES[req.op], path: req.path }, 'request failed unexpectedly');
-    return Errno.EIO;
+    return fuseErrno(err);
   }
 
   /** Serve one request; returns a promise for the asynchronous ones. */
@@ -576,7 +575,7 @@ export class MarufsFs {
       this.#observeControl?.(op, 'ok');
       return req.size;
     } catch (err) {
-      const e = err instanceof MarufsError ? err : new MarufsError('EIO', (err as Error).message);
+      const e = asMarufsError(err);
       if (!(err instanceof MarufsError)) this.#log?.error({ err, op }, 'control request failed unexpectedly');
       file.response = Buffer.from(`${toJson({ ok: false, error: e.code, message: e.message })}\n`);
       file.readPos = 0;
@@ -625,12 +624,4 @@ function parseJson(text: string): unknown {
   } catch {
     throw new MarufsError('EINVAL', 'control request is not valid JSON');
   }
-}
-
-const ERRNO_NAMES = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, n]) => [n, name] as [number, string]),
-);
-
-function codeName(errno: number): string {
-  return errno === ENOTCONN ? 'ENOTCONN' : (ERRNO_NAMES.get(errno) ?? `E${errno}`);
 }

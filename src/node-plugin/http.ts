@@ -8,17 +8,19 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import express, { type Express } from 'express';
 import {
   DEBUG_ACTIONS,
   MarufsError,
   type DebugAction,
-  type ErrorCode,
   type MarufsNode,
   type NodeInspector,
   type NodeViews,
 } from '../engine/index.js';
 import type { PluginMetrics } from './metrics.js';
+import { httpErrorHandler } from './http-errors.js';
+
+export { httpStatusOf } from './http-errors.js';
 
 export {
   HeartbeatWatch,
@@ -87,28 +89,6 @@ function intParam(value: unknown, name: string, fallback: number): number {
 
 /** The views under /api/v1, in the order /api/v1 lists them. */
 export const API_VIEWS = ['node', 'bootstrap', 'regions', 'regions/:name', 'capacity', 'me', 'tables', 'gc'] as const;
-
-/** HTTP status of an engine error code. */
-export function httpStatusOf(code: string): number {
-  switch (code as ErrorCode) {
-    case 'ENOENT':
-      return 404;
-    case 'EINVAL':
-    case 'ENAMETOOLONG':
-      return 400;
-    case 'EACCES':
-    case 'EPERM':
-      return 403;
-    case 'EEXIST':
-      return 409;
-    case 'ENOSPC':
-      return 507;
-    case 'ETIMEDOUT':
-      return 504;
-    default:
-      return 500;
-  }
-}
 
 /** JSON.stringify replacer: bigints as decimal strings. */
 export function jsonReplacer(_key: string, value: unknown): unknown {
@@ -211,31 +191,8 @@ export function createHttpApp(opts: HttpAppOptions): Express {
     next(new MarufsError('ENOENT', `no route ${req.method} ${req.path}`));
   });
 
-  // The one error middleware: errno code → HTTP status, JSON body.
-  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
-    let status: number;
-    let code: string;
-    let message: string;
-    if (err instanceof MarufsError) {
-      code = err.code;
-      status = httpStatusOf(code);
-      message = err.message;
-    } else {
-      const e = err as { status?: unknown; statusCode?: unknown; message?: unknown } | null;
-      const s = Number(e?.status ?? e?.statusCode);
-      // express / body errors carry a 4xx status (e.g. a malformed URI); anything else is a bug: 500.
-      status = Number.isInteger(s) && s >= 400 && s < 500 ? s : 500;
-      code = status === 404 ? 'ENOENT' : status < 500 ? 'EINVAL' : 'EIO';
-      message = typeof e?.message === 'string' ? e.message : String(err);
-    }
-    if (status >= 500) opts.logger?.error({ err, method: req.method, url: req.originalUrl }, 'http request failed');
-    else opts.logger?.debug({ code, method: req.method, url: req.originalUrl }, 'http request refused');
-    if (res.headersSent) {
-      next(err); // express closes the connection
-      return;
-    }
-    res.status(status).json({ error: code, message });
-  });
+  // The one error middleware (http-errors.ts): errno code → HTTP status, JSON body.
+  app.use(httpErrorHandler(opts.logger));
   return app;
 }
 

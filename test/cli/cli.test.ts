@@ -92,7 +92,7 @@ describe('marufs CLI', () => {
 
   it('answers bad input with a one-line error and a non-zero exit code', () => {
     const missing = runCli(['inspect', join(tmp.dir, 'missing.pool')]);
-    expect(missing.status).toBe(1);
+    expect(missing.status).toBe(4); // not found (src/cli/exit-codes.ts)
     expect(missing.stderr).toMatch(/^marufs: ENOENT: .*no such device or pool file\n$/);
 
     const small = join(tmp.dir, 'small.pool');
@@ -162,12 +162,12 @@ describe('marufs region and names commands', () => {
     const failed = runCli(['region', 'create', pool, 'huge', '--size', '1G']);
     expect(failed.status).toBe(1);
     expect(failed.stderr).toMatch(/ENOSPC/);
-    expect(runCli(['region', 'stat', pool, 'huge']).status).toBe(1); // no half-made region left behind
+    expect(runCli(['region', 'stat', pool, 'huge']).status).toBe(4); // not found: no half-made region left behind
 
     const badInit = runCli(['names', 'init', pool, 'bad-idx', '--shards', '3']);
     expect(badInit.status).toBe(1);
     expect(badInit.stderr).toMatch(/EINVAL: .*shards must be a power of two/);
-    expect(runCli(['region', 'stat', pool, 'bad-idx']).status).toBe(1); // no half-made table left behind
+    expect(runCli(['region', 'stat', pool, 'bad-idx']).status).toBe(4); // not found: no half-made table left behind
     expect(runCli(['names', 'init', pool, 'idx', '--entries', '4096', '--shards', '4']).status).toBe(0);
     expect(runCli(['names', 'put', pool, 'idx', 'block-1', 'kv', '4096']).status).toBe(0);
     const dup = runCli(['names', 'put', pool, 'idx', 'block-1', 'kv', '0']);
@@ -201,7 +201,7 @@ describe('marufs region and names commands', () => {
     });
     expect(report.capacity.regionsUsed).toBe(2);
     expect(runCli(['names', 'rm', pool, 'idx', 'block-1']).status).toBe(0);
-    expect(runCli(['names', 'get', pool, 'idx', 'block-1']).status).toBe(1);
+    expect(runCli(['names', 'get', pool, 'idx', 'block-1']).status).toBe(4);
     expect(runCli(['region', 'rm', pool, 'kv']).status).toBe(0);
   });
 });

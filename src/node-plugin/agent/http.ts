@@ -13,6 +13,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
 import { MarufsError, NodeInspector } from '../../engine/index.js';
 import { createHttpApp, jsonReplacer, listenHttp, type HttpServerHandle } from '../http.js';
+import { httpErrorHandler } from '../http-errors.js';
 import type { PoolServer } from './pool-server.js';
 
 export interface AgentHttpView {
@@ -77,14 +78,7 @@ export function createAgentHttpApp(view: AgentHttpView): Express {
     sub(req, res, next);
   });
   app.use((req, _res, next) => next(new MarufsError('ENOENT', `no route ${req.method} ${req.path}`)));
-  app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
-    if (res.headersSent) {
-      next(err);
-      return;
-    }
-    const code = err instanceof MarufsError ? err.code : 'EIO';
-    res.status(code === 'ENOENT' ? 404 : 500).json({ error: code, message: (err as Error).message });
-  });
+  app.use(httpErrorHandler());
   return app;
 }
 
