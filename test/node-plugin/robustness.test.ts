@@ -7,7 +7,7 @@
  *  - HTTP served beside the mount: readiness, and FUSE request metrics that count real requests.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/cli.js';
 import {
@@ -98,10 +98,12 @@ describe('node plugin robustness', () => {
     const t0 = Date.now();
     const code = await d.stop();
     const took = Date.now() - t0;
+    // Stop the loops first: a dd started after the unmount would create busy in the bare mount point.
+    sh(`pkill -f "of=${mnt}/busy"; pkill -f "cat ${mnt}/busy"`);
     expect(code).toBe(0);
     expect(took).toBeLessThan(8000); // grace 1.5 s + abort; a correctness bound, not a benchmark
     expect(mounted(mnt)).toBe(false);
-    sh(`pkill -f "of=${mnt}/busy"; pkill -f "cat ${mnt}/busy"`);
+    rmSync(join(mnt, 'busy'), { force: true }); // what a late dd wrote into the bare directory
   });
 
   it('serves readiness and counts real FUSE requests in its metrics', async () => {
