@@ -106,7 +106,7 @@ async function batchedMeans(t: NrhtTable, n: number): Promise<Record<'publish' |
   return { publish, find, refInc, clear };
 }
 
-async function sideBySide(
+export async function sideBySide(
   node: MarufsNode,
   quick: boolean,
 ): Promise<{ rows: SideBySideRow[]; version: string | null }> {
