@@ -19,6 +19,10 @@
  * - `/.marufs` is the control file and `user.marufs.*` the control attributes (control.ts).
  * - `/.views/<region>/` is a directory holding just that region (hidden from the root listing), so a
  *   CSI volume can bind-mount one region and nothing else.
+ * - the kernel names files by inode number (root 1, control file 2, /.views 3, region 16 + id, view
+ *   directory 2^24 + id) and an entry name; #pathOf turns that into the path served here, so any
+ *   daemon understands the ids a previous one gave the kernel. Open files are reported to an
+ *   OpenFileLog (handover.ts) and restored from it by the next daemon under the same handles.
  */
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -77,6 +81,21 @@ export interface FuseFsOptions {
   /** Called once per control request (the metrics hook). */
   observeControl?: (op: string, result: string) => void;
   logger?: FsLogger;
+  /** Told about every region opened and released (so a successor daemon can restore them). */
+  openFileLog?: OpenFileLog | undefined;
+}
+
+/** Where open files are recorded for a successor (handover.ts): written before the open is answered. */
+export interface OpenFileLog {
+  opened(fh: number, region: string, opener: Caller): void;
+  released(fh: number): void;
+}
+
+/** An open file as a successor restores it. */
+export interface OpenFileRecord {
+  fh: number;
+  region: string;
+  opener: Caller;
 }
 
 interface OpenRegion {
@@ -116,6 +135,7 @@ export class MarufsFs {
   readonly #observe: FuseFsOptions['observe'];
   readonly #observeControl: FuseFsOptions['observeControl'];
   readonly #log: FsLogger | undefined;
+  #openFileLog: OpenFileLog | undefined;
   readonly #files = new Map<number, OpenFile>();
   readonly #mountedAt = Date.now();
   #nextFh = 1;
@@ -130,6 +150,39 @@ export class MarufsFs {
     this.#observe = options.observe;
     this.#observeControl = options.observeControl;
     this.#log = options.logger;
+    this.#openFileLog = options.openFileLog;
+  }
+
+  /** Record (or stop recording: undefined) opens and releases from now on. */
+  setOpenFileLog(log: OpenFileLog | undefined): void {
+    this.#openFileLog = log;
+  }
+
+  /**
+   * Open again, under the same handles, the files a previous daemon had open on this connection (the
+   * kernel still holds those handles). Returns the handles that could not be restored (region gone).
+   */
+  restore(records: Iterable<OpenFileRecord>): number[] {
+    const lost: number[] = [];
+    for (const r of records) {
+      try {
+        const handle = this.#node.regions.open(r.region, r.opener);
+        this.#files.set(r.fh, this.#newOpenRegion(r.fh, handle, r.opener));
+      } catch (err) {
+        lost.push(r.fh);
+        this.#log?.warn({ fh: r.fh, region: r.region, err: (err as Error).message }, 'open file not restored');
+      }
+      this.#nextFh = Math.max(this.#nextFh, r.fh + 1);
+    }
+    return lost;
+  }
+
+  /** The files open now, as a successor would restore them. */
+  openRegions(): OpenFileRecord[] {
+    const out: OpenFileRecord[] = [];
+    for (const [fh, f] of this.#files)
+      if (f.kind === 'region') out.push({ fh, region: f.handle.name, opener: f.opener });
+    return out;
   }
 
   /** Files open through the mount right now. */
@@ -164,6 +217,7 @@ export class MarufsFs {
     };
     const fail = (err: unknown): void => answer(-this.#errno(err, req));
     try {
+      if (req.path === null) req.path = this.#pathOf(req.ino, req.entry);
       const out = this.#dispatch(req, answer);
       if (out !== undefined) out.catch(fail);
     } catch (err) {
@@ -244,6 +298,32 @@ export class MarufsFs {
     const view = viewOf(path);
     if (view && view.file === view.dir) return view.dir;
     throw new MarufsError('ENOENT', `no such region path ${path}`);
+  }
+
+  /**
+   * The path of node `ino` (an inode number, see the header), or of entry `entry` inside it; null
+   * when `ino` names a region that no longer exists (an unlinked file still open).
+   */
+  #pathOf(ino: number, entry: string | null): string | null {
+    let dir: string | null;
+    if (ino === ROOT_INO) dir = '';
+    else if (ino === VIEWS_INO) dir = VIEWS_DIR;
+    else if (ino === CONTROL_INO) dir = `/${CONTROL_FILE}`;
+    else if (ino >= FIRST_VIEW_INO) dir = this.#regionNameById(ino - FIRST_VIEW_INO, `${VIEWS_DIR}/`);
+    else if (ino >= FIRST_REGION_INO) dir = this.#regionNameById(ino - FIRST_REGION_INO, '/');
+    else dir = null;
+    if (entry === null) return dir === '' ? '/' : dir;
+    if (dir === null) throw new MarufsError('ENOENT', `no directory with inode ${ino}`);
+    return `${dir}/${entry}`;
+  }
+
+  #regionNameById(id: number, prefix: string): string | null {
+    try {
+      const info = this.#node.regions.statById(id);
+      return (info.state === 'allocated' || info.state === 'chowning') && info.name ? prefix + info.name : null;
+    } catch {
+      return null;
+    }
   }
 
   #isRegionPath(path: string | null): boolean {
@@ -388,17 +468,28 @@ export class MarufsFs {
       throw new MarufsError('EACCES', `opening "${name}" for writing needs WRITE`);
     }
     const handle = regions.open(name, caller);
-    return this.#addFile({
+    const fh = this.#addFile(this.#newOpenRegion(this.#nextFh, handle, caller));
+    try {
+      this.#openFileLog?.opened(fh, name, caller);
+    } catch (err) {
+      this.#release(fh);
+      throw err;
+    }
+    return fh;
+  }
+
+  #newOpenRegion(fh: number, handle: RegionHandle, opener: Caller): OpenRegion {
+    return {
       kind: 'region',
-      fh: this.#nextFh,
+      fh,
       armedTid: 0,
       armedSeq: -1,
       handle,
-      opener: caller,
+      opener,
       openerCache: new PermissionCache(),
       lastCaller: undefined,
       lastCache: new PermissionCache(),
-    });
+    };
   }
 
   async #create(req: FuseRequest): Promise<[number, number]> {
@@ -426,6 +517,7 @@ export class MarufsFs {
     if (file.kind === 'region') {
       if (file.armedTid) this.#fastPath?.disarm(fh);
       file.handle.close();
+      this.#openFileLog?.released(fh);
     }
   }
 

@@ -102,6 +102,8 @@ describe('node plugin robustness', () => {
     expect(took).toBeLessThan(8000); // grace 1.5 s + abort; a correctness bound, not a benchmark
     expect(mounted(mnt)).toBe(false);
     sh(`pkill -f "of=${mnt}/busy"; pkill -f "cat ${mnt}/busy"`);
+    // Once detached, the loops' next opens by path landed in the bare directory below the mount.
+    sh(`rm -f ${mnt}/busy`);
   });
 
   it('serves readiness and counts real FUSE requests in its metrics', async () => {

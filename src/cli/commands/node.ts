@@ -1,7 +1,8 @@
 /**
  * `marufs node <device> --mount <dir>`: the node plugin daemon (src/node-plugin/daemon.ts). Attaches
  * as a node, mounts the pool with FUSE, serves HTTP when asked, and runs until SIGTERM/SIGINT, then
- * unmounts and detaches. Logs are JSON lines on stderr (pino); the first stdout line is a JSON
+ * unmounts and detaches — or, with --handover-dir, on SIGTERM parks the FUSE connection for the next
+ * daemon (SIGINT still unmounts for good). Logs are JSON lines on stderr (pino); the first stdout line is a JSON
  * "serving" event that scripts and tests wait for.
  */
 import { InvalidArgumentError, type Command } from 'commander';
@@ -40,6 +41,11 @@ export function registerNode(program: Command): void {
     .option('--lifetime <kind>', 'lifetime of regions created through the mount (persistent|process)', lifetimeArg)
     .option('--debug-api', 'serve the debug controls over HTTP (POST /api/v1/debug/…)')
     .option('--shutdown-grace-ms <ms>', 'how long open files may finish at shutdown (default 5000)', parseInteger)
+    .option(
+      '--handover-dir <dir>',
+      'keep the FUSE connection across restarts: a holder process, the open-file log; SIGTERM parks the mount for the next daemon, SIGINT unmounts',
+    )
+    .option('--fuse-threads <n>', 'FUSE worker threads (default 8)', parseInteger)
     .option('--log-level <level>', 'trace|debug|info|warn|error (default info)')
     .action(async (device: string, opts: Record<string, unknown>) => {
       const logger = pino(
@@ -65,6 +71,8 @@ export function registerNode(program: Command): void {
           : undefined,
         lifetime: opts['lifetime'] as 'persistent' | 'process' | undefined,
         shutdownGraceMs: opts['shutdownGraceMs'] as number | undefined,
+        handoverDir: opts['handoverDir'] as string | undefined,
+        ...(opts['fuseThreads'] !== undefined ? { fuseThreads: opts['fuseThreads'] as number } : {}),
         logger,
         onFatal: (err) => fatal?.(err),
       });
@@ -77,6 +85,8 @@ export function registerNode(program: Command): void {
           http: daemon.httpAddress ?? null,
           csi: daemon.csi?.socket ?? null,
           recoveredStaleMount: daemon.recoveredStaleMount,
+          adoptedConnection: daemon.adoptedConnection,
+          restoredFiles: daemon.restoredFiles,
         })}\n`,
       );
       const signalled = new Promise<string>((resolve) => {
@@ -85,8 +95,9 @@ export function registerNode(program: Command): void {
       });
       const why = await Promise.race([signalled, failed]);
       logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
-      await daemon.stop();
-      process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId })}\n`);
+      const handover = why === 'SIGTERM' && opts['handoverDir'] !== undefined;
+      await daemon.stop({ handover });
+      process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId, parked: handover })}\n`);
       if (why instanceof Error) process.exitCode = 1;
     });
 }
