@@ -53,9 +53,6 @@ struct k_out_header {
 #define WAKE_SIGNAL (SIGRTMIN + 7)
 #define UNKNOWN_INO 0xffffffffu
 
-/* Exported by libfuse 2 (FUSE_2.4) but declared only in its compat header: a channel on an open fd. */
-struct fuse_chan *fuse_kern_chan_new(int fd);
-
 #define MS(req) ((mount_state_t *)fuse_req_userdata(req))
 #define LL_REQUEST(kind, inode) \
   request_t r;                  \
@@ -431,6 +428,89 @@ static struct fuse_lowlevel_ops ll_ops = {
     .link = ll_link,
 };
 
+/* ---- the channel ------------------------------------------------------------------------------ */
+
+/*
+ * Our own channel on the connection (libfuse's kernel channel has a fixed 132 KiB buffer): a buffer
+ * big enough for 1 MiB requests, and a chance to extend libfuse 2's INIT answer. libfuse 2 answers
+ * with protocol 7.19, whose requests are at most 32 pages; the kernel accepts larger ones (up to
+ * max_pages) when the answer says protocol 7.28 with FUSE_MAX_PAGES. Nothing else changes: the
+ * requests libfuse parses have the same layout at 7.28 (it already reads them by the kernel's own
+ * minor), newer operations it does not know are answered ENOSYS and the kernel stops sending them,
+ * and no cache flag is added (no writeback cache: see docs/node-plugin.md).
+ */
+#define BIG_REQUEST (1u << 20)
+#define CHAN_BUFSIZE (BIG_REQUEST + 0x1000 + 4096)
+#define K_MAX_PAGES_FLAG (1u << 22)
+#define K_MAX_PAGES_MINOR 28
+
+struct k_init_in {
+  uint32_t major, minor, max_readahead, flags;
+};
+struct k_init_out_19 { /* what libfuse 2 sends */
+  uint32_t major, minor, max_readahead, flags;
+  uint16_t max_background, congestion_threshold;
+  uint32_t max_write;
+};
+struct k_init_out_28 {
+  uint32_t major, minor, max_readahead, flags;
+  uint16_t max_background, congestion_threshold;
+  uint32_t max_write, time_gran;
+  uint16_t max_pages, map_alignment;
+  uint32_t flags2, max_stack_depth;
+  uint16_t request_timeout;
+  uint16_t unused[11];
+};
+
+static __thread struct k_init_in *rewriting_init; /* set while this thread answers INIT */
+
+static int chan_receive(struct fuse_chan **chp, char *buf, size_t size) {
+  struct fuse_chan *ch = *chp;
+  for (;;) {
+    ssize_t res = read(fuse_chan_fd(ch), buf, size);
+    if (res >= 0) return (int)res;
+    int err = errno;
+    if (err == ENOENT) continue; /* the request was interrupted: read the next one */
+    if (err == ENODEV) {         /* unmounted or aborted */
+      fuse_session_exit(fuse_chan_session(ch));
+      return 0;
+    }
+    return -err;
+  }
+}
+
+static int chan_send(struct fuse_chan *ch, const struct iovec iov[], size_t count) {
+  if (iov == NULL) return 0;
+  struct k_init_in *offer = rewriting_init;
+  if (offer && count == 2 && iov[1].iov_len >= sizeof(struct k_init_out_19) && offer->minor >= K_MAX_PAGES_MINOR &&
+      (offer->flags & K_MAX_PAGES_FLAG)) {
+    const struct k_init_out_19 *in = iov[1].iov_base;
+    struct k_init_out_28 out;
+    memset(&out, 0, sizeof out);
+    out.major = in->major;
+    out.minor = K_MAX_PAGES_MINOR;
+    out.max_readahead = in->max_readahead;
+    out.flags = in->flags | K_MAX_PAGES_FLAG;
+    out.max_background = in->max_background;
+    out.congestion_threshold = in->congestion_threshold;
+    out.max_write = BIG_REQUEST;
+    out.time_gran = 1;
+    out.max_pages = BIG_REQUEST / 4096;
+    struct k_out_header h = *(const struct k_out_header *)iov[0].iov_base;
+    h.len = sizeof h + sizeof out;
+    struct iovec v[2] = {{&h, sizeof h}, {&out, sizeof out}};
+    return writev(fuse_chan_fd(ch), v, 2) < 0 ? -errno : 0;
+  }
+  return writev(fuse_chan_fd(ch), iov, count) < 0 ? -errno : 0;
+}
+
+static void chan_destroy(struct fuse_chan *ch) { close(fuse_chan_fd(ch)); }
+
+static struct fuse_chan *new_chan(int fd) {
+  struct fuse_chan_ops ops = {.receive = chan_receive, .send = chan_send, .destroy = chan_destroy};
+  return fuse_chan_new(&ops, fd, CHAN_BUFSIZE, NULL);
+}
+
 /* ---- workers -------------------------------------------------------------------------------- */
 
 static void on_wake(int sig) { (void)sig; }
@@ -574,11 +654,14 @@ napi_value js_mount(napi_env env, napi_callback_info info) {
     snprintf(what, sizeof what, "cannot mount FUSE at %s", mountpoint);
     return throw_errno(env, "EMOUNT", what, e);
   }
-  ms->fd = fuse_chan_fd(ms->chan);
-  fcntl(ms->fd, F_SETFD, FD_CLOEXEC);
-  ms->se = new_session(ms, session_options);
+  /* Serve it through our own channel on a copy of the descriptor (libfuse's closes the original). */
+  ms->fd = fcntl(fuse_chan_fd(ms->chan), F_DUPFD_CLOEXEC, 3);
+  fuse_chan_destroy(ms->chan);
+  ms->chan = ms->fd >= 0 ? new_chan(ms->fd) : NULL;
+  ms->se = ms->chan ? new_session(ms, session_options) : NULL;
   if (ms->se == NULL) {
-    fuse_unmount(mountpoint, ms->chan);
+    umount2(mountpoint, MNT_DETACH);
+    if (ms->chan) fuse_chan_destroy(ms->chan);
     napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
     free_state(ms);
     napi_throw_error(env, "EMOUNT", "fuse_lowlevel_new failed (bad session options?)");
@@ -603,7 +686,9 @@ napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   ms->init_len = (size_t)n < sizeof ms->init_blob ? (size_t)n : sizeof ms->init_blob;
   memcpy(ms->init_blob, buf, ms->init_len);
+  rewriting_init = (size_t)n >= sizeof *h + sizeof(struct k_init_in) ? (struct k_init_in *)(buf + sizeof *h) : NULL;
   fuse_session_process(ms->se, buf, (size_t)n, ms->chan);
+  rewriting_init = NULL;
   free(buf);
   if (start_workers(ms, threads) != 0) {
     umount2(mountpoint, MNT_DETACH);
@@ -650,7 +735,7 @@ napi_value js_adopt(napi_env env, napi_callback_info info) {
   mount_state_t *ms = new_state(env, argv[5], mountpoint);
   if (ms == NULL) return NULL;
   ms->fd = fd;
-  ms->chan = fuse_kern_chan_new(fd);
+  ms->chan = new_chan(fd);
   ms->se = ms->chan ? new_session(ms, session_options) : NULL;
   if (ms->se == NULL) {
     napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);

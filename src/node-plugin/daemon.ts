@@ -85,14 +85,14 @@ export interface DaemonOptions {
 }
 
 /**
- * Mount and session options: 128 KiB requests (what libfuse 2's protocol 7.19 allows), allow_other
- * as root. Attribute, entry and negative caching are off: the session answers every entry and
+ * Mount and session options: requests up to 1 MiB (the session extends libfuse 2's INIT answer to
+ * protocol 7.28 with FUSE_MAX_PAGES, see native/marufs_fuse_session.c), allow_other as root. Attribute, entry and negative caching are off: the session answers every entry and
  * attribute with a timeout of 0, so another node's create, size and unlink show at once.
  */
 export function fuseOptions(device: string, threads = 8): SessionOptions {
-  const mount = [`fsname=marufs:${device.replaceAll(',', '_')}`, 'subtype=marufs', 'max_read=131072'];
+  const mount = [`fsname=marufs:${device.replaceAll(',', '_')}`, 'subtype=marufs', 'max_read=1048576'];
   if (process.getuid?.() === 0) mount.push('allow_other');
-  return { mountOptions: mount.join(','), sessionOptions: 'big_writes,max_write=131072', threads };
+  return { mountOptions: mount.join(','), sessionOptions: 'big_writes,max_write=1048576', threads };
 }
 
 /**
@@ -120,6 +120,18 @@ export async function prepareMountpoint(dir: string, log?: Logger): Promise<bool
     throw new Error(`${dir} is already mounted (${existing.fstype} from ${existing.source}); unmount it first`);
   }
   return false;
+}
+
+/** Readahead of the mount's page cache: 1 MiB, the largest request (the kernel's default is 128 KiB). */
+const READAHEAD_KB = 1024;
+
+/** Set the readahead of FUSE connection `minor` (its backing device 0:minor). Best effort (needs root). */
+function setReadahead(minor: number, kb: number): void {
+  try {
+    if (minor > 0) writeFileSync(`/sys/class/bdi/0:${minor}/read_ahead_kb`, String(kb));
+  } catch {
+    /* not root, or no such bdi: the kernel's default stays */
+  }
 }
 
 /** Abort a FUSE connection through fusectl (mounting fusectl if needed). Best effort. */
@@ -325,6 +337,7 @@ export class NodeDaemon {
     this.metrics.setFastPathSource(() => mount.fastPath.stats());
     // Never stat the mount from this thread: the request would wait for this very thread.
     this.#mountMinor = mountAt(this.mountpoint)?.minor ?? 0;
+    setReadahead(this.#mountMinor, READAHEAD_KB);
   }
 
   async #mountNow(): Promise<void> {
