@@ -3,7 +3,8 @@
  * mount with real processes: a reader and two writers — one of them through a CSI-published bind
  * mount — hold files open and loop O_DIRECT I/O (every call a FUSE request) while the daemon
  *   (a) parks its connection on SIGTERM and a successor adopts it (graceful upgrade), and
- *   (b) is killed with kill -9 and a new daemon adopts the connection the holder kept.
+ *   (b) is killed with kill -9 and a new daemon adopts the connection the holder kept, and
+ *   (c) a new daemon started beside it asks it to park and takes over (an upgrade, new one first).
  * Each loop must see zero errors and correct bytes; the longest pause a loop saw is printed.
  * Without the holder (killed too), the next daemon recovers the stale mount as before.
  */
@@ -155,8 +156,8 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-/** Loops on a plain file, a written file and the CSI-published one, across `restart`. */
-async function acrossRestart(restart: (d: Daemon) => Promise<void>): Promise<void> {
+/** Loops on a plain file, a written file and the CSI-published one, across `restart` (→ the new daemon). */
+async function acrossRestart(restart: (d: Daemon) => Promise<Daemon>): Promise<void> {
   const before = current!;
   const loops = await startLoops([
     { mode: 'read', file: join(mnt, 'rd') },
@@ -164,9 +165,7 @@ async function acrossRestart(restart: (d: Daemon) => Promise<void>): Promise<voi
     { mode: 'write', file: join(target, 'pv') },
   ]);
   await sleep(1000);
-  await restart(before);
-  expect(mountedFuse(mnt)).toBe(true); // nobody serves it now, yet it stays
-  current = await startOne();
+  current = await restart(before);
   const e = servingEvent(current);
   expect(e.adoptedConnection).toBe(true);
   expect(e.restoredFiles.restored).toBeGreaterThanOrEqual(3);
@@ -190,12 +189,16 @@ describe('node plugin restarts under open files (--handover-dir)', () => {
     await acrossRestart(async (d) => {
       expect(await d.stop()).toBe(0);
       expect(d.lines.some((l) => l.includes('"parked":true'))).toBe(true);
+      expect(mountedFuse(mnt)).toBe(true); // nobody serves it now, yet it stays
+      return startOne();
     });
   }, 120_000);
 
   it('(b) kill -9: the holder keeps the connection and a new daemon adopts it: zero errors, bytes intact', async () => {
     await acrossRestart(async (d) => {
       await d.kill9();
+      expect(mountedFuse(mnt)).toBe(true);
+      return startOne();
     });
     // What the kernel queued again: the requests the killed daemon had read and not answered.
     const end = Date.now() + 20_000;
@@ -203,6 +206,15 @@ describe('node plugin restarts under open files (--handover-dir)', () => {
     const resent = /"resentRequests":(\d+)/.exec(current!.stderr)?.[1];
     process.stdout.write(`requests resent by the kernel after kill -9: ${resent}\n`);
     expect(resent).toBeDefined();
+  }, 120_000);
+
+  it('(c) a daemon started while another serves takes over from it (upgrade, new one first)', async () => {
+    await acrossRestart(async (d) => {
+      const next = await startOne(); // asks d to park, waits for it, adopts
+      expect(await d.exited).toBe(0);
+      expect(d.lines.some((l) => l.includes('"parked":true'))).toBe(true);
+      return next;
+    });
   }, 120_000);
 
   it('recovers the stale mount as before when nothing held the connection', async () => {
