@@ -134,6 +134,7 @@ async function tcpSide(): Promise<Side> {
   if (cfg.role === 'producer') {
     const store: Buffer[] = [];
     const server = createServer((sock) => {
+      sock.setNoDelay(true);
       let pending: Buffer = Buffer.alloc(0);
       sock.on('data', (chunk: Buffer) => {
         pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
@@ -141,8 +142,10 @@ async function tcpSide(): Promise<Side> {
           const block = store[pending.readUInt32LE(0)];
           const head = Buffer.alloc(4);
           head.writeUInt32LE(block ? block.length : 0, 0);
+          sock.cork();
           sock.write(head);
           if (block) sock.write(block);
+          sock.uncork();
           pending = pending.subarray(4);
         }
       });

@@ -84,9 +84,9 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
   const areaStride = Math.ceil(meAreaSize(64, MAX_NODES) / 4096) * 4096;
   const runs = procCounts.length * shardCounts.length * 2;
   const mem = PoolMemory.open(path, { createSize: areaStride * (runs + 1) });
-  const redis = quick ? undefined : await startRedisServer(20000 + Math.floor(Math.random() * 20000));
-  const port = redis?.port ?? 0;
-  const redisVersion = redis?.version ?? null;
+  const redis = await startRedisServer(20000 + Math.floor(Math.random() * 20000));
+  const port = redis.port;
+  const redisVersion = redis.version;
   const rows: MeBenchRow[] = [];
   let area = 0;
   try {
@@ -94,7 +94,7 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
       const workers = Array.from({ length: procs }, (_, i) => new Worker(path, i + 1));
       await Promise.all(workers.map((w) => w.ready));
       for (const shards of shardCounts) {
-        const impls: MeBenchRow['impl'][] = ['me-request', 'me-order', ...(redis ? (['redis'] as const) : [])];
+        const impls: MeBenchRow['impl'][] = ['me-request', 'me-order', 'redis'];
         for (const impl of impls) {
           let cmd: Record<string, unknown>;
           if (impl === 'redis') {
@@ -127,7 +127,7 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
       for (const w of workers) w.stop();
     }
   } finally {
-    await redis?.stop();
+    await redis.stop();
     mem.close();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -130,12 +130,6 @@ async function sideBySide(
   await t.leave();
   const server = await startRedisServer();
   const rows: SideBySideRow[] = [];
-  if (!server) {
-    for (const [op, s] of Object.entries(marufs)) {
-      rows.push({ op, marufs: dist(s), marufsBatchedMeanNs: batched[op as keyof typeof batched] });
-    }
-    return { rows, version: null };
-  }
   const client = createClient({ socket: { host: '127.0.0.1', port: server.port } });
   await client.connect();
   try {

@@ -1,6 +1,6 @@
 /**
  * Plots of the benchmark results as SVG (no dependency): grouped bars on a log scale.
- *   node dist/bench/plot.js   → docs/img/<name>.svg from bench/results/<name>.json
+ *   node dist/bench/plot.js   → docs/img/<name>[-<part>].svg from bench/results/<name>.json
  * bench/run.ts calls it after every full run, so the plots in docs always match the JSON.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -110,6 +110,18 @@ const PLOTS: Record<string, (r: Json) => string> = {
       })),
     );
   },
+  'regions-create': (r) => {
+    const rows = r['createSize'] as { processes: number; system: string; opsPerSec: number; p50Us: number }[];
+    const procs = [...new Set(rows.map((x) => x.processes))].sort((a, b) => a - b);
+    return barChart(
+      'Create + size a 2 MiB region vs tmpfs file create + truncate (ops/s, all processes; famfs published: ~10/s)',
+      'ops/s',
+      procs.map((n) => ({
+        label: `${n} process(es)`,
+        values: rows.filter((x) => x.processes === n).map((x) => ({ series: x.system, value: x.opsPerSec })),
+      })),
+    );
+  },
   me: (r) => {
     const rows = r['rows'] as { impl: string; procs: number; shards: number; opsPerSec: number }[];
     const keys = [...new Set(rows.map((x) => `${x.procs}p × ${x.shards}s`))];
@@ -129,7 +141,7 @@ const PLOTS: Record<string, (r: Json) => string> = {
 /** Write docs/img/<name>.svg from bench/results/<name>.json; returns the path, or undefined. */
 export function plot(name: string): string | undefined {
   const render = PLOTS[name];
-  const src = `${root}bench/results/${name}.json`;
+  const src = `${root}bench/results/${name.replace(/-.*$/, '')}.json`;
   if (!render || !existsSync(src)) return undefined;
   mkdirSync(`${root}docs/img`, { recursive: true });
   const out = `${root}docs/img/${name}.svg`;

@@ -1,74 +1,45 @@
 /**
- * `npm run bench [-- <name>…] [--quick]`: runs the named benchmarks (default: all), prints their
- * tables and, for full runs, writes bench/results/<name>.json. `--quick` runs short versions (the
- * smoke test uses it to check the benchmarks still work; quick numbers are not results).
+ * `npm run bench [-- <name>…] [--quick]`: runs the named benchmarks (default: all, in the catalogue's
+ * order), prints their tables, writes each result as JSON and then the report (bench/report.ts).
+ * A full run writes bench/results/<name>.json, the plots in docs/img/, bench/results/report.md and
+ * the README's headline table. `--quick` runs short versions (to check that the benchmarks still
+ * work; quick numbers are not results) and writes JSON and report into a temporary folder only.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpus } from 'node:os';
-import { renderBootstrapBench, runBootstrapBench } from './bootstrap.js';
-import { plotFuseResults, renderFuseBench, runFuseBench } from './fuse.js';
-import { plotKvCacheResults, renderKvCacheBench, runKvCacheBench } from './kvcache.js';
-import { renderMeBench, runMeBench } from './me.js';
-import { renderNrhtBench, runNrhtBench } from './nrht.js';
-import { plot } from './plot.js';
-import { renderRegionBench, runRegionBench } from './regions.js';
-
-interface Bench {
-  title: string;
-  run: (quick: boolean) => Promise<object>;
-  render: (result: never) => string;
-  /** Writes docs/img/<name>.svg from bench/results/<name>.json when bench/plot.ts has no plot for it. */
-  plot?: () => string | undefined;
-}
-
-const BENCHES: Record<string, Bench> = {
-  bootstrap: { title: 'attach latency and pool CAS throughput', run: runBootstrapBench, render: renderBootstrapBench },
-  regions: {
-    title: 'region create + size, and lookup as the pool fills',
-    run: runRegionBench,
-    render: renderRegionBench,
-  },
-  me: { title: 'ME acquire+release next to a Redis lock', run: runMeBench, render: renderMeBench },
-  nrht: { title: 'name tables next to Redis, and the multi-node sweep', run: runNrhtBench, render: renderNrhtBench },
-  fuse: {
-    title: 'FUSE mount vs tmpfs file I/O, SDK mapped copy vs memcpy',
-    run: runFuseBench,
-    render: renderFuseBench,
-    plot: plotFuseResults,
-  },
-  kvcache: {
-    title: 'KV-cache blocks shared between processes: marufs vs Redis vs loopback TCP',
-    run: runKvCacheBench,
-    render: renderKvCacheBench,
-    plot: plotKvCacheResults,
-  },
-};
+import { BENCHES } from './catalogue.js';
+import { writeReport } from './report.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const names = args.filter((a) => !a.startsWith('--'));
-const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+const resultsDir = quick
+  ? mkdtempSync(join(tmpdir(), 'marufs-bench-quick-'))
+  : fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 async function main(): Promise<void> {
   for (const n of names)
     if (!BENCHES[n]) throw new Error(`unknown benchmark "${n}" (have: ${Object.keys(BENCHES).join(', ')})`);
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`;
   process.stdout.write(`marufs benchmarks (${quick ? 'quick' : 'full'}) on ${machine}\n\n`);
+  mkdirSync(resultsDir, { recursive: true });
   for (const name of names.length ? names : Object.keys(BENCHES)) {
     const bench = BENCHES[name]!;
     const result = await bench.run(quick);
     process.stdout.write(`## ${name}: ${bench.title}\n\n${bench.render(result as never)}\n\n`);
+    writeFileSync(
+      join(resultsDir, `${name}.json`),
+      `${JSON.stringify({ machine, date: new Date().toISOString(), ...result }, null, 2)}\n`,
+    );
     if (!quick) {
-      mkdirSync(resultsDir, { recursive: true });
-      writeFileSync(
-        `${resultsDir}/${name}.json`,
-        `${JSON.stringify({ machine, date: new Date().toISOString(), ...result }, null, 2)}\n`,
-      );
-      const chart = plot(name) ?? bench.plot?.();
+      const chart = bench.plot();
       if (chart) process.stdout.write(`plot: ${chart}\n\n`);
     }
   }
+  const report = await writeReport(resultsDir, { readme: !quick, quick });
+  process.stdout.write(`report: ${report}\n`);
 }
 
 await main();

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -34,14 +35,27 @@
  *   - the region's ACL sequence word still holds the checked value (every change of owner,
  *     defaults, delegations or state moves it — the engine's PermissionCache relies on the same), and
  *   - the thread is still the task that was checked: the entry keeps /proc/<tid>/stat open, and a
- *     read of that descriptor fails (ESRCH) once the task is gone, even if its tid was reused.
+ *     read of that descriptor fails (ESRCH) once the task is gone, even if its tid was reused, and
+ *   - the task still runs the executable that was checked: the entry keeps /proc/<tid> open and
+ *     compares the (inode, device) of its "exe" with the checked ones on every request, so a
+ *     process that execs another program (same task, same start time) is disarmed at once — a
+ *     principal bound to an executable must not keep its rights after exec.
  * Anything else goes to JavaScript. Entries are disarmed at release. Coherent pools only (the
  * caller does not arm in flush mode).
  */
 static void disarm_locked(fast_entry_t *e) {
   if (e->armed && e->procfd >= 0) close(e->procfd);
+  if (e->armed && e->dirfd >= 0) close(e->dirfd);
   e->armed = 0;
   e->procfd = -1;
+  e->dirfd = -1;
+}
+
+/* Does the task behind /proc/<tid> (dirfd) run the executable (ino, dev)? */
+static int runs_exe(int dirfd, uint64_t ino, uint64_t dev) {
+  struct stat st;
+  if (fstatat(dirfd, "exe", &st, 0) != 0) return 0;
+  return (uint64_t)st.st_ino == ino && (uint64_t)st.st_dev == dev;
 }
 
 /* Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then. */
@@ -58,7 +72,8 @@ int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, o
     return 0;
   }
   char probe;
-  if (pread(e->procfd, &probe, 1, 0) != 1) { /* the checked task is gone */
+  if (pread(e->procfd, &probe, 1, 0) != 1 || /* the checked task is gone */
+      !runs_exe(e->dirfd, e->exe_ino, e->exe_dev)) { /* or it exec'd another program */
     disarm_locked(e);
     pthread_mutex_unlock(&ms->fast_mu);
     __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
@@ -125,6 +140,64 @@ void report_exit(mount_state_t *ms) {
   ms->running = 0;
   napi_call_threadsafe_function(ms->tsfn, &exit_request, napi_tsfn_blocking);
   napi_release_threadsafe_function(ms->tsfn, napi_tsfn_release);
+}
+
+/* ---- revokes reach the kernel's caches -------------------------------------------------------- */
+
+/*
+ * The kernel keeps pages it read through a file in its page cache (and maps them into processes);
+ * later reads of those pages never reach us. So every inode open through this mount is watched:
+ * its node id (the inode number: the low-level session's node ids are inode numbers, the same in
+ * every daemon that serves the connection), the address of its region's ACL sequence word and the
+ * value last seen. A watcher thread scans the table every WATCH_PERIOD_NS; when a word moved
+ * (revoke, chown, default change, unlink — on any node, the word is in pool memory), it sends
+ * fuse_lowlevel_notify_inval_inode(), which drops the inode's cached pages and unmaps them from
+ * every process, so the next access is a request we check. Entries are counted by open handles.
+ * The watcher runs while the session's workers do (start_watcher/stop_watcher, called by
+ * marufs_fuse_session.c), so a successor that adopts the connection watches again what it re-opens.
+ */
+static void *watch_thread(void *arg) {
+  mount_state_t *ms = (mount_state_t *)arg;
+  uint64_t batch[256];
+  struct timespec period = {0, WATCH_PERIOD_NS};
+  while (!__atomic_load_n(&ms->watch_stop, __ATOMIC_ACQUIRE)) {
+    nanosleep(&period, NULL);
+    uint32_t n = 0, i = 0;
+    for (;;) {
+      pthread_mutex_lock(&ms->watch_mu);
+      for (n = 0; i < ms->watch_len && n < 256; i++) {
+        watch_entry_t *w = &ms->watch[i];
+        uint32_t now = __atomic_load_n(w->acl_seq, __ATOMIC_ACQUIRE);
+        if (now != w->seen) {
+          w->seen = now;
+          batch[n++] = w->nodeid;
+        }
+      }
+      int more = i < ms->watch_len;
+      pthread_mutex_unlock(&ms->watch_mu);
+      /* Outside the lock: the kernel may wait for a read in flight, which JavaScript answers. */
+      for (uint32_t k = 0; k < n; k++) {
+        int rc = fuse_lowlevel_notify_inval_inode(ms->chan, batch[k], 0, 0);
+        /* -ENOENT: the kernel already forgot the inode (nothing cached). */
+        __atomic_fetch_add(rc == 0 || rc == -ENOENT ? &ms->invalidations : &ms->inval_failures, 1, __ATOMIC_RELAXED);
+      }
+      if (!more) break;
+    }
+  }
+  return NULL;
+}
+
+/* Start the watcher (once the session's channel exists). */
+void start_watcher(mount_state_t *ms) {
+  __atomic_store_n(&ms->watch_stop, 0, __ATOMIC_RELEASE);
+  ms->watcher_started = pthread_create(&ms->watcher, NULL, watch_thread, ms) == 0;
+}
+
+/* Stop and join the watcher (before the session's channel goes). */
+void stop_watcher(mount_state_t *ms) {
+  __atomic_store_n(&ms->watch_stop, 1, __ATOMIC_RELEASE);
+  if (ms->watcher_started) pthread_join(ms->watcher, NULL);
+  ms->watcher_started = 0;
 }
 
 /* ---- JavaScript side ------------------------------------------------------------------------ */
@@ -314,6 +387,8 @@ void free_state(mount_state_t *ms) {
   for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) disarm_locked(&ms->fast[i]);
   free(ms->fast);
   pthread_mutex_destroy(&ms->fast_mu);
+  free(ms->watch);
+  pthread_mutex_destroy(&ms->watch_mu);
   pthread_mutex_destroy(&ms->mu);
   free(ms->mountpoint);
   free(ms);
@@ -335,8 +410,9 @@ mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoin
   ms->stop_pipe[0] = ms->stop_pipe[1] = -1;
   pthread_mutex_init(&ms->mu, NULL);
   pthread_mutex_init(&ms->fast_mu, NULL);
+  pthread_mutex_init(&ms->watch_mu, NULL);
   ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
-  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = -1;
+  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = ms->fast[i].dirfd = -1;
   napi_value name;
   napi_create_string_utf8(env, "marufs-fuse", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, handler, NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
@@ -379,12 +455,15 @@ static unsigned long long stat_start_time(const char *text) {
   return strtoull(p, NULL, 10);
 }
 
-/* arm(state, fh, tid, threadStart, address, size, aclSeqAddress, seq, perms) → armed? */
+/*
+ * arm(state, fh, tid, threadStart, address, size, aclSeqAddress, seq, perms, exeIno, exeDev) → armed?
+ * exeIno/exeDev: the executable JavaScript checked the caller with (both 0 when unknown: not armed).
+ */
 static napi_value js_arm(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  mount_state_t *ms = state_call(env, info, 9, argv);
+  napi_value argv[11];
+  mount_state_t *ms = state_call(env, info, 11, argv);
   if (ms == NULL) return NULL;
-  double fh, tid, start, addr, size, seq_addr, seq, perms;
+  double fh, tid, start, addr, size, seq_addr, seq, perms, exe_ino, exe_dev;
   napi_get_value_double(env, argv[1], &fh);
   napi_get_value_double(env, argv[2], &tid);
   napi_get_value_double(env, argv[3], &start);
@@ -393,9 +472,11 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
   napi_get_value_double(env, argv[6], &seq_addr);
   napi_get_value_double(env, argv[7], &seq);
   napi_get_value_double(env, argv[8], &perms);
+  napi_get_value_double(env, argv[9], &exe_ino);
+  napi_get_value_double(env, argv[10], &exe_dev);
   napi_value ret;
   napi_get_boolean(env, false, &ret);
-  if (ms->fast == NULL || tid <= 0) return ret;
+  if (ms->fast == NULL || tid <= 0 || exe_ino <= 0) return ret;
   char path[64], text[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -411,12 +492,23 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
     close(fd);
     return ret;
   }
+  /* ... running the very executable JavaScript checked (it may have exec'd since). */
+  snprintf(path, sizeof path, "/proc/%d", (int)tid);
+  int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0 || !runs_exe(dirfd, (uint64_t)exe_ino, (uint64_t)exe_dev)) {
+    if (dirfd >= 0) close(dirfd);
+    close(fd);
+    return ret;
+  }
   pthread_mutex_lock(&ms->fast_mu);
   fast_entry_t *e = &ms->fast[(uint64_t)fh % FAST_SLOTS];
   disarm_locked(e);
   e->fh = (uint64_t)fh;
   e->tid = (pid_t)tid;
   e->procfd = fd;
+  e->dirfd = dirfd;
+  e->exe_ino = (uint64_t)exe_ino;
+  e->exe_dev = (uint64_t)exe_dev;
   e->base = (char *)(uintptr_t)addr;
   e->size = (uint64_t)size;
   e->acl_seq = (volatile uint32_t *)(uintptr_t)seq_addr;
@@ -464,6 +556,84 @@ static napi_value js_fast_stats(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* watch(state, nodeid, aclSeqAddress, seq): one more open handle of that inode (see watch_entry_t). */
+static napi_value js_watch(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  mount_state_t *ms = state_call(env, info, 4, argv);
+  if (ms == NULL) return NULL;
+  double nodeid, seq_addr, seq;
+  napi_get_value_double(env, argv[1], &nodeid);
+  napi_get_value_double(env, argv[2], &seq_addr);
+  napi_get_value_double(env, argv[3], &seq);
+  napi_value ret;
+  napi_get_boolean(env, false, &ret);
+  if (nodeid <= 0 || seq_addr <= 0) return ret;
+  pthread_mutex_lock(&ms->watch_mu);
+  for (uint32_t i = 0; i < ms->watch_len; i++) {
+    if (ms->watch[i].nodeid == (uint64_t)nodeid) {
+      ms->watch[i].refs++;
+      pthread_mutex_unlock(&ms->watch_mu);
+      napi_get_boolean(env, true, &ret);
+      return ret;
+    }
+  }
+  if (ms->watch_len == ms->watch_cap) {
+    uint32_t cap = ms->watch_cap ? ms->watch_cap * 2 : 64;
+    watch_entry_t *w = realloc(ms->watch, cap * sizeof *w);
+    if (w == NULL) {
+      pthread_mutex_unlock(&ms->watch_mu);
+      return ret;
+    }
+    ms->watch = w;
+    ms->watch_cap = cap;
+  }
+  watch_entry_t *w = &ms->watch[ms->watch_len++];
+  w->nodeid = (uint64_t)nodeid;
+  w->acl_seq = (volatile uint32_t *)(uintptr_t)seq_addr;
+  w->seen = (uint32_t)seq; /* the value checked at open: a change since then is caught at the next scan */
+  w->refs = 1;
+  pthread_mutex_unlock(&ms->watch_mu);
+  napi_get_boolean(env, true, &ret);
+  return ret;
+}
+
+/* unwatch(state, nodeid): one open handle fewer; the entry goes with the last. */
+static napi_value js_unwatch(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  mount_state_t *ms = state_call(env, info, 2, argv);
+  if (ms == NULL) return NULL;
+  double nodeid;
+  napi_get_value_double(env, argv[1], &nodeid);
+  pthread_mutex_lock(&ms->watch_mu);
+  for (uint32_t i = 0; i < ms->watch_len; i++) {
+    if (ms->watch[i].nodeid == (uint64_t)nodeid) {
+      if (--ms->watch[i].refs == 0) ms->watch[i] = ms->watch[--ms->watch_len];
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ms->watch_mu);
+  return NULL;
+}
+
+/* watchStats(state) → [watched inodes, invalidations sent, invalidations failed] */
+static napi_value js_watch_stats(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  mount_state_t *ms = state_call(env, info, 1, argv);
+  if (ms == NULL) return NULL;
+  pthread_mutex_lock(&ms->watch_mu);
+  double v[3] = {(double)ms->watch_len, (double)__atomic_load_n(&ms->invalidations, __ATOMIC_RELAXED),
+                 (double)__atomic_load_n(&ms->inval_failures, __ATOMIC_RELAXED)};
+  pthread_mutex_unlock(&ms->watch_mu);
+  napi_value arr;
+  napi_create_array_with_length(env, 3, &arr);
+  for (uint32_t i = 0; i < 3; i++) {
+    napi_value x;
+    napi_create_double(env, v[i], &x);
+    napi_set_element(env, arr, i, x);
+  }
+  return arr;
+}
+
 static napi_value js_running(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   mount_state_t *ms = state_call(env, info, 1, argv);
@@ -488,6 +658,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"arm", NULL, js_arm, NULL, NULL, NULL, napi_default, NULL},
       {"disarm", NULL, js_disarm, NULL, NULL, NULL, napi_default, NULL},
       {"fastStats", NULL, js_fast_stats, NULL, NULL, NULL, napi_default, NULL},
+      {"watch", NULL, js_watch, NULL, NULL, NULL, napi_default, NULL},
+      {"unwatch", NULL, js_unwatch, NULL, NULL, NULL, napi_default, NULL},
+      {"watchStats", NULL, js_watch_stats, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -79,6 +79,8 @@ typedef struct fast_entry {
   uint64_t fh;
   pid_t tid;
   int procfd;
+  int dirfd; /* /proc/<tid>, for its "exe" */
+  uint64_t exe_ino, exe_dev;
   char *base;
   uint64_t size;
   volatile uint32_t *acl_seq;
@@ -89,6 +91,19 @@ typedef struct fast_entry {
 typedef struct fast_stats {
   uint64_t reads, writes, read_bytes, write_bytes, misses;
 } fast_stats_t;
+
+/*
+ * Revokes reach the kernel's caches (see marufs_fuse.c, "watch"): every inode open through this
+ * mount, by node id (= inode number here), with the address of its region's ACL sequence word and
+ * the value last seen; counted by open handles.
+ */
+#define WATCH_PERIOD_NS 5000000L
+typedef struct watch_entry {
+  uint64_t nodeid;
+  volatile uint32_t *acl_seq;
+  uint32_t seen;
+  uint32_t refs;
+} watch_entry_t;
 
 #define MAX_WORKERS 16
 #define INIT_BLOB_MAX 512
@@ -115,12 +130,21 @@ typedef struct mount_state {
   pthread_mutex_t fast_mu;
   fast_entry_t *fast; /* FAST_SLOTS entries, indexed by fh % FAST_SLOTS */
   fast_stats_t stats;
+  pthread_mutex_t watch_mu;
+  watch_entry_t *watch;
+  uint32_t watch_len, watch_cap;
+  pthread_t watcher;
+  int watcher_started;
+  volatile int watch_stop;
+  uint64_t invalidations, inval_failures;
 } mount_state_t;
 
 /* marufs_fuse.c */
 int submit(mount_state_t *ms, fuse_req_t req, request_t *r);
 int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result);
 void report_exit(mount_state_t *ms);
+void start_watcher(mount_state_t *ms);
+void stop_watcher(mount_state_t *ms);
 mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoint);
 void free_state(mount_state_t *ms);
 napi_value wrap_state(napi_env env, mount_state_t *ms);

@@ -563,6 +563,7 @@ static void *supervisor(void *arg) {
     nanosleep(&ts, NULL);
   }
   for (int i = 0; i < ms->nworkers; i++) pthread_join(ms->workers[i], NULL);
+  stop_watcher(ms); /* it sends on the channel the session owns */
   fuse_session_destroy(ms->se); /* closes this process's descriptor; a holder's copy keeps the connection */
   ms->se = NULL;
   ms->chan = NULL;
@@ -592,6 +593,7 @@ static int start_workers(mount_state_t *ms, int threads) {
     ms->nworkers++;
   }
   if (ms->nworkers == 0) return -1;
+  start_watcher(ms);
   pthread_t sup;
   if (pthread_create(&sup, NULL, supervisor, ms) != 0) return -1;
   pthread_detach(sup);

@@ -2,7 +2,10 @@
 # Builds the real Kubernetes test tooling into .tools/bin/ (git-ignored), each tool only when its
 # binary is missing or its pinned version (recorded in .tools/stamps/<tool>) changed:
 #
-#   kube-apiserver  k8s.io/kubernetes/cmd/kube-apiserver   (Go module, through a generated wrapper)
+#   kube-apiserver           k8s.io/kubernetes/cmd/kube-apiserver           (Go module, through a generated wrapper)
+#   kubelet                  k8s.io/kubernetes/cmd/kubelet                  (same wrapper module)
+#   kube-controller-manager  k8s.io/kubernetes/cmd/kube-controller-manager  (same wrapper module)
+#   kube-scheduler           k8s.io/kubernetes/cmd/kube-scheduler           (same wrapper module)
 #   etcd            see ETCD_SOURCE below                    (Debian etcd-server 3.4, or Go module 3.5)
 #   helm            helm.sh/helm/v3/cmd/helm                 (Go module, through a wrapper)
 #   csi-sanity      github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity (Go module, through a wrapper)
@@ -19,7 +22,10 @@
 # go.mod has replace directives (etcd's server module has them; k8s.io/kubernetes does too).
 # k8s.io/kubernetes additionally requires each k8s.io staging module at v0.0.0, so its wrapper
 # replaces every one of them with v0.<minor>.<patch>; the list is read from the published
-# k8s.io/kubernetes go.mod in the module cache, not hard-coded.
+# k8s.io/kubernetes go.mod in the module cache, not hard-coded. The four Kubernetes commands share that
+# one wrapper module (.tools/src/kubernetes/). One staging module is not served by the Go module proxy
+# at the kube version (k8s.io/endpointslice@v0.32.13: 403 "not available"; kube-controller-manager
+# imports it), so STAGING_OVERRIDES pins it to the previous patch release, which is served.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +36,8 @@ STAMPS="$TOOLS/stamps"
 
 # Pinned versions. Bump one and only that tool is rebuilt on the next run.
 KUBE_VERSION="v1.32.13"      # kubectl here is v1.32; staging modules are v0.32.13
+# Staging modules the proxy does not serve at the kube version: module=version.
+STAGING_OVERRIDES=("k8s.io/endpointslice=v0.32.12")
 HELM_VERSION="v3.17.4"
 CSI_TEST_VERSION="v5.4.0"
 ETCD_VERSION="v3.5.21"       # only used when ETCD_SOURCE=go
@@ -46,7 +54,8 @@ ETCD_SOURCE="${ETCD_SOURCE:-debian}"
 # Bumped when the build recipe itself changes (forces a rebuild of everything).
 RECIPE=1
 
-ALL_TOOLS=(kube-apiserver etcd helm csi-sanity)
+ALL_TOOLS=(kube-apiserver etcd helm csi-sanity kubelet kube-controller-manager kube-scheduler)
+KUBE_CMDS=(kube-apiserver kubelet kube-controller-manager kube-scheduler)
 
 log() { printf '[k8s-tools] %s\n' "$*" >&2; }
 die() { printf '[k8s-tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -142,28 +151,56 @@ go_build() {
   mv -f "$BIN/$tool.new" "$BIN/$tool"
 }
 
-build_kube_apiserver() {
-  need_go kube-apiserver
+# The wrapper module shared by every Kubernetes command, written once per run.
+kube_wrapper_done=0
+kube_wrapper() {
+  [ $kube_wrapper_done = 0 ] || return 0
+  need_go kubernetes
   local ver="$KUBE_VERSION" stagever="v0.${KUBE_VERSION#v1.}"
   local gomod
   gomod="$(cd "$TOOLS" && go mod download -json "k8s.io/kubernetes@$ver" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')" \
-    || die "kube-apiserver: 'go mod download k8s.io/kubernetes@$ver' failed"
-  [ -f "$gomod" ] || die "kube-apiserver: go.mod of k8s.io/kubernetes@$ver not found in the module cache"
+    || die "kubernetes: 'go mod download k8s.io/kubernetes@$ver' failed"
+  [ -f "$gomod" ] || die "kubernetes: go.mod of k8s.io/kubernetes@$ver not found in the module cache"
   # Every k8s.io module the published go.mod points at ./staging/src/... gets the staging version.
   local staging
   staging="$(sed -n 's#^[[:space:]]*\(replace[[:space:]]\{1,\}\)\{0,1\}\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\2#p' "$gomod" | sort -u)"
-  [ -n "$staging" ] || die "kube-apiserver: no staging replace directives found in $gomod"
-  local replaces=() m
-  for m in $staging; do replaces+=("replace $m => $m $stagever"); done
-  log "kube-apiserver: $(echo "$staging" | wc -l) staging modules replaced with $stagever"
-  write_wrapper kube-apiserver k8s.io/kubernetes "$ver" k8s.io/kubernetes/cmd/kube-apiserver "${replaces[@]}"
+  [ -n "$staging" ] || die "kubernetes: no staging replace directives found in $gomod"
+  local replaces=() m v o
+  for m in $staging; do
+    v="$stagever"
+    for o in "${STAGING_OVERRIDES[@]}"; do [ "${o%%=*}" = "$m" ] && v="${o#*=}"; done
+    replaces+=("replace $m => $m $v")
+  done
+  log "kubernetes: $(echo "$staging" | wc -l) staging modules replaced with $stagever (overrides: ${STAGING_OVERRIDES[*]})"
+  write_wrapper kubernetes k8s.io/kubernetes "$ver" k8s.io/kubernetes/cmd/kube-apiserver "${replaces[@]}"
+  # Pin every command into the one module's build list.
+  {
+    echo "//go:build tools"
+    echo
+    echo "// Generated by scripts/k8s-tools.sh. Pins the Kubernetes commands into this module's build list."
+    echo "package tools"
+    echo
+    echo "import ("
+    for m in "${KUBE_CMDS[@]}"; do echo "	_ \"k8s.io/kubernetes/cmd/$m\""; done
+    echo ")"
+  } >"$SRC/kubernetes/tools.go"
+  ( cd "$SRC/kubernetes" && go mod tidy ) || die "kubernetes: 'go mod tidy' in $SRC/kubernetes failed"
+  kube_wrapper_done=1
+}
+
+# build_kube <command>: one of KUBE_CMDS, from the shared wrapper module.
+build_kube() {
+  local tool="$1" ver="$KUBE_VERSION"
+  kube_wrapper
   local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
   local v ldflags=""
   for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $v.gitVersion=$ver -X $v.gitMajor=1 -X $v.gitMinor=$minor"
     ldflags+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
   done
-  go_build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
+  ( cd "$SRC/kubernetes" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$tool.new" "k8s.io/kubernetes/cmd/$tool" ) \
+    || die "$tool: 'go build k8s.io/kubernetes/cmd/$tool' failed"
+  mv -f "$BIN/$tool.new" "$BIN/$tool"
 }
 
 build_etcd_go() {
@@ -195,6 +232,8 @@ build_csi_sanity() {
 stamp_for() {
   case "$1" in
     kube-apiserver) echo "recipe=$RECIPE k8s.io/kubernetes@$KUBE_VERSION" ;;
+    kubelet|kube-controller-manager|kube-scheduler)
+      echo "recipe=$RECIPE k8s.io/kubernetes@$KUBE_VERSION ${STAGING_OVERRIDES[*]}" ;;
     etcd)
       if [ "$ETCD_SOURCE" = go ]; then echo "recipe=$RECIPE go.etcd.io/etcd/server/v3@$ETCD_VERSION"
       else echo "recipe=$RECIPE debian:etcd-server"; fi ;;
@@ -214,7 +253,7 @@ build_one() {
   log "$tool: building ($want)"
   rm -f "$STAMPS/$tool"
   case "$tool" in
-    kube-apiserver) build_kube_apiserver ;;
+    kube-apiserver|kubelet|kube-controller-manager|kube-scheduler) build_kube "$tool" ;;
     etcd)
       case "$ETCD_SOURCE" in
         debian) build_etcd_debian ;;

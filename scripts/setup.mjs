@@ -128,11 +128,24 @@ if (!existsSync(holderOut) || statSync(holderOut).mtimeMs < statSync(holderSrc).
 }
 
 // 3c. With --test-tools (npm test): the Kubernetes test tools (kube-apiserver, etcd, helm,
-//     csi-sanity), built once from Go modules into .tools/bin by scripts/k8s-tools.sh.
+//     csi-sanity, and for the end-to-end cluster kubelet, kube-controller-manager, kube-scheduler),
+//     built once from Go modules into .tools/bin by scripts/k8s-tools.sh.
 //     The script skips every tool that is already built (its stamps), so this costs nothing warm.
 if (process.argv.includes('--test-tools')) {
-  if (!existsSync(join(root, '.tools', 'bin', 'kube-apiserver'))) {
-    log('building the Kubernetes test tools (scripts/k8s-tools.sh; about 6 minutes the first time)');
+  // Test-only system packages: redis-server (the benchmark peer) and Debian's chromium (the
+  // dashboard's browser test, driven by playwright-core).
+  const testNeeds = [
+    { check: () => has('redis-server'), pkgs: ['redis-server'] },
+    { check: () => existsSync('/usr/bin/chromium'), pkgs: ['chromium'] },
+  ].filter((n) => !n.check());
+  if (testNeeds.length > 0 && process.getuid?.() === 0 && has('apt-get')) {
+    const pkgs = testNeeds.flatMap((n) => n.pkgs);
+    log(`installing test packages: ${pkgs.join(' ')}`);
+    run('apt-get', ['update', '-qq']);
+    run('apt-get', ['install', '-y', '-qq', ...pkgs], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  }
+  if (!existsSync(join(root, '.tools', 'bin', 'kubelet'))) {
+    log('building the Kubernetes test tools (scripts/k8s-tools.sh; about 10 minutes the first time)');
   }
   run('bash', [join(root, 'scripts', 'k8s-tools.sh')]);
 }

@@ -12,8 +12,10 @@ import { registerDemo } from './commands/demo.js';
 import { registerFormat } from './commands/format.js';
 import { registerFsck } from './commands/fsck.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerLocal } from './commands/local.js';
 import { registerNames } from './commands/names.js';
 import { registerNode } from './commands/node.js';
+import { registerOperator } from './commands/operator.js';
 import { registerRegion } from './commands/region.js';
 
 export function buildProgram(): Command {
@@ -29,7 +31,9 @@ export function buildProgram(): Command {
   registerRegion(program);
   registerNames(program);
   registerNode(program);
+  registerOperator(program);
   registerAccess(program);
+  registerLocal(program);
   registerDemo(program);
   return program;
 }

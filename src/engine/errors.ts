@@ -95,6 +95,19 @@ export class PoolChecksumError extends MarufsError {
   }
 }
 
+/**
+ * The pool is not blank but its superblock has no valid magic: a damaged marufs pool (a flipped
+ * byte, a stray write), never to be mistaken for an unformatted one.
+ */
+export class PoolDamagedError extends MarufsError {
+  constructor(message: string) {
+    super('EBADMSG', message);
+  }
+  override get name(): string {
+    return 'PoolDamagedError';
+  }
+}
+
 /** The superblock was written by a format version this engine does not read. */
 export class PoolVersionError extends MarufsError {
   constructor(message: string) {
@@ -144,6 +157,20 @@ export class TimeoutError extends MarufsError {
   }
   override get name(): string {
     return 'TimeoutError';
+  }
+}
+
+/**
+ * A critical section outlived its lease: another node took the lock over while this one stalled
+ * (descheduled, frozen, a blocked event loop). The operation was rolled back and changed nothing a
+ * caller can see; retrying it is safe. errno ETIMEDOUT (docs/me.md, "Fencing").
+ */
+export class FencedError extends MarufsError {
+  constructor(message: string) {
+    super('ETIMEDOUT', `${message}: the lock was taken over while this node stalled; nothing was changed`);
+  }
+  override get name(): string {
+    return 'FencedError';
   }
 }
 

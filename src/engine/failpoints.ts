@@ -5,8 +5,10 @@
  *   MARUFS_FAILPOINTS="format.afterZero=kill,attach.afterClaim=sleep:500"
  *
  * Actions: `kill` (SIGKILL this process, like a crash), `exit:N` (exit with code N),
- * `sleep:MS` (block this thread for MS milliseconds, like a stall).
+ * `sleep:MS` (block this thread for MS milliseconds, like a stall), `await:PATH` (create PATH.reached,
+ * then block until PATH exists — at most 120 s — so a test can run something at exactly this point).
  */
+import { existsSync, writeFileSync } from 'node:fs';
 const table: Map<string, string> = new Map(
   (process.env['MARUFS_FAILPOINTS'] ?? '')
     .split(',')
@@ -34,5 +36,13 @@ export function failpoint(name: string): void {
   if (action.startsWith('exit:')) process.exit(Number(action.slice(5)));
   if (action.startsWith('sleep:')) {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(action.slice(6)));
+  }
+  if (action.startsWith('await:')) {
+    const path = action.slice(6);
+    writeFileSync(`${path}.reached`, `${process.pid}\n`);
+    const deadline = Date.now() + 120_000;
+    while (!existsSync(path) && Date.now() < deadline) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
   }
 }

@@ -2,15 +2,16 @@
  * fsck: check every invariant of a pool from its bytes — superblock, node slots, the region table and
  * global index (regions/check.ts), every name table's chains and header, every ME area's structs —
  * and, with `repair`, fix what is provably safe: counters that are derived from the entries (entries
- * in use, bytes allocated, active delegations per region) and slot state words left behind by a
- * crash. Repairs run as an attached node inside the global ME, so they never race a live change.
+ * in use, bytes allocated, active delegations per region), slot state words left behind by a crash,
+ * and chain sequence words left odd by a writer that died between its two increments (global index
+ * shards inside the global ME; name-table shards only if the word did not move since the check). Repairs run as an attached node inside the global ME, so they never race a live change.
  * Everything else is reported, not touched.
  *
  * Exit status of `marufs fsck` (as fsck(8)): 0 clean, 1 problems found and all repaired,
  * 4 problems left, 8 operational error.
  */
 import { BOOTSTRAP_SLOTS, type Layout } from './layout/geometry.js';
-import { readSuperblock } from './layout/superblock.js';
+import { backupSuperblockProblem, readSuperblock, repairBackupSuperblock } from './layout/superblock.js';
 import {
   ME_CB,
   ME_CB_MAGIC,
@@ -25,7 +26,7 @@ import {
 import { attachNode } from './node.js';
 import { readNrhtGeometry } from './nrht/layout.js';
 import { chainShards } from './nrht/table.js';
-import { checkChains } from './hash-chains.js';
+import { checkChains, type ChainShard } from './hash-chains.js';
 import { PoolMemory } from './pool/memory.js';
 import { SLOT, SlotState, readSlot, slotOffset } from './bootstrap/slots.js';
 import { checkRegions } from './regions/check.js';
@@ -131,6 +132,30 @@ function checkSlots(mem: PoolMemory, maxNodes: number, problems: FsckProblem[]):
   return claimed;
 }
 
+/** Name-table shards of a pool whose chain sequence word is odd, with the value seen (read only). */
+function oddTableWords(mem: PoolMemory, layout: Layout): { shard: ChainShard; value: number }[] {
+  const rat = new RatLayout(layout);
+  const out: { shard: ChainShard; value: number }[] = [];
+  for (let id = 0; id < rat.maxEntries; id++) {
+    const e = rat.entry(id);
+    if (mem.load32(e + E.state) !== RatState.ALLOCATED || mem.load32(e + E.type) !== RegionType.NRHT) continue;
+    try {
+      const base = Number(mem.load64(e + E.physOffset));
+      const g = readNrhtGeometry(mem, base, Number(mem.load64(e + E.size)), {
+        id,
+        generation: mem.load32(e + E.generation),
+      });
+      for (const shard of chainShards(mem, base, g, `region ${id}`)) {
+        const value = mem.load32(shard.seqWord);
+        if (value & 1) out.push({ shard, value });
+      }
+    } catch {
+      // reported by checkTables
+    }
+  }
+  return out;
+}
+
 /** Read-only check of a pool. */
 export function checkPool(path: string): FsckReport {
   const mem = PoolMemory.open(path, { readOnly: true });
@@ -143,6 +168,8 @@ export function checkPool(path: string): FsckReport {
       return { device: path, status: 'problems', problems, checked };
     }
     const layout = sb.superblock.layout;
+    const backup = backupSuperblockProblem(mem);
+    if (backup) problems.push({ area: 'backup-superblock', message: backup });
     checked.slots = checkSlots(mem, layout.geometry.maxNodes, problems);
     const regions = checkRegions(mem, layout);
     checked.regions = regions.regions;
@@ -186,10 +213,27 @@ function countActive(mem: PoolMemory, rat: RatLayout, id: number): number {
 export async function fsck(path: string, options: { repair?: boolean } = {}): Promise<FsckReport> {
   const first = checkPool(path);
   if (!options.repair || first.status === 'clean' || first.problems.some((p) => p.area === 'superblock')) return first;
+  const probe = PoolMemory.open(path, { readOnly: true });
+  let oddTables: { offset: number; value: number }[];
+  try {
+    const sb = readSuperblock(probe);
+    oddTables =
+      sb.state === 'valid'
+        ? oddTableWords(probe, sb.superblock.layout).map((w) => ({ offset: w.shard.seqWord, value: w.value }))
+        : [];
+  } finally {
+    probe.close();
+  }
   const node = await attachNode({ path, gc: false });
   try {
     await node.regions.maintain(() => {
       const { mem, rat } = node.regions;
+      // A stale odd word: the writer died mid-change (we hold the global ME, nobody writes the index).
+      node.regions.index.repairSequences();
+      // Name tables have their own ME: repair a word only if it has not moved since the first check.
+      for (const w of oddTables) {
+        if (mem.cas32(w.offset, w.value, (w.value + 1) >>> 0) === w.value) mem.writeBack(w.offset, 4);
+      }
       let entries = 0;
       let bytes = 0n;
       for (let id = 0; id < rat.maxEntries; id++) {
@@ -209,6 +253,7 @@ export async function fsck(path: string, options: { repair?: boolean } = {}): Pr
         }
       }
       mem.writeBack(rat.header, 64);
+      repairBackupSuperblock(mem);
     });
   } finally {
     await node.detach();

@@ -7,15 +7,31 @@
  * TOMBSTONE, claimed only from EMPTY or TOMBSTONE (R1).
  *
  * Rules this module keeps for both users:
- * - Lookups take no lock: walk the chain, and on a miss re-walk if the shard's chain sequence word
- *   moved (every chain change makes it odd, then even again), so unlinking a dead entry can never
- *   make a live one look absent. Walks are bounded, so a torn or corrupt chain cannot loop.
- * - Every chain change happens inside the caller's lock for the shard (H8): reserveEntry reuses the
- *   first dead entry of the chain in place, unlinks the other dead ones it meets (returning them to
- *   EMPTY), and otherwise claims an EMPTY entry that is in no chain (the `linked` flag is explicit,
- *   H9), taking a dead entry back from another chain when the shard has none.
+ * - Every chain change is ONE compare-and-swap of one link word (unlink: prev → next; link: head →
+ *   new entry), done inside the caller's lock for the shard (H8) and bracketed by the shard's chain
+ *   sequence word (odd while the change is in progress). An unlinked entry is retired (made EMPTY,
+ *   hence reusable) only after the word is even again.
+ * - Lookups take no lock: walk the chain, and on a miss re-walk if the sequence word moved, so
+ *   unlinking a dead entry can never make a live one look absent. Walks are bounded, so a torn or
+ *   corrupt chain cannot loop. Because a change is one atomic store and retiring waits for the word
+ *   to move, a walk bracketed by an UNCHANGED word is exact even while the word is odd: a lookup
+ *   prefers an even word for LOOKUP_SETTLE_MS, then accepts an unchanged odd one — so a writer that
+ *   is descheduled or dead between its two increments never makes a lookup fail or wait longer
+ *   (defect 14.1). Only a word that keeps moving for LOOKUP_GIVE_UP_MS (live writers, never a slow
+ *   or dead one) ends a lookup with EAGAIN.
+ * - A word left odd by a writer that died (or was fenced) mid-change is repaired by whoever holds
+ *   the lock next: every change, and every lookup made under the lock (findLocked), first moves an
+ *   odd word to even (repairSequence); fsck reports and repairs it too.
+ * - Changes are fenced (fence.ts): the lease is checked before each link CAS, and a CAS that fails
+ *   inside the lock means a stale holder raced us — FencedError.
+ * - reserveEntry reuses the first dead entry of the chain in place, unlinks the other dead ones it
+ *   meets (returning them to EMPTY), and otherwise claims an EMPTY entry that is in no chain (the
+ *   `linked` flag is explicit, H9), taking a dead entry back from another chain when the shard has
+ *   none.
  */
-import { MarufsError } from './errors.js';
+import { FencedError, MarufsError } from './errors.js';
+import { failpoint } from './failpoints.js';
+import { NO_FENCE, type Fence } from './fence.js';
 import type { PoolMemory } from './pool/memory.js';
 import type { NameHash } from './regions/names.js';
 
@@ -72,22 +88,78 @@ export function walkChain(s: ChainShard, h: NameHash, matches: (entry: number) =
   return -1;
 }
 
-/** walkChain, re-walked on a miss while the shard's chains were changing. Lock-free. */
+/** How long a lookup insists on an even sequence word before it accepts an unchanged odd one. */
+export const LOOKUP_SETTLE_MS = 2;
+/** A sequence word that keeps MOVING this long (live writers only) ends a lookup with EAGAIN. */
+export const LOOKUP_GIVE_UP_MS = 1000;
+
+/** Counters of the slow paths (process-wide, for tests and inspection). */
+export const chainCounters = { settledOdd: 0, seqRepairs: 0 };
+
+/** walkChain, re-walked on a miss while the shard's chains were changing. Lock-free; never waits on a stalled writer. */
 export function lookupChain(s: ChainShard, h: NameHash, matches: (entry: number) => boolean): number {
+  const mem = s.mem;
+  let since = 0;
   for (let attempt = 0; ; attempt++) {
-    const seq = s.mem.observe32(s.seqWord);
+    const seq = mem.observe32(s.seqWord);
     const idx = walkChain(s, h, matches);
     if (idx >= 0) return idx;
-    if ((seq & 1) === 0 && s.mem.observe32(s.seqWord) === seq) return -1;
-    if (attempt > 10_000) throw new MarufsError('EIO', `${s.label} keeps changing; lookup gave up`);
+    if (mem.observe32(s.seqWord) === seq) {
+      if ((seq & 1) === 0) return -1;
+      // Odd and unchanged across the walk: exact (see the header). Prefer a settled word briefly.
+      if (attempt >= 64) {
+        const now = performance.now();
+        if (since === 0) since = now;
+        else if (now - since >= LOOKUP_SETTLE_MS) {
+          chainCounters.settledOdd++;
+          return -1;
+        }
+      }
+    } else if (attempt >= 64 && (attempt & 63) === 0) {
+      const now = performance.now();
+      if (since === 0) since = now;
+      else if (now - since >= LOOKUP_GIVE_UP_MS) {
+        throw new MarufsError('EAGAIN', `${s.label} changed continuously for ${LOOKUP_GIVE_UP_MS} ms; retry`);
+      }
+    }
   }
 }
 
-function changeChains(s: ChainShard, change: () => void): void {
-  s.mem.add32(s.seqWord, 1);
-  change();
-  s.mem.add32(s.seqWord, 1);
+/**
+ * Inside the shard's lock: an odd sequence word is a change whose writer died or was fenced between
+ * its two increments (nobody else can be writing). Move it to even; true if it was odd.
+ */
+export function repairSequence(s: ChainShard): boolean {
+  const v = s.mem.load32(s.seqWord);
+  if ((v & 1) === 0) return false;
+  if (s.mem.cas32(s.seqWord, v, (v + 1) >>> 0) !== v) return false;
   s.mem.writeBack(s.seqWord, 4);
+  chainCounters.seqRepairs++;
+  return true;
+}
+
+/** Inside the shard's lock: walkChain after repairing a stale odd word (nothing changes meanwhile). */
+export function findLocked(s: ChainShard, h: NameHash, matches: (entry: number) => boolean): number {
+  repairSequence(s);
+  return walkChain(s, h, matches);
+}
+
+/**
+ * One chain change: the CAS of `word` from `expected` to `desired`, with the sequence word odd
+ * around it. Fenced: the lease is checked first, and a CAS that fails means another holder changed
+ * the chain under us.
+ */
+function changeChain(s: ChainShard, fence: Fence, word: number, expected: number, desired: number): void {
+  const mem = s.mem;
+  fence.check(`${s.label}: chain change`);
+  repairSequence(s);
+  const v = mem.load32(s.seqWord);
+  if (mem.cas32(s.seqWord, v, (v + 1) >>> 0) !== v) throw new FencedError(`${s.label}: chain sequence moved`);
+  failpoint('chains.change.midway');
+  const seen = mem.casPublish32(word, expected, desired);
+  // The closing increment is a CAS too: if a new holder repaired the word meanwhile, leave it.
+  if (mem.cas32(s.seqWord, (v + 1) >>> 0, (v + 2) >>> 0) === (v + 1) >>> 0) mem.writeBack(s.seqWord, 4);
+  if (seen !== expected) throw new FencedError(`${s.label}: chain link changed under the lock`);
 }
 
 /** Make an unlinked dead entry EMPTY again (its chain link was already removed). */
@@ -109,8 +181,9 @@ export interface Reserved {
  * the chain's first dead entry, unlinking the other dead ones on the way; else claims a free one.
  * ENOSPC when the shard has nothing left, EIO on a corrupt chain.
  */
-export function reserveEntry(s: ChainShard, h: NameHash): Reserved {
+export function reserveEntry(s: ChainShard, h: NameHash, fence: Fence = NO_FENCE): Reserved {
   const mem = s.mem;
+  repairSequence(s);
   const head = bucketWordOf(s, h);
   let reuse = -1;
   let prevWord = head;
@@ -124,8 +197,7 @@ export function reserveEntry(s: ChainShard, h: NameHash): Reserved {
       if (reuse < 0 && mem.cas32(e + CHAIN_ENTRY.state, st, ChainState.INSERTING) === st) {
         reuse = idx;
       } else {
-        const unlinkFrom = prevWord;
-        changeChains(s, () => mem.store32(unlinkFrom, next));
+        changeChain(s, fence, prevWord, idx, next);
         retire(s, e, st);
         idx = next;
         continue;
@@ -135,10 +207,11 @@ export function reserveEntry(s: ChainShard, h: NameHash): Reserved {
     idx = next;
   }
   if (reuse >= 0) return { index: reuse, inChain: true };
-  return { index: claimFree(s), inChain: false };
+  fence.check(`${s.label}: claim an entry`);
+  return { index: claimFree(s, fence), inChain: false };
 }
 
-function claimFree(s: ChainShard): number {
+function claimFree(s: ChainShard, fence: Fence): number {
   const mem = s.mem;
   for (let round = 0; round < 2; round++) {
     const start = mem.load32(s.freeHintWord) % s.entries;
@@ -153,13 +226,13 @@ function claimFree(s: ChainShard): number {
         return idx;
       }
     }
-    if (!reclaimDead(s)) break;
+    if (!reclaimDead(s, fence)) break;
   }
   throw new MarufsError('ENOSPC', `${s.label} is full (${s.entries} entries)`);
 }
 
 /** Unlink one TOMBSTONE of the shard from whatever chain holds it and make it EMPTY. */
-function reclaimDead(s: ChainShard): boolean {
+function reclaimDead(s: ChainShard, fence: Fence): boolean {
   const mem = s.mem;
   for (let idx = 0; idx < s.entries; idx++) {
     const e = entryAt(s, idx);
@@ -172,23 +245,42 @@ function reclaimDead(s: ChainShard): boolean {
       cur = mem.load32(prevWord);
     }
     if (cur !== idx) continue; // not where its hash says: leave it to fsck
-    const next = mem.load32(e + CHAIN_ENTRY.next);
-    changeChains(s, () => mem.store32(prevWord, next));
+    changeChain(s, fence, prevWord, idx, mem.load32(e + CHAIN_ENTRY.next));
     retire(s, e, ChainState.TOMBSTONE);
     return true;
   }
   return false;
 }
 
-/** Inside the lock: link a reserved, filled, TENTATIVE entry at the head of h's chain. */
-export function linkEntry(s: ChainShard, h: NameHash, index: number): void {
+/** Inside the lock: link a reserved, filled, TENTATIVE entry at the head of h's chain. Fenced. */
+export function linkEntry(s: ChainShard, h: NameHash, index: number, fence: Fence = NO_FENCE): void {
   const head = bucketWordOf(s, h);
   const e = entryAt(s, index);
-  changeChains(s, () => {
-    s.mem.store32(e + CHAIN_ENTRY.next, s.mem.load32(head));
-    s.mem.store32(e + s.linkedField, 1);
-    s.mem.publish32(head, index);
-  });
+  // GC retires an entry left TENTATIVE for stuckMs (name tables: without the lock); never link one.
+  if (s.mem.load32(e + CHAIN_ENTRY.state) !== ChainState.TENTATIVE) {
+    throw new FencedError(`${s.label}: entry ${index} was retired while its writer stalled`);
+  }
+  const first = s.mem.load32(head);
+  s.mem.store32(e + CHAIN_ENTRY.next, first);
+  s.mem.store32(e + s.linkedField, 1);
+  s.mem.writeBack(e, s.entrySize);
+  try {
+    changeChain(s, fence, head, first, index);
+  } catch (err) {
+    // Not linked: the entry stays unlinked (GC or the caller's rollback returns it to EMPTY).
+    if (s.mem.load32(head) !== index) s.mem.store32(e + s.linkedField, 0);
+    throw err;
+  }
+}
+
+/**
+ * Roll back a reserved entry that never became VALID (the caller was fenced or failed): an unlinked
+ * one goes back to EMPTY, a linked one becomes a TOMBSTONE. CAS from `from`, so GC racing us is fine.
+ */
+export function abandonEntry(s: ChainShard, index: number): boolean {
+  const e = entryAt(s, index);
+  const st = s.mem.load32(e + CHAIN_ENTRY.state);
+  return retireStuck(s, index, st);
 }
 
 /** Chain invariants of one shard (read only): see hash-chains checks in fsck and tests. */
@@ -235,21 +327,50 @@ export function checkChains(
   }
   const inUse = mem.load32(s.inUseWord);
   if (inUse !== linked) problems.push(`${s.label}: header counts ${inUse} entries in use, chains hold ${linked}`);
+  if ((mem.load32(s.seqWord) & 1) !== 0) {
+    problems.push(`${s.label}: chain sequence word is odd (a writer died or stalled mid-change)`);
+  }
   return problems;
 }
 
 /**
  * An entry stuck in INSERTING or TENTATIVE (its writer died or stalled): a linked one becomes a
  * TOMBSTONE, reusable by the next insert into its chain; an unlinked one goes straight back to EMPTY
- * (H9). CAS from the observed state, so a writer that is in fact alive and moves on wins.
+ * (H9). An entry marked linked that its chain does not reach (the writer died between marking it
+ * and the link CAS) counts as unlinked. CAS from the observed state, so a writer that is in fact
+ * alive and moves on wins.
  */
 export function retireStuck(s: ChainShard, index: number, observed: number): boolean {
   if (observed !== ChainState.INSERTING && observed !== ChainState.TENTATIVE) return false;
   const e = entryAt(s, index);
   if (s.mem.load32(e + s.linkedField) === 1) {
-    return s.mem.casPublish32(e + CHAIN_ENTRY.state, observed, ChainState.TOMBSTONE) === observed;
+    if (inChain(s, index)) {
+      return s.mem.casPublish32(e + CHAIN_ENTRY.state, observed, ChainState.TOMBSTONE) === observed;
+    }
+    if (s.mem.cas32(e + CHAIN_ENTRY.state, observed, ChainState.INSERTING) !== observed) return false;
+    s.mem.store32(e + s.linkedField, 0);
+    observed = ChainState.INSERTING;
   }
   if (s.mem.casPublish32(e + CHAIN_ENTRY.state, observed, ChainState.EMPTY) !== observed) return false;
   s.mem.add32(s.inUseWord, -1);
   return true;
+}
+
+/** Does the chain of entry `index`'s hash reach it? (A walk bracketed by an unchanged sequence word.) */
+function inChain(s: ChainShard, index: number): boolean {
+  const mem = s.mem;
+  const h = { lo: mem.load32(entryAt(s, index) + CHAIN_ENTRY.hashLo), hi: 0 };
+  for (;;) {
+    const seq = mem.observe32(s.seqWord);
+    let idx = mem.observe32(bucketWordOf(s, h));
+    let found = false;
+    for (let steps = 0; idx !== CHAIN_END && idx < s.entries && steps <= s.entries; steps++) {
+      if (idx === index) {
+        found = true;
+        break;
+      }
+      idx = mem.load32(entryAt(s, idx) + CHAIN_ENTRY.next);
+    }
+    if (found || mem.observe32(s.seqWord) === seq) return found;
+  }
 }

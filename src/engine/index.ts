@@ -49,12 +49,14 @@ export { failpoint } from './failpoints.js';
 export {
   RegionStore,
   RegionTable,
+  adminReservedSlots,
   type RegionInfo,
   type Capacity,
   type CreateOptions,
   type CriticalSection,
 } from './regions/store.js';
 export { RegionHandle, type MappedView } from './regions/handle.js';
+export { ownerFor, type OwnerLifetime } from './regions/owner.js';
 export { Perm, parsePerms, formatPerms, DELEGABLE_BY_GRANT, PermissionCache } from './regions/acl.js';
 export {
   thisProcess,
@@ -69,7 +71,7 @@ export {
   type Caller,
   type Principal,
 } from './regions/principal.js';
-export { encodeName, hashName, NAME_MAX, type NameHash } from './regions/names.js';
+export { checkNewName, encodeName, hashName, NAME_MAX, RESERVED_NAMES, type NameHash } from './regions/names.js';
 export { bestFit } from './regions/allocator.js';
 export { checkRegions, type RegionCheck } from './regions/check.js';
 export { NrhtTable, BATCH_MAX, type FindResult, type PublishItem, type NrhtStats } from './nrht/table.js';

@@ -33,7 +33,8 @@ export interface SlotReport {
 
 export interface PoolReport {
   device: { path: string; kind: string; size: number };
-  status: 'valid' | 'unformatted' | 'invalid';
+  /** 'formatting': a format began and has not committed (in progress, or its formatter died). */
+  status: 'valid' | 'unformatted' | 'formatting' | 'invalid';
   error?: { code: string; message: string };
   superblock?: {
     version: number;

@@ -10,7 +10,7 @@
  * ME stats reset.
  */
 import { readSlot } from './bootstrap/slots.js';
-import { BOOTSTRAP_SLOTS } from './layout/geometry.js';
+import { BOOTSTRAP_SLOTS, type Geometry } from './layout/geometry.js';
 import { regionReport, slotReport, tableReport, type RegionReport, type SlotReport } from './inspect.js';
 import type { MeAreaReport } from './me/inspect.js';
 import type { MeInstanceInfo } from './me/instance.js';
@@ -27,7 +27,14 @@ export interface MeView {
 }
 
 export interface NodeViews {
-  node: { nodeId: number; state: string; poolUuid: string; formatGeneration: number; heartbeatFrozen: boolean };
+  node: {
+    nodeId: number;
+    state: string;
+    poolUuid: string;
+    formatGeneration: number;
+    heartbeatFrozen: boolean;
+    geometry: Geometry;
+  };
   bootstrap: (Omit<SlotReport, 'liveness'> & { self: boolean })[];
   regions: RegionReport[];
   capacity: Capacity;
@@ -73,6 +80,12 @@ export class NodeInspector {
     return this.node.regions.list({ includeDeleting: true }).map(regionReport);
   }
 
+  /** One page of regions() (see RegionStore.page): the reports of the page, and how many match. */
+  regionsPage(options: { offset: number; limit: number; q?: string }): { total: number; items: RegionReport[] } {
+    const { total, items } = this.node.regions.page({ ...options, includeDeleting: true });
+    return { total, items: items.map(regionReport) };
+  }
+
   /** One region with its delegations (the reference's deleg_info). */
   region(name: string): RegionReport {
     return regionReport(this.node.regions.stat(name));
@@ -106,6 +119,7 @@ export class NodeInspector {
         poolUuid: sb.poolUuid,
         formatGeneration: sb.formatGeneration,
         heartbeatFrozen: this.node.heartbeatFrozen,
+        geometry: sb.geometry,
       },
       bootstrap: this.bootstrap(),
       regions: this.regions(),

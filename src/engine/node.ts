@@ -1,8 +1,8 @@
 /**
  * A node: this process attached to a pool with its own slot and node id.
  *
- * attachNode() maps the device, refuses (without writing a byte) a pool whose superblock is
- * damaged, claims a slot, starts the heartbeat, takes part in the format election when the pool is
+ * attachNode() maps the device, refuses (without writing a byte) a pool that is damaged (a bad
+ * superblock, or no magic on a pool that is not blank), claims a slot, starts the heartbeat, takes part in the format election when the pool is
  * unformatted and its policy allows, and validates the superblock it ends up with. detach() undoes
  * this in reverse and releases the slot last, so no other node can take this node id while this one
  * is still handing things off.
@@ -15,6 +15,7 @@ import {
   claimNodeSlot,
   ensureFormatted,
   formatExplicitly,
+  refuseUnlessForced,
   type BootstrapTiming,
 } from './bootstrap/election.js';
 import type { FormatResult } from './bootstrap/format.js';
@@ -188,8 +189,10 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
     // Refuse a damaged pool before writing anything to it.
     const initial = readSuperblock(mem);
     if (initial.state === 'invalid') throw initial.error;
-    if (initial.state === 'unformatted' && policy === 'never' && !options.waitForFormatMs) {
-      throw new PoolNotFormattedError(`${options.path}: not formatted`);
+    if (initial.state !== 'valid' && policy === 'never' && !options.waitForFormatMs) {
+      throw new PoolNotFormattedError(
+        `${options.path}: not formatted${initial.state === 'formatting' ? ` (${initial.error.message})` : ''}`,
+      );
     }
     if (initial.state === 'valid') mem.setCoherence(initial.superblock.geometry.coherence);
     const maxNodes = initial.state === 'valid' ? initial.superblock.geometry.maxNodes : geometry.maxNodes;
@@ -271,6 +274,8 @@ export async function formatDevice(options: FormatOptions): Promise<FormatResult
   let slot: number | undefined;
   let heartbeat: Heartbeat | undefined;
   try {
+    // A refused format writes nothing: refuse a valid or damaged pool before claiming a slot.
+    refuseUnlessForced(mem, readSuperblock(mem), options.force ?? false);
     const { index } = await claimNodeSlot(mem, { maxNodes: 256, token, timing });
     slot = index;
     heartbeat = await Heartbeat.start({

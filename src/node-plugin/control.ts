@@ -12,7 +12,9 @@
  *  - the hidden control file `<mount>/.marufs`: write one JSON request, read back one JSON answer
  *    on the same open file (what the `marufs grant|names … <mount>/<file>` commands use).
  *
- * Principals are written in their short text form (parsePrincipal): process:<node>:<pid>,
+ * Requests to the control file are validated by their schema (control-schema.ts).
+ *
+ * Principals are written in their short text form (parsePrincipal): process:<node>:<pid>[:<start time>],
  * user:<uid>, workload:<namespace>/<serviceAccount>[@<node>].
  */
 import {
@@ -21,13 +23,13 @@ import {
   Perm,
   describePrincipal,
   formatPerms,
+  ownerFor,
   parsePerms,
   parsePrincipal,
   principalText,
   regionReport,
   type Caller,
   type MarufsNode,
-  type Principal,
 } from '../engine/index.js';
 
 export const CONTROL_FILE = '.marufs';
@@ -39,153 +41,17 @@ export const LISTED_XATTRS = ['info', 'perms', 'default', 'owner', 'lifetime', '
   (n) => XATTR_PREFIX + n,
 );
 
-export type ControlRequest =
-  | { op: 'stat'; region: string }
-  | { op: 'whoami'; region?: string }
-  | { op: 'grant'; region: string; principal: string; perms: string }
-  | { op: 'revoke'; region: string; principal: string; perms?: string }
-  | { op: 'default'; region: string; perms: string }
-  | { op: 'chown'; region: string; principal?: string; lifetime?: 'process' | 'persistent' }
-  | {
-      op: 'names.init';
-      table: string;
-      entries?: number;
-      shards?: number;
-      buckets?: number;
-      strategy?: 'order' | 'request';
-    }
-  | { op: 'names.put'; table: string; key: string; region: string; offset: number }
-  | { op: 'names.get'; table: string; key: string }
-  | { op: 'names.rm'; table: string; key: string }
-  | { op: 'names.ls'; table: string }
-  | { op: 'names.ref' | 'names.pin'; table: string; key: string; direction: 'inc' | 'dec' }
-  | { op: 'names.stat'; table: string };
+import type { ControlRequest } from './control-schema.js';
 
-export const CONTROL_OPS = [
-  'stat',
-  'whoami',
-  'grant',
-  'revoke',
-  'default',
-  'chown',
-  'names.init',
-  'names.put',
-  'names.get',
-  'names.rm',
-  'names.ls',
-  'names.ref',
-  'names.pin',
-  'names.stat',
-] as const;
-
-function str(v: unknown, field: string): string {
-  if (typeof v !== 'string' || v === '')
-    throw new MarufsError('EINVAL', `control request: "${field}" must be a string`);
-  return v;
-}
-
-function optInt(v: unknown, field: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!Number.isSafeInteger(v) || (v as number) < 0) {
-    throw new MarufsError('EINVAL', `control request: "${field}" must be a non-negative integer`);
-  }
-  return v as number;
-}
-
-/** Validate a decoded JSON request (EINVAL with the reason). */
-export function parseControlRequest(json: unknown): ControlRequest {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new MarufsError('EINVAL', 'control request must be a JSON object with an "op"');
-  }
-  const r = json as Record<string, unknown>;
-  const op = r['op'];
-  if (typeof op !== 'string' || !(CONTROL_OPS as readonly string[]).includes(op)) {
-    throw new MarufsError('EINVAL', `unknown control op ${JSON.stringify(op)}; one of ${CONTROL_OPS.join(', ')}`);
-  }
-  switch (op) {
-    case 'stat':
-      return { op, region: str(r['region'], 'region') };
-    case 'whoami':
-      return r['region'] === undefined ? { op } : { op, region: str(r['region'], 'region') };
-    case 'grant':
-      return {
-        op,
-        region: str(r['region'], 'region'),
-        principal: str(r['principal'], 'principal'),
-        perms: str(r['perms'], 'perms'),
-      };
-    case 'revoke':
-      return {
-        op,
-        region: str(r['region'], 'region'),
-        principal: str(r['principal'], 'principal'),
-        ...(r['perms'] !== undefined ? { perms: str(r['perms'], 'perms') } : {}),
-      };
-    case 'default':
-      return {
-        op,
-        region: str(r['region'], 'region'),
-        perms: typeof r['perms'] === 'string' ? r['perms'] : str(r['perms'], 'perms'),
-      };
-    case 'chown': {
-      const lifetime = r['lifetime'];
-      if (lifetime !== undefined && lifetime !== 'process' && lifetime !== 'persistent') {
-        throw new MarufsError('EINVAL', 'control request: "lifetime" must be "process" or "persistent"');
-      }
-      return {
-        op,
-        region: str(r['region'], 'region'),
-        ...(r['principal'] !== undefined ? { principal: str(r['principal'], 'principal') } : {}),
-        ...(lifetime !== undefined ? { lifetime } : {}),
-      };
-    }
-    case 'names.init': {
-      const strategy = r['strategy'];
-      if (strategy !== undefined && strategy !== 'order' && strategy !== 'request') {
-        throw new MarufsError('EINVAL', 'control request: "strategy" must be "order" or "request"');
-      }
-      const entries = optInt(r['entries'], 'entries');
-      const shards = optInt(r['shards'], 'shards');
-      const buckets = optInt(r['buckets'], 'buckets');
-      return {
-        op,
-        table: str(r['table'], 'table'),
-        ...(entries !== undefined ? { entries } : {}),
-        ...(shards !== undefined ? { shards } : {}),
-        ...(buckets !== undefined ? { buckets } : {}),
-        ...(strategy !== undefined ? { strategy } : {}),
-      };
-    }
-    case 'names.put':
-      return {
-        op,
-        table: str(r['table'], 'table'),
-        key: str(r['key'], 'key'),
-        region: str(r['region'], 'region'),
-        offset: optInt(r['offset'], 'offset') ?? 0,
-      };
-    case 'names.get':
-    case 'names.rm':
-      return { op, table: str(r['table'], 'table'), key: str(r['key'], 'key') };
-    case 'names.ls':
-    case 'names.stat':
-      return { op, table: str(r['table'], 'table') };
-    case 'names.ref':
-    case 'names.pin': {
-      const direction = r['direction'];
-      if (direction !== 'inc' && direction !== 'dec') {
-        throw new MarufsError('EINVAL', 'control request: "direction" must be "inc" or "dec"');
-      }
-      return { op, table: str(r['table'], 'table'), key: str(r['key'], 'key'), direction };
-    }
-  }
-  throw new MarufsError('EINVAL', `unknown control op ${op}`);
-}
+export { CONTROL_OPS, parseControlRequest, type ControlRequest } from './control-schema.js';
 
 /** JSON-able form of anything the executor returns (bigints as strings). */
 export function toJson(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
 }
+
+/** Attributes that show who owns a region and whom it delegates to (see #mayReadMetadata). */
+const METADATA_XATTRS = new Set(['info', 'owner', 'default', 'delegations']);
 
 /** Runs control requests on one node for one caller at a time. */
 export class ControlExecutor {
@@ -199,6 +65,7 @@ export class ControlExecutor {
     const regions = this.#node.regions;
     switch (req.op) {
       case 'stat':
+        this.#mayReadMetadata(req.region, caller, 'its report');
         return {
           ...regionReport(regions.stat(req.region)),
           yourPermissions: formatPerms(regions.permissions(req.region, caller)),
@@ -267,7 +134,9 @@ export class ControlExecutor {
       return Buffer.from(`${hit.regionName} ${hit.offset}`);
     }
     const info = regions.stat(region);
-    switch (name.slice(XATTR_PREFIX.length)) {
+    const attr = name.slice(XATTR_PREFIX.length);
+    if (METADATA_XATTRS.has(attr)) this.#mayReadMetadata(region, caller, `${XATTR_PREFIX}${attr}`);
+    switch (attr) {
       case 'info':
         return Buffer.from(toJson(regionReport(info)));
       case 'perms':
@@ -285,6 +154,17 @@ export class ControlExecutor {
       default:
         throw new MarufsError('ENODATA', `no attribute ${name}`);
     }
+  }
+
+  /**
+   * Who may read a region's owner, default permissions and delegations (the `stat` op, `info`,
+   * `owner`, `default`, `delegations`): callers with some right on it, and root outside any pod (it
+   * can read the pool device itself). Anyone else gets EACCES (docs/security.md).
+   */
+  #mayReadMetadata(region: string, caller: Caller, what: string): void {
+    if (caller.uid === 0 && caller.workloadId === undefined) return;
+    if (this.#node.regions.permissions(region, caller) !== 0) return;
+    throw new MarufsError('EACCES', `reading ${what} of "${region}" needs some right on the region`);
   }
 
   /** setxattr. */
@@ -364,19 +244,6 @@ async function runTableOp(t: NrhtTable, req: ControlRequest): Promise<unknown> {
     default:
       throw new MarufsError('EINVAL', `not a name-table op: ${req.op}`);
   }
-}
-
-/**
- * The owner a caller becomes (a create through the mount, a chown to "self"): its process for process
- * lifetime, else its durable identity — the pod's workload, or its user on this node.
- */
-export function ownerFor(caller: Caller, lifetime: 'process' | 'persistent'): Principal {
-  if (lifetime === 'persistent') {
-    if (caller.workloadId !== undefined) return { kind: 'workload', workloadId: caller.workloadId };
-    if (caller.uid !== undefined) return { kind: 'user', uid: caller.uid, nodeId: caller.nodeId };
-  }
-  if (!caller.process) throw new MarufsError('EACCES', 'the caller has no process identity to own a region');
-  return { kind: 'process', nodeId: caller.nodeId, ...caller.process };
 }
 
 function describeCaller(c: Caller): Record<string, unknown> {

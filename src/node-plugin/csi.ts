@@ -6,10 +6,15 @@
  * Volumes
  *  - persistent: volume_id (the PV's volumeHandle) is `<pool>/<region>`;
  *  - ephemeral inline: volume_context has `csi.storage.k8s.io/ephemeral: "true"` and the attributes
- *    `pool`, `region`, optional `namespace` (the region is then `<namespace>.<region>`, and only pods
- *    of that namespace may use it) and optional `size` (a missing region is created for the pod's
- *    workload, sized once, and unlinked when its last publish goes).
- *  A pool other than this node's → NOT_FOUND; block access → INVALID_ARGUMENT (regions are files).
+ *    `pool`, `region` (always `<pod namespace>.<region>`, csi-guard.ts), optional `namespace` (must be
+ *    the pod's) and optional `size` (a missing region is created for the pod's workload, sized once,
+ *    and unlinked when the last publish of it goes, if still the workload's). An existing region must
+ *    be the workload's own or managed.
+ *  Target paths are confined to the kubelet directory and unpublish only undoes recorded mounts
+ *  (csi-guard.ts, #unmountRecorded).
+ *  The `<pool>` of the handle (or the `pool` attribute) routes the request to that pool's server
+ *  (CsiContext.pool): one socket serves every pool of the node. A pool this node does not serve →
+ *  NOT_FOUND; block access → INVALID_ARGUMENT (regions are files).
  *
  * Identity: kubelet passes the pod's namespace, name, UID and service account (podInfoOnMount). The
  * workload (namespace, serviceAccount) must hold READ, and WRITE unless read-only, on the region at
@@ -34,7 +39,7 @@ import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { MarufsError, Perm, workloadId as toWorkloadId, type MarufsNode } from '../engine/index.js';
+import { checkNewName, MarufsError, Perm, workloadId as toWorkloadId, type MarufsNode } from '../engine/index.js';
 import {
   csiV1,
   loadCsiPackage,
@@ -49,7 +54,17 @@ import {
 } from './csi-proto.js';
 import { bindMount, mountAtAsync, mountsUnder, unmount } from './mounts.js';
 import { CsiError, denied, invalid, notFound, toServiceError } from './csi-status.js';
+import {
+  inlineRegionName,
+  KubeletPaths,
+  ownedByWorkload,
+  prepareSocketDir,
+  restrictSocket,
+  usableInline,
+} from './csi-guard.js';
 import type { PodRegistry } from './identity.js';
+import type { QuotaPolicy } from './quota.js';
+import { bindUnix, stopGrpc } from './grpc-unix.js';
 
 export const DRIVER_NAME = 'csi.marufs.io';
 /** The topology key NodeGetInfo reports: which pool this node serves. */
@@ -70,25 +85,59 @@ export interface CsiOptions {
   driverName?: string | undefined;
   /** Kubernetes node name reported as node_id. Default: the host name. */
   nodeName?: string | undefined;
-  /** Pool name: the `<pool>` of volume handles and the topology value. */
-  poolName: string;
+  /**
+   * The topology value (`marufs.io/pool`) reported by NodeGetInfo. Default: the first pool the
+   * context serves at the time of the call.
+   */
+  poolName?: string | undefined;
   /** Where the published-volume state is kept. Default: `<socket>.state.json`. */
   stateFile?: string | undefined;
+  /** Target paths must lie under this directory (csi-guard.ts). Default: /var/lib/kubelet. */
+  kubeletDir?: string | undefined;
+}
+
+/** One pool as CSI uses it: its attached node and its FUSE mount. */
+export interface CsiPool {
+  node: MarufsNode;
+  mountpoint: string;
+  /** Attached and mounted. */
+  ready: () => boolean;
+  /** Per-owner limits for regions created by inline volumes (quota.ts). */
+  quota?: QuotaPolicy | undefined;
 }
 
 export interface CsiContext {
-  node: MarufsNode;
-  mountpoint: string;
+  /** The server of pool `name`, or undefined when this node does not serve that pool (now). */
+  pool: (name: string) => CsiPool | undefined;
+  /** The names of the pools served now, sorted. */
+  pools: () => string[];
+  /** Host-wide: pod UID → workload, read by every pool's FUSE caller resolver. */
   pods: PodRegistry;
-  /** Probe: attached and mounted. */
+  /** Probe: the plugin is ready to publish volumes. */
   ready: () => boolean;
   log: Logger;
+}
+
+/** A CsiContext serving exactly one pool (the single-device `marufs node <device>` form). */
+export function singlePoolContext(
+  poolName: string,
+  pool: CsiPool,
+  rest: { pods: PodRegistry; log: Logger },
+): CsiContext {
+  return {
+    pool: (name) => (name === poolName ? pool : undefined),
+    pools: () => [poolName],
+    ready: pool.ready,
+    ...rest,
+  };
 }
 
 /** One publish of a volume at one target path. */
 interface Published {
   volumeId: string;
   targetPath: string;
+  /** The pool (absent in state files written before multi-pool routing: the single pool then). */
+  pool?: string;
   region: string;
   readOnly: boolean;
   podUid: string;
@@ -102,6 +151,7 @@ interface Published {
 interface StateFile {
   version: 1;
   driver: string;
+  /** The single pool of the single-device form; "" with several pools. */
   pool: string;
   volumes: Published[];
 }
@@ -190,7 +240,7 @@ function unary<Req, Res>(log: Logger, rpc: string, fn: (req: Req) => Promise<Res
 export class CsiServer {
   readonly driverName: string;
   readonly nodeName: string;
-  readonly poolName: string;
+  readonly poolName: string | undefined;
   readonly socket: string;
   readonly stateFile: string;
   #ctx: CsiContext;
@@ -203,6 +253,7 @@ export class CsiServer {
   #podVolumes = new Map<string, Set<string>>();
   #saving: Promise<void> = Promise.resolve();
   #version = packageVersion();
+  #kubelet!: KubeletPaths;
 
   private constructor(options: CsiOptions, ctx: CsiContext) {
     this.driverName = options.driverName ?? DRIVER_NAME;
@@ -212,7 +263,7 @@ export class CsiServer {
     this.stateFile = options.stateFile ?? `${this.socket}.state.json`;
     this.#ctx = ctx;
     this.#log = ctx.log;
-    if (!LABEL_VALUE.test(this.poolName)) {
+    if (this.poolName !== undefined && !LABEL_VALUE.test(this.poolName)) {
       throw new Error(`pool name "${this.poolName}" must be a Kubernetes label value (≤ 63 of [A-Za-z0-9-_.])`);
     }
     if (!this.nodeName) throw new Error('the CSI node name must not be empty');
@@ -224,14 +275,18 @@ export class CsiServer {
   /** Load the state, bind the socket (replacing a stale one) and serve. */
   static async start(options: CsiOptions, ctx: CsiContext): Promise<CsiServer> {
     const s = new CsiServer(options, ctx);
+    s.#kubelet = await KubeletPaths.open(options.kubeletDir);
     await s.#loadState();
     await s.#listen();
-    s.#log.info({ socket: s.socket, driver: s.driverName, nodeName: s.nodeName, pool: s.poolName }, 'CSI serving');
+    s.#log.info(
+      { socket: s.socket, driver: s.driverName, nodeName: s.nodeName, pool: s.poolName, kubeletDir: s.#kubelet.dir },
+      'CSI serving',
+    );
     return s;
   }
 
   async #listen(): Promise<void> {
-    await fsp.mkdir(dirname(this.socket), { recursive: true });
+    await prepareSocketDir(dirname(this.socket));
     try {
       const st = await fsp.lstat(this.socket);
       if (!st.isSocket()) throw new Error(`${this.socket} exists and is not a socket; refusing to replace it`);
@@ -246,7 +301,7 @@ export class CsiServer {
       GetPluginInfo: unary(log, 'GetPluginInfo', () => ({
         name: this.driverName,
         vendor_version: this.#version,
-        manifest: { pool: this.poolName },
+        manifest: { pool: this.#ctx.pools().join(',') },
       })),
       GetPluginCapabilities: unary(log, 'GetPluginCapabilities', () => ({
         capabilities: [{ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } }],
@@ -268,16 +323,30 @@ export class CsiServer {
         (): NodeGetInfoResponse => ({
           node_id: this.nodeName,
           max_volumes_per_node: 0,
-          accessible_topology: { segments: { [TOPOLOGY_POOL_KEY]: this.poolName } },
+          accessible_topology: { segments: this.#topology() },
         }),
       ),
     });
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${this.socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(new Error(`cannot serve CSI on ${this.socket}: ${err.message}`)) : resolve(),
-      ),
-    );
+    await bindUnix(server, this.socket, 'CSI');
     this.#server = server;
+    await restrictSocket(this.socket);
+  }
+
+  /** NodeGetInfo's topology: `marufs.io/pool` = the configured pool, else the first served one. */
+  #topology(): Record<string, string> {
+    const pool = this.poolName ?? this.#ctx.pools()[0];
+    return pool !== undefined ? { [TOPOLOGY_POOL_KEY]: pool } : {};
+  }
+
+  /** The server of `pool`; NOT_FOUND when this node does not serve it. */
+  #poolOf(pool: string, volumeId: string): CsiPool {
+    const p = this.#ctx.pool(pool);
+    if (!p) {
+      throw notFound(
+        `volume ${volumeId}: pool "${pool}" is not served by this node (serving: ${this.#ctx.pools().join(', ') || 'none'})`,
+      );
+    }
+    return p;
   }
 
   /** Stop serving (in-flight calls get `graceMs` to finish) and remove the socket. Idempotent. */
@@ -285,17 +354,7 @@ export class CsiServer {
     const server = this.#server;
     this.#server = undefined;
     if (server) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        t.unref();
-        server.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await stopGrpc(server, graceMs);
     }
     await fsp.unlink(this.socket).catch(() => undefined);
     await this.#saving;
@@ -303,13 +362,21 @@ export class CsiServer {
   }
 
   /** Published targets (for tests and inspection). */
-  get published(): { volumeId: string; targetPath: string; region: string; readOnly: boolean; podUid: string }[] {
-    return [...this.#volumes.values()].map(({ volumeId, targetPath, region, readOnly, podUid }) => ({
-      volumeId,
-      targetPath,
-      region,
-      readOnly,
-      podUid,
+  get published(): {
+    volumeId: string;
+    targetPath: string;
+    pool: string | undefined;
+    region: string;
+    readOnly: boolean;
+    podUid: string;
+  }[] {
+    return [...this.#volumes.values()].map((p) => ({
+      volumeId: p.volumeId,
+      targetPath: p.targetPath,
+      pool: this.#poolName(p),
+      region: p.region,
+      readOnly: p.readOnly,
+      podUid: p.podUid,
     }));
   }
 
@@ -321,15 +388,10 @@ export class CsiServer {
     if (!req.target_path) throw invalid('target_path missing in request');
     if (!req.volume_capability) throw invalid('volume_capability missing in request');
     const readOnly = checkCapability(req.volume_capability) || req.readonly;
-    const target = this.#checkTarget(req.target_path);
+    const target = await this.#checkTarget(req.target_path);
     const ctx = req.volume_context ?? {};
     const volume = this.#resolveVolume(req.volume_id, ctx);
     const pod = podIdentity(ctx);
-    if (volume.namespace !== undefined && volume.namespace !== pod.namespace) {
-      throw denied(
-        `volume attribute namespace="${volume.namespace}" names another namespace than the pod's ("${pod.namespace}")`,
-      );
-    }
     return this.#locks.with([`v:${req.volume_id}`, `t:${target}`], async () => {
       const existing = this.#volumes.get(target);
       if (existing) return this.#republish(existing, req.volume_id, volume.region, readOnly, pod.uid);
@@ -341,21 +403,24 @@ export class CsiServer {
         );
       }
       const wid = toWorkloadId(pod.namespace, pod.serviceAccount);
-      const caller = { nodeId: this.#ctx.node.nodeId, workloadId: wid };
-      const created = await this.#ensureRegion(volume, caller);
+      const server = volume.server;
+      const caller = { nodeId: server.node.nodeId, workloadId: wid };
+      const created = await this.#ensureRegion(server, volume, caller);
       try {
-        this.#checkAccess(volume.region, caller, readOnly, pod);
-        await this.#mountVolume(volume.region, target, readOnly);
+        this.#checkAccess(server, volume.region, caller, readOnly, pod);
+        await this.#mountVolume(server, volume.region, target, readOnly);
         const pub: Published = {
           volumeId: req.volume_id,
           targetPath: target,
+          pool: volume.pool,
           region: volume.region,
           readOnly,
           podUid: pod.uid,
           podNamespace: pod.namespace,
           podName: pod.name,
           serviceAccount: pod.serviceAccount,
-          created,
+          // Also when another publish of this node created it for the same workload: the last one removes it.
+          created: created || [...this.#volumes.values()].some((q) => q.region === volume.region && q.created),
         };
         this.#volumes.set(target, pub);
         this.#addPod(pub);
@@ -373,7 +438,7 @@ export class CsiServer {
         );
         return {};
       } catch (err) {
-        if (created) await this.#ctx.node.regions.unlink(volume.region, caller).catch(() => undefined);
+        if (created) await server.node.regions.unlink(volume.region, caller).catch(() => undefined);
         throw err;
       }
     });
@@ -402,12 +467,16 @@ export class CsiServer {
     return {};
   }
 
-  #checkTarget(path: string): string {
+  /** Under the kubelet directory, no symlink on the way (csi-guard.ts), and not on the marufs mount. */
+  async #checkTarget(path: string): Promise<string> {
     if (!isAbsolute(path)) throw invalid(`target_path "${path}" must be an absolute path`);
-    const target = resolvePath(path);
-    const mp = this.#ctx.mountpoint;
-    if (target === mp || target.startsWith(`${mp}/`) || mp.startsWith(`${target}/`)) {
-      throw invalid(`target_path ${target} overlaps the marufs mount ${mp}`);
+    const target = await this.#kubelet.checkTarget(path);
+    for (const name of this.#ctx.pools()) {
+      const mp = this.#ctx.pool(name)?.mountpoint;
+      if (mp === undefined) continue;
+      if (target === mp || target.startsWith(`${mp}/`) || mp.startsWith(`${target}/`)) {
+        throw invalid(`target_path ${target} overlaps the marufs mount ${mp}`);
+      }
     }
     return target;
   }
@@ -416,7 +485,7 @@ export class CsiServer {
   #resolveVolume(
     volumeId: string,
     ctx: Record<string, string>,
-  ): { region: string; namespace?: string; size?: number; ephemeral: boolean } {
+  ): { pool: string; server: CsiPool; region: string; namespace?: string; size?: number; ephemeral: boolean } {
     let pool: string | undefined;
     let region: string | undefined;
     let namespace: string | undefined;
@@ -429,7 +498,10 @@ export class CsiServer {
       if (!region) throw invalid('ephemeral volume: volume attribute "region" is required');
       if (ctx['namespace'] !== undefined && ctx['namespace'] !== '') namespace = ctx['namespace'];
       if (ctx['size'] !== undefined && ctx['size'] !== '') size = parseQuantity(ctx['size']);
-      if (namespace !== undefined) region = `${namespace}.${region}`;
+      // Always in the pod's own namespace (csi-guard.ts): never another namespace's names.
+      const podNamespace = podIdentity(ctx).namespace;
+      region = inlineRegionName(podNamespace, region, namespace);
+      namespace = podNamespace;
     } else {
       const slash = volumeId.indexOf('/');
       if (slash <= 0 || slash === volumeId.length - 1) {
@@ -439,30 +511,50 @@ export class CsiServer {
       region = volumeId.slice(slash + 1);
       if (ctx['size']) throw invalid('volume attribute "size" is only for ephemeral inline volumes');
     }
-    if (pool !== this.poolName) {
-      throw notFound(`volume ${volumeId}: pool "${pool}" is not served by this node (pool "${this.poolName}")`);
-    }
+    const server = this.#poolOf(pool, volumeId);
     try {
       if (region.includes('/')) throw new MarufsError('EINVAL', 'a region name may not contain "/"');
-      // Validates the name (ENAMETOOLONG, EINVAL) without touching the pool.
-      this.#ctx.node.regions.lookup(region);
+      // Validates the name (ENAMETOOLONG, EINVAL; reserved, not NFC…) without touching the pool.
+      server.node.regions.lookup(region);
+      checkNewName(region);
     } catch (err) {
       if (err instanceof MarufsError) throw invalid(`volume ${volumeId}: bad region name "${region}": ${err.message}`);
       throw err;
     }
-    return { region, ephemeral, ...(namespace !== undefined ? { namespace } : {}), ...(size ? { size } : {}) };
+    return {
+      pool,
+      server,
+      region,
+      ephemeral,
+      ...(namespace !== undefined ? { namespace } : {}),
+      ...(size ? { size } : {}),
+    };
   }
 
-  /** The region must exist; an ephemeral volume with `size` creates it for the workload. */
+  /**
+   * The region must exist; an ephemeral volume with `size` creates it for the workload. An existing
+   * region serves an inline volume only when it is the workload's own (or managed): never a region
+   * someone else made under the namespace's name.
+   */
   async #ensureRegion(
-    volume: { region: string; size?: number },
+    server: CsiPool,
+    volume: { pool: string; region: string; size?: number; ephemeral: boolean },
     caller: { nodeId: number; workloadId: bigint },
   ): Promise<boolean> {
-    const regions = this.#ctx.node.regions;
+    const regions = server.node.regions;
     const hit = regions.lookup(volume.region);
     if (hit) {
+      const info = regions.stat(volume.region);
+      if (volume.ephemeral && !usableInline(info.owner, caller.workloadId, caller.nodeId, volume.size !== undefined)) {
+        throw denied(
+          volume.size !== undefined
+            ? `region "${volume.region}" exists but is not owned by the pod's workload (nor managed): ` +
+                'an inline volume with size never uses a region someone else made under its name'
+            : `region "${volume.region}" is not owned by a workload (nor managed): ` +
+                'an inline volume never uses a region a host user made under its namespace',
+        );
+      }
       if (volume.size !== undefined) {
-        const info = regions.stat(volume.region);
         if (info.size !== 0 && info.size < volume.size) {
           throw new CsiError(
             grpc.status.FAILED_PRECONDITION,
@@ -472,8 +564,8 @@ export class CsiServer {
       }
       return false;
     }
-    if (volume.size === undefined)
-      throw notFound(`region "${volume.region}" does not exist in pool "${this.poolName}"`);
+    if (volume.size === undefined) throw notFound(`region "${volume.region}" does not exist in pool "${volume.pool}"`);
+    server.quota?.checkCreate({ kind: 'workload', workloadId: caller.workloadId }, volume.size);
     await regions.create(volume.region, caller, {
       owner: { kind: 'workload', workloadId: caller.workloadId },
       lifetime: 'persistent',
@@ -488,12 +580,13 @@ export class CsiServer {
   }
 
   #checkAccess(
+    server: CsiPool,
     region: string,
     caller: { nodeId: number; workloadId: bigint },
     readOnly: boolean,
     pod: { namespace: string; serviceAccount: string },
   ): void {
-    const have = this.#ctx.node.regions.permissions(region, caller);
+    const have = server.node.regions.permissions(region, caller);
     const want = readOnly ? Perm.READ : Perm.READ | Perm.WRITE;
     if ((have & want) !== want) {
       throw denied(
@@ -504,8 +597,8 @@ export class CsiServer {
   }
 
   /** Create the target (like kubelet) and bind the region's view (a folder holding just the region) on it. */
-  async #mountVolume(region: string, target: string, readOnly: boolean): Promise<void> {
-    const view = join(this.#ctx.mountpoint, '.views', region);
+  async #mountVolume(server: CsiPool, region: string, target: string, readOnly: boolean): Promise<void> {
+    const view = join(server.mountpoint, '.views', region);
     try {
       await fsp.stat(view); // on the thread pool: the FUSE request is answered by the main thread
     } catch (err) {
@@ -513,7 +606,7 @@ export class CsiServer {
         throw notFound(`region "${region}" does not exist (no ${view})`);
       throw err;
     }
-    await fsp.mkdir(target, { recursive: true });
+    await fsp.mkdir(target, { recursive: true, mode: 0o750 }); // never group/other-writable, whatever the umask
     await bindMount(view, target, readOnly);
   }
 
@@ -543,26 +636,20 @@ export class CsiServer {
     if (!req.volume_id) throw invalid('volume_id missing in request');
     if (!req.target_path) throw invalid('target_path missing in request');
     if (!isAbsolute(req.target_path)) throw invalid(`target_path "${req.target_path}" must be an absolute path`);
-    const target = resolvePath(req.target_path);
+    const target = await this.#kubelet.checkTarget(req.target_path);
     return this.#locks.with([`v:${req.volume_id}`, `t:${target}`], async () => {
       const p = this.#volumes.get(target);
-      if (p && p.volumeId !== req.volume_id) {
+      if (!p) {
+        await this.#refuseUnrecorded(target);
+        return {};
+      }
+      if (p.volumeId !== req.volume_id) {
         throw new CsiError(
           grpc.status.FAILED_PRECONDITION,
           `target ${target} publishes volume ${p.volumeId}, not ${req.volume_id}: not unmounting it`,
         );
       }
-      const mounts = await mountsUnder(target);
-      const foreign = mounts.find((m) => !m.fstype.startsWith('fuse.marufs'));
-      if (foreign) {
-        throw new CsiError(
-          grpc.status.FAILED_PRECONDITION,
-          `${foreign.mountPoint} is a ${foreign.fstype} mount, not a marufs volume: not unmounting it`,
-        );
-      }
-      for (const m of mounts) await unmount(m.mountPoint);
-      const left = await mountsUnder(target);
-      if (left.length > 0) throw new Error(`${left[0]!.mountPoint} is still mounted after umount`);
+      await this.#unmountRecorded(p);
       try {
         await fsp.rmdir(target);
       } catch (err) {
@@ -570,24 +657,79 @@ export class CsiServer {
         if (code === 'ENOTEMPTY') throw new Error(`target ${target} is not empty after unmounting; left in place`);
         if (code !== 'ENOENT') throw err;
       }
-      if (p) {
-        this.#volumes.delete(target);
-        this.#removePod(p);
-        await this.#dropCreatedRegion(p);
-        await this.#saveState();
-        this.#log.info({ volumeId: p.volumeId, region: p.region, target }, 'volume unpublished');
-      }
+      this.#volumes.delete(target);
+      this.#removePod(p);
+      await this.#dropCreatedRegion(p);
+      await this.#saveState();
+      this.#log.info({ volumeId: p.volumeId, region: p.region, target }, 'volume unpublished');
       return {};
     });
   }
 
-  /** A region this plugin created for an ephemeral volume goes with the volume's last publish. */
+  /**
+   * A target this plugin never published: nothing to do (idempotent OK) when nothing is mounted at
+   * or below it; a mount there is not ours to remove (FAILED_PRECONDITION) — never the daemon's
+   * own FUSE mount, never the parent of other pods' targets.
+   */
+  async #refuseUnrecorded(target: string): Promise<void> {
+    const mounts = await mountsUnder(target);
+    if (mounts.length > 0) {
+      throw new CsiError(
+        grpc.status.FAILED_PRECONDITION,
+        `${target} is not a target this plugin published, and ${mounts[0]!.mountPoint} (${mounts[0]!.fstype}) is mounted there: not unmounting it`,
+      );
+    }
+  }
+
+  /** Unmount exactly the bind mount(s) this plugin made at the target: marufs, the region's view, nothing below. */
+  async #unmountRecorded(p: Published): Promise<void> {
+    const target = p.targetPath;
+    const mounts = await mountsUnder(target);
+    const below = mounts.find((m) => m.mountPoint !== target);
+    if (below) {
+      throw new CsiError(
+        grpc.status.FAILED_PRECONDITION,
+        `${below.mountPoint} (${below.fstype}) is mounted below the target ${target}: not unmounting anything`,
+      );
+    }
+    const view = `/.views/${p.region}`;
+    const foreign = mounts.find((m) => !m.fstype.startsWith('fuse.marufs') || m.root !== view);
+    if (foreign) {
+      throw new CsiError(
+        grpc.status.FAILED_PRECONDITION,
+        `${target} holds a ${foreign.fstype} mount of ${foreign.root}, not the marufs volume ${view}: not unmounting it`,
+      );
+    }
+    for (let i = 0; i < mounts.length; i++) await unmount(target);
+    if ((await mountsUnder(target)).length > 0) throw new Error(`${target} is still mounted after umount`);
+  }
+
+  /**
+   * A region this plugin created for an ephemeral volume goes with the last publish of that region
+   * (of any volume), and only while its owner is still the workload it was created for.
+   */
   async #dropCreatedRegion(p: Published): Promise<void> {
     if (!p.created) return;
-    for (const q of this.#volumes.values()) if (q.volumeId === p.volumeId && q.region === p.region) return;
-    const caller = { nodeId: this.#ctx.node.nodeId, workloadId: toWorkloadId(p.podNamespace, p.serviceAccount) };
+    const pool = this.#poolName(p);
+    for (const q of this.#volumes.values()) if (q.region === p.region && this.#poolName(q) === pool) return;
+    const server = pool === undefined ? undefined : this.#ctx.pool(pool);
+    if (!server) {
+      this.#log.warn({ region: p.region, pool }, "the ephemeral region's pool is not served now: region left in place");
+      return;
+    }
+    const caller = { nodeId: server.node.nodeId, workloadId: toWorkloadId(p.podNamespace, p.serviceAccount) };
+    let owner;
     try {
-      await this.#ctx.node.regions.unlink(p.region, caller);
+      owner = server.node.regions.stat(p.region).owner;
+    } catch {
+      return; // already gone
+    }
+    if (!ownedByWorkload(owner, caller.workloadId, caller.nodeId)) {
+      this.#log.warn({ region: p.region }, 'region created for a volume changed owner: not unlinking it');
+      return;
+    }
+    try {
+      await server.node.regions.unlink(p.region, caller);
     } catch (err) {
       if (!(err instanceof MarufsError && err.code === 'ENOENT')) {
         this.#log.warn({ region: p.region, err: (err as Error).message }, 'could not unlink the ephemeral region');
@@ -608,12 +750,17 @@ export class CsiServer {
     let size = 0;
     let abnormal = false;
     let message = 'region mounted';
+    const pool = this.#poolName(p);
+    const server = pool === undefined ? undefined : this.#ctx.pool(pool);
     try {
-      size = this.#ctx.node.regions.stat(p.region).size;
+      if (!server) throw new MarufsError('ENOENT', `pool "${pool}" is not served by this node`);
+      size = server.node.regions.stat(p.region).size;
     } catch (err) {
       if (!(err instanceof MarufsError && err.code === 'ENOENT')) throw err;
       abnormal = true;
-      message = `region "${p.region}" no longer exists (unlinked)`;
+      message = server
+        ? `region "${p.region}" no longer exists (unlinked)`
+        : `pool "${pool}" is not attached on this node now`;
     }
     const mounted = await mountAtAsync(target);
     if (!abnormal && !mounted?.fstype.startsWith('fuse.marufs')) {
@@ -622,7 +769,7 @@ export class CsiServer {
     } else if (!abnormal && !(await reachable(join(target, p.region)))) {
       abnormal = true;
       message = `${target} does not answer (its FUSE connection is gone, e.g. the node plugin restarted): restart the pod`;
-    } else if (!abnormal && !this.#ctx.ready()) {
+    } else if (!abnormal && !server?.ready()) {
       abnormal = true;
       message = 'the node plugin is not attached and mounted';
     }
@@ -633,6 +780,11 @@ export class CsiServer {
       ],
       volume_condition: { abnormal, message },
     };
+  }
+
+  /** The pool of a publish: recorded, or (older state files) the single pool. */
+  #poolName(p: Published): string | undefined {
+    return p.pool ?? this.poolName;
   }
 
   // ---- state file ------------------------------------------------------------------------------
@@ -662,7 +814,7 @@ export class CsiServer {
     const state: StateFile = {
       version: 1,
       driver: this.driverName,
-      pool: this.poolName,
+      pool: this.poolName ?? '',
       volumes: [...this.#volumes.values()],
     };
     const write = async (): Promise<void> => {

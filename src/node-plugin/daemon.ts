@@ -1,7 +1,9 @@
 /**
- * The node plugin daemon: what runs on every host. It attaches this host to the pool as a node,
- * mounts the pool with FUSE, serves HTTP (health, metrics, inspection), and on stop unmounts and
- * detaches in a bounded time.
+ * The node plugin daemon for one pool — the "pool server": it attaches this host to the pool as a
+ * node, mounts the pool with FUSE, and on stop unmounts and detaches in a bounded time. In the
+ * single-device form (`marufs node <device>`) it also serves HTTP (health, metrics, inspection) and
+ * CSI itself; the multi-pool agent (agent/agent.ts) runs one per pool without them and serves HTTP
+ * and CSI once for all its pools.
  *
  * Robustness rules it owns:
  *  - a mount left stale by a crashed daemon (every access fails with ENOTCONN) is detached before
@@ -21,8 +23,9 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { basename, resolve as resolvePath } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { attachNode, MarufsError, NodeInspector, type MarufsNode } from '../engine/index.js';
+import { RevokeInvalidator } from './cache-inval.js';
 import { ControlExecutor } from './control.js';
-import { CsiServer } from './csi.js';
+import { CsiServer, singlePoolContext } from './csi.js';
 import {
   adoptFuse,
   closeConnection,
@@ -37,8 +40,9 @@ import { MarufsFs } from './fuse-fs.js';
 import { HandoverDir } from './handover.js';
 import { detachMount, mountAt } from './mounts.js';
 import { HeartbeatWatch, startHttpServer, type HealthReport, type HttpServerHandle } from './http.js';
-import { CallerResolver, PodRegistry } from './identity.js';
+import { CallerResolver, PodRegistry, seesHostCgroups } from './identity.js';
 import { PluginMetrics } from './metrics.js';
+import { QuotaPolicy, type QuotaOptions } from './quota.js';
 
 export interface DaemonOptions {
   /** Pool device (/dev/daxX.Y) or pool file. */
@@ -58,12 +62,25 @@ export interface DaemonOptions {
    * `nodeName` (node_id) to the host name.
    */
   csi?:
-    | { socket: string; driverName?: string; nodeName?: string | undefined; poolName?: string | undefined }
+    | {
+        socket: string;
+        driverName?: string;
+        nodeName?: string | undefined;
+        poolName?: string | undefined;
+        /** Target paths must lie under this directory. Default /var/lib/kubelet. */
+        kubeletDir?: string | undefined;
+      }
     | undefined;
+  /** The kubelet's cgroup roots: only pod cgroups below them make a process a pod's (default /kubepods). */
+  podCgroupRoots?: readonly string[] | undefined;
   /** Serve the debug controls over HTTP. Default false. */
   debug?: boolean;
+  /** Mount the pool with FUSE (default true). false: attach and serve HTTP/CSI only (no root or /dev/fuse). */
+  mount?: boolean;
   /** Lifetime of regions created through the mount. Default "persistent". */
   lifetime?: 'persistent' | 'process';
+  /** Who may create through the mount; per-owner limits (quota.ts; defaults there). */
+  quota?: QuotaOptions | undefined;
   /** How long stop() lets open files finish before aborting the connection. Default 5000 ms. */
   shutdownGraceMs?: number;
   /** How often the mount is checked. Default 1000 ms. */
@@ -80,7 +97,13 @@ export interface DaemonOptions {
   handoverDir?: string | undefined;
   /** FUSE worker threads. Default 8. */
   fuseThreads?: number;
-  /** Extra attach options for tests (GC, timing). */
+  /** The host-wide pod registry to resolve FUSE callers with (shared by every pool of an agent). */
+  pods?: PodRegistry;
+  /** Labels set on every metric of this pool (the agent adds `pool`). */
+  metricsLabels?: Record<string, string>;
+  /** Register the default process metrics (default true; the agent registers them once). */
+  defaultMetrics?: boolean;
+  /** Extra attach options (GC, timing, geometry, ME). */
   attach?: Partial<Parameters<typeof attachNode>[0]>;
 }
 
@@ -158,6 +181,7 @@ export class NodeDaemon {
   readonly mountpoint: string;
   readonly pods: PodRegistry;
   readonly metrics: PluginMetrics;
+  readonly quota: QuotaPolicy;
   readonly fs: MarufsFs;
   readonly log: Logger;
   /** Set when start() found and detached a stale mount. */
@@ -184,11 +208,17 @@ export class NodeDaemon {
     this.log = log;
     this.mountpoint = resolvePath(options.mountpoint);
     this.recoveredStaleMount = recovered;
-    this.pods = new PodRegistry();
-    this.metrics = new PluginMetrics(node);
+    this.pods = options.pods ?? new PodRegistry();
+    this.metrics = new PluginMetrics(node, { defaultMetrics: options.defaultMetrics ?? true });
+    if (options.metricsLabels) this.metrics.registry.setDefaultLabels(options.metricsLabels);
+    this.quota = new QuotaPolicy(node, options.quota);
+    this.metrics.setQuotaSource(() => ({ maxRegions: this.quota.maxRegions, maxBytes: this.quota.maxBytes }));
     this.fs = new MarufsFs({
+      quota: this.quota,
       node,
-      resolver: new CallerResolver(node.nodeId, this.pods),
+      resolver: new CallerResolver(node.nodeId, this.pods, {
+        ...(options.podCgroupRoots ? { podCgroupRoots: options.podCgroupRoots } : {}),
+      }),
       control: new ControlExecutor(node),
       createLifetime: options.lifetime ?? 'persistent',
       observe: (op, s, code) => this.metrics.observe(op, s, code),
@@ -200,7 +230,7 @@ export class NodeDaemon {
 
   static async start(options: DaemonOptions): Promise<NodeDaemon> {
     const log = options.logger ?? pino({ name: 'marufs-node' });
-    const handover = options.handoverDir ? new HandoverDir(options.handoverDir) : undefined;
+    const handover = options.handoverDir && options.mount !== false ? new HandoverDir(options.handoverDir) : undefined;
     const mountpoint = resolvePath(options.mountpoint);
     let connection: FuseConnection | undefined;
     let nodeId = options.nodeId;
@@ -226,7 +256,7 @@ export class NodeDaemon {
         nodeId = previous.nodeId;
       }
     }
-    const recovered = connection ? false : await prepareMountpoint(options.mountpoint, log);
+    const recovered = connection || options.mount === false ? false : await prepareMountpoint(options.mountpoint, log);
     let node: MarufsNode;
     try {
       node = await attachNode({
@@ -244,7 +274,7 @@ export class NodeDaemon {
     daemon.#handover = handover;
     try {
       if (connection) await daemon.#adopt(connection);
-      else await daemon.#mountNow();
+      else if (options.mount !== false) await daemon.#mountNow();
       daemon.#watch.start();
       if (options.http) {
         daemon.#http = await startHttpServer({
@@ -259,25 +289,31 @@ export class NodeDaemon {
         });
       }
       if (options.csi) {
+        const poolName = options.csi.poolName ?? basename(options.device).replace(/\.pool$/, '');
         daemon.#csi = await CsiServer.start(
           {
             socket: options.csi.socket,
             driverName: options.csi.driverName,
             nodeName: options.csi.nodeName,
-            poolName: options.csi.poolName ?? basename(options.device).replace(/\.pool$/, ''),
+            poolName,
+            kubeletDir: options.csi.kubeletDir,
           },
-          {
-            node,
-            mountpoint: daemon.mountpoint,
-            pods: daemon.pods,
-            ready: () => node.state === 'active' && daemon.mounted,
-            log: daemon.log.child({ component: 'csi' }),
-          },
+          singlePoolContext(
+            poolName,
+            { node, mountpoint: daemon.mountpoint, ready: () => daemon.ready, quota: daemon.quota },
+            { pods: daemon.pods, log: daemon.log.child({ component: 'csi' }) },
+          ),
         );
       }
     } catch (err) {
       await daemon.stop().catch(() => undefined);
       throw err;
+    }
+    if (options.csi && !seesHostCgroups()) {
+      daemon.log.warn(
+        {},
+        "this daemon runs in a private cgroup namespace: pods' processes cannot be recognised (run it privileged with hostPID, in the host's cgroup namespace)",
+      );
     }
     node.onFenced(() => daemon.#fatal(new Error(`node ${node.nodeId} was declared dead by another node (fenced)`)));
     // This timer also keeps the process alive while it serves (stop() clears it).
@@ -292,6 +328,7 @@ export class NodeDaemon {
         recoveredStaleMount: recovered,
         adoptedConnection: daemon.adoptedConnection,
         restoredFiles: daemon.restoredFiles,
+        quota: daemon.quota.describe(),
       },
       'node plugin serving',
     );
@@ -308,6 +345,11 @@ export class NodeDaemon {
     return this.#csi;
   }
 
+  /** Attached and mounted: ready to publish volumes. */
+  get ready(): boolean {
+    return this.node.state === 'active' && this.mounted;
+  }
+
   get mounted(): boolean {
     return this.#mount?.running === true && mountAt(this.mountpoint)?.fstype === 'fuse.marufs';
   }
@@ -318,7 +360,13 @@ export class NodeDaemon {
       attached: this.node.state === 'active',
       mounted: this.mounted,
       heartbeatMoving: w.moving,
-      detail: { nodeId: this.node.nodeId, mountpoint: this.mountpoint, openFiles: this.fs.openFiles, heartbeat: w },
+      detail: {
+        nodeId: this.node.nodeId,
+        mountpoint: this.mountpoint,
+        openFiles: this.fs.openFiles,
+        heartbeat: w,
+        quota: this.quota.describe(),
+      },
     };
   }
 
@@ -334,6 +382,8 @@ export class NodeDaemon {
   #useMount(mount: FuseMount): void {
     this.#mount = mount;
     if (this.#options.fastPath !== false) this.fs.setFastPath(mount.fastPath);
+    this.fs.setInvalidator(new RevokeInvalidator(mount.cacheWatch));
+    this.metrics.setCacheWatchSource(() => mount.cacheWatch.stats());
     this.metrics.setFastPathSource(() => mount.fastPath.stats());
     // Never stat the mount from this thread: the request would wait for this very thread.
     this.#mountMinor = mountAt(this.mountpoint)?.minor ?? 0;
@@ -385,7 +435,9 @@ export class NodeDaemon {
 
   /** Periodic check: the mount must still be ours. Remount once lost; give up if that fails. */
   #checkMount(): void {
-    if (this.#stopping || this.mounted) return;
+    if (this.#stopping) return;
+    this.fs.sweepUnchecked();
+    if (this.#options.mount === false || this.mounted) return;
     this.log.warn({ mountpoint: this.mountpoint }, 'mount disappeared: mounting again');
     void (async () => {
       try {

@@ -137,9 +137,14 @@ interface Addon {
     aclSeqAddress: number,
     seq: number,
     perms: number,
+    exeIno: number,
+    exeDev: number,
   ): boolean;
   disarm(state: unknown, fh: number): void;
   fastStats(state: unknown): number[];
+  watch(state: unknown, nodeid: number, aclSeqAddress: number, seq: number): boolean;
+  unwatch(state: unknown, nodeid: number): void;
+  watchStats(state: unknown): number[];
 }
 
 /** Where the built addon lives: MARUFS_FUSE_ADDON, or native/build/ of this package. */
@@ -177,6 +182,9 @@ export interface FastPathGrant {
   aclSeqAddress: number;
   seq: number;
   perms: number;
+  /** The executable the caller was checked with: the addon arms only while the thread runs it. */
+  exeIno: bigint;
+  exeDev: bigint;
 }
 
 export interface FastPathStats {
@@ -189,7 +197,8 @@ export interface FastPathStats {
 
 /**
  * The addon's data fast path (see native/marufs_fuse.c): reads and writes of an armed handle by the
- * checked thread are served on the FUSE thread while the region's ACL sequence holds.
+ * checked thread are served on the FUSE thread while the region's ACL sequence holds and the thread
+ * still runs the executable it was checked with.
  */
 export interface FastPath {
   arm(grant: FastPathGrant): boolean;
@@ -203,8 +212,29 @@ export interface FuseConnection {
   init: Buffer;
 }
 
+export interface CacheWatchStats {
+  /** Inodes watched now (open through the mount). */
+  watched: number;
+  /** Invalidations sent to the kernel since the mount. */
+  invalidations: number;
+  /** Invalidations the kernel refused (other than "inode already forgotten"). */
+  failures: number;
+}
+
+/**
+ * The addon's cache watcher (see native/marufs_fuse.c): while an inode (its node id, which is its
+ * inode number) is watched, a move of its region's ACL sequence word drops the kernel's cached
+ * pages and mappings of it.
+ */
+export interface CacheWatch {
+  watch(nodeid: number, aclSeqAddress: number, seq: number): boolean;
+  unwatch(nodeid: number): void;
+  stats(): CacheWatchStats;
+}
+
 export interface FuseMount {
   readonly mountpoint: string;
+  readonly cacheWatch: CacheWatch;
   /** Detach the mount (lazily) and stop taking requests; the loop ends when the kernel lets go. */
   unmount(): boolean;
   /**
@@ -321,11 +351,31 @@ function session(
     },
     fastPath: {
       arm: (g) =>
-        native.arm(state, g.fh, g.tid, Number(g.threadStart), g.address, g.size, g.aclSeqAddress, g.seq, g.perms),
+        native.arm(
+          state,
+          g.fh,
+          g.tid,
+          Number(g.threadStart),
+          g.address,
+          g.size,
+          g.aclSeqAddress,
+          g.seq,
+          g.perms,
+          Number(g.exeIno),
+          Number(g.exeDev),
+        ),
       disarm: (fh) => native.disarm(state, fh),
       stats: () => {
         const [reads = 0, writes = 0, readBytes = 0, writeBytes = 0, misses = 0] = native.fastStats(state);
         return { reads, writes, readBytes, writeBytes, misses };
+      },
+    },
+    cacheWatch: {
+      watch: (nodeid, address, seq) => native.watch(state, nodeid, address, seq),
+      unwatch: (nodeid) => native.unwatch(state, nodeid),
+      stats: () => {
+        const [watched = 0, invalidations = 0, failures = 0] = native.watchStats(state);
+        return { watched, invalidations, failures };
       },
     },
   };

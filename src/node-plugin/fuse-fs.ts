@@ -32,12 +32,13 @@ import {
   NAME_MAX,
   Perm,
   PermissionCache,
+  ownerFor,
   type Caller,
   type MarufsNode,
   type RegionHandle,
   type RegionInfo,
 } from '../engine/index.js';
-import { CONTROL_FILE, LISTED_XATTRS, ownerFor, parseControlRequest, toJson, type ControlExecutor } from './control.js';
+import { CONTROL_FILE, LISTED_XATTRS, parseControlRequest, toJson, type ControlExecutor } from './control.js';
 import {
   Op,
   OP_NAMES,
@@ -48,6 +49,8 @@ import {
   type StatfsTuple,
 } from './fuse-binding.js';
 import type { CallerResolver, ResolvedCaller } from './identity.js';
+import type { RevokeInvalidator } from './cache-inval.js';
+import type { QuotaPolicy } from './quota.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -83,6 +86,8 @@ export interface FuseFsOptions {
   logger?: FsLogger;
   /** Told about every region opened and released (so a successor daemon can restore them). */
   openFileLog?: OpenFileLog | undefined;
+  /** Who may create through the mount, and per-owner limits (quota.ts). None: no limits. */
+  quota?: QuotaPolicy | undefined;
 }
 
 /** Where open files are recorded for a successor (handover.ts): written before the open is answered. */
@@ -109,6 +114,11 @@ interface OpenRegion {
   openerCache: PermissionCache;
   lastCaller: Caller | undefined;
   lastCache: PermissionCache;
+  /**
+   * Some caller had a right on the region through this file (at open, or a checked read or write
+   * since). A file that never had one does not keep a deleted region's space (sweepUnchecked).
+   */
+  checked: boolean;
 }
 
 interface OpenControl {
@@ -141,6 +151,8 @@ export class MarufsFs {
   #nextFh = 1;
   #inFlight = 0;
   #fastPath: FastPath | undefined;
+  #invalidator: RevokeInvalidator | undefined;
+  readonly #quota: QuotaPolicy | undefined;
 
   constructor(options: FuseFsOptions) {
     this.#node = options.node;
@@ -151,6 +163,7 @@ export class MarufsFs {
     this.#observeControl = options.observeControl;
     this.#log = options.logger;
     this.#openFileLog = options.openFileLog;
+    this.#quota = options.quota;
   }
 
   /** Record (or stop recording: undefined) opens and releases from now on. */
@@ -166,8 +179,9 @@ export class MarufsFs {
     const lost: number[] = [];
     for (const r of records) {
       try {
+        const checked = this.#node.regions.permissions(r.region, r.opener) !== 0;
         const handle = this.#node.regions.open(r.region, r.opener);
-        this.#files.set(r.fh, this.#newOpenRegion(r.fh, handle, r.opener));
+        this.#files.set(r.fh, this.#newOpenRegion(r.fh, handle, r.opener, checked));
       } catch (err) {
         lost.push(r.fh);
         this.#log?.warn({ fh: r.fh, region: r.region, err: (err as Error).message }, 'open file not restored');
@@ -354,11 +368,30 @@ export class MarufsFs {
    */
   #arm(file: OpenRegion, tid: number, r: ResolvedCaller, cache: PermissionCache): void {
     if (!this.#fastPath || !r.isProcess || (file.armedTid === tid && file.armedSeq === cache.seq)) return;
+    const exe = r.caller.process;
+    if (exe?.exeIno === undefined) return; // the addon arms only for a known executable
     const access = file.handle.directAccess(r.caller, cache);
     if (!access) return;
-    if (this.#fastPath.arm({ fh: file.fh, tid, threadStart: r.threadStart, ...access })) {
+    const grant = { fh: file.fh, tid, threadStart: r.threadStart, exeIno: exe.exeIno, exeDev: exe.exeDev ?? 0n };
+    if (this.#fastPath.arm({ ...grant, ...access })) {
       file.armedTid = tid;
       file.armedSeq = access.seq;
+    }
+  }
+
+  /**
+   * Drop the kernel's cached pages of open regions when their ACL moves (set by the daemon once
+   * mounted). Files already open (restored from a previous daemon, which served the connection
+   * before this one watched it) are watched too, with a last-seen value that differs from the
+   * word's, so the first scan drops whatever the kernel cached while no daemon watched.
+   */
+  setInvalidator(invalidator: RevokeInvalidator | undefined): void {
+    this.#invalidator = invalidator;
+    if (!invalidator) return;
+    for (const [fh, file] of this.#files) {
+      if (file.kind !== 'region') continue;
+      const word = file.handle.aclWord();
+      if (word) invalidator.opened(fh, FIRST_REGION_INO + file.handle.id, { ...word, seq: (word.seq + 1) >>> 0 });
     }
   }
 
@@ -467,8 +500,9 @@ export class MarufsFs {
     if (forWriting && (regions.permissions(name, caller) & Perm.WRITE) === 0) {
       throw new MarufsError('EACCES', `opening "${name}" for writing needs WRITE`);
     }
+    const checked = forWriting || regions.permissions(name, caller) !== 0;
     const handle = regions.open(name, caller);
-    const fh = this.#addFile(this.#newOpenRegion(this.#nextFh, handle, caller));
+    const fh = this.#addFile(this.#newOpenRegion(this.#nextFh, handle, caller, checked));
     try {
       this.#openFileLog?.opened(fh, name, caller);
     } catch (err) {
@@ -478,7 +512,10 @@ export class MarufsFs {
     return fh;
   }
 
-  #newOpenRegion(fh: number, handle: RegionHandle, opener: Caller): OpenRegion {
+  /** A region file; its inode is watched from now on (cache-inval.ts), so a later ACL move is caught. */
+  #newOpenRegion(fh: number, handle: RegionHandle, opener: Caller, checked: boolean): OpenRegion {
+    const word = handle.aclWord();
+    if (word) this.#invalidator?.opened(fh, FIRST_REGION_INO + handle.id, word);
     return {
       kind: 'region',
       fh,
@@ -489,6 +526,7 @@ export class MarufsFs {
       openerCache: new PermissionCache(),
       lastCaller: undefined,
       lastCache: new PermissionCache(),
+      checked,
     };
   }
 
@@ -497,10 +535,15 @@ export class MarufsFs {
     if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     if (`/${name}` === VIEWS_DIR) throw new MarufsError('EPERM', `"${name}" is reserved by the mount`);
     const caller = this.#caller(req);
+    const owner = ownerFor(caller, this.#lifetime);
+    if (this.#quota && !this.#node.regions.lookup(name)) {
+      this.#quota.checkCreator(caller, req.gid, req.pid);
+      this.#quota.checkCreate(owner);
+    }
     try {
       await this.#node.regions.create(name, caller, {
         lifetime: this.#lifetime,
-        owner: ownerFor(caller, this.#lifetime),
+        owner,
         mode: req.offset & 0o777,
       });
     } catch (err) {
@@ -515,10 +558,35 @@ export class MarufsFs {
     if (!file) return;
     this.#files.delete(fh);
     if (file.kind === 'region') {
+      this.#invalidator?.released(fh);
       if (file.armedTid) this.#fastPath?.disarm(fh);
       file.handle.close();
       this.#openFileLog?.released(fh);
     }
+  }
+
+  /**
+   * Let go of deleted regions held open only by files that never had any right on them: a user with
+   * no rights cannot pin an unlinked region's space by keeping it open (the daemon calls this every
+   * second). Such a file's later requests fail with EBADF. Returns how many were let go.
+   */
+  sweepUnchecked(): number {
+    let dropped = 0;
+    for (const file of this.#files.values()) {
+      if (file.kind !== 'region' || file.checked || file.handle.closed) continue;
+      let gone: boolean;
+      try {
+        const info = this.#node.regions.statById(file.handle.id);
+        gone = info.generation !== file.handle.generation || (info.state !== 'allocated' && info.state !== 'chowning');
+      } catch {
+        gone = true;
+      }
+      if (!gone) continue;
+      if (file.armedTid) this.#fastPath?.disarm(file.fh);
+      file.handle.close();
+      dropped++;
+    }
+    return dropped;
   }
 
   /** Close every open file (shutdown). */
@@ -539,6 +607,7 @@ export class MarufsFs {
     const r = this.#resolver.resolve(req.pid, req.uid);
     const [caller, cache] = this.#dataCaller(file, r);
     const n = file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
+    file.checked = true;
     this.#arm(file, req.pid, r, cache);
     return n;
   }
@@ -576,6 +645,7 @@ export class MarufsFs {
       );
     }
     if (length === 0) return;
+    this.#quota?.checkSize(info.owner, length);
     await regions.sizeByRef(
       () => {
         if (regions.statById(info.id).generation !== info.generation) {

@@ -7,6 +7,7 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import {
   DEBUG_ACTIONS,
@@ -69,6 +70,21 @@ export interface HttpServerHandle {
   close(): Promise<void>;
 }
 
+/** The dashboard's static files (web/dashboard in the project), served at /dashboard/. */
+export const DASHBOARD_DIR = fileURLToPath(new URL('../../../web/dashboard/', import.meta.url));
+
+/** Most regions one /api/v1/regions page may hold. */
+const MAX_PAGE = 10_000;
+
+/** A non-negative integer query parameter, or the fallback; anything else is EINVAL. */
+function intParam(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n))
+    throw new MarufsError('EINVAL', `query parameter ${name} must be a non-negative integer`);
+  return n;
+}
+
 /** The views under /api/v1, in the order /api/v1 lists them. */
 export const API_VIEWS = ['node', 'bootstrap', 'regions', 'regions/:name', 'capacity', 'me', 'tables', 'gc'] as const;
 
@@ -122,6 +138,10 @@ export function createHttpApp(opts: HttpAppOptions): Express {
     res.set('Content-Type', metrics.contentType).send(text);
   });
 
+  // The live dashboard: static files polling /api/v1 with relative URLs.
+  app.get('/', (_req, res) => res.redirect('dashboard/'));
+  app.use('/dashboard', express.static(DASHBOARD_DIR, { index: 'index.html', maxAge: 0 }));
+
   const api = express.Router();
   api.get('/', (_req, res) => {
     res.json({
@@ -137,14 +157,23 @@ export function createHttpApp(opts: HttpAppOptions): Express {
       poolUuid: sb.poolUuid,
       formatGeneration: sb.formatGeneration,
       heartbeatFrozen: node.heartbeatFrozen,
+      geometry: sb.geometry,
     };
     res.json(view);
   });
   api.get('/bootstrap', (_req, res) => {
     res.json(inspector.bootstrap());
   });
-  api.get('/regions', (_req, res) => {
-    res.json(inspector.regions());
+  // All regions, or one page of them (?offset, ?limit, ?q: a name substring); the number that match
+  // is in X-Total-Count either way.
+  api.get('/regions', (req, res) => {
+    const paged = req.query['offset'] !== undefined || req.query['limit'] !== undefined;
+    const offset = intParam(req.query['offset'], 'offset', 0);
+    const limit = paged ? Math.min(MAX_PAGE, intParam(req.query['limit'], 'limit', 100)) : Number.MAX_SAFE_INTEGER;
+    const q = typeof req.query['q'] === 'string' ? req.query['q'] : '';
+    const { total, items } = inspector.regionsPage({ offset, limit, q });
+    res.set('X-Total-Count', String(total));
+    res.json(items);
   });
   api.get('/regions/:name', (req, res) => {
     res.json(inspector.region(req.params.name));
@@ -212,17 +241,28 @@ export function createHttpApp(opts: HttpAppOptions): Express {
 
 /** Create the app and listen on host:port; resolves once listening. */
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
-  const app = createHttpApp(opts);
+  return listenHttp(createHttpApp(opts), opts.host, opts.port, opts.logger);
+}
+
+/**
+ * Listen on host:port with any express app (the node plugin's, the agent's); resolves once listening.
+ * The handle's close() stops listening and closes every connection, idle keep-alive ones included.
+ */
+export async function listenHttp(
+  app: Express,
+  host: string,
+  port: number,
+  logger?: HttpLogger,
+): Promise<HttpServerHandle> {
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(opts.port, opts.host);
-    const onError = (err: Error): void => reject(err);
-    s.once('error', onError);
+    const s = app.listen(port, host);
+    s.once('error', reject);
     s.once('listening', () => {
-      s.off('error', onError);
+      s.off('error', reject);
       resolve(s);
     });
   });
-  server.on('error', (err) => opts.logger?.error({ err }, 'http server error'));
+  server.on('error', (err) => logger?.error({ err }, 'http server error'));
   const addr = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
   return {

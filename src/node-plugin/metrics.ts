@@ -45,6 +45,13 @@ export interface FastPathCounts {
   misses: number;
 }
 
+/** The FUSE addon's cache-watch figures (CacheWatch.stats(), cache-inval.ts). */
+export interface CacheWatchCounts {
+  watched: number;
+  invalidations: number;
+  failures: number;
+}
+
 export interface PluginMetricsOptions {
   /** Register the default process / Node.js metrics. Default true. */
   defaultMetrics?: boolean;
@@ -69,6 +76,8 @@ export class PluginMetrics {
   #poolReadFailures: Counter | undefined;
   #snapshot: PoolSnapshot | null | undefined;
   #fastPath: (() => FastPathCounts) | undefined;
+  #cacheWatch: (() => CacheWatchCounts) | undefined;
+  #quota: (() => { maxRegions: number; maxBytes: number }) | undefined;
   /** Other nodes' heartbeats as seen across scrapes: nodeId → (token, heartbeat, since). */
   #seen = new Map<number, { token: string; heartbeat: number; since: number }>();
 
@@ -147,6 +156,46 @@ export class PluginMetrics {
       [],
       (f) => [[{}, f.misses]],
     );
+
+    // ---- the addon's cache watch (revokes drop the kernel's cached pages, cache-inval.ts) ----------
+    const watch = (): CacheWatchCounts | undefined => this.#cacheWatch?.();
+    new Gauge({
+      name: 'marufs_fuse_watched_inodes',
+      help: "Inodes open through the mount whose region's ACL the addon watches to drop their cached pages.",
+      registers,
+      collect() {
+        const w = watch();
+        if (w) this.set(w.watched);
+      },
+    });
+    new Counter({
+      name: 'marufs_fuse_cache_invalidations_total',
+      help: "Kernel cache invalidations sent because a region's ACL changed, by result (ok, failed).",
+      labelNames: ['result'],
+      registers,
+      collect() {
+        const w = watch();
+        if (!w) return;
+        this.reset();
+        this.inc({ result: 'ok' }, w.invalidations);
+        this.inc({ result: 'failed' }, w.failures);
+      },
+    });
+
+    // ---- per-owner limits (quota.ts) ----------------------------------------------------------------
+    const quota = (): { maxRegions: number; maxBytes: number } | undefined => this.#quota?.();
+    new Gauge({
+      name: 'marufs_owner_quota_limit',
+      help: 'What one owner may hold, by resource (regions, bytes); 0: no limit.',
+      labelNames: ['resource'],
+      registers,
+      collect() {
+        const q = quota();
+        if (!q) return;
+        this.set({ resource: 'regions' }, q.maxRegions);
+        this.set({ resource: 'bytes' }, q.maxBytes);
+      },
+    });
 
     // ---- control interface ---------------------------------------------------------------------
     this.#control = new Counter({
@@ -243,8 +292,8 @@ export class PluginMetrics {
       help:
         "Events of this node's global ME instance since its stats were last reset (me-stats-reset), by event: " +
         'acquires, releases, fastHits, spinHits, sleepHits, deadlineHits, probes, probesAlive, takeovers, ' +
-        'takeoversLost, lateGrants, vacantClaims, timeouts, aborts, grants, passes, passesFenced, localHandoffs, ' +
-        'phantomDoorbells, pollCycles.',
+        'takeoversLost, lateGrants, vacantClaims, timeouts, aborts, grants, passes, passesFenced, sectionsFenced, ' +
+        'localHandoffs, phantomDoorbells, pollCycles.',
       labelNames: ['event'],
       registers,
       collect: collectWith(
@@ -402,6 +451,16 @@ export class PluginMetrics {
   /** Where the FUSE addon's fast-path counters come from (read at scrape time). */
   setFastPathSource(read: (() => FastPathCounts) | undefined): void {
     this.#fastPath = read;
+  }
+
+  /** Where the per-owner limits come from (read at scrape time). */
+  setQuotaSource(read: (() => { maxRegions: number; maxBytes: number }) | undefined): void {
+    this.#quota = read;
+  }
+
+  /** Where the FUSE addon's cache-watch figures come from (read at scrape time). */
+  setCacheWatchSource(read: (() => CacheWatchCounts) | undefined): void {
+    this.#cacheWatch = read;
   }
 
   /** Record one control-interface request: `result` is 'ok' or the errno code it failed with. */

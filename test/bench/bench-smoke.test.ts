@@ -74,5 +74,23 @@ describe('kvcache bench smoke', () => {
     }
     expect(r.redisVersion).toMatch(/^\d+\.\d+/);
     expect(renderKvCacheBench(r)).toMatch(/marufs \/ Redis/);
+
+    // The report names every benchmark and leads with the KV-cache headline rows.
+    const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { writeReport } = await import('../../bench/report.js');
+    const dir = mkdtempSync(join(tmpdir(), 'marufs-report-'));
+    try {
+      writeFileSync(
+        join(dir, 'kvcache.json'),
+        JSON.stringify({ machine: 'test', date: new Date().toISOString(), ...r }),
+      );
+      const md = readFileSync(await writeReport(dir, { readme: false, quick: true }), 'utf8');
+      expect(md).toMatch(/\| KV-cache fetch of 256 KiB blocks, 2 consumers \|/);
+      expect(md).toMatch(/## fuse: .*\n\nNo result yet/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

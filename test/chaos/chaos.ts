@@ -7,6 +7,11 @@
  * still there with its bytes, and every name published and not cleared is still found.
  * Reproducible from the seed (the operations; kill timing depends on scheduling).
  *
+ * Every operation on a region or a name is logged per key (round, node id, pid, operation, and its
+ * answer once it came), so a loss names the last operations and nodes that touched the key. A find
+ * / ref / pin that answers ENOENT while a clear of the same key is in flight (or ended meanwhile) is
+ * a race the harness itself started, not a loss.
+ *
  *   npm run chaos -- --rounds 20 --nodes 6 --seed 7
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,6 +38,18 @@ export interface ChaosResult {
   restarts: number;
   violations: string[];
   lost: string[];
+  /** find/ref/pin answered ENOENT because a clear of the same key raced it (not a loss). */
+  racesWithClear: number;
+  /** The first of those races, each with the key's operation log. */
+  races: string[];
+  /**
+   * Answers ENODEV: the answering node itself had been declared dead (its heartbeat looked still for
+   * the stall window, e.g. on an overloaded machine) and fenced. Says nothing about the data; the
+   * node is replaced at the round's end.
+   */
+  nodeFenced: number;
+  /** Global-ME takeovers made, and critical sections fenced, by nodes alive at a round's end. */
+  me: { takeovers: number; sectionsFenced: number };
   acknowledged: { regions: number; names: number };
 }
 
@@ -51,6 +68,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     restarts: 0,
     violations: [],
     lost: [],
+    racesWithClear: 0,
+    races: [],
+    nodeFenced: 0,
+    me: { takeovers: 0, sectionsFenced: 0 },
     acknowledged: { regions: 0, names: 0 },
   };
   // Acknowledged state: what a reply said OK to. Names with an operation in flight when its node
@@ -59,6 +80,35 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const names = new Set<string>();
   const uncertain = new Set<string>();
   const nodes: Agent[] = [];
+  // Per key: the last operations that touched it, and clears in flight / clears started so far.
+  const touches = new Map<string, string[]>();
+  const clearsInFlight = new Map<string, number>();
+  const clearsStarted = new Map<string, number>();
+  let currentRound = 0;
+  const history = (key: string): string => (touches.get(key) ?? ['(never touched)']).join('; ');
+  /** Run `cmd` on `agent` for `key`, logging start and answer; returns the reply code ("OK" or errno). */
+  const tracked = async (agent: Agent, key: string, label: string, cmd: Record<string, unknown>): Promise<string> => {
+    const who = `round ${currentRound} node ${agent.nodeId} (pid ${agent.pid}) ${label}`;
+    const log = touches.get(key) ?? [];
+    touches.set(key, log);
+    const at = log.push(`${who} …`) - 1;
+    const trim = (): void => {
+      while (log.length > 8) log.shift();
+    };
+    trim();
+    const r = await agent.send(cmd).catch((err: unknown) => {
+      const i = log.lastIndexOf(`${who} …`);
+      if (i >= 0) log[i] = `${who} → node died`;
+      throw err;
+    });
+    const code = r.ok ? 'OK' : (r.code ?? 'ERR');
+    const i = log.lastIndexOf(`${who} …`);
+    log[i >= 0 ? i : at] = `${who} → ${code}`;
+    return code;
+  };
+  const lost = (key: string, what: string): void => {
+    result.lost.push(`${what}; last touched by: ${history(key)}`);
+  };
   try {
     await formatDevice({ path: pool, size: 1024 * MiB, geometry: { maxNodes: 16, maxRegions: 512 } });
     for (let i = 0; i < opts.nodes; i++) nodes.push(new Agent(pool));
@@ -72,6 +122,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     await admin.ok({ op: 'default', name: 'chaos-names', perms: Perm.ALL });
     let serial = 0;
     for (let round = 0; round < opts.rounds; round++) {
+      currentRound = round;
       const victim = rand() < 0.7 ? Math.floor(rand() * nodes.length) : -1;
       const killAfterMs = Math.floor(rand() * 250);
       const plans = nodes.map((_, w) =>
@@ -128,6 +179,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         await nodes[leaving]!.ready;
         result.restarts++;
       }
+      // A node declared dead while alive (fenced) answers ENODEV to everything: replace it.
+      for (let i = 0; i < nodes.length; i++) {
+        if ((await nodes[i]!.code({ op: 'lookup', name: 'chaos-target' }).catch(() => 'ENODEV')) !== 'ENODEV') continue;
+        await nodes[i]!.kill9();
+        nodes[i] = new Agent(pool);
+        await nodes[i]!.ready;
+      }
       result.rounds++;
       // Let garbage collection reclaim the dead node and what it left half-made, then check.
       let problems: string[] = [];
@@ -139,9 +197,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       }
       for (const p of problems) result.violations.push(`round ${round}: ${p}`);
       await verify(nodes[0]!, round);
+      const me = { takeovers: 0, sectionsFenced: 0 };
+      for (const a of nodes) {
+        const s = (await a.ok({ op: 'me-stats' }).catch(() => undefined)) as typeof me | undefined;
+        me.takeovers += s?.takeovers ?? 0;
+        me.sectionsFenced += s?.sectionsFenced ?? 0;
+      }
       log(
-        `round ${round}: ${result.operations} operations, ${result.kills} kills, ${regions.size} regions and ${names.size} names acknowledged, ${result.violations.length} violations, ${result.lost.length} lost`,
+        `round ${round}: ${result.operations} operations, ${result.kills} kills, ${regions.size} regions and ${names.size} names acknowledged, ${result.violations.length} violations, ${result.lost.length} lost; live nodes' global ME: ${me.takeovers} takeovers, ${me.sectionsFenced} fenced sections`,
       );
+      result.me = me;
     }
     result.acknowledged = { regions: regions.size, names: names.size };
     return result;
@@ -160,10 +225,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       case 'region': {
         const name = `r-${step.id}`;
         inFlight.push(name);
-        await agent.ok({ op: 'create', name, lifetime: 'persistent' });
-        await agent.ok({ op: 'default', name, perms: Perm.ALL });
-        await agent.ok({ op: 'size', name, bytes: 2 * MiB });
-        await agent.ok({ op: 'write', name, offset: 0, length: 4096, byte: step.fill });
+        for (const [label, cmd] of [
+          ['create', { op: 'create', name, lifetime: 'persistent' }],
+          ['default', { op: 'default', name, perms: Perm.ALL }],
+          ['size', { op: 'size', name, bytes: 2 * MiB }],
+          ['write', { op: 'write', name, offset: 0, length: 4096, byte: step.fill }],
+        ] as const) {
+          const c = await tracked(agent, name, label, cmd);
+          if (c !== 'OK') throw new Error(`${label} ${name} failed: ${c}`);
+        }
         regions.set(name, step.fill);
         break;
       }
@@ -171,14 +241,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         if (ownRegions.length === 0) break;
         const name = ownRegions[Math.floor(step.pickR * ownRegions.length)]!;
         inFlight.push(name);
-        const c = await agent.code({ op: 'unlink', name });
+        const c = await tracked(agent, name, 'unlink', { op: 'unlink', name });
         if (c === 'OK' || c === 'ENOENT') regions.delete(name);
         break;
       }
       case 'publish': {
         const key = `n-${step.id}`;
         inFlight.push(key);
-        await agent.ok({
+        const c = await tracked(agent, key, 'publish', {
           op: 'table',
           name: 'chaos-names',
           action: 'publish',
@@ -186,6 +256,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           region: 'chaos-target',
           offset: (step.id % 512) * 4096,
         });
+        if (c !== 'OK') throw new Error(`publish ${key} failed: ${c}`);
         names.add(key);
         break;
       }
@@ -194,8 +265,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         if (all.length === 0) break;
         const key = all[Math.floor(step.pickR * all.length)]!;
         inFlight.push(key);
-        const c = await agent.code({ op: 'table', name: 'chaos-names', action: 'clear', key });
-        if (c === 'OK' || c === 'ENOENT') names.delete(key);
+        clearsInFlight.set(key, (clearsInFlight.get(key) ?? 0) + 1);
+        clearsStarted.set(key, (clearsStarted.get(key) ?? 0) + 1);
+        try {
+          const c = await tracked(agent, key, 'clear', { op: 'table', name: 'chaos-names', action: 'clear', key });
+          if (c === 'OK' || c === 'ENOENT') names.delete(key);
+        } finally {
+          clearsInFlight.set(key, clearsInFlight.get(key)! - 1);
+        }
         break;
       }
       case 'find':
@@ -204,20 +281,27 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         const all = [...names].filter((n) => !uncertain.has(n));
         if (all.length === 0) break;
         const key = all[Math.floor(step.pickR * all.length)]!;
-        const c = await agent.code({
+        const clearsBefore = clearsStarted.get(key) ?? 0;
+        const c = await tracked(agent, key, step.op, {
           op: 'table',
           name: 'chaos-names',
           action: { find: 'find', ref: 'refInc', pin: 'pinInc' }[step.op],
           key,
         });
-        if (c !== 'OK' && names.has(key)) result.lost.push(`name ${key}: ${step.op} answered ${c}`);
+        // A clear of this key on another node, in flight or begun meanwhile, may have won the race.
+        const raced = (clearsInFlight.get(key) ?? 0) > 0 || (clearsStarted.get(key) ?? 0) !== clearsBefore;
+        if (c === 'ENODEV') result.nodeFenced++;
+        else if (c === 'ENOENT' && raced) {
+          result.racesWithClear++;
+          if (result.races.length < 20) result.races.push(`name ${key}: ${step.op} → ENOENT; ${history(key)}`);
+        } else if (c !== 'OK' && names.has(key)) lost(key, `name ${key}: ${step.op} answered ${c}`);
         break;
       }
       case 'grant': {
         if (ownRegions.length === 0) break;
         const name = ownRegions[Math.floor(step.pickR * ownRegions.length)]!;
         const peer = nodes[(step.w + 1) % nodes.length]!;
-        await agent.code({
+        await tracked(agent, name, 'grant', {
           op: 'grant',
           name,
           to: { kind: 'process', nodeId: peer.nodeId, pid: peer.pid },
@@ -229,7 +313,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         if (ownRegions.length === 0) break;
         const name = ownRegions[Math.floor(step.pickR * ownRegions.length)]!;
         const peer = nodes[(step.w + 1) % nodes.length]!;
-        await agent.code({ op: 'revoke', name, to: { kind: 'process', nodeId: peer.nodeId, pid: peer.pid } });
+        await tracked(agent, name, 'revoke', {
+          op: 'revoke',
+          name,
+          to: { kind: 'process', nodeId: peer.nodeId, pid: peer.pid },
+        });
         break;
       }
       case 'chown': {
@@ -237,8 +325,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         if (ownRegions.length === 0) break;
         const name = ownRegions[Math.floor(step.pickR * ownRegions.length)]!;
         inFlight.push(name);
-        const c = await agent.code({ op: 'chown', name, to: { kind: 'user', uid: 0 } });
-        if (c === 'OK') await agent.code({ op: 'default', name, perms: Perm.ALL });
+        const c = await tracked(agent, name, 'chown', { op: 'chown', name, to: { kind: 'user', uid: 0 } });
+        if (c === 'OK') await tracked(agent, name, 'default', { op: 'default', name, perms: Perm.ALL });
         break;
       }
       case 'process-region': {
@@ -253,7 +341,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         const r = await agent.send({ op: 'read', name, offset: 0, length: 4096 });
         const fill = regions.get(name);
         if (fill === undefined || uncertain.has(name)) break;
-        if (!r.ok && r.code !== 'ENOENT') result.lost.push(`region ${name}: read answered ${r.code}`);
+        if (r.code === 'ENODEV') result.nodeFenced++;
+        else if (!r.ok && r.code !== 'ENOENT') lost(name, `region ${name}: read answered ${r.code}`);
         break;
       }
     }
@@ -265,7 +354,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       const r = await agent.send({ op: 'read', name, offset: 0, length: 4096 });
       const got = r.result as { length: number; allEqual: boolean; first: number } | undefined;
       if (!r.ok || !got || got.length !== 4096 || !got.allEqual || got.first !== fill) {
-        result.lost.push(`round ${round}: region ${name}: ${r.ok ? JSON.stringify(got) : r.code}`);
+        lost(name, `round ${round}: region ${name}: ${r.ok ? JSON.stringify(got) : r.code}`);
         regions.delete(name);
       }
     }
@@ -273,7 +362,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       if (uncertain.has(key)) continue;
       const c = await agent.code({ op: 'table', name: 'chaos-names', action: 'find', key });
       if (c !== 'OK') {
-        result.lost.push(`round ${round}: name ${key}: ${c}`);
+        lost(key, `round ${round}: name ${key}: ${c}`);
         names.delete(key);
       }
     }

@@ -28,7 +28,7 @@ describe('marufs CLI', () => {
     };
     expect(report.status).toBe('valid');
     expect(report.device).toEqual({ path: pool, kind: 'file', size: 32 * 1024 * 1024 });
-    expect(report.superblock).toMatchObject({ version: 1, poolUuid: formatted['poolUuid'], formatGeneration: 1 });
+    expect(report.superblock).toMatchObject({ version: 2, poolUuid: formatted['poolUuid'], formatGeneration: 1 });
     expect(report.geometry).toMatchObject({ maxNodes: 8, maxRegions: 128, coherence: 'coherent' });
     expect(report.layout.areas.map((a) => a.name)).toEqual([
       'superblock',
@@ -111,7 +111,13 @@ describe('marufs CLI', () => {
     writeFileSync(garbage, Buffer.alloc(8 * 1024 * 1024, 0x42));
     const attach = runCli(['attach', garbage, '--hold-ms', '10']);
     expect(attach.status).toBe(1);
-    expect(attach.stderr).toMatch(/ENODEV: .*not formatted/);
+    // Not blank, so not "unformatted": refused as damaged, never formatted over.
+    expect(attach.stderr).toMatch(/EBADMSG: damaged pool: .*not blank/);
+    const blank = join(tmp.dir, 'blank.pool');
+    writeFileSync(blank, Buffer.alloc(8 * 1024 * 1024));
+    const attachBlank = runCli(['attach', blank, '--hold-ms', '10']);
+    expect(attachBlank.status).toBe(1);
+    expect(attachBlank.stderr).toMatch(/ENODEV: .*not formatted/);
   });
 
   it('prints help for every command with exit code 0', () => {

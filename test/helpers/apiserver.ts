@@ -32,6 +32,12 @@ export interface ControlPlaneOptions {
   startTimeoutMs?: number;
   /** How long stop() waits after SIGTERM before SIGKILL (default 10 s). */
   stopTimeoutMs?: number;
+  /**
+   * Admission plugins to disable (default: ServiceAccount only). With no controller-manager here,
+   * tests of PVC/PV life cycles also disable StorageObjectInUseProtection, whose finalizers only
+   * the (absent) protection controllers would remove.
+   */
+  disableAdmissionPlugins?: string[];
 }
 
 export interface ControlPlane {
@@ -43,6 +49,12 @@ export interface ControlPlane {
   dir: string;
   ports: { apiserver: number; etcdClient: number; etcdPeer: number };
   pids: { apiserver: number; etcd: number };
+  /**
+   * Stops kube-apiserver (SIGTERM, then SIGKILL after the stop timeout), waits `downMs`, starts it
+   * again on the same port with the same arguments and waits until it is ready. etcd keeps running,
+   * so every object survives; watches of clients break. `pids.apiserver` is updated.
+   */
+  restartApiserver(downMs?: number): Promise<void>;
   /** Stops kube-apiserver and etcd (SIGTERM, then SIGKILL after a timeout) and removes `dir`. */
   stop(): Promise<void>;
 }
@@ -119,7 +131,7 @@ function openssl(cwd: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`control plane: openssl ${args.join(' ')} failed: ${r.stderr}`);
 }
 
-interface Certs {
+export interface Certs {
   ca: string;
   serverCert: string;
   serverKey: string;
@@ -129,8 +141,37 @@ interface Certs {
   saKey: string;
 }
 
+/**
+ * A leaf certificate `<dir>/<name>.crt` + `.key` signed by the CA in `<dir>` (ca.crt, ca.key), with
+ * subject `subj` (e.g. `/O=system:nodes/CN=system:node:n1`) and the x509v3 extensions text `ext`.
+ */
+export function signCert(dir: string, name: string, subj: string, ext: string): { cert: string; key: string } {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  writeFileSync(join(dir, `${name}.ext`), ext);
+  openssl(dir, ['req', '-new', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj]);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-days',
+    '2',
+    '-set_serial',
+    `0x${randomBytes(8).toString('hex')}`,
+    '-extfile',
+    `${name}.ext`,
+    '-out',
+    `${name}.crt`,
+  ]);
+  return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+}
+
 /** A CA, a serving certificate for 127.0.0.1/localhost, an admin client certificate, an SA key pair. */
-function makeCerts(dir: string): Certs {
+export function makeCerts(dir: string): Certs {
   ensureOpenssl();
   mkdirSync(dir, { recursive: true });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -151,28 +192,7 @@ function makeCerts(dir: string): Certs {
     '-addext',
     'keyUsage=critical,keyCertSign,cRLSign',
   ]);
-  const leaf = (name: string, subj: string, ext: string): void => {
-    writeFileSync(join(dir, `${name}.ext`), ext);
-    openssl(dir, ['req', '-new', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj]);
-    openssl(dir, [
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-days',
-      '2',
-      '-set_serial',
-      `0x${randomBytes(8).toString('hex')}`,
-      '-extfile',
-      `${name}.ext`,
-      '-out',
-      `${name}.crt`,
-    ]);
-  };
+  const leaf = (name: string, subj: string, ext: string): void => void signCert(dir, name, subj, ext);
   leaf(
     'apiserver',
     '/CN=kube-apiserver',
@@ -199,7 +219,12 @@ function makeCerts(dir: string): Certs {
   };
 }
 
-function writeKubeconfig(path: string, server: string, certs: Certs): void {
+/** A kubeconfig for `server` authenticating with the client certificate in `certs`. */
+export function writeKubeconfig(
+  path: string,
+  server: string,
+  certs: Pick<Certs, 'ca' | 'clientCert' | 'clientKey'>,
+): void {
   const b64 = (p: string): string => readFileSync(p).toString('base64');
   writeFileSync(
     path,
@@ -232,7 +257,7 @@ function writeKubeconfig(path: string, server: string, certs: Certs): void {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The last lines of a log file, for error messages. */
-function tail(path: string, lines = 25): string {
+export function tail(path: string, lines = 25): string {
   try {
     return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {
@@ -280,7 +305,10 @@ async function waitReady(p: Proc, what: string, deadline: number, check: () => P
   }
 }
 
-function get(url: string, tls?: { ca: Buffer; cert: Buffer; key: Buffer }): Promise<{ status: number; body: string }> {
+export function get(
+  url: string,
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer },
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = (tls ? request : httpRequest)(url, { ...(tls ?? {}), timeout: 2000 }, (res) => {
       let body = '';
@@ -379,55 +407,64 @@ async function startControlPlaneOnce(opts: ControlPlaneOptions): Promise<Control
     });
 
     const server = `https://${LOOPBACK}:${apiserver}`;
-    const kas = startProc(
-      'kube-apiserver',
-      apiserverBin,
-      [
-        `--bind-address=${LOOPBACK}`,
-        `--advertise-address=${LOOPBACK}`,
-        `--secure-port=${apiserver}`,
-        `--etcd-servers=${etcdUrl}`,
-        `--cert-dir=${join(dir, 'pki')}`,
-        `--tls-cert-file=${certs.serverCert}`,
-        `--tls-private-key-file=${certs.serverKey}`,
-        `--client-ca-file=${certs.ca}`,
-        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-        `--service-account-key-file=${certs.saPub}`,
-        `--service-account-signing-key-file=${certs.saKey}`,
-        '--service-cluster-ip-range=10.96.0.0/24',
-        '--authorization-mode=RBAC',
-        // No controller-manager creates the `default` ServiceAccount, so the ServiceAccount admission
-        // plugin would reject every Pod.
-        '--disable-admission-plugins=ServiceAccount',
-        // Endpoints for 127.0.0.1 fail validation (loopback); nothing here needs the kubernetes Endpoints.
-        '--endpoint-reconciler-type=none',
-        '--allow-privileged=true',
-        '--profiling=false',
-        '--v=1',
-      ],
-      dir,
-    );
-    procs.push(kas);
-    trackForExit(kas);
+    const kasArgs = [
+      `--bind-address=${LOOPBACK}`,
+      `--advertise-address=${LOOPBACK}`,
+      `--secure-port=${apiserver}`,
+      `--etcd-servers=${etcdUrl}`,
+      `--cert-dir=${join(dir, 'pki')}`,
+      `--tls-cert-file=${certs.serverCert}`,
+      `--tls-private-key-file=${certs.serverKey}`,
+      `--client-ca-file=${certs.ca}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${certs.saPub}`,
+      `--service-account-signing-key-file=${certs.saKey}`,
+      '--service-cluster-ip-range=10.96.0.0/24',
+      '--authorization-mode=RBAC',
+      // No controller-manager creates the `default` ServiceAccount, so the ServiceAccount admission
+      // plugin would reject every Pod.
+      `--disable-admission-plugins=${(opts.disableAdmissionPlugins ?? ['ServiceAccount']).join(',')}`,
+      // Endpoints for 127.0.0.1 fail validation (loopback); nothing here needs the kubernetes Endpoints.
+      '--endpoint-reconciler-type=none',
+      '--allow-privileged=true',
+      '--profiling=false',
+      '--v=1',
+    ];
     const tls = {
       ca: readFileSync(certs.ca),
       cert: readFileSync(certs.clientCert),
       key: readFileSync(certs.clientKey),
     };
-    await waitReady(kas, `kube-apiserver /readyz on ${server}`, deadline, async () => {
-      const r = await get(`${server}/readyz`, tls);
-      return r.status === 200 && r.body.trim() === 'ok';
-    });
+    let starts = 0;
+    const startKas = async (until: number): Promise<Proc> => {
+      const p = startProc(starts++ ? `kube-apiserver-${starts}` : 'kube-apiserver', apiserverBin, kasArgs, dir);
+      procs.push(p);
+      trackForExit(p);
+      await waitReady(p, `kube-apiserver /readyz on ${server}`, until, async () => {
+        const r = await get(`${server}/readyz`, tls);
+        return r.status === 200 && r.body.trim() === 'ok';
+      });
+      return p;
+    };
+    let kas = await startKas(deadline);
 
     const kubeconfigPath = join(dir, 'kubeconfig');
     writeKubeconfig(kubeconfigPath, server, certs);
     let stopped: Promise<void> | undefined;
+    const pids = { apiserver: kas.child.pid ?? -1, etcd: etcd.child.pid ?? -1 };
     return {
       kubeconfigPath,
       server,
       dir,
       ports: { apiserver, etcdClient, etcdPeer },
-      pids: { apiserver: kas.child.pid ?? -1, etcd: etcd.child.pid ?? -1 },
+      pids,
+      restartApiserver: async (downMs = 0) => {
+        await stopProc(kas, stopTimeoutMs);
+        procs.splice(procs.indexOf(kas), 1);
+        await sleep(downMs);
+        kas = await startKas(Date.now() + startTimeoutMs);
+        pids.apiserver = kas.child.pid ?? -1;
+      },
       stop: () => (stopped ??= stopAll()),
     };
   } catch (e) {

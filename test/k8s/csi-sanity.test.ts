@@ -202,6 +202,8 @@ describe('csi-sanity v5 (Identity and Node services)', () => {
       POOL_NAME,
       '--node-name',
       'sanity-node',
+      '--kubelet-dir',
+      tmp.dir, // csi-sanity's mount and staging directories are below it
     ]);
     controller = await startController();
     const params = join(tmp.dir, 'volume-parameters.yaml');

@@ -9,8 +9,18 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { csiV1, loadCsiPackage } from '../../src/node-plugin/csi-proto.js';
 import { tempDir } from '../helpers/cli.js';
@@ -135,16 +145,24 @@ beforeAll(async () => {
   expect(existsSync('/sys/fs/cgroup/pids')).toBe(true);
   formatPool(pool, '256M');
   chmodSync(tmp.dir, 0o755); // uid 65534 must reach the mount point
-  daemon = await startDaemon(pool, mnt, [
-    '--node-id',
-    '1',
-    '--csi',
-    `unix://${socket}`,
-    '--pool-name',
-    'pool-a',
-    '--node-name',
-    'node-a',
-  ]);
+  // Under umask 000 the socket must still be 0600 in a 0750 directory (the child inherits the umask).
+  const umask = process.umask(0);
+  try {
+    daemon = await startDaemon(pool, mnt, [
+      '--node-id',
+      '1',
+      '--csi',
+      `unix://${socket}`,
+      '--pool-name',
+      'pool-a',
+      '--node-name',
+      'node-a',
+      '--kubelet-dir',
+      kubelet,
+    ]);
+  } finally {
+    process.umask(umask);
+  }
   const pkg = csiV1(loadCsiPackage());
   identity = new pkg['Identity']!(`unix://${socket}`, grpc.credentials.createInsecure());
   node = new pkg['Node']!(`unix://${socket}`, grpc.credentials.createInsecure());
@@ -335,14 +353,20 @@ describe('Node service: publishing regions to pods', () => {
 describe('Node service: ephemeral inline volumes', () => {
   const eph = (extra: Record<string, string>) => ({ 'csi.storage.k8s.io/ephemeral': 'true', pool: 'pool-a', ...extra });
 
-  it('uses an existing region named by the attributes', async () => {
-    const target = targetOf(podA, 'eph-r1');
+  it("uses an existing region of the pod's namespace owned by its workload", async () => {
+    // Made by uid 65534 and given to the workload team-a/infer (chown wipes 65534's rights).
+    shOk(
+      `touch ${mnt}/team-a.given && truncate -s 2M ${mnt}/team-a.given && printf given | dd of=${mnt}/team-a.given conv=notrunc 2>/dev/null` +
+        ` && setfattr -n user.marufs.owner -v workload:team-a/infer ${mnt}/team-a.given`,
+      { uid: NOBODY },
+    );
+    const target = targetOf(podA, 'eph-given');
     const volumeId = `csi-${randomUUID()}`;
-    await publish(podA, volumeId, target, {}, eph({ region: 'r1' }));
-    expect(inPod(podA, `head -c 8 ${target}/r1`).stdout).toBe('hello-r1');
+    await publish(podA, volumeId, target, {}, eph({ region: 'given' }));
+    expect(inPod(podA, `head -c 5 ${target}/team-a.given`).stdout).toBe('given');
     await unpublish(volumeId, target);
     // Not created by the volume: the region stays.
-    expect(existsSync(join(mnt, 'r1'))).toBe(true);
+    expect(existsSync(join(mnt, 'team-a.given'))).toBe(true);
   });
 
   it('creates a missing region with `size` for the workload, in its namespace, and removes it at unpublish', async () => {
@@ -420,6 +444,218 @@ describe('Node service: bad requests', () => {
   });
 });
 
+describe('attacks through the CSI socket (issue 15)', () => {
+  const eph = (extra: Record<string, string>) => ({ 'csi.storage.k8s.io/ephemeral': 'true', pool: 'pool-a', ...extra });
+
+  it('the socket is 0600 in a 0750 directory although the daemon runs under umask 000: uid 1000 cannot connect', () => {
+    expect(statSync(socket).mode & 0o777).toBe(0o600);
+    expect(statSync(dirname(socket)).mode & 0o777).toBe(0o750);
+    const r = sh(
+      `/usr/bin/python3 -c "import socket; s = socket.socket(socket.AF_UNIX); s.connect('${socket}'); print('connected')"`,
+      { uid: 1000 },
+    );
+    expect(r.stdout).not.toMatch(/connected/);
+    expect(r.stderr).toMatch(/Permission denied/);
+  });
+
+  it('refuses a target outside the kubelet directory, or reached through a symlink; nothing is mounted', async () => {
+    const outside = join(tmp.dir, 'elsewhere', 'mount');
+    const err = await errorOf(publish(podA, 'pool-a/r1', outside));
+    expect(grpc.status[err.code]).toBe('INVALID_ARGUMENT');
+    expect(err.details).toMatch(/not under the kubelet directory/);
+    expect(existsSync(outside)).toBe(false);
+    // A symlink inside the kubelet directory pointing at a root-owned directory elsewhere.
+    const victim = join(tmp.dir, 'victim');
+    mkdirSync(victim, { recursive: true });
+    const link = join(kubelet, 'pods', 'evil-link');
+    mkdirSync(dirname(link), { recursive: true });
+    symlinkSync(victim, link);
+    try {
+      const viaLink = await errorOf(publish(podA, 'pool-a/r1', join(link, 'mount')));
+      expect(grpc.status[viaLink.code]).toBe('INVALID_ARGUMENT');
+      expect(viaLink.details).toMatch(/symbolic link/);
+      expect(mountsUnder(victim)).toEqual([]);
+      expect(readdirSync(victim)).toEqual([]);
+      // A directory another uid may write to is not trusted either.
+      const open = join(kubelet, 'pods', 'world-writable');
+      mkdirSync(open, { recursive: true });
+      chmodSync(open, 0o777);
+      expect(await codeOf(publish(podA, 'pool-a/r1', join(open, 'mount')))).toBe('INVALID_ARGUMENT');
+      expect(mountsUnder(open)).toEqual([]);
+      rmdirSync(open);
+    } finally {
+      unlinkSync(link);
+      rmdirSync(victim);
+    }
+  });
+
+  it("unpublish never unmounts the plugin's FUSE mount nor a parent of pods' targets", async () => {
+    const target = targetOf(podA, 'r1-guarded');
+    await publish(podA, 'pool-a/r1', target);
+    // The daemon's own mount: outside the kubelet directory, refused; the mount lives on.
+    expect(await codeOf(unpublish('pool-a/r1', mnt))).toBe('INVALID_ARGUMENT');
+    expect(mountsUnder(mnt).some((m) => m.point === mnt && m.fstype === 'fuse.marufs')).toBe(true);
+    // A parent of the pod's target: not a target this plugin published.
+    for (const parent of [join(kubelet, 'pods'), join(kubelet, 'pods', podA.uid)]) {
+      const err = await errorOf(unpublish('pool-a/r1', parent));
+      expect(grpc.status[err.code]).toBe('FAILED_PRECONDITION');
+    }
+    expect(mountsUnder(target).length).toBe(1);
+    expect(inPod(podA, `head -c 8 ${target}/r1`).stdout).toBe('hello-r1');
+    await unpublish('pool-a/r1', target);
+    expect(mountsUnder(target)).toEqual([]);
+  });
+
+  it("a pod cannot reach another namespace's names inline: prefixed names refused, its own scope used", async () => {
+    const target = targetOf(podB, 'cross');
+    const volumeId = `csi-${randomUUID()}`;
+    // No namespace attribute, another namespace's prefix in the name.
+    const err = await errorOf(publish(podB, volumeId, target, {}, eph({ region: 'team-a.kv-cache', size: '2Mi' })));
+    expect(grpc.status[err.code]).toBe('PERMISSION_DENIED');
+    expect(existsSync(join(mnt, 'team-a.kv-cache'))).toBe(false);
+    expect(mountsUnder(target)).toEqual([]);
+    // The same name without a prefix lands in team-b's own scope.
+    await publish(podB, volumeId, target, {}, eph({ region: 'kv-cache', size: '2Mi' }));
+    expect(readdirSync(target)).toEqual(['team-b.kv-cache']);
+    await unpublish(volumeId, target);
+    expect(existsSync(join(mnt, 'team-b.kv-cache'))).toBe(false);
+  });
+
+  it('a region squatted under a namespace name by a host user is never handed to a pod', async () => {
+    // uid 1000 pre-creates team-a.kv2 through the mount and grants team-a's workload on it.
+    shOk(
+      `touch ${mnt}/team-a.kv2 && truncate -s 2M ${mnt}/team-a.kv2 && setfattr -n user.marufs.grant -v 'workload:team-a/infer rw' ${mnt}/team-a.kv2`,
+      { uid: 1000 },
+    );
+    try {
+      const variants: Record<string, string>[] = [{ region: 'kv2', size: '2Mi' }, { region: 'kv2' }];
+      for (const attrs of variants) {
+        const target = targetOf(podA, 'squat');
+        const err = await errorOf(publish(podA, `csi-${randomUUID()}`, target, {}, eph(attrs)));
+        expect(grpc.status[err.code]).toBe('PERMISSION_DENIED');
+        expect(err.details).toMatch(/not owned by (the pod's workload|a workload)/);
+        expect(mountsUnder(target)).toEqual([]);
+      }
+      expect(existsSync(join(mnt, 'team-a.kv2'))).toBe(true); // and nobody removed it
+    } finally {
+      shOk(`rm -f ${mnt}/team-a.kv2`, { uid: 1000 });
+    }
+  });
+
+  it("a sibling workload's region is shared inline without size, never taken over with size", async () => {
+    // Owned by team-a/other (another service account of the namespace).
+    shOk(
+      `touch ${mnt}/team-a.sibling && truncate -s 2M ${mnt}/team-a.sibling` +
+        ` && setfattr -n user.marufs.grant -v 'workload:team-a/infer rw' ${mnt}/team-a.sibling` +
+        ` && setfattr -n user.marufs.owner -v workload:team-a/other ${mnt}/team-a.sibling`,
+      { uid: NOBODY },
+    );
+    // (The chown wiped the grant: only the owner's ACL decides now.)
+    const target = targetOf(podA, 'sibling');
+    const volumeId = `csi-${randomUUID()}`;
+    const err = await errorOf(publish(podA, volumeId, target, {}, eph({ region: 'sibling', size: '2Mi' })));
+    expect(grpc.status[err.code]).toBe('PERMISSION_DENIED');
+    expect(err.details).toMatch(/not owned by the pod's workload/);
+    // Without size the owner kind passes; the ACL refuses (no grant after the chown): still no mount.
+    const acl = await errorOf(publish(podA, volumeId, target, {}, eph({ region: 'sibling' })));
+    expect(grpc.status[acl.code]).toBe('PERMISSION_DENIED');
+    expect(acl.details).toMatch(/lacks READ and WRITE/);
+    expect(mountsUnder(target)).toEqual([]);
+    expect(existsSync(join(mnt, 'team-a.sibling'))).toBe(true);
+  });
+
+  it('a region made for a volume is unlinked only after its last publish, and only while the workload owns it', async () => {
+    const podA2 = { ...podA, uid: randomUUID(), name: 'infer-1' };
+    const t1 = targetOf(podA, 'shared-scratch');
+    const t2 = targetOf(podA2, 'shared-scratch');
+    const v1 = `csi-${randomUUID()}`;
+    const v2 = `csi-${randomUUID()}`;
+    const attrs = eph({ region: 'shared-scratch', size: '2Mi' });
+    await publish(podA, v1, t1, {}, attrs);
+    await publish(podA2, v2, t2, {}, attrs); // the same workload's region: used as it is
+    await unpublish(v1, t1);
+    expect(existsSync(join(mnt, 'team-a.shared-scratch'))).toBe(true); // still published for podA2
+    await unpublish(v2, t2);
+    expect(existsSync(join(mnt, 'team-a.shared-scratch'))).toBe(false); // its last publish went
+
+    // Given away meanwhile (the pod's process chowns it to uid 65534): the volume leaves it alone.
+    const t3 = targetOf(podA, 'given-away');
+    const v3 = `csi-${randomUUID()}`;
+    await publish(podA, v3, t3, {}, eph({ region: 'given-away', size: '2Mi' }));
+    const chown = inPod(podA, `setfattr -n user.marufs.owner -v user:${NOBODY} ${mnt}/team-a.given-away`);
+    expect(chown.code).toBe(0);
+    await unpublish(v3, t3);
+    expect(existsSync(join(mnt, 'team-a.given-away'))).toBe(true);
+    shOk(`rm -f ${mnt}/team-a.given-away`, { uid: NOBODY });
+  });
+
+  it('reserved and look-alike names are refused on every path that creates regions', async () => {
+    // CSI: an inline ".marufs" (once created as a region whose view showed the control file), a PV handle.
+    const target = targetOf(podA, 'reserved');
+    expect(
+      await codeOf(publish(podA, `csi-${randomUUID()}`, target, {}, eph({ region: '.marufs', size: '2Mi' }))),
+    ).toBe('PERMISSION_DENIED');
+    expect(await codeOf(publish(podA, 'pool-a/.views', target))).toBe('INVALID_ARGUMENT');
+    expect(mountsUnder(target)).toEqual([]);
+    // Through the mount, as a plain user: a decomposed "é" (NFD), a zero-width space, a bidi override
+    // (octal escapes: dash's printf has no \x).
+    for (const bad of ['e\\314\\201', 'a\\342\\200\\213b', 'x\\342\\200\\256txt']) {
+      const r = sh(`touch "${mnt}/$(printf '${bad}')"`, { uid: 1000 });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Invalid argument/);
+    }
+    // The composed spelling is fine.
+    shOk(`touch "${mnt}/$(printf '\\303\\251')" && rm "${mnt}/$(printf '\\303\\251')"`, { uid: 1000 });
+    expect(readdirSync(mnt).filter((n) => n !== 'r1' && n !== 'r2' && !n.startsWith('team-a.'))).toEqual([]);
+  });
+
+  it('a process in a look-alike pod cgroup outside the kubelet root is not the pod', async () => {
+    const target = targetOf(podA, 'r1-cgroup');
+    await publish(podA, 'pool-a/r1', target);
+    try {
+      // A "delegated" subtree owned by uid 1000, with the pod's UID in its path.
+      const fake = join('/sys/fs/cgroup/pids', `marufs-delegated-${process.pid}`, 'kubepods', `pod${podA.uid}`);
+      mkdirSync(fake, { recursive: true });
+      cgroups.add(fake);
+      cgroups.add(dirname(fake));
+      cgroups.add(dirname(dirname(fake)));
+      shOk(`chown -R 1000:1000 ${dirname(dirname(fake))}`);
+      const r = sh(`echo $$ > ${fake}/cgroup.procs && grep pids /proc/self/cgroup && head -c 8 ${mnt}/r1`, {
+        uid: 1000,
+      });
+      expect(r.stdout).toContain(`/kubepods/pod${podA.uid}`); // it really is in the look-alike cgroup
+      expect(r.stdout).not.toContain('hello-r1');
+      expect(r.stderr).toMatch(/Permission denied/);
+      // The real pod's process still reads.
+      expect(inPod(podA, `head -c 8 ${mnt}/r1`).stdout).toBe('hello-r1');
+    } finally {
+      await unpublish('pool-a/r1', target);
+    }
+  });
+
+  it('a process that leaves the pod cgroup loses the workload at once (no cached identity)', async () => {
+    const target = targetOf(podA, 'r1-leave');
+    await publish(podA, 'pool-a/r1', target);
+    try {
+      const dir = join(CGROUP_ROOT, `pod${podA.uid}`);
+      mkdirSync(dir, { recursive: true });
+      cgroups.add(dir);
+      const script = [
+        "const fs = require('fs');",
+        `const read = () => { try { const fd = fs.openSync('${mnt}/r1', 'r'); const b = Buffer.alloc(8);`,
+        'fs.readSync(fd, b, 0, 8, 0); fs.closeSync(fd); return b.toString(); } catch (e) { return e.code; } };',
+        `fs.writeFileSync('${dir}/cgroup.procs', String(process.pid));`,
+        'const first = read();',
+        "fs.writeFileSync('/sys/fs/cgroup/pids/cgroup.procs', String(process.pid));",
+        'console.log(first, read());',
+      ].join(' ');
+      expect(shOk(`${process.execPath} -e "${script}"`).trim()).toBe('hello-r1 EACCES');
+    } finally {
+      await unpublish('pool-a/r1', target);
+    }
+  });
+});
+
 describe('restart and socket lifecycle', () => {
   it('keeps its published volumes across a restart: stats flag the dead mount, unpublish cleans up', async () => {
     const target = targetOf(podA, 'survivor');
@@ -427,7 +663,16 @@ describe('restart and socket lifecycle', () => {
     const ctx = { 'csi.storage.k8s.io/ephemeral': 'true', pool: 'pool-a', region: 'survivor', size: '2Mi' };
     await publish(podA, volumeId, target, {}, ctx);
     expect(await daemon!.stop()).toBe(0);
-    daemon = await startDaemon(pool, mnt, ['--node-id', '1', '--csi', socket, '--pool-name', 'pool-a']);
+    daemon = await startDaemon(pool, mnt, [
+      '--node-id',
+      '1',
+      '--csi',
+      socket,
+      '--pool-name',
+      'pool-a',
+      '--kubelet-dir',
+      kubelet,
+    ]);
     // The log line may reach us after the serving event (two pipes): wait for it.
     for (let i = 0; i < 100 && !/CSI state restored/.test(daemon.stderr); i++)
       await new Promise((r) => setTimeout(r, 50));
@@ -443,7 +688,7 @@ describe('restart and socket lifecycle', () => {
     await unpublish(volumeId, target);
     expect(mountsUnder(target)).toEqual([]);
     expect(existsSync(target)).toBe(false);
-    expect(existsSync(join(mnt, 'survivor'))).toBe(false); // created for the volume: removed with it
+    expect(existsSync(join(mnt, 'team-a.survivor'))).toBe(false); // created for the volume: removed with it
   });
 
   it('removes the socket at stop', async () => {

@@ -322,6 +322,20 @@ describe('node plugin HTTP server', () => {
 
     const regions = (await (await get('/api/v1/regions')).json()) as { name: string; size: number }[];
     expect(regions).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'http-region', size: 2 * MiB })]));
+    // Pages: ?offset/?limit/?q, with the number that match in X-Total-Count; bad numbers are 400.
+    await node.regions.create('http-other', thisProcess(node.nodeId), { lifetime: 'persistent' });
+    const page = await get('/api/v1/regions?offset=1&limit=1');
+    expect(page.headers.get('x-total-count')).toBe('2');
+    expect(((await page.json()) as unknown[]).length).toBe(1);
+    const found = await get('/api/v1/regions?limit=10&q=other');
+    expect(found.headers.get('x-total-count')).toBe('1');
+    expect(await found.json()).toEqual([expect.objectContaining({ name: 'http-other' })]);
+    for (const bad of ['limit=-1', 'offset=abc', 'limit=1e3']) {
+      const r = await get(`/api/v1/regions?${bad}`);
+      expect(r.status).toBe(400);
+      expect(await r.json()).toMatchObject({ error: 'EINVAL' });
+    }
+    await node.regions.unlink('http-other', thisProcess(node.nodeId));
     const one = await get('/api/v1/regions/http-region');
     expect(one.status).toBe(200);
     expect(await one.json()).toMatchObject({ name: 'http-region' });

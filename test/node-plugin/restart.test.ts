@@ -41,6 +41,8 @@ const daemonArgs = [
   'pool-r',
   '--node-name',
   'node-r',
+  '--kubelet-dir',
+  join(tmp.dir, 'kubelet'),
 ];
 let current: Daemon | undefined;
 

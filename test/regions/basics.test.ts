@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import {
   Perm,
+  adminReservedSlots,
   attachNode,
   formatDevice,
   thisProcess,
@@ -114,6 +115,29 @@ describe('regions on two nodes', () => {
     expect(await code(n1.regions.grant('granting', me1, { ...third, nodeId: 0 }, Perm.READ))).toBe('EINVAL');
     expect(await code(n1.regions.grant('granting', me1, third, 0))).toBe('EINVAL');
     expect(await code(n1.regions.grant('granting', me1, third, 0xffff))).toBe('EINVAL');
+  });
+
+  it('keeps the last free delegation slots for the owner: a GRANT holder cannot exhaust them', async () => {
+    await n1.regions.create('slots', me1);
+    await n1.regions.grant('slots', me1, { kind: 'user', uid: 4242 }, Perm.READ | Perm.GRANT);
+    const holder: Caller = { nodeId: n1.nodeId, uid: 4242 };
+    let granted = 0;
+    for (let i = 0; i < 40; i++) {
+      const c = await code(n1.regions.grant('slots', holder, { kind: 'user', uid: 5000 + i }, Perm.READ));
+      if (c !== 'OK') {
+        expect(c).toBe('ENOSPC');
+        break;
+      }
+      granted++;
+    }
+    const kept = adminReservedSlots(29);
+    expect(kept).toBe(4);
+    expect(granted).toBe(29 - 1 - kept);
+    // The owner still grants, into every kept slot.
+    for (let i = 0; i < kept; i++) {
+      expect(await code(n1.regions.grant('slots', me1, { kind: 'user', uid: 6000 + i }, Perm.READ))).toBe('OK');
+    }
+    await n1.regions.unlink('slots', me1);
   });
 
   it('holds 29 delegations and answers ENOSPC for the 30th, then reuses a revoked slot', async () => {

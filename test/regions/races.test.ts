@@ -244,7 +244,13 @@ describe('regions across node processes', () => {
     const env = { MARUFS_NAME_HASH: 'weak:2' };
     const nodes = await agents(path, 3, env);
     const names = Array.from({ length: 45 }, (_, i) => `collide-${i}`);
-    await Promise.all(names.map((name, i) => nodes[i % 3]!.ok({ op: 'create', name, lifetime: 'persistent' })));
+    // Persistent regions belong to their creator's user on its node (the owner rule): another node
+    // may unlink them only through the default permissions.
+    await Promise.all(
+      names.map((name, i) =>
+        nodes[i % 3]!.ok({ op: 'create', name, lifetime: 'persistent', defaultPerms: Perm.DELETE }),
+      ),
+    );
     for (const name of names.filter((_, i) => i % 2 === 0)) await nodes[0]!.ok({ op: 'unlink', name });
     const listed = (await nodes[1]!.ok({ op: 'names' })) as string[];
     expect(listed.sort()).toEqual(names.filter((_, i) => i % 2 === 1).sort());
@@ -261,7 +267,7 @@ describe('regions across node processes', () => {
     const [a, b] = await agents(path, 2);
     let created = 0;
     for (; created < 20; created++) {
-      const c = await a!.code({ op: 'create', name: `f${created}`, lifetime: 'persistent' });
+      const c = await a!.code({ op: 'create', name: `f${created}`, lifetime: 'persistent', defaultPerms: Perm.DELETE });
       if (c !== 'OK') {
         expect(c).toBe('ENOSPC');
         break;

@@ -238,6 +238,7 @@ describe('the Pool facade in one process, two nodes', () => {
 
   it('parses the principal text forms, and nothing else', () => {
     expect(parsePrincipal('process:3:1234')).toEqual({ kind: 'process', nodeId: 3, pid: 1234, startTime: 0n });
+    expect(parsePrincipal('process:3:4:5')).toEqual({ kind: 'process', nodeId: 3, pid: 4, startTime: 5n });
     expect(parsePrincipal('user:1000')).toEqual({ kind: 'user', uid: 1000 });
     expect(parsePrincipal('workload:team-a/infer')).toEqual({
       kind: 'workload',
@@ -249,7 +250,8 @@ describe('the Pool facade in one process, two nodes', () => {
       '',
       'process:3',
       'process:3:x',
-      'process:3:4:5',
+      'process:3:4:x',
+      'process:3:4:5:6',
       'user:',
       'user:-1',
       'workload:team-a',

@@ -22,6 +22,7 @@ describe('engine public surface', () => {
         'NodeSlotBusyError',
         'PoolAccessError',
         'PoolChecksumError',
+        'PoolDamagedError',
         'PoolNotFormattedError',
         'PoolVersionError',
         'TimeoutError',

@@ -1,4 +1,4 @@
-import { NAME_MAX, encodeName, hashName, type MarufsError } from '../../src/engine/index.js';
+import { MarufsError, NAME_MAX, checkNewName, encodeName, hashName } from '../../src/engine/index.js';
 
 /** Reference murmur3_32, written independently of the engine's two-lane version. */
 function murmur3Reference(data: Uint8Array, seed: number): number {
@@ -63,5 +63,15 @@ describe('names and the name hash', () => {
     expect(code(() => encodeName('a/b'))).toBe('EINVAL');
     expect(code(() => encodeName('a\0b'))).toBe('EINVAL');
     expect(code(() => encodeName('..'))).toBe('EINVAL');
+  });
+});
+
+describe('checkNewName (names being created)', () => {
+  it('refuses the mount’s reserved names, non-NFC spellings and invisible characters', () => {
+    for (const bad of ['.marufs', '.views', 'e\u0301', 'a\u200bb', 'x\u202etxt', 'tab\tname']) {
+      expect(() => checkNewName(bad)).toThrow(MarufsError);
+    }
+    for (const ok of ['kv-cache', 'team-a.kv', '\u00e9t\u00e9', '.marufs2', 'views'])
+      expect(() => checkNewName(ok)).not.toThrow();
   });
 });

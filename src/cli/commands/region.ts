@@ -5,7 +5,7 @@
  * it creates (lifetime "persistent") — and detaches.
  */
 import type { Command } from 'commander';
-import { MarufsError, regionReport, type RegionReport } from '../../engine/index.js';
+import { MarufsError, ownerFor, regionReport, type RegionReport } from '../../engine/index.js';
 import { nodeCommandOptions, printResult, withNode, type NodeCommandOptions } from '../node-command.js';
 import { permsArg, principalFrom, principalOptions, type PrincipalOpts } from '../principal-options.js';
 import { formatBytes, parseSize } from '../units.js';
@@ -163,7 +163,7 @@ export function registerRegion(program: Command): void {
     .action(async (device: string, name: string, opts: NodeCommandOptions & PrincipalOpts) => {
       const named = opts.workload || opts.uid !== undefined || opts.pid !== undefined;
       const r = await withNode(device, opts, async (node, caller) => {
-        const owner = named ? principalFrom(opts) : { kind: 'user' as const, uid: caller.uid ?? 0 };
+        const owner = named ? principalFrom(opts) : ownerFor(caller, 'persistent');
         await node.regions.chown(name, caller, owner);
         return regionReport(node.regions.stat(name));
       });

@@ -23,7 +23,7 @@ import {
 } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import { BOOTSTRAP_SLOTS, computeLayout, type Geometry } from '../layout/geometry.js';
-import { readSuperblock, type Superblock } from '../layout/superblock.js';
+import { DAMAGED_HINT, readSuperblock, type Superblock, type SuperblockStatus } from '../layout/superblock.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { formatPool, type FormatResult } from './format.js';
 import { HEADER, LivenessObserver, claimSlot, readSlot, releaseSlot, wallNs } from './slots.js';
@@ -158,6 +158,7 @@ export async function ensureFormatted(mem: PoolMemory, req: EnsureFormattedReque
     const status = readSuperblock(mem);
     if (status.state === 'valid') return { superblock: status.superblock, tookOver };
     if (status.state === 'invalid') throw status.error;
+    // 'unformatted' (provably blank) or 'formatting' (a format began and has not committed).
     const holder = mem.observe64(HEADER.formatOwner);
     let won = false;
     if (holder === 0n) {
@@ -199,6 +200,7 @@ function formatUnderLock(
     failpoint('format.afterLock');
     const again = readSuperblock(mem);
     if (again.state === 'valid') return { superblock: again.superblock };
+    if (again.state === 'invalid') throw again.error;
     const layout = computeLayout(req.geometry, mem.size);
     const formatted = formatPool(mem, {
       layout,
@@ -221,12 +223,16 @@ export async function observeSlots(
   mem: PoolMemory,
   timing: BootstrapTiming,
   exceptToken = 0n,
-): Promise<{ live: number[]; stale: number[] }> {
+): Promise<SlotObservation> {
   const observer = new LivenessObserver(mem);
   const pending = new Set<number>();
+  const owners = new Map<number, bigint>();
   for (let i = 0; i < BOOTSTRAP_SLOTS; i++) {
     const { view } = observer.stillFor(i);
-    if (view.owner !== 0n && view.owner !== exceptToken) pending.add(i);
+    if (view.owner !== 0n && view.owner !== exceptToken) {
+      pending.add(i);
+      owners.set(i, view.owner);
+    }
   }
   const live: number[] = [];
   const stale: number[] = [];
@@ -236,7 +242,7 @@ export async function observeSlots(
     for (const i of [...pending]) {
       const { view, stillMs } = observer.stillFor(i);
       if (view.owner === 0n) pending.delete(i);
-      else if (observer.changes(i) > 1) {
+      else if (view.owner !== owners.get(i) || observer.changes(i) > 1) {
         live.push(i);
         pending.delete(i);
       } else if (stillMs >= timing.stallWindowMs || performance.now() - started > 2 * timing.stallWindowMs) {
@@ -245,7 +251,47 @@ export async function observeSlots(
       }
     }
   }
-  return { live: live.sort((a, b) => a - b), stale: stale.sort((a, b) => a - b) };
+  const staleOwners = new Map(stale.map((i) => [i, owners.get(i)!] as const));
+  return { live: live.sort((a, b) => a - b), stale: stale.sort((a, b) => a - b), staleOwners };
+}
+
+export interface SlotObservation {
+  live: number[];
+  stale: number[];
+  /** The owner token each stale slot held when it was judged dead. */
+  staleOwners: Map<number, bigint>;
+}
+
+/**
+ * Slots claimed since `observed` was taken: any slot with an owner that is neither `token` nor
+ * the dead owner it had when observed. Instant (no waiting): the caller holds the format lock.
+ */
+export function slotsClaimedSince(mem: PoolMemory, observed: SlotObservation, token: bigint): number[] {
+  const claimed: number[] = [];
+  for (let i = 0; i < BOOTSTRAP_SLOTS; i++) {
+    const owner = readSlot(mem, i).owner;
+    if (owner !== 0n && owner !== token && observed.staleOwners.get(i) !== owner) claimed.push(i);
+  }
+  return claimed;
+}
+
+/**
+ * Refuse to format a pool that holds something, unless forced: a valid pool, or a damaged one.
+ * Writes nothing. An unformatted pool, or one whose format was interrupted, passes.
+ */
+export function refuseUnlessForced(mem: PoolMemory, status: SuperblockStatus, force: boolean): void {
+  if (force) return;
+  if (status.state === 'valid') {
+    throw new FormatRefusedError(
+      `${mem.path} is already formatted (pool ${status.superblock.poolUuid}, generation ${status.superblock.formatGeneration}); use --force to re-format and lose its contents`,
+    );
+  }
+  if (status.state === 'invalid') {
+    const message = status.error.message.replace(`; ${DAMAGED_HINT}`, '');
+    throw new FormatRefusedError(
+      `${mem.path} holds a damaged marufs pool (${message}); nothing was written; use --force to re-format it and lose its contents`,
+    );
+  }
 }
 
 export interface ForceFormatRequest {
@@ -258,27 +304,21 @@ export interface ForceFormatRequest {
 }
 
 /**
- * Explicit format (marufs format): refuses a formatted pool unless forced, and refuses while any
- * other node is alive. Dead nodes' slots are cleared. The format generation goes up by one.
+ * Explicit format (marufs format): refuses a formatted or damaged pool unless forced, and refuses
+ * while any other node is alive. The superblock and the slots are checked before the observation
+ * and again under the format lock, since a node may format (`--format-if-needed`) and attach while
+ * this one watches the slots. Dead nodes' slots are cleared. The format generation goes up by one.
  */
 export async function formatExplicitly(mem: PoolMemory, req: ForceFormatRequest): Promise<FormatResult> {
-  const before = readSuperblock(mem);
-  if (before.state === 'valid' && !req.force) {
-    throw new FormatRefusedError(
-      `${mem.path} is already formatted (pool ${before.superblock.poolUuid}, generation ${before.superblock.formatGeneration}); use --force to re-format and lose its contents`,
-    );
-  }
-  if (before.state === 'invalid' && !req.force) {
-    throw new FormatRefusedError(
-      `${mem.path} holds a damaged marufs superblock (${before.error.message}); use --force to re-format`,
-    );
-  }
-  const { live, stale } = await observeSlots(mem, req.timing, req.token);
+  refuseUnlessForced(mem, readSuperblock(mem), req.force);
+  const observed = await observeSlots(mem, req.timing, req.token);
+  const { live, stale } = observed;
   if (live.length > 0) {
     throw new FormatRefusedError(
       `refusing to format: node(s) ${live.map((i) => i + 1).join(', ')} are attached and alive; detach them first`,
     );
   }
+  failpoint('format.beforeLock');
   if (mem.casPublish64(HEADER.formatOwner, 0n, req.token) !== 0n) {
     const holder = mem.observe64(HEADER.formatOwner);
     const holderSlot = findSlotByToken(mem, holder);
@@ -290,11 +330,17 @@ export async function formatExplicitly(mem: PoolMemory, req: ForceFormatRequest)
     }
   }
   try {
-    for (const i of stale) {
-      const view = readSlot(mem, i);
-      releaseSlot(mem, i, view.owner);
+    // Under the lock: what was checked before the observation may no longer hold.
+    const now = readSuperblock(mem);
+    refuseUnlessForced(mem, now, req.force);
+    const joined = slotsClaimedSince(mem, observed, req.token);
+    if (joined.length > 0) {
+      throw new FormatRefusedError(
+        `refusing to format: node(s) ${joined.map((i) => i + 1).join(', ')} attached while this format was watching the pool; detach them first`,
+      );
     }
-    const generation = before.state === 'valid' ? before.superblock.formatGeneration + 1 : rawGeneration(mem) + 1;
+    for (const [i, owner] of observed.staleOwners) releaseSlot(mem, i, owner);
+    const generation = now.state === 'valid' ? now.superblock.formatGeneration + 1 : rawGeneration(mem) + 1;
     mem.store32(HEADER.formatOwnerSlot, req.slotIndex);
     mem.store64(HEADER.formatStartedAt, wallNs());
     return formatPool(mem, {

@@ -1,10 +1,11 @@
 /**
  * Format: write a fresh, empty marufs pool over everything but the bootstrap area.
  *
- * Order (the commit rule): the superblock's magic is cleared first, then every metadata area is
- * written and written back, then the superblock image without its magic (CRC included), and the
- * magic last. A crash at any point before the magic leaves a pool that reads "unformatted", so
- * another node redoes the whole format; a crash after it leaves a complete pool.
+ * Order (the commit rule): the superblock's magic is replaced by the format-in-progress magic first,
+ * the backup superblock is cleared, every metadata area is written and written back, then the
+ * superblock image without its magic (CRC included), then the complete backup copy, and the
+ * primary's magic last. A crash at any point before the magic leaves a pool that reads
+ * "formatting", so another node redoes the whole format; a crash after it leaves a complete pool.
  *
  * This module only writes. Who may format, and when, is decided in attach.ts (the election).
  */
@@ -13,10 +14,17 @@ import {
   BOOTSTRAP_OFFSET,
   FIXED_AREA_END,
   INDEX_SHARD_HEADER_SIZE,
+  SUPERBLOCK_BACKUP_OFFSET,
   SUPERBLOCK_OFFSET,
   type Layout,
 } from '../layout/geometry.js';
-import { SUPERBLOCK_MAGIC, encodeSuperblock, newPoolUuid, uuidToString } from '../layout/superblock.js';
+import {
+  FORMATTING_MAGIC,
+  SUPERBLOCK_MAGIC,
+  encodeSuperblock,
+  newPoolUuid,
+  uuidToString,
+} from '../layout/superblock.js';
 import { formatMeArea } from '../me/area.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { HEADER, wallNs } from './slots.js';
@@ -75,8 +83,10 @@ function checkOwnership(plan: FormatPlan): void {
 /** Format the pool described by `plan.layout`. The bootstrap area is left as it is. */
 export function formatPool(mem: PoolMemory, plan: FormatPlan): FormatResult {
   const { layout } = plan;
-  mem.publish32(SUPERBLOCK_OFFSET, 0); // uncommit first: from here on the pool reads "unformatted"
+  // Uncommit first: from here on the pool reads "formatting" (never "unformatted": it was not blank).
+  mem.publish32(SUPERBLOCK_OFFSET, FORMATTING_MAGIC);
   mem.fill(SUPERBLOCK_OFFSET + 4, BOOTSTRAP_OFFSET - 4, 0);
+  mem.fill(SUPERBLOCK_BACKUP_OFFSET, FIXED_AREA_END - SUPERBLOCK_BACKUP_OFFSET, 0);
   mem.fill(FIXED_AREA_END, layout.dataOffset - FIXED_AREA_END, 0);
   failpoint('format.afterZero');
   checkOwnership(plan);
@@ -88,8 +98,12 @@ export function formatPool(mem: PoolMemory, plan: FormatPlan): FormatResult {
   checkOwnership(plan);
   const uuid = newPoolUuid();
   const image = encodeSuperblock(layout, uuid, plan.generation, wallNs());
-  mem.write(SUPERBLOCK_OFFSET + 4, image.subarray(4)); // CRC and fields; magic still 0
+  mem.write(SUPERBLOCK_OFFSET + 4, image.subarray(4)); // CRC and fields; magic still "formatting"
   mem.writeBack(SUPERBLOCK_OFFSET, image.length);
+  const backup = Buffer.from(image);
+  backup.writeUInt32LE(SUPERBLOCK_MAGIC, 0);
+  mem.write(SUPERBLOCK_BACKUP_OFFSET, backup);
+  mem.writeBack(SUPERBLOCK_BACKUP_OFFSET, backup.length);
   failpoint('format.beforeMagic');
   checkOwnership(plan);
   mem.publish32(SUPERBLOCK_OFFSET, SUPERBLOCK_MAGIC);

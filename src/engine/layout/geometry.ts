@@ -35,6 +35,12 @@ export const BOOTSTRAP_SLOTS = 256;
 export const BOOTSTRAP_SLOT_SIZE = 64;
 export const BOOTSTRAP_SLOTS_OFFSET = BOOTSTRAP_OFFSET + BOOTSTRAP_HEADER_SIZE;
 export const BOOTSTRAP_END = BOOTSTRAP_SLOTS_OFFSET + BOOTSTRAP_SLOTS * BOOTSTRAP_SLOT_SIZE;
+/**
+ * The backup superblock: a copy of the superblock, written by format just before the primary's
+ * magic, in the gap between the node slots and the geometry-dependent areas. It is what tells a
+ * damaged pool (primary unreadable, backup present) from one that was never formatted.
+ */
+export const SUPERBLOCK_BACKUP_OFFSET = 0x5800;
 /** First byte after the fixed areas; the geometry-dependent areas start here. */
 export const FIXED_AREA_END = 0x6000;
 

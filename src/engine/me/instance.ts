@@ -42,6 +42,7 @@ import {
   nextLease,
   readMeHeader,
 } from './area.js';
+import { fenceOf, type Fence } from '../fence.js';
 import { resolveMeConfig, type MeConfig } from './config.js';
 import { MemberHeartbeat } from './member-heartbeat.js';
 import { MeStats, type MeStatsSnapshot } from './stats.js';
@@ -322,11 +323,14 @@ export class MeInstance {
     this.#releaseLocal(shard, st);
   }
 
-  /** Run `fn` inside the critical section of `shard`. */
-  async withLock<T>(shard: number, fn: () => T | Promise<T>, opts: AcquireOptions = {}): Promise<T> {
+  /**
+   * Run `fn` inside the critical section of `shard`. `fn` gets the section's fence: it must call
+   * `fence.check()` before each store that publishes something (docs/me.md, "Fencing").
+   */
+  async withLock<T>(shard: number, fn: (fence: Fence) => T | Promise<T>, opts: AcquireOptions = {}): Promise<T> {
     await this.acquire(shard, opts);
     try {
-      return await fn();
+      return await fn(this.fence(shard));
     } finally {
       this.release(shard);
     }
@@ -341,6 +345,23 @@ export class MeInstance {
     const st = this.#shardState(shard);
     if (!st.inCs) throw new MarufsError('EPERM', `${this.name}: shard ${shard} is not held here`);
     return leaseGeneration(st.myLease);
+  }
+
+  /**
+   * The fence of the critical section of `shard` held now: valid while the control block still
+   * holds the exact lease (holder and generation) under which this node entered. A takeover by a
+   * waiter that saw this node stalled changes the generation, and every later check fails.
+   */
+  fence(shard: number): Fence {
+    const st = this.#shardState(shard);
+    if (!st.inCs) throw new MarufsError('EPERM', `${this.name}: shard ${shard} is not held here`);
+    const lease = st.myLease;
+    return fenceOf(`${this.name} shard ${shard} (generation ${leaseGeneration(lease)})`, () => {
+      if (st.inCs && readLease(this.#mem, this.area, shard) === lease) return true;
+      if (st.myLease === lease) st.isHolder = false;
+      this.stats.counters.sectionsFenced++;
+      return false;
+    });
   }
 
   /** Is a caller on this node inside the critical section of `shard`? */

@@ -74,6 +74,7 @@ export const ME_COUNTERS = [
   'grants',
   'passes',
   'passesFenced',
+  'sectionsFenced',
   'localHandoffs',
   'phantomDoorbells',
   'pollCycles',

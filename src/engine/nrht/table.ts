@@ -6,23 +6,28 @@
  * - Serialization: every chain change — link, removal of dead entries, the choice of a reuse slot —
  *   and every ref/pin read-modify-write runs inside the table's own ME, one token per shard (H8).
  *   find() takes no lock: it walks the chain, compares the full name on a hash match, and walks
- *   again if the shard's chain sequence moved while it missed.
+ *   again if the shard's chain sequence moved while it missed (never waiting on a stalled writer,
+ *   hash-chains.ts). Every publishing store inside the ME is fenced (fence.ts): a holder whose
+ *   token was taken over while it stalled rolls its entry back and fails with FencedError.
  * - Entries: EMPTY → INSERTING → TENTATIVE → VALID → TOMBSTONE, claimed only from EMPTY or
  *   TOMBSTONE (R1); a chain's first dead entry is reused in place, other dead ones are unlinked and
  *   returned to EMPTY, and when a shard has no free entry a dead one is taken back from any chain.
  * - Validation: the header (magic, version, owner, geometry, size inside the region) is checked
  *   before the first read or write through it, and the ME area's header by the ME itself (H21).
  */
-import { MarufsError } from '../errors.js';
+import { FencedError, MarufsError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
+import type { Fence } from '../fence.js';
 import {
   CHAIN_END,
   ChainState,
+  abandonEntry,
   checkChains,
   entryAt,
+  findLocked,
   linkEntry,
   lookupChain,
   reserveEntry,
-  walkChain,
   type ChainShard,
 } from '../hash-chains.js';
 import type { MarufsNode } from '../node.js';
@@ -418,19 +423,19 @@ export class NrhtTable {
     try {
       // The scratch buffer and hash may have been reused by another call while we waited.
       this.#len = this.#key(name, options.hash);
-      this.#insertLocked(s, target, offset);
+      this.#insertLocked(s, target, offset, me.fence(s));
     } finally {
       me.release(s);
     }
   }
 
-  #insertLocked(s: number, target: { id: number; generation: number }, offset: number): void {
+  #insertLocked(s: number, target: { id: number; generation: number }, offset: number, fence: Fence): void {
     const mem = this.#mem;
     const h = this.#hash;
     const len = this.#len;
     const chains = this.#chains[s]!;
-    if (walkChain(chains, h, this.#matches) >= 0) throw new MarufsError('EEXIST', 'the name is already published');
-    const { index, inChain } = reserveEntry(chains, h);
+    if (findLocked(chains, h, this.#matches) >= 0) throw new MarufsError('EEXIST', 'the name is already published');
+    const { index, inChain } = reserveEntry(chains, h, fence);
     const e = entryAt(chains, index);
     mem.store32(e + NE.hashLo, h.lo);
     mem.store32(e + NE.hashHi, h.hi);
@@ -444,9 +449,24 @@ export class NrhtTable {
     mem.store32(e + NE.nameLen, len);
     mem.write(e + NE.name, this.#scratch.subarray(0, len));
     mem.fill(e + NE.name + len, 64 - len, 0);
-    mem.publish32(e + NE.state, NrhtState.TENTATIVE, e, NRHT_ENTRY_SIZE);
-    if (!inChain) linkEntry(chains, h, index);
-    mem.publish32(e + NE.state, NrhtState.VALID);
+    try {
+      failpoint('nrht.publish.beforeLink');
+      fence.check(`publish in table "${this.name}"`);
+      mem.publish32(e + NE.state, NrhtState.TENTATIVE, e, NRHT_ENTRY_SIZE);
+      if (!inChain) linkEntry(chains, h, index, fence);
+      fence.check(`publish in table "${this.name}"`);
+      if (mem.casPublish32(e + NE.state, NrhtState.TENTATIVE, NrhtState.VALID) !== NrhtState.TENTATIVE) {
+        throw new FencedError(`publish in table "${this.name}": the entry was retired meanwhile`);
+      }
+      // Published, then re-checked: lost the token before publishing → take it back.
+      if (!fence.valid()) {
+        mem.casPublish32(e + NE.state, NrhtState.VALID, NrhtState.TENTATIVE);
+        fence.check(`publish in table "${this.name}"`);
+      }
+    } catch (err) {
+      abandonEntry(chains, index);
+      throw err;
+    }
   }
 
   /** Up to 32 publishes; per-item status ('OK' or an error code). EINVAL for 0 or more than 32. */
@@ -470,7 +490,8 @@ export class NrhtTable {
 
   /** Remove `name`. ENOENT if absent. IOCTL. */
   async clear(name: string, options: { hash?: bigint } = {}): Promise<void> {
-    await this.#locked(name, options.hash, (e) => {
+    await this.#locked(name, options.hash, (e, fence) => {
+      fence.check(`clear in table "${this.name}"`);
       if (this.#mem.casPublish32(e + NE.state, NrhtState.VALID, NrhtState.TOMBSTONE) !== NrhtState.VALID) {
         throw new MarufsError('ENOENT', `no name "${name}"`);
       }
@@ -479,7 +500,7 @@ export class NrhtTable {
   }
 
   /** Run `fn` on the VALID entry of `name` inside its shard's ME. */
-  async #locked<T>(name: string, hash: bigint | undefined, fn: (entry: number) => T): Promise<T> {
+  async #locked<T>(name: string, hash: bigint | undefined, fn: (entry: number, fence: Fence) => T): Promise<T> {
     const g = this.#check(Perm.IOCTL);
     this.#key(name, hash);
     const me = await this.#me(g);
@@ -487,20 +508,22 @@ export class NrhtTable {
     await me.acquire(s);
     try {
       this.#len = this.#key(name, hash);
-      const idx = walkChain(this.#chains[s]!, this.#hash, this.#matches);
+      const idx = findLocked(this.#chains[s]!, this.#hash, this.#matches);
       if (idx < 0) throw new MarufsError('ENOENT', `no name "${name}" in table "${this.name}"`);
-      return fn(this.#entry(s, idx));
+      return fn(this.#entry(s, idx), me.fence(s));
     } finally {
       me.release(s);
     }
   }
 
   #counter(field: number, delta: 1 | -1, name: string, hash?: bigint): Promise<number> {
-    return this.#locked(name, hash, (e) => {
+    return this.#locked(name, hash, (e, fence) => {
       const v = this.#mem.load32(e + field);
       if (delta > 0 && v === U32_MAX) throw new MarufsError('EOVERFLOW', 'counter is at 2^32-1');
       if (delta < 0 && v === 0) throw new MarufsError('EINVAL', 'counter is already 0');
-      this.#mem.store32(e + field, v + delta);
+      fence.check(`counter in table "${this.name}"`);
+      // CAS: a stale holder's increment can never overwrite one made after a takeover.
+      if (this.#mem.cas32(e + field, v, v + delta) !== v) throw new FencedError(`counter in table "${this.name}"`);
       this.#mem.writeBack(e + field, 4);
       return v + delta;
     });

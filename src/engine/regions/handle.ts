@@ -157,6 +157,22 @@ export class RegionHandle {
   }
 
   /**
+   * The process address of this region's ACL sequence word and its value now, for a native watcher
+   * that must notice every permission change (the FUSE addon's cache invalidation). Undefined in a
+   * pool that needs flushes (a plain load could read a stale word there).
+   */
+  aclWord(): { address: number; seq: number } | undefined {
+    const mem = this.#store.mem;
+    if (mem.coherence !== 'coherent') return undefined;
+    const word = this.#entry() + E.aclSeq;
+    try {
+      return { address: mem.address(word), seq: mem.observe32(word) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
    * Where a trusted native data path (the FUSE addon's fast path) may copy this region's bytes
    * itself, for `caller`: the region's process address and size, the process address of its ACL
    * sequence word, and the permissions `caller` holds, decided at sequence `seq`. The decision stays

@@ -15,15 +15,18 @@ import { MarufsError } from '../errors.js';
 import {
   CHAIN_END,
   ChainState,
+  abandonEntry,
   checkChains,
   entryAt,
+  findLocked,
   linkEntry,
   lookupChain,
+  repairSequence,
   reserveEntry,
   retireStuck,
-  walkChain,
   type ChainShard,
 } from '../hash-chains.js';
+import { NO_FENCE, type Fence } from '../fence.js';
 import type { Layout } from '../layout/geometry.js';
 import { INDEX_ENTRY_SIZE, INDEX_SHARD_HEADER_SIZE } from '../layout/geometry.js';
 import type { PoolMemory } from '../pool/memory.js';
@@ -124,18 +127,35 @@ export class NameIndex {
     return { shard, entry: idx, regionId: this.mem.load32(this.entry(shard, idx) + INDEX_ENTRY.regionId) };
   }
 
+  /** find() for the holder of the global ME: repairs a stale odd sequence word, then walks. */
+  findLocked(name: Uint8Array, h: NameHash): IndexHit | undefined {
+    const shard = this.shardOf(h);
+    this.#name = name;
+    const idx = findLocked(this.#shards[shard]!, h, this.#matches);
+    if (idx < 0) return undefined;
+    return { shard, entry: idx, regionId: this.mem.load32(this.entry(shard, idx) + INDEX_ENTRY.regionId) };
+  }
+
   /**
    * Insert name → region (caller holds the global ME). EEXIST if the name is present, ENOSPC if
-   * the shard has no free entry, EIO on a corrupt chain.
+   * the shard has no free entry, EIO on a corrupt chain, FencedError (nothing inserted) when the
+   * lock was taken over.
    */
-  insert(name: Uint8Array, h: NameHash, regionId: number, regionGeneration: number, nodeId: number): IndexHit {
+  insert(
+    name: Uint8Array,
+    h: NameHash,
+    regionId: number,
+    regionGeneration: number,
+    nodeId: number,
+    fence: Fence = NO_FENCE,
+  ): IndexHit {
     const shard = this.shardOf(h);
     const s = this.#shards[shard]!;
     this.#name = name;
-    if (walkChain(s, h, this.#matches) >= 0) {
+    if (findLocked(s, h, this.#matches) >= 0) {
       throw new MarufsError('EEXIST', `a region named "${Buffer.from(name).toString()}" exists`);
     }
-    const { index, inChain } = reserveEntry(s, h);
+    const { index, inChain } = reserveEntry(s, h, fence);
     const e = entryAt(s, index);
     this.mem.store32(e + INDEX_ENTRY.hashLo, h.lo);
     this.mem.store32(e + INDEX_ENTRY.hashHi, h.hi);
@@ -143,16 +163,63 @@ export class NameIndex {
     this.mem.store32(e + INDEX_ENTRY.regionGeneration, regionGeneration);
     this.mem.store32(e + INDEX_ENTRY.nodeId, nodeId);
     this.mem.store64(e + INDEX_ENTRY.createdAt, BigInt(Date.now()) * 1_000_000n);
-    this.mem.publish32(e + INDEX_ENTRY.state, IndexState.TENTATIVE, e, INDEX_ENTRY_SIZE);
-    if (!inChain) linkEntry(s, h, index);
-    this.mem.publish32(e + INDEX_ENTRY.state, IndexState.VALID);
+    try {
+      fence.check('index insert');
+      this.mem.publish32(e + INDEX_ENTRY.state, IndexState.TENTATIVE, e, INDEX_ENTRY_SIZE);
+      if (!inChain) linkEntry(s, h, index, fence);
+      fence.check('index insert');
+      if (
+        this.mem.casPublish32(e + INDEX_ENTRY.state, IndexState.TENTATIVE, IndexState.VALID) !== IndexState.TENTATIVE
+      ) {
+        throw new MarufsError('EAGAIN', `index shard ${shard} entry ${index} was retired while being inserted`);
+      }
+      // Published, then re-checked: a takeover before the publish means the new holder's duplicate
+      // check may have missed this entry — take it back.
+      if (!fence.valid()) {
+        this.mem.casPublish32(e + INDEX_ENTRY.state, IndexState.VALID, IndexState.TENTATIVE);
+        fence.check('index insert');
+      }
+    } catch (err) {
+      abandonEntry(s, index);
+      throw err;
+    }
     return { shard, entry: index, regionId };
   }
 
-  /** VALID → TOMBSTONE (caller holds the global ME). The entry stays linked for reuse. */
-  remove(hit: IndexHit): boolean {
+  /** Inside the global ME: move every shard's stale odd sequence word to even (fsck --repair). */
+  repairSequences(): number {
+    let n = 0;
+    for (const s of this.#shards) if (repairSequence(s)) n++;
+    return n;
+  }
+
+  /** Shards whose chain sequence word is odd (read only). */
+  oddSequences(): number[] {
+    const out: number[] = [];
+    for (let shard = 0; shard < this.shards; shard++) {
+      if ((this.mem.load32(this.#shards[shard]!.seqWord) & 1) !== 0) out.push(shard);
+    }
+    return out;
+  }
+
+  /** TOMBSTONE → VALID again (a fenced unlink's rollback), if the entry was not reused meanwhile. */
+  restore(hit: IndexHit, generation: number): boolean {
     const e = this.entry(hit.shard, hit.entry);
     if (this.mem.load32(e + INDEX_ENTRY.regionId) !== hit.regionId) return false;
+    if (this.mem.load32(e + INDEX_ENTRY.regionGeneration) !== generation) return false;
+    return (
+      this.mem.casPublish32(e + INDEX_ENTRY.state, IndexState.TOMBSTONE, IndexState.VALID) === IndexState.TOMBSTONE
+    );
+  }
+
+  /**
+   * VALID → TOMBSTONE (caller holds the global ME). The entry stays linked for reuse. With
+   * `generation`, only if the entry still names that generation of the region (a rollback).
+   */
+  remove(hit: IndexHit, generation?: number): boolean {
+    const e = this.entry(hit.shard, hit.entry);
+    if (this.mem.load32(e + INDEX_ENTRY.regionId) !== hit.regionId) return false;
+    if (generation !== undefined && this.mem.load32(e + INDEX_ENTRY.regionGeneration) !== generation) return false;
     return this.mem.casPublish32(e + INDEX_ENTRY.state, IndexState.VALID, IndexState.TOMBSTONE) === IndexState.VALID;
   }
 

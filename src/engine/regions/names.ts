@@ -26,6 +26,29 @@ export function encodeName(name: string): Buffer {
   return bytes;
 }
 
+/** Names the node plugin's mount uses for itself (the control file, the view directories). */
+export const RESERVED_NAMES: readonly string[] = Object.freeze(['.marufs', '.views']);
+
+/**
+ * Extra rules for a name being created (every interface creates through RegionStore.create): not
+ * reserved, in Unicode NFC (so two spellings of one visible name cannot both exist), and without
+ * control or format characters (zero-width and bidirectional marks: invisible look-alikes).
+ * Lookups accept any valid name, so regions made before these rules stay reachable.
+ */
+export function checkNewName(name: string): void {
+  if (RESERVED_NAMES.includes(name))
+    throw new MarufsError('EINVAL', `"${name}" is reserved by the node plugin's mount`);
+  if (name.normalize('NFC') !== name) {
+    throw new MarufsError(
+      'EINVAL',
+      `name "${name}" is not in Unicode NFC; write it composed ("${name.normalize('NFC')}")`,
+    );
+  }
+  if (/[\p{Cc}\p{Cf}]/u.test(name)) {
+    throw new MarufsError('EINVAL', 'a name may not contain control or invisible format characters');
+  }
+}
+
 /** Final avalanche of murmur3_32. */
 function fmix(h: number, n: number): number {
   h ^= n;

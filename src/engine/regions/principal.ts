@@ -80,7 +80,7 @@ export function parsePrincipal(text: string): Principal {
   const bad = (): never => {
     throw new MarufsError(
       'EINVAL',
-      `bad principal "${text}": want process:<node>:<pid>, user:<uid> or workload:<namespace>/<serviceAccount>[@<node>]`,
+      `bad principal "${text}": want process:<node>:<pid>[:<start time>], user:<uid>[@<node>] or workload:<namespace>/<serviceAccount>[@<node>]`,
     );
   };
   const int = (s: string | undefined): number => (s !== undefined && /^\d{1,10}$/.test(s) ? Number(s) : bad());
@@ -88,9 +88,12 @@ export function parsePrincipal(text: string): Principal {
   const rest = text.slice(colon + 1);
   switch (colon < 0 ? '' : text.slice(0, colon)) {
     case 'process': {
+      // process:<node>:<pid>[:<start time>] (start time in clock ticks since boot, /proc/<pid>/stat field 22)
       const parts = rest.split(':');
-      if (parts.length !== 2) bad();
-      return { kind: 'process', nodeId: int(parts[0]), pid: int(parts[1]), startTime: 0n };
+      if (parts.length !== 2 && parts.length !== 3) bad();
+      const startTime =
+        parts.length === 3 && /^\d{1,20}$/.test(parts[2]!) ? BigInt(parts[2]!) : parts.length === 3 ? bad() : 0n;
+      return { kind: 'process', nodeId: int(parts[0]), pid: int(parts[1]), startTime };
     }
     case 'user': {
       const at = rest.lastIndexOf('@');
@@ -168,19 +171,6 @@ export function thisProcess(nodeId: number): Caller {
       ...(exe ? { exeIno: exe.ino, exeDev: exe.dev } : {}),
     },
     ...(typeof process.getuid === 'function' ? { uid: process.getuid() } : {}),
-  };
-}
-
-/** The process principal of a caller (what `create` records as owner by default). */
-export function processPrincipalOf(caller: Caller): Principal {
-  if (!caller.process) throw new MarufsError('EINVAL', 'caller has no process identity');
-  const p = caller.process;
-  return {
-    kind: 'process',
-    nodeId: caller.nodeId,
-    pid: p.pid,
-    startTime: p.startTime,
-    ...(p.exeIno !== undefined ? { exeIno: p.exeIno, exeDev: p.exeDev ?? 0n } : {}),
   };
 }
 

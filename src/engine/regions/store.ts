@@ -5,27 +5,31 @@
  * Every change runs inside the global ME (shard 0), and every permission check that guards a change
  * runs inside it too (H1, F7). Lookups, stat and permission checks for data access take no lock.
  * Errors follow the reference's table (docs/regions.md): ENOENT, EEXIST, EACCES, EPERM, EINVAL,
- * ENOSPC, ENAMETOOLONG, ENODATA, ESTALE.
+ * ENOSPC, ENAMETOOLONG, ENODATA, ESTALE — plus ETIMEDOUT (FencedError) for a change whose lock was
+ * taken over while this node stalled: every commit is fenced (fence.ts) — the lease is checked
+ * before each publishing store, state changes are CAS from the expected state, what a new holder
+ * must see is published and then re-checked, and a fenced change rolls back what it did.
  *
  * The reuse rule (H13): an unlinked region keeps its extent (state DELETING) while any node still has
  * it open; each node sets its bit in the region's mapper bitmap while it holds a handle, and the last
  * node to close frees the entry. The allocator never hands out an extent of a non-FREE entry.
  */
-import { MarufsError } from '../errors.js';
+import { FencedError, MarufsError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
+import type { Fence } from '../fence.js';
 import { REGION_ALIGN, alignUp, type Layout } from '../layout/geometry.js';
 import type { MarufsNode } from '../node.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { DELEGABLE_BY_GRANT, Perm, PermissionCache, checkDelegation, checkPerms, formatPerms } from './acl.js';
 import { bestFit, freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
-import { encodeName, hashName, type NameHash } from './names.js';
+import { checkNewName, encodeName, hashName, type NameHash } from './names.js';
+import { ownerFor } from './owner.js';
 import {
   clearPrincipal,
   bindings,
   matchesCaller,
   processAlive,
-  processPrincipalOf,
   processStartTime,
   samePrincipal,
   validatePrincipal,
@@ -50,9 +54,12 @@ import {
 } from './rat.js';
 import { RegionHandle } from './handle.js';
 
-/** What serializes changes across nodes: the global ME (MeInstance satisfies it). */
+/**
+ * What serializes changes across nodes: the global ME (MeInstance satisfies it). `fn` gets the
+ * section's fence and checks it before each publishing store (docs/regions.md, "Fenced commits").
+ */
 export interface CriticalSection {
-  withLock<T>(shard: number, fn: () => T | Promise<T>): Promise<T>;
+  withLock<T>(shard: number, fn: (fence: Fence) => T | Promise<T>): Promise<T>;
 }
 
 export interface CreateOptions {
@@ -147,6 +154,31 @@ export class RegionTable {
     return out;
   }
 
+  /**
+   * One page of list(): the regions whose name contains `q` (all without it), in id order, skipping
+   * `offset` and keeping at most `limit`; `total` counts every match. Only the page's entries are
+   * read whole, so a page costs the same on a pool of 65,536 regions as on a small one.
+   */
+  page(options: { offset: number; limit: number; q?: string; includeDeleting?: boolean }): {
+    total: number;
+    items: RegionInfo[];
+  } {
+    const needle = options.q ? Buffer.from(options.q, 'utf8') : undefined;
+    const items: RegionInfo[] = [];
+    let total = 0;
+    for (let id = 0; id < this.rat.maxEntries; id++) {
+      const e = this.rat.entry(id);
+      const st = this.mem.load32(e + E.state);
+      if (st === RatState.FREE || (st === RatState.DELETING && !options.includeDeleting)) continue;
+      if (needle && !this.mem.bytes(e + E.name, Math.min(63, this.mem.load32(e + E.nameLen))).includes(needle))
+        continue;
+      if (total >= options.offset && items.length < options.limit)
+        items.push(toInfo(readEntry(this.mem, this.rat, id)));
+      total++;
+    }
+    return { total, items };
+  }
+
   capacity(): Capacity {
     const { free, largest } = freeSpace(this.extents(), this.rat.dataOffset, this.rat.dataEnd);
     return {
@@ -237,28 +269,30 @@ export class RegionStore extends RegionTable {
 
   // ---- changes (inside the global ME) ----------------------------------------------------------
 
-  #locked<T>(fn: () => T): Promise<T> {
+  #locked<T>(fn: (fence: Fence) => T): Promise<T> {
     this.#node.assertActive();
-    return this.#lock.withLock(0, () => {
+    return this.#lock.withLock(0, (fence) => {
       this.#node.assertActive();
-      return fn();
+      return fn(fence);
     });
   }
 
   /** Reserve a name (no space yet). EEXIST, ENOSPC (table or index full), ENAMETOOLONG, EINVAL. */
   async create(name: string, caller: Caller, options: CreateOptions = {}): Promise<RegionInfo> {
     const bytes = encodeName(name);
+    checkNewName(name);
     const h = hashName(bytes, { lo: 0, hi: 0 });
     const lifetime: LifetimeName =
       options.lifetime ?? (options.owner && options.owner.kind !== 'process' ? 'persistent' : 'process');
-    const owner = options.owner ?? this.#defaultOwner(caller, lifetime);
+    const owner = this.#bindOwner(options.owner ?? ownerFor(caller, lifetime));
     validatePrincipal(owner, this.maxNodes);
     if (lifetime === 'process' && owner.kind !== 'process') {
       throw new MarufsError('EINVAL', 'a region with process lifetime must be owned by a process');
     }
     const defaultPerms = checkPerms(options.defaultPerms ?? 0);
-    const id = await this.#locked(() => {
-      if (this.index.find(bytes, h)) throw new MarufsError('EEXIST', `a region named "${name}" exists`);
+    const id = await this.#locked((fence) => {
+      if (this.index.findLocked(bytes, h)) throw new MarufsError('EEXIST', `a region named "${name}" exists`);
+      fence.check('create');
       const id = this.#claimEntry();
       this.mem.add32(this.rat.header + H.entriesInUse, 1); // ALLOCATING counts as in use (GC frees stuck ones)
       const e = this.rat.entry(id);
@@ -282,26 +316,40 @@ export class RegionStore extends RegionTable {
       const t = nowNs();
       this.mem.store64(e + E.createdAt, t);
       this.mem.store64(e + E.modifiedAt, t);
-      let hit: IndexHit;
+      let hit: IndexHit | undefined;
       try {
-        hit = this.index.insert(bytes, h, id, generation, this.nodeId);
+        hit = this.index.insert(bytes, h, id, generation, this.nodeId, fence);
+        failpoint('regions.create.afterIndexInsert');
+        fence.check('create');
+        this.mem.store32(e + E.indexShard, hit.shard);
+        this.mem.store32(e + E.indexEntry, hit.entry);
+        this.mem.writeBack(e, this.rat.entrySize);
+        // CAS from ALLOCATING: if GC (after a takeover) freed the entry, this create did not happen.
+        if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.ALLOCATED) !== RatState.ALLOCATING) {
+          throw new FencedError('create: the half-made region was reclaimed');
+        }
+        // Published, then re-checked: lost the lease before publishing → take it back.
+        if (!fence.valid()) {
+          this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.ALLOCATING);
+          throw new FencedError('create');
+        }
       } catch (err) {
-        this.mem.add32(this.rat.header + H.entriesInUse, -1);
-        this.mem.publish32(e + E.state, RatState.FREE);
+        if (hit) this.index.remove(hit, generation);
+        this.#abandonAllocating(id, generation);
         throw err;
       }
-      failpoint('regions.create.afterIndexInsert');
-      this.mem.store32(e + E.indexShard, hit.shard);
-      this.mem.store32(e + E.indexEntry, hit.entry);
-      this.mem.publish32(e + E.state, RatState.ALLOCATED, e, this.rat.entrySize);
       return id;
     });
     return this.statById(id);
   }
 
-  #defaultOwner(caller: Caller, lifetime: LifetimeName): Principal {
-    if (lifetime === 'process' || caller.uid === undefined) return processPrincipalOf(caller);
-    return { kind: 'user', uid: caller.uid };
+  /** Roll back a create: entry `id` of `generation`, still ALLOCATING (CAS), goes back to FREE. */
+  #abandonAllocating(id: number, generation: number): void {
+    const e = this.rat.entry(id);
+    if (this.mem.load32(e + E.generation) !== generation) return;
+    if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) === RatState.ALLOCATING) {
+      this.mem.add32(this.rat.header + H.entriesInUse, -1);
+    }
   }
 
   #claimEntry(): number {
@@ -325,7 +373,7 @@ export class RegionStore extends RegionTable {
     const bytesName = encodeName(name);
     return this.sizeByRef(
       () => {
-        const hit = this.index.find(bytesName, hashName(bytesName, this.hash));
+        const hit = this.index.findLocked(bytesName, hashName(bytesName, this.hash));
         if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
         return hit.regionId;
       },
@@ -343,7 +391,7 @@ export class RegionStore extends RegionTable {
     options: { knownSized?: boolean } = {},
   ): Promise<RegionInfo> {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw new MarufsError('EINVAL', `bad size ${bytes}`);
-    const id = await this.#locked(() => {
+    const id = await this.#locked((fence) => {
       const id = resolve();
       const e = this.rat.entry(id);
       if ((this.permissionsById(id, caller) & Perm.WRITE) === 0) {
@@ -354,29 +402,50 @@ export class RegionStore extends RegionTable {
       if (this.mem.load32(e + E.state) !== RatState.ALLOCATED) throw new MarufsError('EINVAL', 'region is not live');
       if (this.mem.load64(e + E.physOffset) !== 0n)
         throw new MarufsError('EEXIST', 'the region is already sized (size-once)');
-      this.#allocateExtent(id, bytes);
+      this.#allocateExtent(id, bytes, fence);
       return id;
     });
     return this.statById(id);
   }
 
   /** Inside the lock: place and publish the extent of unsized region `id`. ENOSPC when nothing fits. */
-  #allocateExtent(id: number, bytes: number): void {
+  #allocateExtent(id: number, bytes: number, fence: Fence): void {
     const e = this.rat.entry(id);
     const want = alignUp(bytes, REGION_ALIGN);
     const total = this.rat.dataEnd - this.rat.dataOffset;
     if (bytes > total || want > total) {
       throw new MarufsError('ENOSPC', `${bytes} bytes exceed the pool's ${total} bytes of region space`);
     }
-    const reap = (deleting: number): boolean => this.#freeIfUnmapped(deleting);
+    const reap = (deleting: number): boolean => this.#freeIfUnmapped(deleting, fence);
+    const generation = this.mem.load32(e + E.generation);
     const at = bestFit(this.extents(reap), this.rat.dataOffset, this.rat.dataEnd, want);
     if (at === undefined) throw new MarufsError('ENOSPC', `no free extent of ${want} bytes`);
+    failpoint('regions.size.afterFit');
+    // The gap was chosen under the lease: a holder fenced since then must not place it (overlap).
+    fence.check('size');
+    if (this.mem.load32(e + E.generation) !== generation || this.mem.load64(e + E.physOffset) !== 0n) {
+      throw new FencedError('size: the region changed under the lock');
+    }
     const t = nowNs();
     this.mem.store64(e + E.allocatedSize, BigInt(want));
     this.mem.store64(e + E.size, BigInt(bytes));
     this.mem.store64(e + E.sizedAt, t);
     this.mem.store64(e + E.modifiedAt, t);
-    this.mem.publish64(e + E.physOffset, BigInt(at), e, 64);
+    this.mem.writeBack(e, 64);
+    if (this.mem.casPublish64(e + E.physOffset, 0n, BigInt(at)) !== 0n) {
+      throw new FencedError('size: the region was sized by another holder');
+    }
+    // Publish, then re-check: a takeover before our publish means the new holder may not have seen
+    // this extent when it chose its own, so take it back (a takeover after it sees the extent).
+    if (!fence.valid()) {
+      if (this.mem.casPublish64(e + E.physOffset, BigInt(at), 0n) === BigInt(at)) {
+        this.mem.store64(e + E.allocatedSize, 0n);
+        this.mem.store64(e + E.size, 0n);
+        this.mem.store64(e + E.sizedAt, 0n);
+        this.mem.writeBack(e, 64);
+      }
+      throw new FencedError('size');
+    }
     this.mem.add64(this.rat.header + H.bytesAllocated, BigInt(want));
     this.mem.add32(this.rat.header + H.allocEpoch, 1);
   }
@@ -394,7 +463,7 @@ export class RegionStore extends RegionTable {
     tableSize: number,
     write: (base: number) => void,
   ): Promise<{ base: number; size: number }> {
-    return this.#locked(() => {
+    return this.#locked((fence) => {
       const e = this.rat.entry(id);
       if (this.mem.load32(e + E.generation) !== generation) throw new MarufsError('ESTALE', 'the region was deleted');
       if ((this.permissionsById(id, caller) & Perm.ADMIN) === 0) {
@@ -404,14 +473,18 @@ export class RegionStore extends RegionTable {
       if (!fresh && this.mem.load32(e + E.type) === RegionType.NRHT) {
         throw new MarufsError('EEXIST', 'the region already holds a name table');
       }
-      if (fresh) this.#allocateExtent(id, tableSize);
+      if (fresh) this.#allocateExtent(id, tableSize, fence);
       const base = Number(this.mem.load64(e + E.physOffset));
       const size = Number(this.mem.load64(e + E.size));
       if (size < tableSize)
         throw new MarufsError('ENOSPC', `the table needs ${tableSize} bytes, the region has ${size}`);
+      fence.check('name table init');
       this.mem.fill(base, tableSize, 0);
       write(base);
-      this.mem.publish32(e + E.type, RegionType.NRHT);
+      fence.check('name table init');
+      if (this.mem.casPublish32(e + E.type, RegionType.DATA, RegionType.NRHT) !== RegionType.DATA) {
+        throw new MarufsError('EEXIST', 'the region already holds a name table');
+      }
       this.#aclChanged(id);
       return { base, size };
     });
@@ -423,19 +496,30 @@ export class RegionStore extends RegionTable {
    */
   async unlink(name: string, caller: Caller): Promise<void> {
     const bytes = encodeName(name);
-    await this.#locked(() => {
-      const hit = this.index.find(bytes, hashName(bytes, this.hash));
+    await this.#locked((fence) => {
+      const hit = this.index.findLocked(bytes, hashName(bytes, this.hash));
       if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
       const id = hit.regionId;
       const e = this.rat.entry(id);
+      const generation = this.mem.load32(e + E.generation);
       if ((this.permissionsById(id, caller) & Perm.DELETE) === 0 && !this.#orphaned(id)) {
         throw new MarufsError('EACCES', `deleting "${name}" needs DELETE`);
       }
+      failpoint('regions.unlink.beforeCommit');
+      fence.check('unlink');
       if (!this.index.remove(hit)) throw new MarufsError('ENOENT', `no region named "${name}"`);
-      if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.DELETING) !== RatState.ALLOCATED) return;
+      // The name is gone; the entry follows (CAS, same generation), or the name comes back.
+      if (
+        !fence.valid() ||
+        this.mem.load32(e + E.generation) !== generation ||
+        this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.DELETING) !== RatState.ALLOCATED
+      ) {
+        this.index.restore(hit, generation);
+        throw new FencedError(`unlink "${name}"`);
+      }
       this.mem.store64(e + E.deletedAt, nowNs());
       this.#aclChanged(id);
-      this.#freeIfUnmapped(id);
+      this.#freeIfUnmapped(id, fence);
     });
   }
 
@@ -448,42 +532,58 @@ export class RegionStore extends RegionTable {
     return !(v.physOffset !== 0 && v.delegations.some((d) => d.state === 'active'));
   }
 
-  /** Inside the lock: free a DELETING entry once no node has it open. */
-  #freeIfUnmapped(id: number): boolean {
+  /**
+   * Inside the lock: free a DELETING entry once no node has it open. Fenced: a holder that lost its
+   * lease leaves the entry DELETING (the next holder's allocator or GC frees it). The counters move
+   * only after the CAS to FREE succeeded, so two parties can never both count the same entry.
+   */
+  #freeIfUnmapped(id: number, fence: Fence): boolean {
     const e = this.rat.entry(id);
     if (this.mem.load32(e + E.state) !== RatState.DELETING) return false;
     if (mapperNodes(this.mem, this.rat, id).length > 0) return false;
+    if (!fence.valid()) return false;
     const allocated = this.mem.load64(e + E.allocatedSize);
     const generation = this.mem.load32(e + E.generation);
     const aclSeq = this.mem.load32(e + E.aclSeq);
     this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
     this.mem.store32(e + E.aclSeq, aclSeq + 1);
     this.mem.store32(e + E.generation, generation);
+    if (this.mem.casPublish32(e + E.state, RatState.DELETING, RatState.FREE) !== RatState.DELETING) return false;
     if (allocated > 0n) {
       this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
       this.mem.add32(this.rat.header + H.allocEpoch, 1);
     }
     this.mem.add32(this.rat.header + H.entriesInUse, -1);
-    this.mem.casPublish32(e + E.state, RatState.DELETING, RatState.FREE);
     return true;
   }
 
-  /** Grant (upsert) a delegation. ADMIN grants anything; GRANT only r/w/d/i it holds itself. */
+  /**
+   * Grant (upsert) a delegation. ADMIN grants anything; GRANT only r/w/d/i it holds itself, and never
+   * into the last adminReservedSlots() free slots (so a GRANT holder cannot lock the owner out).
+   */
   async grant(name: string, caller: Caller, grantee: Principal, perms: number): Promise<void> {
     validatePrincipal(grantee, this.maxNodes);
     const bytes = encodeName(name);
-    await this.#locked(() => {
+    await this.#locked((fence) => {
       const id = this.#resolveLocked(bytes, name);
-      checkDelegation(this.permissionsById(id, caller), perms, 'grant');
+      const have = this.permissionsById(id, caller);
+      checkDelegation(have, perms, 'grant');
       if (grantee.kind === 'managed') throw new MarufsError('EINVAL', 'delegations name processes, users or workloads');
       const bound = this.#bindEagerly(grantee);
       const t = nowNs();
       let empty = -1;
+      let free = 0;
       for (let j = 0; j < this.rat.delegations; j++) {
         const d = this.rat.delegation(id, j);
         const st = this.mem.load32(d + D.state);
+        if (st === DelegState.EMPTY) free++;
         if (st === DelegState.ACTIVE && samePrincipal(this.mem, d + D.principal, grantee)) {
-          this.mem.store32(d + D.perms, this.mem.load32(d + D.perms) | perms);
+          failpoint('regions.grant.beforeCommit');
+          fence.check('grant');
+          const had = this.mem.load32(d + D.perms);
+          if (this.mem.cas32(d + D.perms, had, had | perms) !== had || this.mem.load32(d + D.state) !== st) {
+            throw new FencedError('grant: the delegation changed under the lock');
+          }
           this.mem.store64(d + D.grantedAt, t);
           this.mem.writeBack(d, 64);
           this.#aclChanged(id);
@@ -492,7 +592,16 @@ export class RegionStore extends RegionTable {
         if (st === DelegState.EMPTY && empty < 0) empty = j;
       }
       if (empty < 0) throw new MarufsError('ENOSPC', `all ${this.rat.delegations} delegation slots are in use`);
+      const kept = adminReservedSlots(this.rat.delegations);
+      if ((have & Perm.ADMIN) === 0 && free <= kept) {
+        throw new MarufsError(
+          'ENOSPC',
+          `the last ${kept} free delegation slots are kept for the owner and ADMIN holders (a GRANT holder cannot fill them)`,
+        );
+      }
       const d = this.rat.delegation(id, empty);
+      const generation = this.mem.load32(this.rat.entry(id) + E.generation);
+      fence.check('grant');
       if (this.mem.cas32(d + D.state, DelegState.EMPTY, DelegState.GRANTING) !== DelegState.EMPTY) {
         throw new MarufsError('EAGAIN', 'delegation slot changed under the lock');
       }
@@ -500,7 +609,31 @@ export class RegionStore extends RegionTable {
       this.mem.store32(d + D.perms, perms);
       this.mem.store64(d + D.grantedAt, t);
       this.mem.store32(d + D.grantedBy, this.nodeId);
-      this.mem.casPublish32(d + D.state, DelegState.GRANTING, DelegState.ACTIVE);
+      failpoint('regions.grant.beforeCommit');
+      // Published only under the lease and while the region is the one we checked; else rolled back.
+      const e = this.rat.entry(id);
+      if (
+        !fence.valid() ||
+        this.mem.load32(e + E.generation) !== generation ||
+        this.mem.load32(e + E.state) !== RatState.ALLOCATED ||
+        this.mem.casPublish32(d + D.state, DelegState.GRANTING, DelegState.ACTIVE) !== DelegState.GRANTING
+      ) {
+        if (this.mem.cas32(d + D.state, DelegState.GRANTING, DelegState.EMPTY) === DelegState.GRANTING) {
+          clearPrincipal(this.mem, d + D.principal);
+          this.mem.store32(d + D.perms, 0);
+          this.mem.writeBack(d, 64);
+        }
+        throw new FencedError(`grant on "${name}"`);
+      }
+      if (!fence.valid()) {
+        // Published after a takeover: take it back (the new holder never saw it).
+        if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) === DelegState.ACTIVE) {
+          clearPrincipal(this.mem, d + D.principal);
+          this.mem.store32(d + D.perms, 0);
+          this.#aclChanged(id);
+        }
+        throw new FencedError(`grant on "${name}"`);
+      }
       this.#aclChanged(id);
       this.mem.add32(this.rat.entry(id) + E.activeDelegations, 1);
     });
@@ -514,12 +647,28 @@ export class RegionStore extends RegionTable {
   }
 
   /**
+   * An owning process must be named with its start time: an owner is never bound on first use
+   * (whoever reused the pid first would own the region). A process on this node is bound now; one
+   * on another node without a start time, or one that does not exist, is refused (EINVAL).
+   */
+  #bindOwner(p: Principal): Principal {
+    const bound = this.#bindEagerly(p);
+    if (bound.kind !== 'process' || bound.startTime !== 0n) return bound;
+    throw new MarufsError(
+      'EINVAL',
+      bound.nodeId === this.nodeId
+        ? `no process ${bound.pid} on node ${bound.nodeId} to own the region`
+        : `an owner on another node must be named with its start time (process:${bound.nodeId}:${bound.pid}:<start time>): node ${this.nodeId} cannot read node ${bound.nodeId}'s processes`,
+    );
+  }
+
+  /**
    * Revoke: remove `perms` (default: all) from the grantee's delegation; the slot empties when
    * nothing is left. ADMIN revokes anything; GRANT only r/w/d/i it holds. ENOENT if no delegation.
    */
   async revoke(name: string, caller: Caller, grantee: Principal, perms: number = Perm.ALL): Promise<void> {
     const bytes = encodeName(name);
-    await this.#locked(() => {
+    await this.#locked((fence) => {
       const id = this.#resolveLocked(bytes, name);
       const held = this.permissionsById(id, caller);
       checkPerms(perms);
@@ -536,19 +685,23 @@ export class RegionStore extends RegionTable {
             `GRANT alone cannot revoke ${formatPerms(removing & ~(DELEGABLE_BY_GRANT & held))}`,
           );
         }
-        const left = this.mem.load32(d + D.perms) & ~perms;
+        const had = this.mem.load32(d + D.perms);
+        const left = had & ~perms;
+        failpoint('regions.revoke.beforeCommit');
+        fence.check('revoke');
         if (left !== 0) {
-          this.mem.store32(d + D.perms, left);
+          if (this.mem.cas32(d + D.perms, had, left) !== had) throw new FencedError('revoke: the delegation changed');
           this.mem.writeBack(d, 64);
           this.#aclChanged(id);
           return;
         }
-        if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) === DelegState.ACTIVE) {
-          clearPrincipal(this.mem, d + D.principal);
-          this.mem.store32(d + D.perms, 0);
-          this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
-          this.#aclChanged(id);
+        if (this.mem.casPublish32(d + D.state, DelegState.ACTIVE, DelegState.EMPTY) !== DelegState.ACTIVE) {
+          throw new FencedError('revoke: the delegation changed');
         }
+        clearPrincipal(this.mem, d + D.principal);
+        this.mem.store32(d + D.perms, 0);
+        this.mem.add32(this.rat.entry(id) + E.activeDelegations, -1);
+        this.#aclChanged(id);
         return;
       }
       throw new MarufsError('ENOENT', 'no delegation for that principal');
@@ -559,12 +712,13 @@ export class RegionStore extends RegionTable {
   async setDefault(name: string, caller: Caller, perms: number): Promise<void> {
     checkPerms(perms);
     const bytes = encodeName(name);
-    await this.#locked(() => {
+    await this.#locked((fence) => {
       const id = this.#resolveLocked(bytes, name);
       if ((this.permissionsById(id, caller) & Perm.ADMIN) === 0) {
         throw new MarufsError('EACCES', 'setting default permissions needs ADMIN');
       }
       const e = this.rat.entry(id);
+      fence.check('set default permissions');
       this.mem.store32(e + E.defaultPerms, perms);
       this.mem.store64(e + E.modifiedAt, nowNs());
       this.mem.writeBack(e, 64);
@@ -578,10 +732,10 @@ export class RegionStore extends RegionTable {
    * CHOWNING meanwhile, so no check grants anything from a half-written owner.
    */
   async chown(name: string, caller: Caller, newOwner?: Principal, lifetime?: LifetimeName): Promise<void> {
-    const owner = newOwner ?? processPrincipalOf(caller);
+    const owner = this.#bindOwner(newOwner ?? ownerFor(caller, lifetime ?? 'process'));
     validatePrincipal(owner, this.maxNodes);
     const bytes = encodeName(name);
-    await this.#locked(() => {
+    await this.#locked((fence) => {
       const id = this.#resolveLocked(bytes, name);
       if ((this.permissionsById(id, caller) & Perm.ADMIN) === 0) throw new MarufsError('EACCES', 'chown needs ADMIN');
       const e = this.rat.entry(id);
@@ -589,10 +743,20 @@ export class RegionStore extends RegionTable {
       if (life === 'process' && owner.kind !== 'process') {
         throw new MarufsError('EINVAL', 'a region with process lifetime must be owned by a process');
       }
+      const generation = this.mem.load32(e + E.generation);
+      fence.check('chown');
       if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.CHOWNING) !== RatState.ALLOCATED) {
         throw new MarufsError('EAGAIN', 'region changed state');
       }
-      writePrincipal(this.mem, e + E.owner, this.#bindEagerly(owner));
+      failpoint('regions.chown.afterMark');
+      // Nothing written yet: a fenced chown puts the state back (unless GC already did) and fails.
+      if (!fence.valid() || this.mem.load32(e + E.generation) !== generation) {
+        if (this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED) === RatState.CHOWNING) {
+          this.#aclChanged(id);
+        }
+        throw new FencedError(`chown "${name}"`);
+      }
+      writePrincipal(this.mem, e + E.owner, owner);
       this.mem.store32(e + E.lifetime, life === 'persistent' ? Lifetime.PERSISTENT : Lifetime.PROCESS);
       this.mem.store32(e + E.defaultPerms, 0);
       for (let j = 0; j < this.rat.delegations; j++) {
@@ -602,8 +766,11 @@ export class RegionStore extends RegionTable {
       }
       this.mem.store32(e + E.activeDelegations, 0);
       this.mem.store64(e + E.modifiedAt, nowNs());
-      this.mem.publish32(e + E.state, RatState.ALLOCATED, e, this.rat.entrySize);
+      this.mem.writeBack(e, this.rat.entrySize);
+      const published = this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED);
       this.#aclChanged(id);
+      // GC republished it meanwhile (a takeover): the new owner is in place all the same.
+      if (published !== RatState.CHOWNING && !fence.valid()) throw new FencedError(`chown "${name}"`);
     });
   }
 
@@ -615,7 +782,7 @@ export class RegionStore extends RegionTable {
   }
 
   #resolveLocked(bytes: Uint8Array, name: string): number {
-    const hit = this.index.find(bytes, hashName(bytes, this.hash));
+    const hit = this.index.findLocked(bytes, hashName(bytes, this.hash));
     if (!hit) throw new MarufsError('ENOENT', `no region named "${name}"`);
     return hit.regionId;
   }
@@ -666,7 +833,7 @@ export class RegionStore extends RegionTable {
       if ((v & bit) === 0n || this.mem.casPublish64(word, v, v & ~bit) === v) break;
     }
     if (this.mem.load32(this.rat.entry(id) + E.state) === RatState.DELETING && this.#node.state === 'active') {
-      void this.#lock.withLock(0, () => this.#freeIfUnmapped(id)).catch(() => undefined);
+      void this.#lock.withLock(0, (fence) => this.#freeIfUnmapped(id, fence)).catch(() => undefined);
     }
   }
 
@@ -674,25 +841,29 @@ export class RegionStore extends RegionTable {
    * @internal Garbage collection: run `fn` inside the global ME with the operations GC may apply.
    * Each one re-checks, inside the lock, the condition it acts on.
    */
-  maintain<T>(fn: (m: Maintenance) => T): Promise<T> {
-    return this.#locked(() =>
-      fn({
-        reclaimRegion: (id, generation) => this.#reclaimRegion(id, generation),
-        removeDelegation: (id, slot, state) => this.#removeDelegation(id, slot, state),
-        clearMapper: (id, nodeId) => this.#clearMapper(id, nodeId),
-        freeUnpublished: (id, state) => this.#freeUnpublished(id, state),
-        republish: (id) => {
-          const e = this.rat.entry(id);
-          if (this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED) !== RatState.CHOWNING)
-            return false;
-          this.#aclChanged(id);
-          return true;
+  maintain<T>(fn: (m: Maintenance, fence: Fence) => T): Promise<T> {
+    return this.#locked((fence) =>
+      fn(
+        {
+          reclaimRegion: (id, generation) => fence.valid() && this.#reclaimRegion(id, generation, fence),
+          removeDelegation: (id, slot, state) => fence.valid() && this.#removeDelegation(id, slot, state),
+          clearMapper: (id, nodeId) => fence.valid() && this.#clearMapper(id, nodeId, fence),
+          freeUnpublished: (id, state) => fence.valid() && this.#freeUnpublished(id, state),
+          republish: (id) => {
+            if (!fence.valid()) return false;
+            const e = this.rat.entry(id);
+            if (this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED) !== RatState.CHOWNING)
+              return false;
+            this.#aclChanged(id);
+            return true;
+          },
         },
-      }),
+        fence,
+      ),
     );
   }
 
-  #reclaimRegion(id: number, generation: number): boolean {
+  #reclaimRegion(id: number, generation: number, fence: Fence): boolean {
     const e = this.rat.entry(id);
     if (this.mem.load32(e + E.generation) !== generation) return false;
     if (this.mem.load32(e + E.state) !== RatState.ALLOCATED) return false;
@@ -701,7 +872,7 @@ export class RegionStore extends RegionTable {
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.DELETING) !== RatState.ALLOCATED) return false;
     this.mem.store64(e + E.deletedAt, nowNs());
     this.#aclChanged(id);
-    this.#freeIfUnmapped(id);
+    this.#freeIfUnmapped(id, fence);
     return true;
   }
 
@@ -715,7 +886,7 @@ export class RegionStore extends RegionTable {
     return true;
   }
 
-  #clearMapper(id: number, nodeId: number): boolean {
+  #clearMapper(id: number, nodeId: number, fence: Fence): boolean {
     const word = this.rat.entry(id) + E.mappers + 8 * ((nodeId - 1) >> 6);
     const bit = 1n << BigInt((nodeId - 1) & 63);
     for (;;) {
@@ -723,7 +894,7 @@ export class RegionStore extends RegionTable {
       if ((v & bit) === 0n) break;
       if (this.mem.casPublish64(word, v, v & ~bit) === v) break;
     }
-    return this.#freeIfUnmapped(id);
+    return this.#freeIfUnmapped(id, fence);
   }
 
   /** A region stuck in ALLOCATING (its creator died inside create) goes back to FREE. */
@@ -733,7 +904,7 @@ export class RegionStore extends RegionTable {
     // The creator may have published the index entry before it died: take it back first.
     const name = readName(this.mem, this.rat, id);
     if (name.length > 0) {
-      const hit = this.index.find(name, hashName(name, { lo: 0, hi: 0 }));
+      const hit = this.index.findLocked(name, hashName(name, { lo: 0, hi: 0 }));
       if (hit && hit.regionId === id) this.index.remove(hit);
     }
     const generation = this.mem.load32(e + E.generation);
@@ -741,8 +912,10 @@ export class RegionStore extends RegionTable {
     this.mem.fill(e + 4, this.rat.entrySize - 4, 0);
     this.mem.store32(e + E.generation, generation);
     this.mem.store32(e + E.aclSeq, aclSeq + 1);
+    // Counted only by whoever wins the CAS (a fenced create's own rollback may race this).
+    if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) !== RatState.ALLOCATING) return false;
     this.mem.add32(this.rat.header + H.entriesInUse, -1);
-    return this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) === RatState.ALLOCATING;
+    return true;
   }
 
   /** Regions this node has open (for detach and inspection). */
@@ -757,4 +930,9 @@ export class RegionStore extends RegionTable {
       this.release(id);
     }
   }
+}
+
+/** Delegation slots a GRANT-only holder may not take: a quarter of them, at most 4 (4 of the default 29). */
+export function adminReservedSlots(slots: number): number {
+  return Math.min(4, Math.floor(slots / 4));
 }

@@ -1,0 +1,195 @@
+/**
+ * Every benchmark, in the order `npm run bench` runs them: how to run it, how to render its tables,
+ * its plot, and the headline rows the report and the README lead with (each a marufs figure next to
+ * the peer a user would otherwise pick, with the ratio).
+ */
+import { renderBootstrapBench, runBootstrapBench, type BootstrapBenchResult } from './bootstrap.js';
+import { plotFuseResults, renderFuseBench, runFuseBench, type FuseBenchResult } from './fuse.js';
+import { plotKvCacheResults, renderKvCacheBench, runKvCacheBench, type KvCacheBenchResult } from './kvcache.js';
+import { renderMeBench, runMeBench, type MeBenchResult } from './me.js';
+import { renderNrhtBench, runNrhtBench, type NrhtBenchResult } from './nrht.js';
+import { plot } from './plot.js';
+import { renderRegionBench, runRegionBench, type RegionBenchResult } from './regions.js';
+import { formatNumber } from './table.js';
+
+/** Figures for people: thousands separated, three significant digits below 100. */
+const num = (v: number): string => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : formatNumber(v));
+
+/** One headline row: what was measured, marufs' figure, the peer's figure, marufs relative to it. */
+export interface Headline {
+  what: string;
+  marufs: string;
+  peer: string;
+  ratio: string;
+}
+
+export interface Bench<R = never> {
+  title: string;
+  run: (quick: boolean) => Promise<object>;
+  render: (result: R) => string;
+  /** Writes docs/img/<name>.svg from bench/results/<name>.json; returns its path. */
+  plot: () => string | undefined;
+  headline: (result: R) => Headline[];
+}
+
+const x = (v: number): string => `${v.toFixed(v >= 10 ? 0 : v >= 1 ? 1 : 2)}×`;
+const us = (ns: number): string => `${num(ns / 1000)} µs`;
+const redisOf = (text: string | null | undefined): string =>
+  text ? `Redis ${/v=([\d.]+)/.exec(text)?.[1] ?? text}` : 'Redis (not run)';
+
+const bootstrap: Bench<BootstrapBenchResult> = {
+  title: 'attach latency and pool CAS throughput',
+  run: runBootstrapBench,
+  render: renderBootstrapBench,
+  plot: () => plot('bootstrap'),
+  headline: (r) => {
+    const one = r.cas.find((c) => c.processes === 1);
+    return one
+      ? [
+          {
+            what: 'CAS on pool memory, 1 process',
+            marufs: `${num(one.opsPerSec)}/s`,
+            peer: `local memory ${num(one.localOpsPerSec)}/s`,
+            ratio: x(one.ratio),
+          },
+        ]
+      : [];
+  },
+};
+
+const regions: Bench<RegionBenchResult> = {
+  title: 'region create + size, and lookup as the pool fills',
+  run: runRegionBench,
+  render: renderRegionBench,
+  plot: () => {
+    plot('regions-create');
+    return plot('regions');
+  },
+  headline: (r) => {
+    const m = r.createSize.find((c) => c.system === 'marufs' && c.processes === 1);
+    const t = r.createSize.find((c) => c.system === 'tmpfs' && c.processes === 1);
+    const first = r.lookup[0];
+    const last = r.lookup[r.lookup.length - 1];
+    return [
+      ...(m && t
+        ? [
+            {
+              what: 'create + size a 2 MiB region, p50 (1 process)',
+              marufs: `${num(m.p50Us)} µs`,
+              peer: `tmpfs ${num(t.p50Us)} µs; famfs (published) 90–120 ms`,
+              ratio: `${x(m.p50Us / t.p50Us)} tmpfs's time`,
+            },
+          ]
+        : []),
+      ...(first && last
+        ? [
+            {
+              what: `lookup by name, p50, ${first.regions} → ${last.regions} regions`,
+              marufs: `${first.p50Ns} → ${last.p50Ns} ns`,
+              peer: '—',
+              ratio: `${x(last.p50Ns / first.p50Ns)} slower when full`,
+            },
+          ]
+        : []),
+    ];
+  },
+};
+
+const me: Bench<MeBenchResult> = {
+  title: 'ME acquire+release next to a Redis lock',
+  run: runMeBench,
+  render: renderMeBench,
+  plot: () => plot('me'),
+  headline: (r) => {
+    const rows: Headline[] = [];
+    for (const procs of [...new Set(r.rows.map((row) => row.procs))].sort((a, b) => a - b)) {
+      const redis = r.rows.find((row) => row.impl === 'redis' && row.procs === procs);
+      const best = r.rows
+        .filter((row) => row.impl !== 'redis' && row.procs === procs)
+        .sort((a, b) => b.opsPerSec - a.opsPerSec)[0];
+      if (!redis || !best) continue;
+      rows.push({
+        what: `lock acquire+release, ${procs} process(es) (${best.impl}, ${best.shards} shards)`,
+        marufs: `${num(best.opsPerSec)}/s`,
+        peer: `${redisOf(r.redis)} lock ${num(redis.opsPerSec)}/s`,
+        ratio: x(best.opsPerSec / redis.opsPerSec),
+      });
+    }
+    return rows;
+  },
+};
+
+const nrht: Bench<NrhtBenchResult> = {
+  title: 'name tables next to Redis, and the multi-node sweep',
+  run: runNrhtBench,
+  render: renderNrhtBench,
+  plot: () => plot('nrht'),
+  headline: (r) =>
+    r.sideBySide
+      .filter((s) => s.redis && (s.op === 'find' || s.op === 'publish'))
+      .map((s) => ({
+        what: `name table ${s.op} (vs ${s.op === 'find' ? 'GET' : 'SET'}), p50`,
+        marufs: us(s.marufs.p50Ns),
+        peer: `${redisOf(r.redisVersion)} ${us(s.redis!.p50Ns)}`,
+        ratio: `${x(s.redis!.p50Ns / s.marufs.p50Ns)} faster`,
+      })),
+};
+
+const fuse: Bench<FuseBenchResult> = {
+  title: 'FUSE mount vs tmpfs file I/O, SDK mapped copy vs memcpy',
+  run: runFuseBench,
+  render: renderFuseBench,
+  plot: plotFuseResults,
+  headline: (r) => [
+    ...r.fileIo.map((f) => ({
+      what: `FUSE ${f.test}`,
+      marufs: `${num(f.fuse)} ${f.unit}`,
+      peer: `tmpfs ${num(f.tmpfs)} ${f.unit}`,
+      ratio: x(f.ratio),
+    })),
+    ...(r.sdkCopy.length
+      ? (() => {
+          const low = [...r.sdkCopy].sort((a, b) => a.ratio - b.ratio)[0]!;
+          return [
+            {
+              what: 'SDK mapped copy, lowest of all chunk sizes',
+              marufs: `${num(low.sdkGBps)} GB/s`,
+              peer: `memcpy ${num(low.memcpyGBps)} GB/s`,
+              ratio: x(low.ratio),
+            },
+          ];
+        })()
+      : []),
+  ],
+};
+
+const kvcache: Bench<KvCacheBenchResult> = {
+  title: 'KV-cache blocks shared between processes: marufs vs Redis vs loopback TCP',
+  run: runKvCacheBench,
+  render: renderKvCacheBench,
+  plot: plotKvCacheResults,
+  headline: (r) => {
+    const [m, redis, tcp] = r.rows;
+    if (!m || !redis || !tcp) return [];
+    const kib = r.config.blockSize / 1024;
+    return [
+      {
+        what: `KV-cache fetch of ${kib} KiB blocks, ${r.config.consumers} consumers`,
+        marufs: `${num(m.fetchBlocksPerSec)} blocks/s`,
+        peer: `Redis ${r.redisVersion} ${num(redis.fetchBlocksPerSec)} blocks/s`,
+        ratio: x(r.ratios.vsRedis.fetchBlocksPerSec),
+      },
+      {
+        what: `KV-cache fetch of ${kib} KiB blocks, p50`,
+        marufs: `${num(m.fetchP50Us)} µs`,
+        peer: `loopback TCP ${num(tcp.fetchP50Us)} µs`,
+        ratio: `${x(r.ratios.vsTcp.fetchP50)} faster`,
+      },
+    ];
+  },
+};
+
+export const BENCHES: Record<string, Bench> = { bootstrap, regions, me, nrht, fuse, kvcache } as unknown as Record<
+  string,
+  Bench
+>;
