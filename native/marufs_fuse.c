@@ -651,6 +651,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"quiesce", NULL, js_quiesce, NULL, NULL, NULL, napi_default, NULL},
       {"connection", NULL, js_connection, NULL, NULL, NULL, napi_default, NULL},
       {"fetchFd", NULL, js_fetch_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"holderCall", NULL, js_holder_call, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"resentRequests", NULL, js_resent_requests, NULL, NULL, NULL, napi_default, NULL},
       {"running", NULL, js_running, NULL, NULL, NULL, napi_default, NULL},

@@ -2,7 +2,9 @@
  * Shared between the two halves of the FUSE addon:
  *   marufs_fuse.c          the JavaScript side (request hand-off, reply, the data fast path);
  *   marufs_fuse_session.c  the kernel side (libfuse 2 low-level session, worker threads, mounting,
- *                          adopting a connection another daemon left, passing descriptors).
+ *                          adopting a connection another daemon left);
+ *   marufs_fuse_holder.c   talking to a descriptor holder (native/fd-holder.c): fetching and
+ *                          handing over connections (SCM_RIGHTS).
  */
 #ifndef MARUFS_FUSE_H
 #define MARUFS_FUSE_H
@@ -156,8 +158,11 @@ napi_value js_adopt(napi_env env, napi_callback_info info);
 napi_value js_unmount(napi_env env, napi_callback_info info);
 napi_value js_quiesce(napi_env env, napi_callback_info info);
 napi_value js_connection(napi_env env, napi_callback_info info);
-napi_value js_fetch_fd(napi_env env, napi_callback_info info);
 napi_value js_close_fd(napi_env env, napi_callback_info info);
 napi_value js_resent_requests(napi_env env, napi_callback_info info);
+
+/* marufs_fuse_holder.c */
+napi_value js_fetch_fd(napi_env env, napi_callback_info info);
+napi_value js_holder_call(napi_env env, napi_callback_info info);
 
 #endif

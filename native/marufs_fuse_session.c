@@ -812,60 +812,6 @@ napi_value js_connection(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-/*
- * fetchFd(socketPath) → [fd, init]: ask the descriptor holder (native/fd-holder.c) at socketPath for
- * a copy of the connection it keeps (SCM_RIGHTS) and the INIT request it was given.
- */
-napi_value js_fetch_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return NULL;
-  GET_STRING(env, argv[0], path);
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return throw_errno(env, "EIO", "socket", errno);
-  struct sockaddr_un addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  memcpy(addr.sun_path, path, strnlen(path, sizeof addr.sun_path - 1));
-  struct timeval tv = {5, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (connect(s, (struct sockaddr *)&addr, sizeof addr) != 0) {
-    int e = errno;
-    close(s);
-    return throw_errno(env, e == ENOENT || e == ECONNREFUSED ? "ENOENT" : "EIO", "no descriptor holder", e);
-  }
-  if (write(s, "FETCH\n", 6) != 6) {
-    int e = errno;
-    close(s);
-    return throw_errno(env, "EIO", "descriptor holder", e);
-  }
-  unsigned char blob[INIT_BLOB_MAX];
-  char control[CMSG_SPACE(sizeof(int))];
-  struct iovec iov = {blob, sizeof blob};
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
-  int e = errno;
-  close(s);
-  int fd = -1;
-  struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
-  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  if (fd < 0) return throw_errno(env, "EIO", "the descriptor holder sent no descriptor", n < 0 ? e : EPROTO);
-  napi_value arr, jfd, init;
-  void *data;
-  napi_create_array_with_length(env, 2, &arr);
-  napi_create_int32(env, fd, &jfd);
-  napi_create_buffer_copy(env, (size_t)n, blob, &data, &init);
-  napi_set_element(env, arr, 0, jfd);
-  napi_set_element(env, arr, 1, init);
-  return arr;
-}
-
 /* closeFd(fd): give back a descriptor fetchFd() returned and adopt() did not take. */
 napi_value js_close_fd(napi_env env, napi_callback_info info) {
   size_t argc = 1;

@@ -94,9 +94,9 @@ function nodeHeaders() {
   process.exit(1);
 }
 
-// 3b. The FUSE addon (native/marufs_fuse.c + marufs_fuse_session.c): Node-API against the system's
+// 3b. The FUSE addon (native/marufs_fuse.c + marufs_fuse_session.c + marufs_fuse_holder.c): Node-API against the system's
 //     Node headers and libfuse 2; and the connection holder (native/fd-holder.c), a plain program.
-const fuseSrcs = ['marufs_fuse.c', 'marufs_fuse_session.c'].map((f) => join(root, 'native', f));
+const fuseSrcs = ['marufs_fuse.c', 'marufs_fuse_session.c', 'marufs_fuse_holder.c'].map((f) => join(root, 'native', f));
 const fuseHeader = join(root, 'native', 'marufs_fuse.h');
 const fuseOut = join(root, 'native', 'build', 'marufs_fuse.node');
 const newestOf = (files) => Math.max(...files.map((f) => statSync(f).mtimeMs));

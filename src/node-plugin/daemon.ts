@@ -16,7 +16,9 @@
  *    keeps its descriptor, stop({ handover: true }) parks it (finish in-flight requests, read no
  *    more, keep the mount), and the next daemon adopts it — after a parked stop or after kill -9 —
  *    instead of mounting again. A daemon started while another serves the same handover directory
- *    asks it to park first (SIGTERM) and then takes over.
+ *    asks it to park first (SIGTERM) and then takes over. With a holder service (holderSocket,
+ *    `marufs hold`: Kubernetes) the service holds the connection instead of a child process, and
+ *    the daemon hands it again if the service restarted.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -29,7 +31,6 @@ import { CsiServer, singlePoolContext } from './csi.js';
 import {
   adoptFuse,
   closeConnection,
-  fetchConnection,
   mountFuse,
   resentRequests,
   type FuseConnection,
@@ -95,6 +96,11 @@ export interface DaemonOptions {
    * serving daemon's record live here. One directory per mount. None: every start mounts afresh.
    */
   handoverDir?: string | undefined;
+  /**
+   * With handoverDir: the socket of a holder service (`marufs hold`) that holds the connection,
+   * instead of a child process (which would die with the daemon's container in Kubernetes).
+   */
+  holderSocket?: string | undefined;
   /** FUSE worker threads. Default 8. */
   fuseThreads?: number;
   /** The host-wide pod registry to resolve FUSE callers with (shared by every pool of an agent). */
@@ -201,6 +207,8 @@ export class NodeDaemon {
   #stopping: Promise<void> | undefined;
   #remounts = 0;
   #handover: HandoverDir | undefined;
+  #holderChecks = 0;
+  #holderOk = true;
 
   private constructor(node: MarufsNode, options: DaemonOptions, log: Logger, recovered: boolean) {
     this.node = node;
@@ -230,13 +238,16 @@ export class NodeDaemon {
 
   static async start(options: DaemonOptions): Promise<NodeDaemon> {
     const log = options.logger ?? pino({ name: 'marufs-node' });
-    const handover = options.handoverDir && options.mount !== false ? new HandoverDir(options.handoverDir) : undefined;
+    const handover =
+      options.handoverDir && options.mount !== false
+        ? new HandoverDir(options.handoverDir, { holderService: options.holderSocket })
+        : undefined;
     const mountpoint = resolvePath(options.mountpoint);
     let connection: FuseConnection | undefined;
     let nodeId = options.nodeId;
     if (handover) {
       // Take a copy first: a predecessor in another container takes its holder with it when it exits.
-      connection = fetchConnection(handover.socket);
+      connection = handover.fetch();
       await parkPredecessor(handover, log);
       const previous = handover.readDaemon();
       if (connection && (previous?.mountpoint !== mountpoint || mountAt(mountpoint)?.fstype !== 'fuse.marufs')) {
@@ -399,8 +410,7 @@ export class NodeDaemon {
     // A fresh mount: no open files yet; a holder keeps a copy of the connection from now on.
     this.fs.setOpenFileLog(handover.startLog([]));
     handover.writeDaemon({ pid: process.pid, nodeId: this.node.nodeId, mountpoint: this.mountpoint });
-    const holder = await handover.startHolder(mount.connection);
-    this.log.info({ holder, socket: handover.socket }, 'FUSE connection holder started');
+    await this.#hold(handover, mount);
   }
 
   /** Serve the connection a previous daemon left, with the files it had open; hold it with a new holder. */
@@ -422,10 +432,9 @@ export class NodeDaemon {
     this.#useMount(mount);
     this.adoptedConnection = true;
     // This daemon's own holder replaces the previous one (which may live and die with the previous
-    // daemon's container); meanwhile this process's descriptor keeps the connection.
-    await handover.dropHolder();
-    const holder = await handover.startHolder(mount.connection);
-    this.log.info({ holder, socket: handover.socket }, 'FUSE connection holder started');
+    // daemon's container; a holder service just takes the new copy); meanwhile this process's
+    // descriptor keeps the connection.
+    await this.#hold(handover, mount);
     // The requests a killed predecessor left unanswered arrive again within moments: report them.
     setTimeout(() => {
       this.log.info({ resentRequests: resentRequests() }, 'requests the kernel queued again after the adoption');
@@ -437,7 +446,11 @@ export class NodeDaemon {
   #checkMount(): void {
     if (this.#stopping) return;
     this.fs.sweepUnchecked();
-    if (this.#options.mount === false || this.mounted) return;
+    if (this.#options.mount === false) return;
+    if (this.mounted) {
+      this.#checkHolder();
+      return;
+    }
     this.log.warn({ mountpoint: this.mountpoint }, 'mount disappeared: mounting again');
     void (async () => {
       try {
@@ -454,6 +467,49 @@ export class NodeDaemon {
         );
       }
     })();
+  }
+
+  /**
+   * Have the connection held. A holder service that cannot be reached yet (its pod starts after
+   * this one) is not fatal: the mount serves, and #checkHolder hands the connection over once the
+   * service answers. A holder process of our own that cannot start is.
+   */
+  async #hold(handover: HandoverDir, mount: FuseMount): Promise<void> {
+    try {
+      const holder = await handover.hold(mount.connection);
+      this.log.info({ holder, socket: handover.socket }, 'FUSE connection held');
+    } catch (err) {
+      if (!handover.service) throw err;
+      this.#holderOk = false;
+      this.log.warn(
+        { service: handover.service, err: (err as Error).message },
+        'the holder service is unreachable: the connection is handed to it once it answers',
+      );
+    }
+  }
+
+  /**
+   * Every 5th check, with a holder service: it must still hold this mount's connection (a restarted
+   * service holds nothing; hand it again), else a crash of this daemon would lose the mount.
+   */
+  #checkHolder(): void {
+    const handover = this.#handover;
+    if (!handover?.service || !this.#mount || ++this.#holderChecks % 5 !== 0) return;
+    try {
+      if (handover.ensureHeld(this.#mount.connection)) {
+        this.log.warn({ service: handover.service }, 'the holder service had lost the connection: handed it again');
+      }
+      if (!this.#holderOk) this.log.info({ service: handover.service }, 'the holder service holds the connection');
+      this.#holderOk = true;
+    } catch (err) {
+      if (this.#holderOk) {
+        this.log.warn(
+          { service: handover.service, err: (err as Error).message },
+          'the holder service is unreachable: a crash of this daemon now would lose the mount',
+        );
+      }
+      this.#holderOk = false;
+    }
   }
 
   /** How many times the mount was restored after disappearing. */
@@ -547,11 +603,13 @@ async function parkPredecessor(handover: HandoverDir, log: Logger): Promise<void
   }
 }
 
+/** A live `marufs node` process (its program is the marufs CLI and its command `node`). */
 function isMarufsDaemon(pid: number): boolean {
   try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
     const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1];
-    return state !== 'Z' && cmdline.includes('marufs') && cmdline.includes('node');
+    const cli = argv.findIndex((a) => /(^|\/)(marufs|marufs\.js|main\.js)$/.test(a));
+    return state !== 'Z' && cli >= 0 && argv[cli + 1] === 'node';
   } catch {
     return false;
   }

@@ -122,7 +122,8 @@ interface Addon {
   unmount(state: unknown): boolean;
   quiesce(state: unknown): void;
   connection(state: unknown): [number, Buffer];
-  fetchFd(socketPath: string): [number, Buffer];
+  fetchFd(socketPath: string, command: string): [number, Buffer] | null;
+  holderCall(socketPath: string, command: string, fd: number): string;
   closeFd(fd: number): void;
   resentRequests(): number;
   running(state: unknown): boolean;
@@ -291,11 +292,16 @@ export function adoptFuse(
   );
 }
 
-/** A copy of the connection the holder listening on `socketPath` keeps; undefined when none answers. */
-export function fetchConnection(socketPath: string): FuseConnection | undefined {
+/**
+ * A copy of the connection the holder listening on `socketPath` keeps (a holder service: the one
+ * it keeps under `key`); undefined when none answers or it holds none.
+ */
+export function fetchConnection(socketPath: string, key?: string): FuseConnection | undefined {
   const native = load();
   try {
-    const [fd, init] = native.fetchFd(socketPath);
+    const got = native.fetchFd(socketPath, key === undefined ? 'FETCH\n' : `FETCH ${key}\n`);
+    if (!got) return undefined;
+    const [fd, init] = got;
     return { fd, init };
   } catch (err) {
     if ((err as { code?: string }).code === 'ENOENT') return undefined;
@@ -309,6 +315,20 @@ export function fetchConnection(socketPath: string): FuseConnection | undefined 
  */
 export function resentRequests(): number {
   return load().resentRequests();
+}
+
+/**
+ * Send one command line to the descriptor holder at `socketPath` (native/fd-holder.c), with
+ * `connection`'s descriptor attached if given (HOLD); returns its answer. Throws ENOENT when no
+ * holder listens there.
+ */
+export function holderCall(socketPath: string, command: string, connection?: FuseConnection): string {
+  try {
+    return load().holderCall(socketPath, command, connection?.fd ?? -1);
+  } catch (err) {
+    const code = (err as { code?: string }).code === 'ENOENT' ? 'ENOENT' : 'EIO';
+    throw new MarufsError(code, (err as Error).message, { cause: err });
+  }
 }
 
 /** Close a fetched connection that was not adopted. */

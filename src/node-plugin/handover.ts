@@ -11,8 +11,13 @@
  * recorded files under the same handles and serves the same mount. The pod registry and the CSI
  * volumes come back from the CSI state file as after any restart.
  *
+ * In Kubernetes a child process dies with the daemon's container, so there the connection is held
+ * by a holder service instead (`marufs hold`, `marufs-fd-holder --service`, its own DaemonSet — see
+ * docs/kubernetes.md): the daemon hands it a copy (HOLD, keyed by this directory's path), fetches
+ * from it at start, and hands it again if the service restarted and lost it (ensureHeld()).
+ *
  * The directory (mode 0700) holds:
- *   holder.sock     the holder's socket (FETCH, PING, DROP);
+ *   holder.sock     the per-mount holder's socket (FETCH, PING, DROP; not with a service);
  *   daemon.json     { pid, nodeId, mountpoint } of the daemon serving now (a successor attaches as
  *                   the same node, so user@node principals keep meaning the same users);
  *   open-files.log  one JSON line per open ({"o":fh,"r":region,"c":opener}) and release ({"x":fh}).
@@ -33,7 +38,7 @@ import { createConnection } from 'node:net';
 import { join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MarufsError, type Caller } from '../engine/index.js';
-import type { FuseConnection } from './fuse-binding.js';
+import { fetchConnection, holderCall, type FuseConnection } from './fuse-binding.js';
 import type { OpenFileLog, OpenFileRecord } from './fuse-fs.js';
 
 /** Where the built holder lives: MARUFS_FD_HOLDER, or native/build/ of this package. */
@@ -95,21 +100,39 @@ function deserializeCaller(s: SerializedCaller): Caller {
   };
 }
 
+export interface HandoverOptions {
+  /** A holder service's socket (`marufs hold`): it holds the connection instead of a child process. */
+  holderService?: string | undefined;
+}
+
 /** One mount's handover directory. */
 export class HandoverDir {
   readonly dir: string;
+  /** Where the holder listens: this mount's own holder, or the holder service. */
   readonly socket: string;
+  /** The holder service's socket, if one holds the connection. */
+  readonly service: string | undefined;
   readonly #daemonFile: string;
   readonly #logFile: string;
   #logFd: number | undefined;
 
-  constructor(dir: string) {
+  constructor(dir: string, options: HandoverOptions = {}) {
     this.dir = resolvePath(dir);
-    this.socket = join(this.dir, 'holder.sock');
+    this.service = options.holderService === undefined ? undefined : resolvePath(options.holderService);
+    this.socket = this.service ?? join(this.dir, 'holder.sock');
     this.#daemonFile = join(this.dir, 'daemon.json');
     this.#logFile = join(this.dir, 'open-files.log');
-    if (this.socket.length > 107) throw new MarufsError('EINVAL', `handover directory path too long: ${this.dir}`);
+    if (this.socket.length > 107) throw new MarufsError('EINVAL', `holder socket path too long: ${this.socket}`);
+    // The directory is the service's key: one word on the command line.
+    if (this.service && (/[\s\p{C}]/u.test(this.dir) || this.dir.length > 400)) {
+      throw new MarufsError('EINVAL', `handover directory must have no spaces or control characters: ${this.dir}`);
+    }
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** A copy of the held connection; undefined when nothing holds one. */
+  fetch(): FuseConnection | undefined {
+    return fetchConnection(this.socket, this.service ? this.dir : undefined);
   }
 
   /** The daemon that served last (undefined if none recorded). */
@@ -194,7 +217,36 @@ export class HandoverDir {
     return existsSync(this.socket);
   }
 
-  /** Start a holder for `connection`; resolves with its pid once it listens. */
+  /**
+   * Have `connection` held from now on, replacing what was held: hand it to the holder service, or
+   * start this mount's own holder (after dropping the previous one). Resolves with the holder's
+   * pid, or the service's socket.
+   */
+  async hold(connection: FuseConnection): Promise<number | string> {
+    if (this.service) {
+      const answer = holderCall(this.service, `HOLD ${this.dir} ${connection.init.toString('hex')}\n`, connection);
+      if (!answer.startsWith('OK')) {
+        throw new MarufsError('EIO', `the holder service refused the connection: ${answer.trim() || 'no answer'}`);
+      }
+      return this.service;
+    }
+    await this.dropHolder();
+    return this.startHolder(connection);
+  }
+
+  /**
+   * With a holder service: hand `connection` to it again if it no longer holds it (the service was
+   * restarted). Returns true when it had to. Throws when the service cannot be reached.
+   */
+  ensureHeld(connection: FuseConnection): boolean {
+    if (!this.service) return false;
+    if (holderCall(this.service, `HAS ${this.dir}\n`).startsWith('OK')) return false;
+    const answer = holderCall(this.service, `HOLD ${this.dir} ${connection.init.toString('hex')}\n`, connection);
+    if (!answer.startsWith('OK')) throw new MarufsError('EIO', `the holder service refused: ${answer.trim()}`);
+    return true;
+  }
+
+  /** Start a holder process for `connection`; resolves with its pid once it listens. */
   startHolder(connection: FuseConnection): Promise<number> {
     const child = spawn(holderPath(), [this.socket, connection.init.toString('hex')], {
       stdio: ['ignore', 'pipe', 'inherit', connection.fd],
@@ -227,8 +279,16 @@ export class HandoverDir {
     });
   }
 
-  /** Tell the holder to let the connection go and exit. Best effort. */
+  /** Tell the holder to let the connection go (a holder process exits). Best effort. */
   dropHolder(): Promise<void> {
+    if (this.service) {
+      try {
+        holderCall(this.service, `DROP ${this.dir}\n`);
+      } catch {
+        /* no service: nothing held */
+      }
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
       if (!this.holderListening) {
         resolve();

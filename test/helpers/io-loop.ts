@@ -11,13 +11,65 @@
  * O_DIRECT makes every call a FUSE request (no page cache in between). A call that never returns
  * hangs the loop: the test's timeout catches that.
  */
-import { constants, existsSync, openSync, readSync, writeSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { constants, existsSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const BLOCK = 4096;
 
 /** The byte block `b` of the read loop's file holds. */
 export function readPattern(b: number): number {
   return (b * 7 + 1) & 255;
+}
+
+export interface LoopResult {
+  mode: string;
+  ops: number;
+  errors: Record<string, number>;
+  bad: number;
+  maxGapMs: number;
+}
+
+/**
+ * Start one io-loop process per file (each in `dir` for its stop file) and wait until each holds
+ * its file open; stop() ends them and returns what each saw.
+ */
+export async function startIoLoops(
+  files: { mode: 'read' | 'write'; file: string }[],
+  dir: string,
+  blocks: number,
+): Promise<{ stop: () => Promise<LoopResult[]> }> {
+  const script = fileURLToPath(import.meta.url);
+  const stopFile = join(dir, `stop-${randomUUID()}`);
+  const children: { child: ChildProcess; open: Promise<void>; out: Promise<string> }[] = files.map(({ mode, file }) => {
+    const child = spawn(process.execPath, [script, mode, file, String(blocks), stopFile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    let opened!: () => void;
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.startsWith('open\n')) opened();
+    });
+    const exit = new Promise<string>((resolve) => child.on('exit', () => resolve(out)));
+    return { child, open, out: exit };
+  });
+  await Promise.race([
+    Promise.all(children.map((c) => c.open)),
+    Promise.all(children.map((c) => c.out)).then((outs) => {
+      throw new Error(`an I/O loop ended before opening its file: ${outs.join(' | ')}`);
+    }),
+  ]);
+  return {
+    stop: async () => {
+      writeFileSync(stopFile, '');
+      const outs = await Promise.all(children.map((c) => c.out));
+      return outs.map((o) => JSON.parse(o.replace(/^open\n/, '')) as LoopResult);
+    },
+  };
 }
 
 function main(): void {

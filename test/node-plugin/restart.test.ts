@@ -8,19 +8,16 @@
  * Each loop must see zero errors and correct bytes; the longest pause a loop saw is printed.
  * Without the holder (killed too), the next daemon recovers the stale mount as before.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { csiV1, loadCsiPackage } from '../../src/node-plugin/csi-proto.js';
 import { HandoverDir } from '../../src/node-plugin/handover.js';
 import { tempDir } from '../helpers/cli.js';
 import { Daemon, formatPool, fuseAvailable, killAllDaemons, ls, sh, shOk } from '../helpers/daemon.js';
-import { BLOCK, readPattern } from '../helpers/io-loop.js';
+import { BLOCK, readPattern, startIoLoops } from '../helpers/io-loop.js';
 
-const IO_LOOP = fileURLToPath(new URL('../helpers/io-loop.js', import.meta.url));
 const tmp = tempDir('marufs-restart-');
 const pool = `/dev/shm/marufs-restart-${process.pid}.pool`;
 const mnt = join(tmp.dir, 'm');
@@ -64,46 +61,9 @@ function mountedFuse(dir: string): boolean {
     .some((l) => l.split(' ')[4] === dir && l.includes(' - fuse.marufs '));
 }
 
-interface LoopResult {
-  mode: string;
-  ops: number;
-  errors: Record<string, number>;
-  bad: number;
-  maxGapMs: number;
-}
-
 /** Start I/O loops on `files` and wait until each holds its file open; stop() ends them. */
-async function startLoops(
-  files: { mode: 'read' | 'write'; file: string }[],
-): Promise<{ stop: () => Promise<LoopResult[]> }> {
-  const stopFile = join(tmp.dir, `stop-${randomUUID()}`);
-  const children: { child: ChildProcess; open: Promise<void>; out: Promise<string> }[] = files.map(({ mode, file }) => {
-    const child = spawn(process.execPath, [IO_LOOP, mode, file, String(BLOCKS), stopFile], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    let opened!: () => void;
-    const open = new Promise<void>((resolve) => (opened = resolve));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.startsWith('open\n')) opened();
-    });
-    const exit = new Promise<string>((resolve) => child.on('exit', () => resolve(out)));
-    return { child, open, out: exit };
-  });
-  await Promise.race([
-    Promise.all(children.map((c) => c.open)),
-    Promise.all(children.map((c) => c.out)).then((outs) => {
-      throw new Error(`an I/O loop ended before opening its file: ${outs.join(' | ')}`);
-    }),
-  ]);
-  return {
-    stop: async () => {
-      writeFileSync(stopFile, '');
-      const outs = await Promise.all(children.map((c) => c.out));
-      return outs.map((o) => JSON.parse(o.replace(/^open\n/, '')) as LoopResult);
-    },
-  };
+function startLoops(files: { mode: 'read' | 'write'; file: string }[]): ReturnType<typeof startIoLoops> {
+  return startIoLoops(files, tmp.dir, BLOCKS);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

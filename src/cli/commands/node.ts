@@ -6,10 +6,9 @@
  *  - `marufs node --node-name <k8s node> --csi <sock> --state-dir <dir> …` (no device): the
  *    multi-pool Kubernetes node agent (src/node-plugin/agent/agent.ts), serving every MarufsPool
  *    whose nodeSelector matches the node.
- * Both run until SIGTERM/SIGINT, then unmount and detach — or, the single-pool form with
- * --handover-dir, on SIGTERM park the FUSE connection for the next daemon (SIGINT still unmounts).
- * Logs are JSON lines on stderr (pino); the first stdout line is a JSON "serving" event that scripts
- * and tests wait for.
+ * Both run until SIGTERM/SIGINT, then unmount and detach — or, with --handover-dir, on SIGTERM park
+ * the FUSE connections for the next daemon (SIGINT still unmounts for good). Logs are JSON lines on
+ * stderr (pino); the first stdout line is a JSON "serving" event that scripts and tests wait for.
  */
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -97,7 +96,11 @@ export function registerNode(program: Command): void {
     .option('--shutdown-grace-ms <ms>', 'how long open files may finish at shutdown (default 5000)', parseInteger)
     .option(
       '--handover-dir <dir>',
-      'keep the FUSE connection across restarts: a holder process, the open-file log; SIGTERM parks the mount for the next daemon, SIGINT unmounts',
+      'keep the FUSE connection across restarts: a holder process, the open-file log; SIGTERM parks the mount for the next daemon, SIGINT unmounts (agent: one subdirectory per pool)',
+    )
+    .option(
+      '--holder-socket <path>',
+      'with --handover-dir: the holder service (marufs hold) holds the FUSE connections instead of a child process',
     )
     .option('--fuse-threads <n>', 'FUSE worker threads (default 8)', parseInteger)
     .option('--log-level <level>', 'trace|debug|info|warn|error (default info)')
@@ -106,6 +109,9 @@ export function registerNode(program: Command): void {
         { name: 'marufs-node', level: (opts['logLevel'] as string | undefined) ?? 'info' },
         pino.destination(2),
       );
+      if (opts['holderSocket'] !== undefined && opts['handoverDir'] === undefined) {
+        cmd.error('error: --holder-socket needs --handover-dir');
+      }
       if (device === undefined) {
         await runAgent(opts, logger, cmd);
         return;
@@ -148,6 +154,7 @@ export function registerNode(program: Command): void {
         },
         shutdownGraceMs: opts['shutdownGraceMs'] as number | undefined,
         handoverDir: opts['handoverDir'] as string | undefined,
+        holderSocket: opts['holderSocket'] as string | undefined,
         ...(opts['fuseThreads'] !== undefined ? { fuseThreads: opts['fuseThreads'] as number } : {}),
         logger,
         onFatal: (err) => fatal?.(err),
@@ -246,6 +253,10 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
         maxBytes: opts['ownerMaxBytes'] as number | undefined,
       },
     },
+    handover:
+      opts['handoverDir'] !== undefined
+        ? { dir: opts['handoverDir'] as string, holderSocket: opts['holderSocket'] as string | undefined }
+        : undefined,
     logger,
     onFatal: (err) => fatal?.(err),
   });
@@ -266,7 +277,8 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
   });
   const why = await Promise.race([signalled, failed]);
   logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
-  await agent.stop();
-  process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName })}\n`);
+  const handover = why === 'SIGTERM' && opts['handoverDir'] !== undefined;
+  await agent.stop({ handover });
+  process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName, parked: handover })}\n`);
   if (why instanceof Error) process.exitCode = 1;
 }
