@@ -94,7 +94,8 @@ describe('helm lint and template (no cluster)', () => {
     expect(daemonSets).toHaveLength(2);
     expect(holder.spec.updateStrategy.type).toBe('OnDelete');
     const hc = holder.spec.template.spec.containers[0]!;
-    expect(hc['args']).toEqual(['hold', '--socket=/var/lib/marufs/holder/holder.sock']);
+    expect(hc['command']).toEqual(['/opt/marufs/native/build/marufs-fd-holder']);
+    expect(hc['args']).toEqual(['--service', '/var/lib/marufs/holder/holder.sock']);
     expect(hc['securityContext']).toBeUndefined();
     expect(holder.spec.template.spec['hostPID']).toBeUndefined();
     expect(holder.spec.template.spec['volumes']).toEqual([
