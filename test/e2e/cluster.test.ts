@@ -552,7 +552,10 @@ echo "ops $i errors $err bad $bad maxgap $gap" > /tmp/loop.out`;
 
   async function startLoop(pod: string): Promise<void> {
     podExec(pod, 'rm -f /tmp/stop /tmp/loop.out');
-    const started = podExec(pod, `cat > /tmp/loop.sh <<'EOF'\n${LOOP}\nEOF\nsetsid sh /tmp/loop.sh </dev/null >/dev/null 2>&1 &`);
+    const started = podExec(
+      pod,
+      `cat > /tmp/loop.sh <<'EOF'\n${LOOP}\nEOF\nsetsid sh /tmp/loop.sh </dev/null >/dev/null 2>&1 &`,
+    );
     expect(started.code).toBe(0);
     await eventually(
       `the I/O loop in ${pod} running`,
