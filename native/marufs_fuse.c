@@ -1,86 +1,33 @@
 /*
- * marufs FUSE binding: libfuse 2 (high-level, path based) driven from JavaScript through Node-API.
+ * marufs FUSE binding, JavaScript side: requests from the kernel reach JavaScript through Node-API,
+ * with the caller's pid, uid and gid.
  *
  * Why our own: the existing Node bindings do not tell the file system who is calling. marufs checks
  * every request against the calling process, so each request carries the caller's pid, uid and
- * gid from fuse_get_context().
+ * gid from the FUSE request context.
  *
- * How: fuse_loop_mt() runs on its own threads. Every operation that needs the engine packs its
- * arguments into a request, hands it to the JavaScript handler through a thread-safe function and
- * waits on the request's condition variable. The handler answers, now or later (it may wait for a
- * cross-node lock), with reply(request, result, extra); reply fills the kernel's answer (stat,
- * directory entries, statfs, xattr bytes) and wakes the FUSE thread. Reads and writes hand the
- * handler a Buffer over libfuse's own buffer, so data is copied once, between pool and kernel.
- * Attribute changes that marufs does not keep (chmod, chown, utimens) succeed without a round
- * trip, as in the reference; directories, links and renames are refused with EPERM.
+ * How: worker threads of the low-level libfuse 2 session (marufs_fuse_session.c) receive the
+ * kernel's requests. Every operation that needs the engine packs its arguments into a request,
+ * hands it to the JavaScript handler through a thread-safe function and waits on the request's
+ * condition variable. The handler answers, now or later (it may wait for a cross-node lock), with
+ * reply(request, result, extra); reply fills the answer (stat, directory entries, statfs, xattr
+ * bytes) and wakes the worker, which replies to the kernel. Reads and writes hand the handler a
+ * Buffer over the worker's own buffer, so data is copied once, between pool and kernel buffer.
  *
  * Built by scripts/setup.mjs with plain `cc -shared` against the Node-API headers and libfuse 2.
  *
  * /proc: the fast path parses /proc/<tid>/stat itself (stat_start_time), the one parser outside
  * src/engine/proc.ts — it stays in C because it runs without JavaScript.
  */
-#define FUSE_USE_VERSION 29
-#define NAPI_VERSION 8
+#include "marufs_fuse.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse.h>
-#include <fuse_lowlevel.h>
-#include <node_api.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
-
-enum op {
-  OP_GETATTR = 1,
-  OP_READDIR,
-  OP_OPEN,
-  OP_CREATE,
-  OP_READ,
-  OP_WRITE,
-  OP_RELEASE,
-  OP_TRUNCATE,
-  OP_UNLINK,
-  OP_STATFS,
-  OP_GETXATTR,
-  OP_SETXATTR,
-  OP_LISTXATTR,
-  OP_REMOVEXATTR,
-  OP_EXIT = 100,
-};
-
-#define REQ_MAGIC 0x6d617275u
-
-typedef struct request {
-  uint32_t magic;
-  int op;
-  const char *path;
-  const char *name; /* xattr name */
-  char *buf;        /* read target, write source, xattr value / list target */
-  size_t size;
-  int64_t offset; /* file offset, truncate length or create mode */
-  uint64_t fh;
-  int flags;
-  pid_t pid;
-  uid_t uid;
-  gid_t gid;
-  /* answer */
-  int result;
-  struct stat *st;
-  struct statvfs *sv;
-  void *dirbuf;
-  fuse_fill_dir_t filler;
-  struct fuse_file_info *fi;
-  int done;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-} request_t;
 
 /*
  * The data fast path. After JavaScript has checked a read or write of file handle `fh` by thread
@@ -99,65 +46,6 @@ typedef struct request {
  * Anything else goes to JavaScript. Entries are disarmed at release. Coherent pools only (the
  * caller does not arm in flush mode).
  */
-#define FAST_SLOTS 65536u
-#define PERM_READ 1u
-#define PERM_WRITE 2u
-
-typedef struct fast_entry {
-  int armed;
-  uint64_t fh;
-  pid_t tid;
-  int procfd;
-  int dirfd; /* /proc/<tid>, for its "exe" */
-  uint64_t exe_ino, exe_dev;
-  char *base;
-  uint64_t size;
-  volatile uint32_t *acl_seq;
-  uint32_t seq;
-  uint32_t perms;
-} fast_entry_t;
-
-typedef struct fast_stats {
-  uint64_t reads, writes, read_bytes, write_bytes, misses;
-} fast_stats_t;
-
-/*
- * Revokes reach the kernel's caches. The kernel keeps pages it read through a file in its page
- * cache (and maps them into processes); later reads of those pages never reach us. So every inode
- * open through this mount is watched: the kernel's node id (learned by JavaScript with a stat —
- * without use_ino, st_ino is the node id), the address of its region's ACL sequence word and the
- * value last seen. A watcher thread scans the table every WATCH_PERIOD_NS; when a word moved (revoke,
- * chown, default change, unlink — on any node, the word is in pool memory), it sends
- * fuse_lowlevel_notify_inval_inode(), which drops the inode's cached pages and unmaps them from every
- * process, so the next access is a request we check. Entries are counted by open handles.
- */
-#define WATCH_PERIOD_NS 5000000L
-typedef struct watch_entry {
-  uint64_t nodeid;
-  volatile uint32_t *acl_seq;
-  uint32_t seen;
-  uint32_t refs;
-} watch_entry_t;
-
-typedef struct mount_state {
-  struct fuse *fuse;
-  struct fuse_chan *chan;
-  char *mountpoint;
-  pthread_t thread;
-  napi_threadsafe_function tsfn;
-  volatile int running;
-  pthread_mutex_t fast_mu;
-  fast_entry_t *fast; /* FAST_SLOTS entries, indexed by fh % FAST_SLOTS */
-  fast_stats_t stats;
-  pthread_mutex_t watch_mu;
-  watch_entry_t *watch;
-  uint32_t watch_len, watch_cap;
-  pthread_t watcher;
-  int watcher_started;
-  volatile int watch_stop;
-  uint64_t invalidations, inval_failures;
-} mount_state_t;
-
 static void disarm_locked(fast_entry_t *e) {
   if (e->armed && e->procfd >= 0) close(e->procfd);
   if (e->armed && e->dirfd >= 0) close(e->dirfd);
@@ -174,7 +62,7 @@ static int runs_exe(int dirfd, uint64_t ino, uint64_t dev) {
 }
 
 /* Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then. */
-static int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write,
+int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write,
                    int *result) {
   if (ms->fast == NULL) return 0;
   pthread_mutex_lock(&ms->fast_mu);
@@ -221,11 +109,11 @@ static int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t 
   return 1;
 }
 
-/* ---- FUSE side ------------------------------------------------------------------------------ */
+/* ---- hand-off to JavaScript ---------------------------------------------------------------- */
 
-static int submit(request_t *r) {
-  struct fuse_context *ctx = fuse_get_context();
-  mount_state_t *ms = (mount_state_t *)ctx->private_data;
+/* Hand `r` to JavaScript and wait for its answer; the caller is the FUSE request's. */
+int submit(mount_state_t *ms, fuse_req_t req, request_t *r) {
+  const struct fuse_ctx *ctx = fuse_req_ctx(req);
   r->magic = REQ_MAGIC;
   r->pid = ctx->pid;
   r->uid = ctx->uid;
@@ -247,239 +135,30 @@ static int submit(request_t *r) {
   return r->result;
 }
 
-#define NEW_REQUEST(kind) \
-  request_t r;            \
-  memset(&r, 0, sizeof r); \
-  r.op = (kind);          \
-  r.path = path
-
-static int m_getattr(const char *path, struct stat *st) {
-  NEW_REQUEST(OP_GETATTR);
-  memset(st, 0, sizeof *st);
-  r.st = st;
-  return submit(&r);
+/* Tell JavaScript the session has ended (OP_EXIT) and let the event loop go. Called once. */
+void report_exit(mount_state_t *ms) {
+  static request_t exit_request;
+  memset(&exit_request, 0, sizeof exit_request);
+  exit_request.op = OP_EXIT;
+  ms->running = 0;
+  napi_call_threadsafe_function(ms->tsfn, &exit_request, napi_tsfn_blocking);
+  napi_release_threadsafe_function(ms->tsfn, napi_tsfn_release);
 }
 
-static int m_fgetattr(const char *path, struct stat *st, struct fuse_file_info *fi) {
-  NEW_REQUEST(OP_GETATTR);
-  memset(st, 0, sizeof *st);
-  r.st = st;
-  r.fh = fi ? fi->fh : 0;
-  r.flags = fi ? 1 : 0; /* has a file handle */
-  return submit(&r);
-}
+/* ---- revokes reach the kernel's caches -------------------------------------------------------- */
 
-static int m_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off, struct fuse_file_info *fi) {
-  (void)off;
-  (void)fi;
-  NEW_REQUEST(OP_READDIR);
-  r.dirbuf = buf;
-  r.filler = filler;
-  return submit(&r);
-}
-
-static int m_open(const char *path, struct fuse_file_info *fi) {
-  NEW_REQUEST(OP_OPEN);
-  r.flags = fi->flags;
-  r.fi = fi;
-  return submit(&r);
-}
-
-static int m_create(const char *path, mode_t mode, struct fuse_file_info *fi) {
-  NEW_REQUEST(OP_CREATE);
-  r.offset = mode;
-  r.flags = fi->flags;
-  r.fi = fi;
-  return submit(&r);
-}
-
-static int m_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
-  int fast;
-  struct fuse_context *ctx = fuse_get_context();
-  if (fast_io((mount_state_t *)ctx->private_data, fi->fh, ctx->pid, buf, size, off, 0, &fast)) return fast;
-  NEW_REQUEST(OP_READ);
-  r.buf = buf;
-  r.size = size;
-  r.offset = off;
-  r.fh = fi->fh;
-  return submit(&r);
-}
-
-static int m_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
-  int fast;
-  struct fuse_context *ctx = fuse_get_context();
-  if (fast_io((mount_state_t *)ctx->private_data, fi->fh, ctx->pid, (char *)buf, size, off, 1, &fast)) return fast;
-  NEW_REQUEST(OP_WRITE);
-  r.buf = (char *)buf;
-  r.size = size;
-  r.offset = off;
-  r.fh = fi->fh;
-  return submit(&r);
-}
-
-static int m_release(const char *path, struct fuse_file_info *fi) {
-  NEW_REQUEST(OP_RELEASE);
-  r.fh = fi->fh;
-  return submit(&r);
-}
-
-static int m_truncate(const char *path, off_t len) {
-  NEW_REQUEST(OP_TRUNCATE);
-  r.offset = len;
-  return submit(&r);
-}
-
-static int m_ftruncate(const char *path, off_t len, struct fuse_file_info *fi) {
-  NEW_REQUEST(OP_TRUNCATE);
-  r.offset = len;
-  r.fh = fi->fh;
-  r.flags = 1;
-  return submit(&r);
-}
-
-static int m_unlink(const char *path) {
-  NEW_REQUEST(OP_UNLINK);
-  return submit(&r);
-}
-
-static int m_statfs(const char *path, struct statvfs *sv) {
-  NEW_REQUEST(OP_STATFS);
-  memset(sv, 0, sizeof *sv);
-  r.sv = sv;
-  return submit(&r);
-}
-
-/* Only "user.marufs.*" attributes exist; answer the kernel's other probes (security.capability on
- * every write, POSIX ACLs) here, without a round trip to JavaScript. */
-#define MARUFS_XATTR_PREFIX "user.marufs."
-static int marufs_xattr(const char *name) { return strncmp(name, MARUFS_XATTR_PREFIX, sizeof MARUFS_XATTR_PREFIX - 1) == 0; }
-
-static int m_getxattr(const char *path, const char *name, char *value, size_t size) {
-  if (!marufs_xattr(name)) return -ENODATA;
-  NEW_REQUEST(OP_GETXATTR);
-  r.name = name;
-  r.buf = value;
-  r.size = size;
-  return submit(&r);
-}
-
-static int m_setxattr(const char *path, const char *name, const char *value, size_t size, int flags) {
-  if (!marufs_xattr(name)) return -ENOTSUP;
-  NEW_REQUEST(OP_SETXATTR);
-  r.name = name;
-  r.buf = (char *)value;
-  r.size = size;
-  r.flags = flags;
-  return submit(&r);
-}
-
-static int m_listxattr(const char *path, char *list, size_t size) {
-  NEW_REQUEST(OP_LISTXATTR);
-  r.buf = list;
-  r.size = size;
-  return submit(&r);
-}
-
-static int m_removexattr(const char *path, const char *name) {
-  if (!marufs_xattr(name)) return -ENODATA;
-  NEW_REQUEST(OP_REMOVEXATTR);
-  r.name = name;
-  return submit(&r);
-}
-
-/* Attribute changes marufs does not keep: succeed, persist nothing (reference §3.2). */
-static int m_chmod(const char *path, mode_t mode) {
-  (void)path;
-  (void)mode;
-  return 0;
-}
-static int m_chown(const char *path, uid_t uid, gid_t gid) {
-  (void)path;
-  (void)uid;
-  (void)gid;
-  return 0;
-}
-static int m_utimens(const char *path, const struct timespec tv[2]) {
-  (void)path;
-  (void)tv;
-  return 0;
-}
-/* Data goes straight to pool memory: nothing to flush. */
-static int m_flush(const char *path, struct fuse_file_info *fi) {
-  (void)path;
-  (void)fi;
-  return 0;
-}
-static int m_fsync(const char *path, int datasync, struct fuse_file_info *fi) {
-  (void)path;
-  (void)datasync;
-  (void)fi;
-  return 0;
-}
-/* One flat directory of regular files. */
-static int m_mkdir(const char *path, mode_t mode) {
-  (void)path;
-  (void)mode;
-  return -EPERM;
-}
-static int m_mknod(const char *path, mode_t mode, dev_t dev) {
-  (void)path;
-  (void)mode;
-  (void)dev;
-  return -EPERM;
-}
-static int m_rmdir(const char *path) {
-  (void)path;
-  return -EPERM;
-}
-static int m_rename(const char *from, const char *to) {
-  (void)from;
-  (void)to;
-  return -EPERM;
-}
-static int m_link(const char *from, const char *to) {
-  (void)from;
-  (void)to;
-  return -EPERM;
-}
-static int m_symlink(const char *from, const char *to) {
-  (void)from;
-  (void)to;
-  return -EPERM;
-}
-
-static struct fuse_operations operations = {
-    .getattr = m_getattr,
-    .fgetattr = m_fgetattr,
-    .readdir = m_readdir,
-    .open = m_open,
-    .create = m_create,
-    .read = m_read,
-    .write = m_write,
-    .release = m_release,
-    .truncate = m_truncate,
-    .ftruncate = m_ftruncate,
-    .unlink = m_unlink,
-    .statfs = m_statfs,
-    .getxattr = m_getxattr,
-    .setxattr = m_setxattr,
-    .listxattr = m_listxattr,
-    .removexattr = m_removexattr,
-    .chmod = m_chmod,
-    .chown = m_chown,
-    .utimens = m_utimens,
-    .flush = m_flush,
-    .fsync = m_fsync,
-    .mkdir = m_mkdir,
-    .mknod = m_mknod,
-    .rmdir = m_rmdir,
-    .rename = m_rename,
-    .link = m_link,
-    .symlink = m_symlink,
-    .flag_nullpath_ok = 1,
-    .flag_nopath = 0,
-};
-
+/*
+ * The kernel keeps pages it read through a file in its page cache (and maps them into processes);
+ * later reads of those pages never reach us. So every inode open through this mount is watched:
+ * its node id (the inode number: the low-level session's node ids are inode numbers, the same in
+ * every daemon that serves the connection), the address of its region's ACL sequence word and the
+ * value last seen. A watcher thread scans the table every WATCH_PERIOD_NS; when a word moved
+ * (revoke, chown, default change, unlink — on any node, the word is in pool memory), it sends
+ * fuse_lowlevel_notify_inval_inode(), which drops the inode's cached pages and unmaps them from
+ * every process, so the next access is a request we check. Entries are counted by open handles.
+ * The watcher runs while the session's workers do (start_watcher/stop_watcher, called by
+ * marufs_fuse_session.c), so a successor that adopts the connection watches again what it re-opens.
+ */
 static void *watch_thread(void *arg) {
   mount_state_t *ms = (mount_state_t *)arg;
   uint64_t batch[256];
@@ -511,22 +190,17 @@ static void *watch_thread(void *arg) {
   return NULL;
 }
 
-static void *loop_thread(void *arg) {
-  mount_state_t *ms = (mount_state_t *)arg;
+/* Start the watcher (once the session's channel exists). */
+void start_watcher(mount_state_t *ms) {
+  __atomic_store_n(&ms->watch_stop, 0, __ATOMIC_RELEASE);
   ms->watcher_started = pthread_create(&ms->watcher, NULL, watch_thread, ms) == 0;
-  fuse_loop_mt(ms->fuse);
+}
+
+/* Stop and join the watcher (before the session's channel goes). */
+void stop_watcher(mount_state_t *ms) {
   __atomic_store_n(&ms->watch_stop, 1, __ATOMIC_RELEASE);
   if (ms->watcher_started) pthread_join(ms->watcher, NULL);
-  fuse_unmount(ms->mountpoint, ms->chan);
-  fuse_destroy(ms->fuse);
-  ms->fuse = NULL;
-  ms->running = 0;
-  static request_t exit_request;
-  memset(&exit_request, 0, sizeof exit_request);
-  exit_request.op = OP_EXIT;
-  napi_call_threadsafe_function(ms->tsfn, &exit_request, napi_tsfn_blocking);
-  napi_release_threadsafe_function(ms->tsfn, napi_tsfn_release);
-  return NULL;
+  ms->watcher_started = 0;
 }
 
 /* ---- JavaScript side ------------------------------------------------------------------------ */
@@ -548,7 +222,9 @@ static napi_value str_or_null(napi_env env, const char *s) {
   return v;
 }
 
-/* Runs on the JS thread for every request: handler(req, op, path, fh, size, offset, flags, buf, name, pid, uid, gid). */
+/* Runs on the JS thread for every request:
+ * handler(req, op, path, fh, size, offset, flags, buf, name, pid, uid, gid, ino, entry); path is
+ * always null here (JavaScript derives it from ino and entry). */
 static void call_js(napi_env env, napi_value handler, void *context, void *data) {
   (void)context;
   request_t *r = (request_t *)data;
@@ -562,12 +238,12 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
     }
     return;
   }
-  napi_value argv[12], undef, global;
+  napi_value argv[14], undef, global;
   napi_get_undefined(env, &undef);
   napi_get_global(env, &global);
   napi_create_external(env, r, NULL, NULL, &argv[0]);
   napi_create_int32(env, r->op, &argv[1]);
-  argv[2] = str_or_null(env, r->path);
+  napi_get_null(env, &argv[2]);
   napi_create_int64(env, (int64_t)r->fh, &argv[3]);
   napi_create_int64(env, (int64_t)r->size, &argv[4]);
   napi_create_int64(env, r->offset, &argv[5]);
@@ -581,8 +257,10 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
   napi_create_int32(env, (int32_t)r->pid, &argv[9]);
   napi_create_uint32(env, (uint32_t)r->uid, &argv[10]);
   napi_create_uint32(env, (uint32_t)r->gid, &argv[11]);
+  napi_create_double(env, (double)r->ino, &argv[12]);
+  argv[13] = str_or_null(env, r->entry);
   napi_value ignored;
-  if (napi_call_function(env, global, handler, 12, argv, &ignored) != napi_ok && r->op != OP_EXIT) {
+  if (napi_call_function(env, global, handler, 14, argv, &ignored) != napi_ok && r->op != OP_EXIT) {
     /* The handler threw: clear the exception, fail the request instead of hanging it. */
     napi_value exc;
     napi_get_and_clear_last_exception(env, &exc);
@@ -708,12 +386,13 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void free_state(mount_state_t *ms) {
+void free_state(mount_state_t *ms) {
   for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) disarm_locked(&ms->fast[i]);
   free(ms->fast);
   pthread_mutex_destroy(&ms->fast_mu);
   free(ms->watch);
   pthread_mutex_destroy(&ms->watch_mu);
+  pthread_mutex_destroy(&ms->mu);
   free(ms->mountpoint);
   free(ms);
 }
@@ -721,75 +400,41 @@ static void free_state(mount_state_t *ms) {
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  free_state((mount_state_t *)data);
+  mount_state_t *ms = (mount_state_t *)data;
+  /* A session still running keeps using the state: leak it rather than free it under the workers. */
+  if (ms->workers_left == 0) free_state(ms);
 }
 
-/* mount(mountpoint, options, handler) → state; throws with errno text when the mount fails. */
-static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char mountpoint[4096], options[4096];
-  size_t len;
-  CHECK(env, napi_get_value_string_utf8(env, argv[0], mountpoint, sizeof mountpoint, &len));
-  CHECK(env, napi_get_value_string_utf8(env, argv[1], options, sizeof options, &len));
-
+/* A fresh state whose requests go to `handler`; NULL (with an exception) on failure. */
+mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoint) {
   mount_state_t *ms = calloc(1, sizeof *ms);
   ms->mountpoint = strdup(mountpoint);
+  ms->fd = -1;
+  ms->stop_pipe[0] = ms->stop_pipe[1] = -1;
+  pthread_mutex_init(&ms->mu, NULL);
   pthread_mutex_init(&ms->fast_mu, NULL);
   pthread_mutex_init(&ms->watch_mu, NULL);
   ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
   for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = ms->fast[i].dirfd = -1;
   napi_value name;
   napi_create_string_utf8(env, "marufs-fuse", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
+  if (napi_create_threadsafe_function(env, handler, NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
       napi_ok) {
     free_state(ms);
     napi_throw_error(env, "EIO", "marufs_fuse: cannot create the request queue");
     return NULL;
   }
+  return ms;
+}
 
-  char *args_v[] = {"marufs", "-o", options, NULL};
-  struct fuse_args args = FUSE_ARGS_INIT(3, args_v);
-  errno = 0;
-  ms->chan = fuse_mount(mountpoint, &args);
-  if (ms->chan == NULL) {
-    int e = errno ? errno : EIO;
-    napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
-    free_state(ms);
-    char msg[4200];
-    snprintf(msg, sizeof msg, "cannot mount FUSE at %s: %s", mountpoint, strerror(e));
-    napi_throw_error(env, "EMOUNT", msg);
-    return NULL;
-  }
-  /* fuse_mount() took the mount options out of args; fuse_new() gets the rest. */
-  ms->fuse = fuse_new(ms->chan, &args, &operations, sizeof operations, ms);
-  fuse_opt_free_args(&args);
-  if (ms->fuse == NULL) {
-    fuse_unmount(mountpoint, ms->chan);
-    napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
-    free_state(ms);
-    napi_throw_error(env, "EMOUNT", "fuse_new failed (bad mount options?)");
-    return NULL;
-  }
-  ms->running = 1;
-  /* The queue keeps the event loop alive while mounted; the loop thread releases it at the end. */
-  if (pthread_create(&ms->thread, NULL, loop_thread, ms) != 0) {
-    fuse_unmount(mountpoint, ms->chan);
-    fuse_destroy(ms->fuse);
-    napi_release_threadsafe_function(ms->tsfn, napi_tsfn_abort);
-    free_state(ms);
-    napi_throw_error(env, "EIO", "cannot start the FUSE thread");
-    return NULL;
-  }
-  pthread_detach(ms->thread);
+napi_value wrap_state(napi_env env, mount_state_t *ms) {
   napi_value handle;
-  CHECK(env, napi_create_external(env, ms, finalize_state, NULL, &handle));
+  if (napi_create_external(env, ms, finalize_state, NULL, &handle) != napi_ok) return NULL;
   return handle;
 }
 
 /* The arguments of a call whose first argument is a mount's state; NULL (with an exception) if not. */
-static mount_state_t *state_call(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+mount_state_t *state_call(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
   size_t argc = want;
   mount_state_t *ms = NULL;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want ||
@@ -798,25 +443,6 @@ static mount_state_t *state_call(napi_env env, napi_callback_info info, size_t w
     return NULL;
   }
   return ms;
-}
-
-/*
- * unmount(state): stop taking requests and detach the mount (lazily, as root; fusermount otherwise).
- * The loop thread exits when the kernel closes the connection, then reports OP_EXIT to the handler.
- */
-static napi_value js_unmount(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  mount_state_t *ms = state_call(env, info, 1, argv);
-  if (ms == NULL) return NULL;
-  napi_value ret;
-  if (!ms->running) {
-    napi_get_boolean(env, false, &ret);
-    return ret;
-  }
-  if (ms->fuse) fuse_exit(ms->fuse);
-  int rc = umount2(ms->mountpoint, MNT_DETACH);
-  napi_get_boolean(env, rc == 0, &ret);
-  return ret;
 }
 
 /*
@@ -1027,7 +653,14 @@ static napi_value js_running(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
+      {"adopt", NULL, js_adopt, NULL, NULL, NULL, napi_default, NULL},
       {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL},
+      {"quiesce", NULL, js_quiesce, NULL, NULL, NULL, napi_default, NULL},
+      {"connection", NULL, js_connection, NULL, NULL, NULL, napi_default, NULL},
+      {"fetchFd", NULL, js_fetch_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"holderCall", NULL, js_holder_call, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"resentRequests", NULL, js_resent_requests, NULL, NULL, NULL, napi_default, NULL},
       {"running", NULL, js_running, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL},
       {"arm", NULL, js_arm, NULL, NULL, NULL, napi_default, NULL},

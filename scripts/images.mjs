@@ -7,7 +7,8 @@
 //   marufs-pause:dev    pause container of every pod (containerd's sandbox_image): busybox `sleep infinity`
 //   marufs-busybox:dev  a tiny test image: Debian's static busybox and its applet links
 //   marufs:dev          the project: the Node runtime and the libraries `ldd` lists for it, the built
-//                       dist/src, bin/, proto/, web/, the native library and FUSE addon (+ libfuse 2),
+//                       dist/src, bin/, proto/, web/, the native library, FUSE addon (+ libfuse 2) and
+//                       connection holder,
 //                       production node_modules, and the host tools it calls (mount, umount, fusermount)
 //
 // Usage: node scripts/images.mjs [--out DIR] [--import] [--json]
@@ -208,6 +209,7 @@ function marufsPlan() {
   need(join(root, 'dist', 'src', 'cli', 'main.js'), 'npm run build');
   need(join(root, 'native', 'build', 'libmarufs_native.so'), 'npm run build');
   need(join(root, 'native', 'build', 'marufs_fuse.node'), 'npm run build; needs libfuse-dev');
+  need(join(root, 'native', 'build', 'marufs-fd-holder'), 'npm run build'); // `marufs hold`, --handover-dir
   const app = 'opt/marufs';
   const bins = [process.execPath, '/bin/mount', '/bin/umount'];
   const fusermount3 = ['/usr/bin/fusermount3', '/bin/fusermount3'].find(existsSync);
@@ -220,7 +222,9 @@ function marufsPlan() {
   plan.link('bin/umount', '../usr/bin/umount');
   plan.file('usr/bin/fusermount3', fusermount3);
   plan.link('usr/bin/fusermount', 'fusermount3');
-  const natives = ['libmarufs_native.so', 'marufs_fuse.node'].map((n) => join(root, 'native', 'build', n));
+  const natives = ['libmarufs_native.so', 'marufs_fuse.node', 'marufs-fd-holder'].map((n) =>
+    join(root, 'native', 'build', n),
+  );
   const libs = new Set();
   for (const b of [...bins, ...natives]) for (const l of lddLibs(b)) libs.add(l);
   for (const l of libs) plan.hostFile(l);

@@ -94,10 +94,13 @@ function nodeHeaders() {
   process.exit(1);
 }
 
-// 3b. The FUSE addon (native/marufs_fuse.c): Node-API against the system's Node headers and libfuse 2.
-const fuseSrc = join(root, 'native', 'marufs_fuse.c');
+// 3b. The FUSE addon (native/marufs_fuse.c + marufs_fuse_session.c + marufs_fuse_holder.c): Node-API against the system's
+//     Node headers and libfuse 2; and the connection holder (native/fd-holder.c), a plain program.
+const fuseSrcs = ['marufs_fuse.c', 'marufs_fuse_session.c', 'marufs_fuse_holder.c'].map((f) => join(root, 'native', f));
+const fuseHeader = join(root, 'native', 'marufs_fuse.h');
 const fuseOut = join(root, 'native', 'build', 'marufs_fuse.node');
-if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < statSync(fuseSrc).mtimeMs)) {
+const newestOf = (files) => Math.max(...files.map((f) => statSync(f).mtimeMs));
+if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < newestOf([...fuseSrcs, fuseHeader]))) {
   log('building native/build/marufs_fuse.node');
   const fuseFlags = execFileSync('pkg-config', ['--cflags', '--libs', 'fuse'], { encoding: 'utf8' })
     .trim()
@@ -112,9 +115,16 @@ if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < stat
     `-I${nodeHeaders()}`,
     '-o',
     fuseOut,
-    fuseSrc,
+    ...fuseSrcs,
     ...fuseFlags,
   ]);
+}
+const holderSrc = join(root, 'native', 'fd-holder.c');
+const holderOut = join(root, 'native', 'build', 'marufs-fd-holder');
+if (!existsSync(holderOut) || statSync(holderOut).mtimeMs < statSync(holderSrc).mtimeMs) {
+  log('building native/build/marufs-fd-holder');
+  mkdirSync(dirname(holderOut), { recursive: true });
+  run('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', holderOut, holderSrc]);
 }
 
 // 3c. With --test-tools (npm test): the Kubernetes test tools (kube-apiserver, etcd, helm,

@@ -12,6 +12,7 @@ import { registerAttach } from './commands/attach.js';
 import { registerDemo } from './commands/demo.js';
 import { registerFormat } from './commands/format.js';
 import { registerFsck } from './commands/fsck.js';
+import { registerHold } from './commands/hold.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerLocal } from './commands/local.js';
 import { registerNames } from './commands/names.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerRegion(program);
   registerNames(program);
   registerNode(program);
+  registerHold(program);
   registerOperator(program);
   registerAccess(program);
   registerLocal(program);

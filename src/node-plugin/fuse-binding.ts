@@ -1,8 +1,9 @@
 /**
- * The typed face of native/marufs_fuse.c, the project's libfuse 2 binding: mount a file system whose
- * every request reaches one JavaScript handler with the caller's pid, uid and gid, and is answered
- * (possibly later) with reply(). This module owns loading the addon, the request shape and the
- * once-only reply rule; what the requests mean lives in fuse-fs.ts.
+ * The typed face of native/marufs_fuse.c + marufs_fuse_session.c, the project's libfuse 2 binding:
+ * mount a file system (or adopt the connection of one a previous daemon mounted) whose every request
+ * reaches one JavaScript handler with the caller's pid, uid and gid, and is answered (possibly later)
+ * with reply(). This module owns loading the addon, the request shape and the once-only reply rule;
+ * what the requests mean lives in fuse-fs.ts, who keeps a connection between daemons in handover.ts.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -36,8 +37,15 @@ export const OP_NAMES: Record<number, string> = Object.fromEntries(
 export interface FuseRequest {
   token: unknown;
   op: OpCode;
-  /** Path inside the mount ("/name"); null for an unlinked file still open. */
+  /**
+   * Path inside the mount ("/name"): null from the addon, which names files by `ino` (+ `entry`);
+   * the file system derives it before serving (null for a region that no longer exists).
+   */
   path: string | null;
+  /** The kernel's node id, which is the file's inode number (the directory for lookup-like ops). */
+  ino: number;
+  /** Entry name inside directory `ino` (lookup, create, unlink); null otherwise. */
+  entry: string | null;
   /** File handle (from open/create); also "has a handle" for getattr/truncate when flags = 1. */
   fh: number;
   size: number;
@@ -91,11 +99,33 @@ type RawHandler = (
   pid: number,
   uid: number,
   gid: number,
+  ino: number,
+  entry: string | null,
 ) => void;
 
 interface Addon {
-  mount(mountpoint: string, options: string, handler: RawHandler): unknown;
+  mount(
+    mountpoint: string,
+    mountOptions: string,
+    sessionOptions: string,
+    threads: number,
+    handler: RawHandler,
+  ): unknown;
+  adopt(
+    fd: number,
+    init: Buffer,
+    mountpoint: string,
+    sessionOptions: string,
+    threads: number,
+    handler: RawHandler,
+  ): unknown;
   unmount(state: unknown): boolean;
+  quiesce(state: unknown): void;
+  connection(state: unknown): [number, Buffer];
+  fetchFd(socketPath: string, command: string): [number, Buffer] | null;
+  holderCall(socketPath: string, command: string, fd: number): string;
+  closeFd(fd: number): void;
+  resentRequests(): number;
   running(state: unknown): boolean;
   reply(token: unknown, result: number, extra?: unknown): void;
   arm(
@@ -177,6 +207,12 @@ export interface FastPath {
   stats(): FastPathStats;
 }
 
+/** A FUSE connection as a holder keeps it: the /dev/fuse descriptor and the kernel's INIT request. */
+export interface FuseConnection {
+  fd: number;
+  init: Buffer;
+}
+
 export interface CacheWatchStats {
   /** Inodes watched now (open through the mount). */
   watched: number;
@@ -187,8 +223,9 @@ export interface CacheWatchStats {
 }
 
 /**
- * The addon's cache watcher (see native/marufs_fuse.c): while an inode (kernel node id) is watched,
- * a move of its region's ACL sequence word drops the kernel's cached pages and mappings of it.
+ * The addon's cache watcher (see native/marufs_fuse.c): while an inode (its node id, which is its
+ * inode number) is watched, a move of its region's ACL sequence word drops the kernel's cached
+ * pages and mappings of it.
  */
 export interface CacheWatch {
   watch(nodeid: number, aclSeqAddress: number, seq: number): boolean;
@@ -201,23 +238,113 @@ export interface FuseMount {
   readonly cacheWatch: CacheWatch;
   /** Detach the mount (lazily) and stop taking requests; the loop ends when the kernel lets go. */
   unmount(): boolean;
+  /**
+   * Read no more requests, finish the ones being served, then end (onExit) — leaving the mount and
+   * the connection to whoever else holds its descriptor.
+   */
+  quiesce(): void;
+  /** This mount's connection (the descriptor stays this process's). */
+  readonly connection: FuseConnection;
   readonly running: boolean;
   readonly fastPath: FastPath;
 }
 
+export interface SessionOptions {
+  /** Mount options for the kernel (fsname, subtype, allow_other, max_read). */
+  mountOptions: string;
+  /** libfuse session options (max_write, big_writes). */
+  sessionOptions: string;
+  /** Worker threads reading the connection. */
+  threads: number;
+}
+
 /**
- * Mount at `mountpoint` with libfuse options `options` (comma-separated). `handler` receives every
- * request; `onExit` runs once when the FUSE loop has ended (unmounted here or from outside).
+ * Mount at `mountpoint`. `handler` receives every request; `onExit` runs once when the session has
+ * ended (unmounted here or from outside, or quiesced).
  */
 export function mountFuse(
   mountpoint: string,
-  options: string,
+  options: SessionOptions,
   handler: (req: FuseRequest) => void,
   onExit: () => void,
 ): FuseMount {
   const native = load();
+  return session(mountpoint, handler, onExit, (raw) =>
+    native.mount(mountpoint, options.mountOptions, options.sessionOptions, options.threads, raw),
+  );
+}
+
+/**
+ * Serve `connection`, mounted at `mountpoint` by a previous daemon (fetched from its holder). The
+ * descriptor becomes this mount's; requests the previous daemon read and never answered are queued
+ * again by the kernel (Linux 6.9+).
+ */
+export function adoptFuse(
+  mountpoint: string,
+  connection: FuseConnection,
+  options: SessionOptions,
+  handler: (req: FuseRequest) => void,
+  onExit: () => void,
+): FuseMount {
+  const native = load();
+  return session(mountpoint, handler, onExit, (raw) =>
+    native.adopt(connection.fd, connection.init, mountpoint, options.sessionOptions, options.threads, raw),
+  );
+}
+
+/**
+ * A copy of the connection the holder listening on `socketPath` keeps (a holder service: the one
+ * it keeps under `key`); undefined when none answers or it holds none.
+ */
+export function fetchConnection(socketPath: string, key?: string): FuseConnection | undefined {
+  const native = load();
+  try {
+    const got = native.fetchFd(socketPath, key === undefined ? 'FETCH\n' : `FETCH ${key}\n`);
+    if (!got) return undefined;
+    const [fd, init] = got;
+    return { fd, init };
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return undefined;
+    throw new MarufsError('EIO', (err as Error).message, { cause: err });
+  }
+}
+
+/**
+ * Requests the kernel queued again for this process after it adopted a connection: the ones a killed
+ * predecessor had read and never answered (FUSE_NOTIFY_RESEND, Linux 6.9+).
+ */
+export function resentRequests(): number {
+  return load().resentRequests();
+}
+
+/**
+ * Send one command line to the descriptor holder at `socketPath` (native/fd-holder.c), with
+ * `connection`'s descriptor attached if given (HOLD); returns its answer. Throws ENOENT when no
+ * holder listens there.
+ */
+export function holderCall(socketPath: string, command: string, connection?: FuseConnection): string {
+  try {
+    return load().holderCall(socketPath, command, connection?.fd ?? -1);
+  } catch (err) {
+    const code = (err as { code?: string }).code === 'ENOENT' ? 'ENOENT' : 'EIO';
+    throw new MarufsError(code, (err as Error).message, { cause: err });
+  }
+}
+
+/** Close a fetched connection that was not adopted. */
+export function closeConnection(connection: FuseConnection): void {
+  load().closeFd(connection.fd);
+}
+
+function session(
+  mountpoint: string,
+  handler: (req: FuseRequest) => void,
+  onExit: () => void,
+  start: (raw: RawHandler) => unknown,
+): FuseMount {
+  const native = load();
   let exited = false;
-  const raw: RawHandler = (token, op, path, fh, size, offset, flags, buf, name, pid, uid, gid) => {
+  const raw: RawHandler = (token, op, path, fh, size, offset, flags, buf, name, pid, uid, gid, ino, entry) => {
     if (op === Op.EXIT) {
       if (!exited) {
         exited = true;
@@ -225,17 +352,20 @@ export function mountFuse(
       }
       return;
     }
-    handler({ token, op: op as OpCode, path, fh, size, offset, flags, buf, name, pid, uid, gid });
+    handler({ token, op: op as OpCode, path, ino, entry, fh, size, offset, flags, buf, name, pid, uid, gid });
   };
   let state: unknown;
   try {
-    state = native.mount(mountpoint, options, raw);
+    state = start(raw);
   } catch (err) {
     throw new MarufsError('EIO', (err as Error).message, { cause: err });
   }
+  const [fd, init] = native.connection(state);
   return {
     mountpoint,
     unmount: () => native.unmount(state),
+    quiesce: () => native.quiesce(state),
+    connection: { fd, init },
     get running() {
       return native.running(state);
     },

@@ -19,6 +19,10 @@
  * - `/.marufs` is the control file and `user.marufs.*` the control attributes (control.ts).
  * - `/.views/<region>/` is a directory holding just that region (hidden from the root listing), so a
  *   CSI volume can bind-mount one region and nothing else.
+ * - the kernel names files by inode number (root 1, control file 2, /.views 3, region 16 + id, view
+ *   directory 2^24 + id) and an entry name; #pathOf turns that into the path served here, so any
+ *   daemon understands the ids a previous one gave the kernel. Open files are reported to an
+ *   OpenFileLog (handover.ts) and restored from it by the next daemon under the same handles.
  */
 import { constants as fsConstants } from 'node:fs';
 import {
@@ -79,8 +83,23 @@ export interface FuseFsOptions {
   /** Called once per control request (the metrics hook). */
   observeControl?: (op: string, result: string) => void;
   logger?: FsLogger;
+  /** Told about every region opened and released (so a successor daemon can restore them). */
+  openFileLog?: OpenFileLog | undefined;
   /** Who may create through the mount, and per-owner limits (quota.ts). None: no limits. */
   quota?: QuotaPolicy | undefined;
+}
+
+/** Where open files are recorded for a successor (handover.ts): written before the open is answered. */
+export interface OpenFileLog {
+  opened(fh: number, region: string, opener: Caller): void;
+  released(fh: number): void;
+}
+
+/** An open file as a successor restores it. */
+export interface OpenFileRecord {
+  fh: number;
+  region: string;
+  opener: Caller;
 }
 
 interface OpenRegion {
@@ -125,6 +144,7 @@ export class MarufsFs {
   readonly #observe: FuseFsOptions['observe'];
   readonly #observeControl: FuseFsOptions['observeControl'];
   readonly #log: FsLogger | undefined;
+  #openFileLog: OpenFileLog | undefined;
   readonly #files = new Map<number, OpenFile>();
   readonly #mountedAt = Date.now();
   #nextFh = 1;
@@ -141,7 +161,41 @@ export class MarufsFs {
     this.#observe = options.observe;
     this.#observeControl = options.observeControl;
     this.#log = options.logger;
+    this.#openFileLog = options.openFileLog;
     this.#quota = options.quota;
+  }
+
+  /** Record (or stop recording: undefined) opens and releases from now on. */
+  setOpenFileLog(log: OpenFileLog | undefined): void {
+    this.#openFileLog = log;
+  }
+
+  /**
+   * Open again, under the same handles, the files a previous daemon had open on this connection (the
+   * kernel still holds those handles). Returns the handles that could not be restored (region gone).
+   */
+  restore(records: Iterable<OpenFileRecord>): number[] {
+    const lost: number[] = [];
+    for (const r of records) {
+      try {
+        const checked = this.#node.regions.permissions(r.region, r.opener) !== 0;
+        const handle = this.#node.regions.open(r.region, r.opener);
+        this.#files.set(r.fh, this.#newOpenRegion(r.fh, handle, r.opener, checked));
+      } catch (err) {
+        lost.push(r.fh);
+        this.#log?.warn({ fh: r.fh, region: r.region, err: (err as Error).message }, 'open file not restored');
+      }
+      this.#nextFh = Math.max(this.#nextFh, r.fh + 1);
+    }
+    return lost;
+  }
+
+  /** The files open now, as a successor would restore them. */
+  openRegions(): OpenFileRecord[] {
+    const out: OpenFileRecord[] = [];
+    for (const [fh, f] of this.#files)
+      if (f.kind === 'region') out.push({ fh, region: f.handle.name, opener: f.opener });
+    return out;
   }
 
   /** Files open through the mount right now. */
@@ -176,6 +230,7 @@ export class MarufsFs {
     };
     const fail = (err: unknown): void => answer(-this.#errno(err, req));
     try {
+      if (req.path === null) req.path = this.#pathOf(req.ino, req.entry);
       const out = this.#dispatch(req, answer);
       if (out !== undefined) out.catch(fail);
     } catch (err) {
@@ -258,6 +313,32 @@ export class MarufsFs {
     throw new MarufsError('ENOENT', `no such region path ${path}`);
   }
 
+  /**
+   * The path of node `ino` (an inode number, see the header), or of entry `entry` inside it; null
+   * when `ino` names a region that no longer exists (an unlinked file still open).
+   */
+  #pathOf(ino: number, entry: string | null): string | null {
+    let dir: string | null;
+    if (ino === ROOT_INO) dir = '';
+    else if (ino === VIEWS_INO) dir = VIEWS_DIR;
+    else if (ino === CONTROL_INO) dir = `/${CONTROL_FILE}`;
+    else if (ino >= FIRST_VIEW_INO) dir = this.#regionNameById(ino - FIRST_VIEW_INO, `${VIEWS_DIR}/`);
+    else if (ino >= FIRST_REGION_INO) dir = this.#regionNameById(ino - FIRST_REGION_INO, '/');
+    else dir = null;
+    if (entry === null) return dir === '' ? '/' : dir;
+    if (dir === null) throw new MarufsError('ENOENT', `no directory with inode ${ino}`);
+    return `${dir}/${entry}`;
+  }
+
+  #regionNameById(id: number, prefix: string): string | null {
+    try {
+      const info = this.#node.regions.statById(id);
+      return (info.state === 'allocated' || info.state === 'chowning') && info.name ? prefix + info.name : null;
+    } catch {
+      return null;
+    }
+  }
+
   #isRegionPath(path: string | null): boolean {
     try {
       return this.#regionName(path) !== CONTROL_FILE;
@@ -297,9 +378,20 @@ export class MarufsFs {
     }
   }
 
-  /** Drop the kernel's cached pages of open regions when their ACL moves (set by the daemon once mounted). */
+  /**
+   * Drop the kernel's cached pages of open regions when their ACL moves (set by the daemon once
+   * mounted). Files already open (restored from a previous daemon, which served the connection
+   * before this one watched it) are watched too, with a last-seen value that differs from the
+   * word's, so the first scan drops whatever the kernel cached while no daemon watched.
+   */
   setInvalidator(invalidator: RevokeInvalidator | undefined): void {
     this.#invalidator = invalidator;
+    if (!invalidator) return;
+    for (const [fh, file] of this.#files) {
+      if (file.kind !== 'region') continue;
+      const word = file.handle.aclWord();
+      if (word) invalidator.opened(fh, FIRST_REGION_INO + file.handle.id, { ...word, seq: (word.seq + 1) >>> 0 });
+    }
   }
 
   /** Use the addon's fast path (set by the daemon once mounted; none in tests that want JS only). */
@@ -394,7 +486,7 @@ export class MarufsFs {
     const name = this.#regionName(req.path);
     if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
     const caller = this.#caller(req);
-    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY, req.path), 0];
+    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
   }
 
   /**
@@ -402,28 +494,39 @@ export class MarufsFs {
    * reference); opening for writing needs WRITE now, because mapped pages are written back later by
    * the kernel, where a refusal could only lose data. Every read and write checks again.
    */
-  #openRegion(name: string, caller: Caller, forWriting: boolean, path: string | null): number {
+  #openRegion(name: string, caller: Caller, forWriting: boolean): number {
     const regions = this.#node.regions;
     if (forWriting && (regions.permissions(name, caller) & Perm.WRITE) === 0) {
       throw new MarufsError('EACCES', `opening "${name}" for writing needs WRITE`);
     }
     const checked = forWriting || regions.permissions(name, caller) !== 0;
     const handle = regions.open(name, caller);
-    const word = handle.aclWord(); // before the answer: a change from now on is caught (cache-inval.ts)
-    const fh = this.#addFile({
+    const fh = this.#addFile(this.#newOpenRegion(this.#nextFh, handle, caller, checked));
+    try {
+      this.#openFileLog?.opened(fh, name, caller);
+    } catch (err) {
+      this.#release(fh);
+      throw err;
+    }
+    return fh;
+  }
+
+  /** A region file; its inode is watched from now on (cache-inval.ts), so a later ACL move is caught. */
+  #newOpenRegion(fh: number, handle: RegionHandle, opener: Caller, checked: boolean): OpenRegion {
+    const word = handle.aclWord();
+    if (word) this.#invalidator?.opened(fh, FIRST_REGION_INO + handle.id, word);
+    return {
       kind: 'region',
-      fh: this.#nextFh,
+      fh,
       armedTid: 0,
       armedSeq: -1,
       handle,
-      opener: caller,
+      opener,
       openerCache: new PermissionCache(),
       lastCaller: undefined,
       lastCache: new PermissionCache(),
       checked,
-    });
-    if (word && path) this.#invalidator?.opened(fh, path, word);
-    return fh;
+    };
   }
 
   async #create(req: FuseRequest): Promise<[number, number]> {
@@ -446,7 +549,7 @@ export class MarufsFs {
       // Another node created it between the kernel's lookup and ours: O_CREAT without O_EXCL opens it.
       if (!(err instanceof MarufsError && err.code === 'EEXIST') || req.flags & O_EXCL) throw err;
     }
-    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY, req.path), 0];
+    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
   }
 
   #release(fh: number): void {
@@ -457,6 +560,7 @@ export class MarufsFs {
       this.#invalidator?.released(fh);
       if (file.armedTid) this.#fastPath?.disarm(fh);
       file.handle.close();
+      this.#openFileLog?.released(fh);
     }
   }
 

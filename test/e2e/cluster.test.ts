@@ -265,11 +265,15 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
         installed = true;
         const ds = json<{ items: any[] }>(['get', 'daemonsets', '-n', MARUFS_NS]).items;
         const deps = json<{ items: any[] }>(['get', 'deployments', '-n', MARUFS_NS]).items;
-        expect(ds).toHaveLength(1);
+        // The node agent, and the FUSE connection holder beside it (node.holder.enabled).
+        const component = (d: any): string => d.metadata.labels['app.kubernetes.io/component'];
+        expect(ds.map(component).sort()).toEqual(['holder', 'node']);
+        expect(ds.find((d) => component(d) === 'holder').spec.updateStrategy.type).toBe('OnDelete');
         expect(deps).toHaveLength(1);
-        adaptForLoopback('daemonset', ds[0].metadata.name);
+        const nodeDs = ds.find((d) => component(d) === 'node');
+        adaptForLoopback('daemonset', nodeDs.metadata.name);
         adaptForLoopback('deployment', deps[0].metadata.name);
-        c().kubectl(['rollout', 'status', '-n', MARUFS_NS, `daemonset/${ds[0].metadata.name}`, '--timeout=300s'], {
+        c().kubectl(['rollout', 'status', '-n', MARUFS_NS, `daemonset/${nodeDs.metadata.name}`, '--timeout=300s'], {
           timeoutMs: 320_000,
         });
         c().kubectl(['rollout', 'status', '-n', MARUFS_NS, `deployment/${deps[0].metadata.name}`, '--timeout=300s'], {
@@ -280,6 +284,23 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
         );
         const nodeAgents = pods.filter((p) => p.metadata.labels['app.kubernetes.io/component'] === 'node');
         expect(nodeAgents.map((p) => p.spec.nodeName).sort()).toEqual(['marufs-a', 'marufs-b']);
+        // (OnDelete DaemonSets have no rollout status: wait for the holder pods themselves.)
+        await eventually('a Running holder pod on both nodes', 240_000, () => {
+          const holders = json<{ items: any[] }>([
+            'get',
+            'pods',
+            '-n',
+            MARUFS_NS,
+            '-l',
+            'app.kubernetes.io/component=holder',
+          ]).items.filter((p) => p.status.containerStatuses?.[0]?.ready === true);
+          return (
+            holders
+              .map((p) => p.spec.nodeName)
+              .sort()
+              .join() === 'marufs-a,marufs-b' || undefined
+          );
+        });
         await eventually('CSINode of both nodes listing csi.marufs.io', 180_000, () =>
           c().nodes.every((n) => {
             const drivers = json(['get', 'csinode', n.name]).spec.drivers ?? [];
@@ -488,42 +509,132 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
     LONG,
   );
 
+  /** The node agent's pod on `node` (not being deleted). */
+  function agentPod(node: string): any {
+    return json<{ items: any[] }>([
+      'get',
+      'pods',
+      '-n',
+      MARUFS_NS,
+      '-l',
+      'app.kubernetes.io/component=node',
+    ]).items.find((p) => p.spec.nodeName === node && !p.metadata.deletionTimestamp);
+  }
+
+  /**
+   * A loop in pod `pod` writing a counter at 3 MiB of the region file and reading it back (every
+   * iteration opens the file: a FUSE request the agent must answer), until /tmp/stop appears; then
+   * /tmp/loop.out says "ops N errors E bad B maxgap S" (the longest time between two iterations).
+   */
+  const LOOP = `F=${REGION_FILE}; i=0; err=0; bad=0; : > /tmp/times; : > /tmp/errs
+while [ ! -e /tmp/stop ]; do
+  i=$((i+1)); v=$(printf '%08d' $i)
+  if printf '%s' "$v" | dd of=$F bs=8 seek=393216 count=1 conv=notrunc 2>>/tmp/errs; then
+    got=$(dd if=$F bs=8 skip=393216 count=1 2>>/tmp/errs) || err=$((err+1))
+    [ "$got" = "$v" ] || bad=$((bad+1))
+  else err=$((err+1)); fi
+  cut -d' ' -f1 /proc/uptime >> /tmp/times
+done
+gap=$(awk 'NR>1{d=$1-p; if(d>m)m=d} {p=$1} END{printf "%.2f", m}' /tmp/times)
+echo "ops $i errors $err bad $bad maxgap $gap" > /tmp/loop.out`;
+
+  async function loopResult(pod: string): Promise<{ ops: number; errors: number; bad: number; maxgap: number }> {
+    podExec(pod, 'touch /tmp/stop');
+    const out = await eventually(`the I/O loop in ${pod} ended`, 120_000, () => {
+      const r = podExec(pod, 'cat /tmp/loop.out 2>/dev/null');
+      return r.code === 0 && r.out.startsWith('ops ') ? r.out : undefined;
+    });
+    const errs = podExec(pod, 'sort /tmp/errs | uniq -c | grep -v records | head -5').out;
+    process.stderr.write(`[e2e] I/O loop in ${pod}: ${out}${errs ? ` (errors: ${errs.replace(/\n/g, ' | ')})` : ''}\n`);
+    const [, ops, errors, bad, maxgap] = /ops (\d+) errors (\d+) bad (\d+) maxgap ([\d.]+)/.exec(out)!;
+    return { ops: Number(ops), errors: Number(errors), bad: Number(bad), maxgap: Number(maxgap) };
+  }
+
+  async function startLoop(pod: string): Promise<void> {
+    podExec(pod, 'rm -f /tmp/stop /tmp/loop.out');
+    const started = podExec(
+      pod,
+      `cat > /tmp/loop.sh <<'EOF'\n${LOOP}\nEOF\nsetsid sh /tmp/loop.sh </dev/null >/dev/null 2>&1 &`,
+    );
+    expect(started.code).toBe(0);
+    await eventually(
+      `the I/O loop in ${pod} running`,
+      60_000,
+      () => Number(podExec(pod, 'wc -l < /tmp/times').out) > 5 || undefined,
+    );
+  }
+
   test(
-    'deleting a node-plugin pod never re-formats the pool; region data survives (and what a running pod sees is measured)',
+    'the node plugin restarted under a running pod (pod deleted as in a rolling update, container killed): the pod sees no error, only a pause; the pool is never re-formatted',
     async () => {
       await withDiagnostics(cluster, [RNS, MARUFS_NS], async () => {
         const before = json(['get', 'marufspool', 'e2e']).status;
-        const agents = json<{ items: any[] }>([
-          'get',
-          'pods',
-          '-n',
-          MARUFS_NS,
-          '-l',
-          'app.kubernetes.io/component=node',
-        ]).items;
-        const old = agents.find((p) => p.spec.nodeName === 'marufs-a');
+        // (a) The rolling-update shape: the agent's pod is deleted (SIGTERM: it parks its
+        // connections in the holder) and the DaemonSet makes a new one, which adopts them.
+        await startLoop('writer');
+        const old = agentPod('marufs-a');
         expect(old).toBeDefined();
         c().kubectl(['delete', 'pod', '-n', MARUFS_NS, old.metadata.name, '--wait=true', '--timeout=120s'], {
           timeoutMs: 150_000,
         });
-        await eventually('a new, Ready node-plugin pod on marufs-a', 240_000, () => {
-          const items = json<{ items: any[] }>([
-            'get',
-            'pods',
-            '-n',
-            MARUFS_NS,
-            '-l',
-            'app.kubernetes.io/component=node',
-          ]).items;
-          return (
-            items.some(
-              (p) =>
-                p.spec.nodeName === 'marufs-a' &&
-                p.metadata.name !== old.metadata.name &&
-                p.status.containerStatuses?.[0]?.ready === true,
-            ) || undefined
-          );
+        const next = await eventually('a new, Ready node-plugin pod on marufs-a', 240_000, () => {
+          const p = agentPod('marufs-a');
+          return p && p.metadata.name !== old.metadata.name && p.status.containerStatuses?.[0]?.ready === true
+            ? p
+            : undefined;
         });
+        await eventually(
+          'the new agent adopted the held connection',
+          120_000,
+          () =>
+            /adopted the held FUSE connection/.test(c().kubectl(['logs', '-n', MARUFS_NS, next.metadata.name])) ||
+            undefined,
+        );
+        await new Promise((r) => setTimeout(r, 3000));
+        const deleted = await loopResult('writer');
+        expect(deleted.errors).toBe(0);
+        expect(deleted.bad).toBe(0);
+        expect(deleted.ops).toBeGreaterThan(10);
+        process.stderr.write(
+          `[e2e] MEASURED: pause seen by the pod while its node plugin pod was replaced: ${deleted.maxgap} s\n`,
+        );
+
+        // (b) The container killed (OOM, crash): kill -9 of the agent process; kubelet restarts it.
+        await startLoop('writer');
+        const restarts = next.status.containerStatuses[0].restartCount as number;
+        const pids = readdirSync('/proc')
+          .filter((d) => /^\d+$/.test(d))
+          .filter((d) => {
+            try {
+              const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+              return cmd.includes('dist/src/cli/main.js') && cmd.includes('--node-name=marufs-a');
+            } catch {
+              return false;
+            }
+          });
+        expect(pids).toHaveLength(1);
+        process.kill(Number(pids[0]), 'SIGKILL');
+        await eventually('the agent container on marufs-a restarted and Ready', 240_000, () => {
+          const p = agentPod('marufs-a');
+          const st = p?.status.containerStatuses?.[0];
+          return st && st.restartCount > restarts && st.ready === true ? p : undefined;
+        });
+        await eventually(
+          'the restarted agent adopted the held connection',
+          120_000,
+          () =>
+            /adopted the held FUSE connection/.test(c().kubectl(['logs', '-n', MARUFS_NS, next.metadata.name])) ||
+            undefined,
+        );
+        await new Promise((r) => setTimeout(r, 3000));
+        const killed = await loopResult('writer');
+        expect(killed.errors).toBe(0);
+        expect(killed.bad).toBe(0);
+        expect(killed.ops).toBeGreaterThan(10);
+        process.stderr.write(
+          `[e2e] MEASURED: pause seen by the pod while its node plugin container was killed and restarted: ${killed.maxgap} s\n`,
+        );
+
         await eventually('the pool Ready again with both nodes', 180_000, () => {
           const s = json(['get', 'marufspool', 'e2e']).status;
           return s?.conditions?.find((x: any) => x.type === 'Ready')?.status === 'True' && s.nodes?.length === 2
@@ -533,20 +644,13 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
         const after = json(['get', 'marufspool', 'e2e']).status;
         expect(after.poolUUID).toBe(before.poolUUID);
         expect(after.formatGeneration).toBe(before.formatGeneration);
-        // The region's bytes survive: the reader on the other node, and a new pod on marufs-a.
+        // The region's bytes survive, read through the running pod's own volume, by the reader on
+        // the other node, and by a new pod on marufs-a.
+        expect(podExec('writer', `head -c ${patternLen} ${REGION_FILE} | md5sum`).out).toBe(`${patternMd5}  -`);
         expect(podExec('reader', `head -c ${patternLen} ${REGION_FILE} | md5sum`).out).toBe(`${patternMd5}  -`);
         apply(inlinePod('reader-a', { node: 'marufs-a', sa: 'reader', readOnly: true }));
         await podRunning('reader-a');
         expect(podExec('reader-a', `head -c ${patternLen} ${REGION_FILE} | md5sum`).out).toBe(`${patternMd5}  -`);
-        // Measured, not asserted (the node-plugin upgrade issue fixes it): the volume of the writer
-        // pod, which kept running on marufs-a while its node plugin was replaced.
-        const seen = podExec(
-          'writer',
-          `ls -l /kv 2>&1; stat -c 'size %s' ${REGION_FILE} 2>&1; head -c ${patternLen} ${REGION_FILE} 2>&1 >/tmp/r; echo "head exit $?, read $(wc -c < /tmp/r) bytes, md5 $(md5sum < /tmp/r)"`,
-        );
-        process.stderr.write(
-          `[e2e] MEASURED: a running pod's volume after its node plugin was replaced (pattern md5 ${patternMd5}): ${seen.out.replace(/\n/g, ' | ')}\n`,
-        );
       });
     },
     LONG,

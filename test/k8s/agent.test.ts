@@ -4,9 +4,10 @@
  * (Node objects created in the API server). Checks one format and three node ids, per-node status
  * entries, kubelet plugin registration driven like kubelet does it, MarufsRegion materialization
  * (checked with `marufs inspect --json`), delegation changes, deletion, name conflicts, CSI routing
- * by pool, restarts and `kill -9` without re-format, and Lease hand-over.
+ * by pool, restarts and `kill -9` without re-format, a restart under a running "pod" (its I/O on a
+ * CSI volume never fails: the connections are held by `marufs hold`), and Lease hand-over.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,8 +16,9 @@ import { workloadId } from '../../src/engine/index.js';
 import { csiV1, loadCsiPackage } from '../../src/node-plugin/csi-proto.js';
 import { loadRegistrationPackage } from '../../src/node-plugin/agent/registration.js';
 import { startControlPlane, type ControlPlane } from '../helpers/apiserver.js';
-import { runCli, tempDir } from '../helpers/cli.js';
+import { CLI, runCli, tempDir } from '../helpers/cli.js';
 import { fuseAvailable } from '../helpers/daemon.js';
+import { BLOCK, readPattern, startIoLoops } from '../helpers/io-loop.js';
 import { killAllNodeAgents, NodeAgentProcess } from '../helpers/node-agent.js';
 import { AGENT_TEST_CRDS } from './agent-crds.js';
 
@@ -31,6 +33,10 @@ const betaFile = `/dev/shm/marufs-agent-beta-${process.pid}.pool`;
 const tmp = tempDir('marufs-agent-');
 let cp: ControlPlane;
 const agents: NodeAgentProcess[] = [];
+/** The FUSE connection holder service (`marufs hold`) of the restart case, and its socket. */
+let holderService: ChildProcess | undefined;
+const holderSocket = join(tmp.dir, 'holder', 'holder.sock');
+const LOOP_BLOCKS = 64;
 
 async function kubectl(...args: string[]): Promise<string> {
   const { stdout } = await exec('kubectl', ['--kubeconfig', cp.kubeconfigPath, '--request-timeout=30s', ...args], {
@@ -134,12 +140,16 @@ const ready = (r: RegionObj): { status: string; reason: string; message: string 
 
 /** The pool's nodes all mounted, with distinct ids. */
 async function allMounted(n: number, name = POOL): Promise<PoolObj> {
+  let last: PoolObj | undefined;
   return until(`${n} nodes of ${name} mounted`, async () => {
     const p = await pool(name);
+    last = p;
     const nodes = p.status?.nodes ?? [];
     return nodes.length === n && nodes.every((x) => x.mounted && x.live && x.nodeId > 0) && p.status?.poolUUID
       ? p
       : undefined;
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}; last node entries: ${JSON.stringify(last?.status?.nodes)}`);
   });
 }
 
@@ -174,6 +184,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(agents.map((a) => a.stop().catch(() => undefined)));
   await killAllNodeAgents(agents);
+  if (holderService && holderService.exitCode === null && holderService.signalCode === null) {
+    const exited = new Promise((r) => holderService!.once('exit', r));
+    holderService.kill('SIGTERM');
+    await exited;
+  }
   await cp?.stop();
   rmSync(poolFile, { force: true });
   rmSync(betaFile, { force: true });
@@ -500,6 +515,89 @@ spec: { pool: ${POOL}, size: 2Mi }
       expect(after.bootstrap.formatsCompleted).toBe(1);
       expect(after.regions.map((x) => x.name).sort()).toEqual(names);
       expect((await pool()).status!.poolUUID).toBe(uuid);
+    },
+    T,
+  );
+
+  it(
+    'node plugin restarted under a running pod: SIGTERM (rolling update) and kill -9, connections held by marufs hold',
+    async () => {
+      // node-a as the chart runs it: --handover-dir, and the holder service outside its process tree.
+      const a = agents[0]!;
+      holderService = spawn(process.execPath, [CLI, 'hold', '--socket', holderSocket], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise<void>((resolve, reject) => {
+        holderService!.stdout!.on('data', (d: Buffer) => d.toString().includes('"serving"') && resolve());
+        holderService!.once('exit', (code) => reject(new Error(`marufs hold exited (${code})`)));
+      });
+      await a.stop();
+      a.extra.push('--handover-dir', join(a.dir, 'handover'), '--holder-socket', holderSocket);
+      await a.start();
+      await allMounted(3);
+      // A region made through node-a's mount by root (its owner: the "pod" process below runs as
+      // root too), granted to the pod's workload so that CSI publishes it.
+      const mnt = join(a.stateDir, 'pools', POOL, 'mnt');
+      const pattern = Buffer.alloc(LOOP_BLOCKS * BLOCK);
+      for (let b = 0; b < LOOP_BLOCKS; b++) pattern.fill(readPattern(b), b * BLOCK, (b + 1) * BLOCK);
+      writeFileSync(join(tmp.dir, 'pattern'), pattern);
+      await exec('sh', [
+        '-c',
+        `touch ${mnt}/team-a.live ${mnt}/team-a.rd && truncate -s 1M ${mnt}/team-a.live ${mnt}/team-a.rd && ` +
+          `dd if=${tmp.dir}/pattern of=${mnt}/team-a.rd conv=notrunc status=none && ` +
+          `setfattr -n user.marufs.grant -v 'workload:team-a/writer rw' ${mnt}/team-a.live`,
+      ]);
+      const node = new (csiV1(loadCsiPackage())['Node']!)(`unix://${a.csi}`, grpc.credentials.createInsecure());
+      const call = <T>(method: string, req: unknown): Promise<T> =>
+        new Promise((resolve, reject) =>
+          (node as unknown as Record<string, (r: unknown, cb: (e: Error | null, v: T) => void) => void>)[method]!(
+            req,
+            (e, v) => (e ? reject(e) : resolve(v)),
+          ),
+        );
+      const target = join(a.kubeletDir, 'pods', 'live', 'volumes', 'kubernetes.io~csi', 'live', 'mount');
+      await call('NodePublishVolume', {
+        volume_id: `${POOL}/team-a.live`,
+        target_path: target,
+        volume_capability: { mount: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } },
+        readonly: false,
+        volume_context: {
+          'csi.storage.k8s.io/pod.namespace': 'team-a',
+          'csi.storage.k8s.io/pod.name': 'live',
+          'csi.storage.k8s.io/pod.uid': '0b1c2d3e-0000-4000-8000-000000000002',
+          'csi.storage.k8s.io/serviceAccount.name': 'writer',
+        },
+      });
+      node.close();
+      // The "pod": a writer through its CSI volume and a reader through the mount, looping I/O on
+      // open files while the agent restarts twice.
+      for (const restart of ['SIGTERM', 'kill -9'] as const) {
+        const loops = await startIoLoops(
+          [
+            { mode: 'write', file: join(target, 'team-a.live') },
+            { mode: 'read', file: join(mnt, 'team-a.rd') },
+          ],
+          tmp.dir,
+          LOOP_BLOCKS,
+        );
+        await new Promise((r) => setTimeout(r, 1000));
+        if (restart === 'SIGTERM') await a.stop();
+        else await a.kill9();
+        await a.start();
+        await until('node-a adopted its held connection', () =>
+          /adopted the held FUSE connection/.test(a.stderr) ? true : undefined,
+        );
+        await new Promise((r) => setTimeout(r, 1500));
+        const results = await loops.stop();
+        process.stdout.write(`agent restart (${restart}) under a running pod: ${JSON.stringify(results)}\n`);
+        for (const r of results) {
+          expect(r.errors).toEqual({});
+          expect(r.bad).toBe(0);
+          expect(r.ops).toBeGreaterThan(10);
+        }
+      }
+      expect(a.stderr).not.toMatch(/recoveredStaleMount":true/);
+      await allMounted(3);
     },
     T,
   );

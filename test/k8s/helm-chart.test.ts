@@ -62,9 +62,15 @@ describe('helm lint and template (no cluster)', () => {
         .map((o) => o.metadata.name)
         .sort(),
     ).toEqual(['marufspools.marufs.io', 'marufsregions.marufs.io']);
-    const ds = byKind('DaemonSet')[0] as unknown as {
-      spec: { template: { spec: Record<string, unknown> & { containers: Record<string, unknown>[] } } };
+    type Ds = {
+      metadata: { labels: Record<string, string> };
+      spec: {
+        updateStrategy: { type: string };
+        template: { spec: Record<string, unknown> & { containers: Record<string, unknown>[] } };
+      };
     };
+    const daemonSets = byKind('DaemonSet') as unknown as Ds[];
+    const ds = daemonSets.find((d) => d.metadata.labels['app.kubernetes.io/component'] === 'node')!;
     const pod = ds.spec.template.spec;
     expect(pod['hostPID']).toBe(true);
     const c = pod.containers[0]!;
@@ -77,9 +83,24 @@ describe('helm lint and template (no cluster)', () => {
         '--csi=/var/lib/kubelet/plugins/csi.marufs.io/csi.sock',
         '--kubelet-dir=/var/lib/kubelet',
         '--state-dir=/var/lib/marufs',
+        '--handover-dir=/var/lib/marufs/handover',
+        '--holder-socket=/var/lib/marufs/holder/holder.sock',
       ]),
     );
     expect(c['securityContext']).toMatchObject({ privileged: true });
+    // The FUSE connection holder: its own DaemonSet, never rolled by an upgrade, unprivileged,
+    // sharing the socket's host directory with the agent (which sees it under its state dir).
+    const holder = daemonSets.find((d) => d.metadata.labels['app.kubernetes.io/component'] === 'holder')!;
+    expect(daemonSets).toHaveLength(2);
+    expect(holder.spec.updateStrategy.type).toBe('OnDelete');
+    const hc = holder.spec.template.spec.containers[0]!;
+    expect(hc['command']).toEqual(['/opt/marufs/native/build/marufs-fd-holder']);
+    expect(hc['args']).toEqual(['--service', '/var/lib/marufs/holder/holder.sock']);
+    expect(hc['securityContext']).toBeUndefined();
+    expect(holder.spec.template.spec['hostPID']).toBeUndefined();
+    expect(holder.spec.template.spec['volumes']).toEqual([
+      { name: 'holder', hostPath: { path: '/var/lib/marufs/holder', type: 'DirectoryOrCreate' } },
+    ]);
     expect(c['env']).toEqual(
       expect.arrayContaining([{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]),
     );
@@ -110,6 +131,15 @@ describe('helm lint and template (no cluster)', () => {
     expect(oc['readinessProbe']).toMatchObject({ httpGet: { path: '/readyz' } });
     expect(byKind('StorageClass')).toEqual([]);
     expect(byKind('MarufsPool')).toEqual([]);
+  }, 300_000);
+
+  it('without the holder (node.holder.enabled=false): no holder DaemonSet, no handover', async () => {
+    const objs = docs(await template('--set', 'node.holder.enabled=false'));
+    const daemonSets = objs.filter((o) => o.kind === 'DaemonSet') as unknown as {
+      spec: { template: { spec: { containers: { args: string[] }[] } } };
+    }[];
+    expect(daemonSets).toHaveLength(1);
+    expect(daemonSets[0]!.spec.template.spec.containers[0]!.args.filter((a) => /handover|holder/.test(a))).toEqual([]);
   }, 300_000);
 
   it('renders the optional pool and StorageClass from the example values', async () => {
@@ -181,6 +211,7 @@ describe('the chart on a real API server', () => {
     ]);
     expect(got.split('\n').filter(Boolean).sort()).toEqual(
       expect.arrayContaining([
+        'daemonset.apps/marufs-holder',
         'daemonset.apps/marufs-node',
         'deployment.apps/marufs-operator',
         'role.rbac.authorization.k8s.io/marufs-node',

@@ -6,8 +6,9 @@
  *  - `marufs node --node-name <k8s node> --csi <sock> --state-dir <dir> …` (no device): the
  *    multi-pool Kubernetes node agent (src/node-plugin/agent/agent.ts), serving every MarufsPool
  *    whose nodeSelector matches the node.
- * Both run until SIGTERM/SIGINT, then unmount and detach. Logs are JSON lines on stderr (pino); the
- * first stdout line is a JSON "serving" event that scripts and tests wait for.
+ * Both run until SIGTERM/SIGINT, then unmount and detach — or, with --handover-dir, on SIGTERM park
+ * the FUSE connections for the next daemon (SIGINT still unmounts for good). Logs are JSON lines on
+ * stderr (pino); the first stdout line is a JSON "serving" event that scripts and tests wait for.
  */
 import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -93,12 +94,24 @@ export function registerNode(program: Command): void {
     .option('--lifetime <kind>', 'lifetime of regions created through the mount (persistent|process)', lifetimeArg)
     .option('--debug-api', 'serve the debug controls over HTTP (POST /api/v1/debug/…)')
     .option('--shutdown-grace-ms <ms>', 'how long open files may finish at shutdown (default 5000)', parseInteger)
+    .option(
+      '--handover-dir <dir>',
+      'keep the FUSE connection across restarts: a holder process, the open-file log; SIGTERM parks the mount for the next daemon, SIGINT unmounts (agent: one subdirectory per pool)',
+    )
+    .option(
+      '--holder-socket <path>',
+      'with --handover-dir: the holder service (marufs hold) holds the FUSE connections instead of a child process',
+    )
+    .option('--fuse-threads <n>', 'FUSE worker threads (default 8)', parseInteger)
     .option('--log-level <level>', 'trace|debug|info|warn|error (default info)')
     .action(async (device: string | undefined, opts: Record<string, unknown>, cmd: Command) => {
       const logger = pino(
         { name: 'marufs-node', level: (opts['logLevel'] as string | undefined) ?? 'info' },
         pino.destination(2),
       );
+      if (opts['holderSocket'] !== undefined && opts['handoverDir'] === undefined) {
+        cmd.error('error: --holder-socket needs --handover-dir');
+      }
       if (device === undefined) {
         await runAgent(opts, logger, cmd);
         return;
@@ -140,6 +153,9 @@ export function registerNode(program: Command): void {
           maxBytes: opts['ownerMaxBytes'] as number | undefined,
         },
         shutdownGraceMs: opts['shutdownGraceMs'] as number | undefined,
+        handoverDir: opts['handoverDir'] as string | undefined,
+        holderSocket: opts['holderSocket'] as string | undefined,
+        ...(opts['fuseThreads'] !== undefined ? { fuseThreads: opts['fuseThreads'] as number } : {}),
         logger,
         onFatal: (err) => fatal?.(err),
       });
@@ -152,6 +168,8 @@ export function registerNode(program: Command): void {
           http: daemon.httpAddress ?? null,
           csi: daemon.csi?.socket ?? null,
           recoveredStaleMount: daemon.recoveredStaleMount,
+          adoptedConnection: daemon.adoptedConnection,
+          restoredFiles: daemon.restoredFiles,
         })}\n`,
       );
       const resources = resourcesDir
@@ -184,8 +202,9 @@ export function registerNode(program: Command): void {
       logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
       if (opts['stopOnStdinClose'] === true) process.stdin.destroy();
       await resources?.stop();
-      await daemon.stop();
-      process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId })}\n`);
+      const handover = why === 'SIGTERM' && opts['handoverDir'] !== undefined;
+      await daemon.stop({ handover });
+      process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId, parked: handover })}\n`);
       if (why instanceof Error) process.exitCode = 1;
     });
 }
@@ -234,6 +253,10 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
         maxBytes: opts['ownerMaxBytes'] as number | undefined,
       },
     },
+    handover:
+      opts['handoverDir'] !== undefined
+        ? { dir: opts['handoverDir'] as string, holderSocket: opts['holderSocket'] as string | undefined }
+        : undefined,
     logger,
     onFatal: (err) => fatal?.(err),
   });
@@ -254,7 +277,8 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
   });
   const why = await Promise.race([signalled, failed]);
   logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
-  await agent.stop();
-  process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName })}\n`);
+  const handover = why === 'SIGTERM' && opts['handoverDir'] !== undefined;
+  await agent.stop({ handover });
+  process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName, parked: handover })}\n`);
   if (why instanceof Error) process.exitCode = 1;
 }

@@ -59,6 +59,13 @@ export interface AgentOptions {
   retryMs?: number;
   /** The kubelet's pod cgroup roots and the per-owner quota, for every pool's daemon. */
   daemon?: Pick<DaemonOptions, 'podCgroupRoots' | 'quota'>;
+  /**
+   * Keep every pool's FUSE connection across agent restarts: each pool's handover directory is
+   * `<dir>/<pool>`; `holderSocket` is the holder service (`marufs hold`) that holds the connections
+   * (in Kubernetes a child process would die with the agent's container). stop({ handover: true })
+   * parks every pool's connection for the next agent.
+   */
+  handover?: { dir: string; holderSocket?: string | undefined } | undefined;
   logger: Logger;
   /** Called when the agent cannot go on. */
   onFatal?: (err: Error) => void;
@@ -381,6 +388,7 @@ export class NodeAgent {
       onFatal: (err) => void this.#poolFailed(name, err),
       onLeaderChange: () => this.schedule(),
       ...(this.#o.daemon ? { daemon: this.#o.daemon } : {}),
+      ...(this.#o.handover ? { handover: this.#o.handover } : {}),
       log,
     })
       .then(async (s) => {
@@ -428,13 +436,17 @@ export class NodeAgent {
     }
   }
 
-  /** Stop everything: CSI and registration first, then every pool (Leases released), then HTTP. */
-  stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
+  /**
+   * Stop everything: CSI and registration first, then every pool (Leases released), then HTTP.
+   * `handover` (with AgentOptions.handover): park every pool's FUSE connection for the next agent
+   * instead of unmounting — pods' open files and bind mounts keep working across the restart.
+   */
+  stop(options: { handover?: boolean } = {}): Promise<void> {
+    this.#stopping ??= this.#stop(options.handover === true && this.#o.handover !== undefined);
     return this.#stopping;
   }
 
-  async #stop(): Promise<void> {
+  async #stop(park: boolean): Promise<void> {
     clearInterval(this.#timer);
     this.#nodes.stop();
     this.#pools.stop();
@@ -444,7 +456,9 @@ export class NodeAgent {
     await this.#syncing?.catch(() => undefined);
     for (const lease of this.#reformatting.values()) await lease.stop();
     for (const [name, s] of this.#servers) {
-      await s.stop().catch((err: Error) => this.log.warn({ pool: name, err: err.message }, 'pool stop failed'));
+      await s
+        .stop({ handover: park })
+        .catch((err: Error) => this.log.warn({ pool: name, err: err.message }, 'pool stop failed'));
       // The entry stays (the node may come back) but says the node no longer serves the pool.
       const pool = this.#pools.cache.get(name);
       if (pool) {
@@ -453,7 +467,7 @@ export class NodeAgent {
           live: false,
           mounted: false,
           csiReady: false,
-          message: 'the node agent stopped',
+          message: park ? 'the node agent restarts (mount parked for the next one)' : 'the node agent stopped',
         });
       }
     }

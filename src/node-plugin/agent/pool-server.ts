@@ -51,6 +51,8 @@ export interface PoolServerOptions {
   onLeaderChange: () => void;
   /** The kubelet's pod cgroup roots and the per-owner quota, passed to the pool's daemon. */
   daemon?: Pick<DaemonOptions, 'podCgroupRoots' | 'quota'>;
+  /** Keep the FUSE connection across restarts: the pool's handover directory is `<dir>/<pool>`. */
+  handover?: { dir: string; holderSocket?: string | undefined } | undefined;
   log: Logger;
 }
 
@@ -129,6 +131,7 @@ export class PoolServer {
       attach: a.attach,
       pods: o.pods,
       ...o.daemon,
+      ...(o.handover ? { handoverDir: join(o.handover.dir, name), holderSocket: o.handover.holderSocket } : {}),
       metricsLabels: { pool: name },
       defaultMetrics: false,
       logger: o.log,
@@ -231,12 +234,12 @@ export class PoolServer {
     }
   }
 
-  /** Stop leading (releasing the Lease), unmount and detach. */
-  async stop(): Promise<void> {
+  /** Stop leading (releasing the Lease), unmount (or, `handover`, park the mount) and detach. */
+  async stop(options: { handover?: boolean } = {}): Promise<void> {
     this.#stopped = true;
     await this.#lease.stop();
     await this.#reconciling.catch(() => undefined);
-    await this.daemon.stop();
+    await this.daemon.stop(options);
   }
 }
 
