@@ -20,9 +20,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /*
@@ -33,20 +35,41 @@
  * FUSE thread, with no round trip to JavaScript, as long as
  *   - the region's ACL sequence word still holds the checked value (every change of owner,
  *     defaults, delegations or state moves it — the engine's PermissionCache relies on the same), and
- *   - the thread is still the task that was checked: the entry keeps /proc/<tid>/stat open, and a
- *     read of that descriptor fails (ESRCH) once the task is gone, even if its tid was reused.
+ *   - the thread is still the task that was checked: the entry keeps a pidfd of that very thread
+ *     (PIDFD_THREAD), which polls readable once the thread has exited, even if its tid was reused.
+ *     Where the kernel has no thread pidfds (before 6.9) it keeps /proc/<tid>/stat open instead, whose
+ *     read fails (ESRCH) once the task is gone; the pidfd costs one poll() (well under a microsecond),
+ *     the stat read about 4 µs (it formats the task's whole status line; measured in docs/bench-fuse.md).
  * Anything else goes to JavaScript. Entries are disarmed at release. Coherent pools only (the
  * caller does not arm in flush mode).
+ *
+ * A read is answered straight from pool memory (`*data` points into the mapping; the reply's writev
+ * is the one copy, into the caller's buffer); a write copies the kernel's buffer into the pool.
  */
 static void disarm_locked(fast_entry_t *e) {
   if (e->armed && e->procfd >= 0) close(e->procfd);
+  if (e->armed && e->pidfd >= 0) close(e->pidfd);
   e->armed = 0;
   e->procfd = -1;
+  e->pidfd = -1;
 }
 
-/* Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then. */
-int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write,
-                   int *result) {
+/* Is the armed thread still the task that was checked? */
+static int same_task(const fast_entry_t *e) {
+  if (e->pidfd >= 0) {
+    struct pollfd p = {e->pidfd, POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+  }
+  char probe;
+  return pread(e->procfd, &probe, 1, 0) == 1;
+}
+
+/*
+ * Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then,
+ * with the result in *result and, for a read, the bytes at *data.
+ */
+int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result,
+            const char **data) {
   if (ms->fast == NULL) return 0;
   pthread_mutex_lock(&ms->fast_mu);
   fast_entry_t *e = &ms->fast[fh % FAST_SLOTS];
@@ -57,8 +80,7 @@ int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, o
     __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
     return 0;
   }
-  char probe;
-  if (pread(e->procfd, &probe, 1, 0) != 1) { /* the checked task is gone */
+  if (!same_task(e)) { /* the checked task is gone */
     disarm_locked(e);
     pthread_mutex_unlock(&ms->fast_mu);
     __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
@@ -77,13 +99,10 @@ int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, o
     }
     memcpy(base + off, buf, n);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-  } else if (n > 0) {
-    memcpy(buf, base + off, n);
-  }
-  if (write) {
     __atomic_fetch_add(&ms->stats.writes, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&ms->stats.write_bytes, n, __ATOMIC_RELAXED);
   } else {
+    *data = n > 0 ? base + off : buf;
     __atomic_fetch_add(&ms->stats.reads, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&ms->stats.read_bytes, n, __ATOMIC_RELAXED);
   }
@@ -336,7 +355,7 @@ mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoin
   pthread_mutex_init(&ms->mu, NULL);
   pthread_mutex_init(&ms->fast_mu, NULL);
   ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
-  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = -1;
+  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = ms->fast[i].pidfd = -1;
   napi_value name;
   napi_create_string_utf8(env, "marufs-fuse", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, handler, NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
@@ -365,6 +384,9 @@ mount_state_t *state_call(napi_env env, napi_callback_info info, size_t want, na
   }
   return ms;
 }
+
+/* pidfd_open flag for a thread's pidfd (PIDFD_THREAD, Linux 6.9; = O_EXCL). */
+#define PIDFD_THREAD_FLAG O_EXCL
 
 /* Start time (field 22) in a /proc/<pid>/stat text; 0 if unparsable. */
 static unsigned long long stat_start_time(const char *text) {
@@ -397,19 +419,26 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
   napi_get_boolean(env, false, &ret);
   if (ms->fast == NULL || tid <= 0) return ret;
   char path[64], text[1024];
+  /* The pidfd is opened before the start time is compared: if the comparison then holds, the task it
+   * names is the checked one (a successor with the same tid would have to start after the check). */
+  int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)tid, PIDFD_THREAD_FLAG);
   snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ret;
-  ssize_t n = pread(fd, text, sizeof text - 1, 0);
-  if (n <= 0) {
-    close(fd);
+  if (fd < 0) {
+    if (pidfd >= 0) close(pidfd);
     return ret;
   }
-  text[n] = 0;
+  ssize_t n = pread(fd, text, sizeof text - 1, 0);
+  text[n > 0 ? n : 0] = 0;
   /* Arm only for the very task JavaScript checked (same start time), never a successor. */
-  if ((double)stat_start_time(text) != start) {
+  if (n <= 0 || (double)stat_start_time(text) != start) {
     close(fd);
+    if (pidfd >= 0) close(pidfd);
     return ret;
+  }
+  if (pidfd >= 0) { /* the pidfd answers liveness from now on */
+    close(fd);
+    fd = -1;
   }
   pthread_mutex_lock(&ms->fast_mu);
   fast_entry_t *e = &ms->fast[(uint64_t)fh % FAST_SLOTS];
@@ -417,6 +446,7 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
   e->fh = (uint64_t)fh;
   e->tid = (pid_t)tid;
   e->procfd = fd;
+  e->pidfd = pidfd;
   e->base = (char *)(uintptr_t)addr;
   e->size = (uint64_t)size;
   e->acl_seq = (volatile uint32_t *)(uintptr_t)seq_addr;
@@ -483,6 +513,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"fetchFd", NULL, js_fetch_fd, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"resentRequests", NULL, js_resent_requests, NULL, NULL, NULL, napi_default, NULL},
+      {"directIo", NULL, js_direct_io, NULL, NULL, NULL, napi_default, NULL},
       {"running", NULL, js_running, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL},
       {"arm", NULL, js_arm, NULL, NULL, NULL, napi_default, NULL},

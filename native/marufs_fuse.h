@@ -78,7 +78,8 @@ typedef struct fast_entry {
   int armed;
   uint64_t fh;
   pid_t tid;
-  int procfd;
+  int pidfd;  /* a pidfd of the checked thread (PIDFD_THREAD): readable once it has exited */
+  int procfd; /* /proc/<tid>/stat of that thread, where pidfds of threads are missing (Linux < 6.9) */
   char *base;
   uint64_t size;
   volatile uint32_t *acl_seq;
@@ -108,6 +109,7 @@ typedef struct mount_state {
   size_t bufsize;
   unsigned char init_blob[INIT_BLOB_MAX]; /* the kernel's INIT request, replayed by a successor */
   size_t init_len;
+  int direct_io; /* files are opened for direct I/O (set_direct_io) */
   /* JavaScript side (marufs_fuse.c) */
   napi_threadsafe_function tsfn;
   volatile int running;
@@ -119,7 +121,8 @@ typedef struct mount_state {
 
 /* marufs_fuse.c */
 int submit(mount_state_t *ms, fuse_req_t req, request_t *r);
-int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result);
+int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result,
+            const char **data);
 void report_exit(mount_state_t *ms);
 mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoint);
 void free_state(mount_state_t *ms);
@@ -135,5 +138,6 @@ napi_value js_connection(napi_env env, napi_callback_info info);
 napi_value js_fetch_fd(napi_env env, napi_callback_info info);
 napi_value js_close_fd(napi_env env, napi_callback_info info);
 napi_value js_resent_requests(napi_env env, napi_callback_info info);
+napi_value js_direct_io(napi_env env, napi_callback_info info);
 
 #endif

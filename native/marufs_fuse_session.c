@@ -177,6 +177,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   r.flags = fi->flags;
   r.fi = fi;
   int res = submit(MS(req), req, &r);
+  if (MS(req)->direct_io) fi->direct_io = 1; /* see set_direct_io */
   if (res < 0)
     fuse_reply_err(req, -res);
   else if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted: the caller is gone, close it again */
@@ -210,6 +211,7 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
   memset(&e, 0, sizeof e);
   e.ino = st.st_ino;
   e.attr = st;
+  if (MS(req)->direct_io) fi->direct_io = 1; /* see set_direct_io */
   fuse_reply_create(req, &e, fi);
 }
 
@@ -228,7 +230,8 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     read_cap = size;
   }
   int res;
-  if (!fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, read_buf, size, off, 0, &res)) {
+  const char *data = read_buf;
+  if (!fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, read_buf, size, off, 0, &res, &data)) {
     LL_REQUEST(OP_READ, ino);
     r.buf = read_buf;
     r.size = size;
@@ -239,13 +242,14 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (res < 0)
     fuse_reply_err(req, -res);
   else
-    fuse_reply_buf(req, read_buf, (size_t)res);
+    fuse_reply_buf(req, data, (size_t)res);
 }
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   int res;
-  if (!fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, (char *)buf, size, off, 1, &res)) {
+  const char *unused;
+  if (!fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, (char *)buf, size, off, 1, &res, &unused)) {
     LL_REQUEST(OP_WRITE, ino);
     r.buf = (char *)buf;
     r.size = size;
@@ -434,18 +438,27 @@ static struct fuse_lowlevel_ops ll_ops = {
  * Our own channel on the connection (libfuse's kernel channel has a fixed 132 KiB buffer): a buffer
  * big enough for 1 MiB requests, and a chance to extend libfuse 2's INIT answer. libfuse 2 answers
  * with protocol 7.19, whose requests are at most 32 pages; the kernel accepts larger ones (up to
- * max_pages) when the answer says protocol 7.28 with FUSE_MAX_PAGES. Nothing else changes: the
- * requests libfuse parses have the same layout at 7.28 (it already reads them by the kernel's own
- * minor), newer operations it does not know are answered ENOSYS and the kernel stops sending them,
- * and no cache flag is added (no writeback cache: see docs/node-plugin.md).
+ * max_pages) when the answer says protocol 7.28 with FUSE_MAX_PAGES. When the kernel offers it
+ * (7.39, Linux 6.6+) the answer also says FUSE_DIRECT_IO_ALLOW_MMAP, so that files opened for direct
+ * I/O can still be mapped shared (see ll_open). Nothing else changes: the requests libfuse parses
+ * have the same layout up to 7.39 (it already reads them by the kernel's own minor; the layouts
+ * that differ — setxattr, extension headers — are only sent when their flag is answered, and none
+ * is), newer operations it does not know (syncfs, tmpfile, statx) are answered ENOSYS and the kernel
+ * stops sending them, and no cache flag is added (no writeback cache: see docs/node-plugin.md).
  */
 #define BIG_REQUEST (1u << 20)
 #define CHAN_BUFSIZE (BIG_REQUEST + 0x1000 + 4096)
 #define K_MAX_PAGES_FLAG (1u << 22)
 #define K_MAX_PAGES_MINOR 28
+#define K_INIT_EXT_FLAG (1u << 30)
+#define K_DIRECT_IO_ALLOW_MMAP_FLAG2 (1u << 4) /* FUSE_DIRECT_IO_ALLOW_MMAP is bit 36: flags2 bit 4 */
+#define K_DIRECT_IO_MMAP_MINOR 39
 
 struct k_init_in {
   uint32_t major, minor, max_readahead, flags;
+};
+struct k_init_in_36 { /* 7.36+: flags2 follows */
+  uint32_t major, minor, max_readahead, flags, flags2;
 };
 struct k_init_out_19 { /* what libfuse 2 sends */
   uint32_t major, minor, max_readahead, flags;
@@ -462,7 +475,36 @@ struct k_init_out_28 {
   uint16_t unused[11];
 };
 
-static __thread struct k_init_in *rewriting_init; /* set while this thread answers INIT */
+/*
+ * What the answer to INIT request `init` (header included) says beyond libfuse 2's:
+ * INIT_PLAIN (nothing), INIT_BIG (1 MiB requests) or INIT_DIRECT_MMAP (and shared mmap of direct-I/O
+ * files). A function of the kernel's offer only, so a successor replaying the request knows it too.
+ */
+enum { INIT_PLAIN = 0, INIT_BIG = 1, INIT_DIRECT_MMAP = 2 };
+static int init_level(const unsigned char *init, size_t len) {
+  const size_t h = sizeof(struct k_in_header);
+  if (len < h + sizeof(struct k_init_in)) return INIT_PLAIN;
+  const struct k_init_in *offer = (const struct k_init_in *)(init + h);
+  if (offer->minor < K_MAX_PAGES_MINOR || !(offer->flags & K_MAX_PAGES_FLAG)) return INIT_PLAIN;
+  if (len < h + sizeof(struct k_init_in_36) || offer->minor < K_DIRECT_IO_MMAP_MINOR || !(offer->flags & K_INIT_EXT_FLAG))
+    return INIT_BIG;
+  const struct k_init_in_36 *ext = (const struct k_init_in_36 *)(init + h);
+  return (ext->flags2 & K_DIRECT_IO_ALLOW_MMAP_FLAG2) ? INIT_DIRECT_MMAP : INIT_BIG;
+}
+
+static __thread int rewriting_init; /* the INIT level while this thread answers INIT; 0 otherwise */
+
+/*
+ * Files are opened for direct I/O when the kernel lets such files be mapped shared
+ * (FUSE_DIRECT_IO_ALLOW_MMAP): read() and write() then go straight between the caller's buffer and
+ * this process — no page-cache copy, no readahead, no security.capability GETXATTR round trip before
+ * each write (the kernel makes that one only for cached writes) — and every read sees pool memory as
+ * it is now. mmap still works, through the page cache. MARUFS_FUSE_PAGE_CACHE=1 keeps the page cache
+ * for read and write too (for comparison; docs/bench-fuse.md).
+ */
+static void set_direct_io(mount_state_t *ms, int level) {
+  ms->direct_io = level == INIT_DIRECT_MMAP && getenv("MARUFS_FUSE_PAGE_CACHE") == NULL;
+}
 
 static int chan_receive(struct fuse_chan **chp, char *buf, size_t size) {
   struct fuse_chan *ch = *chp;
@@ -481,9 +523,7 @@ static int chan_receive(struct fuse_chan **chp, char *buf, size_t size) {
 
 static int chan_send(struct fuse_chan *ch, const struct iovec iov[], size_t count) {
   if (iov == NULL) return 0;
-  struct k_init_in *offer = rewriting_init;
-  if (offer && count == 2 && iov[1].iov_len >= sizeof(struct k_init_out_19) && offer->minor >= K_MAX_PAGES_MINOR &&
-      (offer->flags & K_MAX_PAGES_FLAG)) {
+  if (rewriting_init != INIT_PLAIN && count == 2 && iov[1].iov_len >= sizeof(struct k_init_out_19)) {
     const struct k_init_out_19 *in = iov[1].iov_base;
     struct k_init_out_28 out;
     memset(&out, 0, sizeof out);
@@ -496,6 +536,11 @@ static int chan_send(struct fuse_chan *ch, const struct iovec iov[], size_t coun
     out.max_write = BIG_REQUEST;
     out.time_gran = 1;
     out.max_pages = BIG_REQUEST / 4096;
+    if (rewriting_init == INIT_DIRECT_MMAP) {
+      out.minor = K_DIRECT_IO_MMAP_MINOR;
+      out.flags |= K_INIT_EXT_FLAG;
+      out.flags2 = K_DIRECT_IO_ALLOW_MMAP_FLAG2;
+    }
     struct k_out_header h = *(const struct k_out_header *)iov[0].iov_base;
     h.len = sizeof h + sizeof out;
     struct iovec v[2] = {{&h, sizeof h}, {&out, sizeof out}};
@@ -686,9 +731,10 @@ napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   ms->init_len = (size_t)n < sizeof ms->init_blob ? (size_t)n : sizeof ms->init_blob;
   memcpy(ms->init_blob, buf, ms->init_len);
-  rewriting_init = (size_t)n >= sizeof *h + sizeof(struct k_init_in) ? (struct k_init_in *)(buf + sizeof *h) : NULL;
+  set_direct_io(ms, init_level((const unsigned char *)buf, (size_t)n));
+  rewriting_init = init_level((const unsigned char *)buf, (size_t)n);
   fuse_session_process(ms->se, buf, (size_t)n, ms->chan);
-  rewriting_init = NULL;
+  rewriting_init = INIT_PLAIN;
   free(buf);
   if (start_workers(ms, threads) != 0) {
     umount2(mountpoint, MNT_DETACH);
@@ -747,6 +793,7 @@ napi_value js_adopt(napi_env env, napi_callback_info info) {
   ms->bufsize = fuse_chan_bufsize(ms->chan);
   memcpy(ms->init_blob, init, init_len);
   ms->init_len = init_len;
+  set_direct_io(ms, init_level(ms->init_blob, ms->init_len));
   /* Replay INIT so libfuse knows the negotiated protocol; its answer goes nowhere. */
   struct fuse_chan_ops nowhere = {.receive = NULL, .send = discard_send, .destroy = NULL};
   struct fuse_chan *dummy = fuse_chan_new(&nowhere, -1, ms->bufsize, NULL);
@@ -881,4 +928,14 @@ napi_value js_resent_requests(napi_env env, napi_callback_info info) {
   napi_value v;
   napi_create_double(env, (double)__atomic_load_n(&resent_requests, __ATOMIC_RELAXED), &v);
   return v;
+}
+
+/* directIo(state) → whether files are opened for direct I/O (set_direct_io). */
+napi_value js_direct_io(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  mount_state_t *ms = state_call(env, info, 1, argv);
+  if (ms == NULL) return NULL;
+  napi_value ret;
+  napi_get_boolean(env, ms->direct_io != 0, &ret);
+  return ret;
 }

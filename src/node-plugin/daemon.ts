@@ -292,6 +292,7 @@ export class NodeDaemon {
         recoveredStaleMount: recovered,
         adoptedConnection: daemon.adoptedConnection,
         restoredFiles: daemon.restoredFiles,
+        directIo: daemon.directIo,
       },
       'node plugin serving',
     );
@@ -306,6 +307,11 @@ export class NodeDaemon {
   /** The CSI server (undefined without the csi option). */
   get csi(): CsiServer | undefined {
     return this.#csi;
+  }
+
+  /** Files on the mount are opened for direct I/O (FuseMount.directIo). */
+  get directIo(): boolean {
+    return this.#mount?.directIo === true;
   }
 
   get mounted(): boolean {
