@@ -333,6 +333,7 @@ void free_state(mount_state_t *ms) {
   for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) disarm_locked(&ms->fast[i]);
   free(ms->fast);
   pthread_mutex_destroy(&ms->fast_mu);
+  pthread_mutex_destroy(&ms->read_mu);
   pthread_mutex_destroy(&ms->mu);
   free(ms->mountpoint);
   free(ms);
@@ -354,6 +355,7 @@ mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoin
   ms->stop_pipe[0] = ms->stop_pipe[1] = -1;
   pthread_mutex_init(&ms->mu, NULL);
   pthread_mutex_init(&ms->fast_mu, NULL);
+  pthread_mutex_init(&ms->read_mu, NULL);
   ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
   for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = ms->fast[i].pidfd = -1;
   napi_value name;

@@ -107,6 +107,7 @@ typedef struct mount_state {
   int stopping;   /* stop() asked: finish the current request, read no more */
   int unmounting; /* unmount() asked: end when the kernel lets go */
   size_t bufsize;
+  pthread_mutex_t read_mu; /* held by the one worker reading the connection (worker()) */
   unsigned char init_blob[INIT_BLOB_MAX]; /* the kernel's INIT request, replayed by a successor */
   size_t init_len;
   int direct_io; /* files are opened for direct I/O (set_direct_io) */

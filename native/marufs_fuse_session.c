@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -629,9 +630,30 @@ static int serve_fast(mount_state_t *ms, int fd, const char *buf, size_t len) {
 /* Requests the kernel queued again after an adoption (their id carries FUSE_UNIQUE_RESEND, bit 63). */
 static uint64_t resent_requests;
 
+/* Is another request already queued on the connection? (poll() reports POLLIN while one is.) */
+static int more_queued(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+static int is_data_request(const char *buf, size_t len) {
+  const struct k_in_header *h = (const struct k_in_header *)buf;
+  return len >= sizeof *h && (h->opcode == K_FUSE_READ || h->opcode == K_FUSE_WRITE);
+}
+
+/*
+ * Workers take turns reading the connection (leader/followers): only the holder of read_mu reads.
+ * After a read or write that the fast path serves while nothing else is queued, the same worker keeps
+ * the turn and reads the next request itself — one hot thread (its stack, its buffer, its CPU) for a
+ * caller that does one request at a time, instead of the kernel waking the longest-idle of 8 workers
+ * for every request. Anything else hands the turn over before it is served, so a request that waits
+ * (JavaScript, a cross-node lock) never holds up the others, and parallel callers (requests already
+ * queued) are served by several workers at once.
+ */
 static void *worker(void *arg) {
   mount_state_t *ms = (mount_state_t *)arg;
   char *buf = malloc(ms->bufsize);
+  pthread_mutex_lock(&ms->read_mu);
   while (buf != NULL && !__atomic_load_n(&ms->stopping, __ATOMIC_ACQUIRE)) {
     struct fuse_chan *ch = ms->chan;
     struct fuse_buf fbuf = {.size = ms->bufsize, .flags = 0, .mem = buf, .fd = -1, .pos = 0};
@@ -641,11 +663,20 @@ static void *worker(void *arg) {
     if ((size_t)res >= sizeof(struct k_in_header) && (((struct k_in_header *)buf)->unique >> 63) != 0)
       __atomic_fetch_add(&resent_requests, 1, __ATOMIC_RELAXED); /* queued again by FUSE_NOTIFY_RESEND */
     int mem = !(fbuf.flags & FUSE_BUF_IS_FD);
-    if (mem && serve_fast(ms, fuse_chan_fd(ch), buf, (size_t)res)) continue;
+    int fd = fuse_chan_fd(ch);
+    int keep = mem && is_data_request(buf, (size_t)res) && !more_queued(fd);
+    if (!keep) pthread_mutex_unlock(&ms->read_mu);
+    if (mem && serve_fast(ms, fd, buf, (size_t)res)) {
+      if (!keep) pthread_mutex_lock(&ms->read_mu);
+      continue;
+    }
+    if (keep) pthread_mutex_unlock(&ms->read_mu);
     fast_missed = mem;
     fuse_session_process_buf(ms->se, &fbuf, ch);
     fast_missed = 0;
+    pthread_mutex_lock(&ms->read_mu);
   }
+  pthread_mutex_unlock(&ms->read_mu);
   free(buf);
   pthread_mutex_lock(&ms->mu);
   ms->workers_left--;
