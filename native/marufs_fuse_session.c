@@ -15,10 +15,11 @@
  * the kernel to queue again every request that was read but never answered — the ones a killed
  * daemon took with it — so their callers get an answer instead of waiting forever.
  *
- * Workers block in read() on the connection (the kernel wakes one per request). quiesce() stops them
- * without losing a request: a worker finishes the request it has, and a signal (interrupting read()
- * before it takes anything) makes the idle ones return; requests not yet read stay queued in the
- * kernel for the successor.
+ * Workers take turns reading the connection (see worker()): the one with the turn blocks in read(),
+ * the others wait for the turn. quiesce() stops them without losing a request: a worker finishes the
+ * request it has, a signal (interrupting read() before it takes anything) makes the reading one
+ * return, and the others return as soon as they get the turn; requests not yet read stay queued in
+ * the kernel for the successor.
  */
 #include "marufs_fuse.h"
 
