@@ -23,10 +23,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /*
@@ -37,20 +39,29 @@
  * FUSE thread, with no round trip to JavaScript, as long as
  *   - the region's ACL sequence word still holds the checked value (every change of owner,
  *     defaults, delegations or state moves it — the engine's PermissionCache relies on the same), and
- *   - the thread is still the task that was checked: the entry keeps /proc/<tid>/stat open, and a
- *     read of that descriptor fails (ESRCH) once the task is gone, even if its tid was reused, and
+ *   - the thread is still the task that was checked: the entry keeps a pidfd of that very thread
+ *     (PIDFD_THREAD), which polls readable once the thread has exited, even if its tid was reused.
+ *     Where the kernel has no thread pidfds (before 6.9) it keeps /proc/<tid>/stat open instead, whose
+ *     read fails (ESRCH) once the task is gone; the pidfd costs one poll() (well under a microsecond),
+ *     the stat read about 4 µs (it formats the task's whole status line; measured in docs/bench-fuse.md),
+ *     and
  *   - the task still runs the executable that was checked: the entry keeps /proc/<tid> open and
  *     compares the (inode, device) of its "exe" with the checked ones on every request, so a
  *     process that execs another program (same task, same start time) is disarmed at once — a
  *     principal bound to an executable must not keep its rights after exec.
  * Anything else goes to JavaScript. Entries are disarmed at release. Coherent pools only (the
  * caller does not arm in flush mode).
+ *
+ * A read is answered straight from pool memory (`*data` points into the mapping; the reply's writev
+ * is the one copy, into the caller's buffer); a write copies the kernel's buffer into the pool.
  */
 static void disarm_locked(fast_entry_t *e) {
   if (e->armed && e->procfd >= 0) close(e->procfd);
+  if (e->armed && e->pidfd >= 0) close(e->pidfd);
   if (e->armed && e->dirfd >= 0) close(e->dirfd);
   e->armed = 0;
   e->procfd = -1;
+  e->pidfd = -1;
   e->dirfd = -1;
 }
 
@@ -61,9 +72,22 @@ static int runs_exe(int dirfd, uint64_t ino, uint64_t dev) {
   return (uint64_t)st.st_ino == ino && (uint64_t)st.st_dev == dev;
 }
 
-/* Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then. */
-int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write,
-                   int *result) {
+/* Is the armed thread still the task that was checked? */
+static int same_task(const fast_entry_t *e) {
+  if (e->pidfd >= 0) {
+    struct pollfd p = {e->pidfd, POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+  }
+  char probe;
+  return pread(e->procfd, &probe, 1, 0) == 1;
+}
+
+/*
+ * Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then,
+ * with the result in *result and, for a read, the bytes at *data.
+ */
+int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result,
+            const char **data) {
   if (ms->fast == NULL) return 0;
   pthread_mutex_lock(&ms->fast_mu);
   fast_entry_t *e = &ms->fast[fh % FAST_SLOTS];
@@ -74,8 +98,7 @@ int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, o
     __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
     return 0;
   }
-  char probe;
-  if (pread(e->procfd, &probe, 1, 0) != 1 || /* the checked task is gone */
+  if (!same_task(e) || /* the checked task is gone */
       !runs_exe(e->dirfd, e->exe_ino, e->exe_dev)) { /* or it exec'd another program */
     disarm_locked(e);
     pthread_mutex_unlock(&ms->fast_mu);
@@ -95,13 +118,10 @@ int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, o
     }
     memcpy(base + off, buf, n);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-  } else if (n > 0) {
-    memcpy(buf, base + off, n);
-  }
-  if (write) {
     __atomic_fetch_add(&ms->stats.writes, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&ms->stats.write_bytes, n, __ATOMIC_RELAXED);
   } else {
+    *data = n > 0 ? base + off : buf;
     __atomic_fetch_add(&ms->stats.reads, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&ms->stats.read_bytes, n, __ATOMIC_RELAXED);
   }
@@ -392,6 +412,7 @@ void free_state(mount_state_t *ms) {
   pthread_mutex_destroy(&ms->fast_mu);
   free(ms->watch);
   pthread_mutex_destroy(&ms->watch_mu);
+  pthread_mutex_destroy(&ms->read_mu);
   pthread_mutex_destroy(&ms->mu);
   free(ms->mountpoint);
   free(ms);
@@ -414,8 +435,9 @@ mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoin
   pthread_mutex_init(&ms->mu, NULL);
   pthread_mutex_init(&ms->fast_mu, NULL);
   pthread_mutex_init(&ms->watch_mu, NULL);
+  pthread_mutex_init(&ms->read_mu, NULL);
   ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
-  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = ms->fast[i].dirfd = -1;
+  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = ms->fast[i].pidfd = ms->fast[i].dirfd = -1;
   napi_value name;
   napi_create_string_utf8(env, "marufs-fuse", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, handler, NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
@@ -444,6 +466,9 @@ mount_state_t *state_call(napi_env env, napi_callback_info info, size_t want, na
   }
   return ms;
 }
+
+/* pidfd_open flag for a thread's pidfd (PIDFD_THREAD, Linux 6.9; = O_EXCL). */
+#define PIDFD_THREAD_FLAG O_EXCL
 
 /*
  * Start time (field 22) in a /proc/<pid>/stat text; 0 if unparsable. The C copy of the rule in
@@ -485,18 +510,21 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
   napi_get_boolean(env, false, &ret);
   if (ms->fast == NULL || tid <= 0 || exe_ino <= 0) return ret;
   char path[64], text[1024];
+  /* The pidfd is opened before the start time is compared: if the comparison then holds, the task it
+   * names is the checked one (a successor with the same tid would have to start after the check). */
+  int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)tid, PIDFD_THREAD_FLAG);
   snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ret;
-  ssize_t n = pread(fd, text, sizeof text - 1, 0);
-  if (n <= 0) {
-    close(fd);
+  if (fd < 0) {
+    if (pidfd >= 0) close(pidfd);
     return ret;
   }
-  text[n] = 0;
+  ssize_t n = pread(fd, text, sizeof text - 1, 0);
+  text[n > 0 ? n : 0] = 0;
   /* Arm only for the very task JavaScript checked (same start time), never a successor. */
-  if ((double)stat_start_time(text) != start) {
+  if (n <= 0 || (double)stat_start_time(text) != start) {
     close(fd);
+    if (pidfd >= 0) close(pidfd);
     return ret;
   }
   /* ... running the very executable JavaScript checked (it may have exec'd since). */
@@ -505,7 +533,12 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
   if (dirfd < 0 || !runs_exe(dirfd, (uint64_t)exe_ino, (uint64_t)exe_dev)) {
     if (dirfd >= 0) close(dirfd);
     close(fd);
+    if (pidfd >= 0) close(pidfd);
     return ret;
+  }
+  if (pidfd >= 0) { /* the pidfd answers liveness from now on */
+    close(fd);
+    fd = -1;
   }
   pthread_mutex_lock(&ms->fast_mu);
   fast_entry_t *e = &ms->fast[(uint64_t)fh % FAST_SLOTS];
@@ -513,6 +546,7 @@ static napi_value js_arm(napi_env env, napi_callback_info info) {
   e->fh = (uint64_t)fh;
   e->tid = (pid_t)tid;
   e->procfd = fd;
+  e->pidfd = pidfd;
   e->dirfd = dirfd;
   e->exe_ino = (uint64_t)exe_ino;
   e->exe_dev = (uint64_t)exe_dev;
@@ -661,6 +695,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"holderCall", NULL, js_holder_call, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"resentRequests", NULL, js_resent_requests, NULL, NULL, NULL, napi_default, NULL},
+      {"directIo", NULL, js_direct_io, NULL, NULL, NULL, napi_default, NULL},
       {"running", NULL, js_running, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL},
       {"arm", NULL, js_arm, NULL, NULL, NULL, napi_default, NULL},

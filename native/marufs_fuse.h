@@ -80,8 +80,9 @@ typedef struct fast_entry {
   int armed;
   uint64_t fh;
   pid_t tid;
-  int procfd;
-  int dirfd; /* /proc/<tid>, for its "exe" */
+  int pidfd;  /* a pidfd of the checked thread (PIDFD_THREAD): readable once it has exited */
+  int procfd; /* /proc/<tid>/stat of that thread, where pidfds of threads are missing (Linux < 6.9) */
+  int dirfd;  /* /proc/<tid>, for its "exe" */
   uint64_t exe_ino, exe_dev;
   char *base;
   uint64_t size;
@@ -123,8 +124,10 @@ typedef struct mount_state {
   int stopping;   /* stop() asked: finish the current request, read no more */
   int unmounting; /* unmount() asked: end when the kernel lets go */
   size_t bufsize;
+  pthread_mutex_t read_mu; /* held by the one worker reading the connection (worker()) */
   unsigned char init_blob[INIT_BLOB_MAX]; /* the kernel's INIT request, replayed by a successor */
   size_t init_len;
+  int direct_io; /* files are opened for direct I/O (set_direct_io) */
   /* JavaScript side (marufs_fuse.c) */
   napi_threadsafe_function tsfn;
   volatile int running;
@@ -143,7 +146,8 @@ typedef struct mount_state {
 
 /* marufs_fuse.c */
 int submit(mount_state_t *ms, fuse_req_t req, request_t *r);
-int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result);
+int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result,
+            const char **data);
 void report_exit(mount_state_t *ms);
 void start_watcher(mount_state_t *ms);
 void stop_watcher(mount_state_t *ms);
@@ -160,6 +164,7 @@ napi_value js_quiesce(napi_env env, napi_callback_info info);
 napi_value js_connection(napi_env env, napi_callback_info info);
 napi_value js_close_fd(napi_env env, napi_callback_info info);
 napi_value js_resent_requests(napi_env env, napi_callback_info info);
+napi_value js_direct_io(napi_env env, napi_callback_info info);
 
 /* marufs_fuse_holder.c */
 napi_value js_fetch_fd(napi_env env, napi_callback_info info);

@@ -15,15 +15,17 @@
  * the kernel to queue again every request that was read but never answered — the ones a killed
  * daemon took with it — so their callers get an answer instead of waiting forever.
  *
- * Workers block in read() on the connection (the kernel wakes one per request). quiesce() stops them
- * without losing a request: a worker finishes the request it has, and a signal (interrupting read()
- * before it takes anything) makes the idle ones return; requests not yet read stay queued in the
- * kernel for the successor.
+ * Workers take turns reading the connection (see worker()): the one with the turn blocks in read(),
+ * the others wait for the turn. quiesce() stops them without losing a request: a worker finishes the
+ * request it has, a signal (interrupting read() before it takes anything) makes the reading one
+ * return, and the others return as soon as they get the turn; requests not yet read stay queued in
+ * the kernel for the successor.
  */
 #include "marufs_fuse.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,6 +179,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   r.flags = fi->flags;
   r.fi = fi;
   int res = submit(MS(req), req, &r);
+  if (MS(req)->direct_io) fi->direct_io = 1; /* see set_direct_io */
   if (res < 0)
     fuse_reply_err(req, -res);
   else if (fuse_reply_open(req, fi) == -ENOENT) { /* interrupted: the caller is gone, close it again */
@@ -210,8 +213,12 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
   memset(&e, 0, sizeof e);
   e.ino = st.st_ino;
   e.attr = st;
+  if (MS(req)->direct_io) fi->direct_io = 1; /* see set_direct_io */
   fuse_reply_create(req, &e, fi);
 }
+
+/* Set while libfuse handles a READ or WRITE that serve_fast() already tried: go to JavaScript. */
+static __thread int fast_missed;
 
 /* One read buffer per worker thread, grown to the largest request seen. */
 static __thread char *read_buf;
@@ -228,7 +235,8 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     read_cap = size;
   }
   int res;
-  if (!fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, read_buf, size, off, 0, &res)) {
+  const char *data = read_buf;
+  if (fast_missed || !fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, read_buf, size, off, 0, &res, &data)) {
     LL_REQUEST(OP_READ, ino);
     r.buf = read_buf;
     r.size = size;
@@ -239,13 +247,14 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (res < 0)
     fuse_reply_err(req, -res);
   else
-    fuse_reply_buf(req, read_buf, (size_t)res);
+    fuse_reply_buf(req, data, (size_t)res);
 }
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   int res;
-  if (!fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, (char *)buf, size, off, 1, &res)) {
+  const char *unused;
+  if (fast_missed || !fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, (char *)buf, size, off, 1, &res, &unused)) {
     LL_REQUEST(OP_WRITE, ino);
     r.buf = (char *)buf;
     r.size = size;
@@ -434,18 +443,27 @@ static struct fuse_lowlevel_ops ll_ops = {
  * Our own channel on the connection (libfuse's kernel channel has a fixed 132 KiB buffer): a buffer
  * big enough for 1 MiB requests, and a chance to extend libfuse 2's INIT answer. libfuse 2 answers
  * with protocol 7.19, whose requests are at most 32 pages; the kernel accepts larger ones (up to
- * max_pages) when the answer says protocol 7.28 with FUSE_MAX_PAGES. Nothing else changes: the
- * requests libfuse parses have the same layout at 7.28 (it already reads them by the kernel's own
- * minor), newer operations it does not know are answered ENOSYS and the kernel stops sending them,
- * and no cache flag is added (no writeback cache: see docs/node-plugin.md).
+ * max_pages) when the answer says protocol 7.28 with FUSE_MAX_PAGES. When the kernel offers it
+ * (7.39, Linux 6.6+) the answer also says FUSE_DIRECT_IO_ALLOW_MMAP, so that files opened for direct
+ * I/O can still be mapped shared (see ll_open). Nothing else changes: the requests libfuse parses
+ * have the same layout up to 7.39 (it already reads them by the kernel's own minor; the layouts
+ * that differ — setxattr, extension headers — are only sent when their flag is answered, and none
+ * is), newer operations it does not know (syncfs, tmpfile, statx) are answered ENOSYS and the kernel
+ * stops sending them, and no cache flag is added (no writeback cache: see docs/node-plugin.md).
  */
 #define BIG_REQUEST (1u << 20)
 #define CHAN_BUFSIZE (BIG_REQUEST + 0x1000 + 4096)
 #define K_MAX_PAGES_FLAG (1u << 22)
 #define K_MAX_PAGES_MINOR 28
+#define K_INIT_EXT_FLAG (1u << 30)
+#define K_DIRECT_IO_ALLOW_MMAP_FLAG2 (1u << 4) /* FUSE_DIRECT_IO_ALLOW_MMAP is bit 36: flags2 bit 4 */
+#define K_DIRECT_IO_MMAP_MINOR 39
 
 struct k_init_in {
   uint32_t major, minor, max_readahead, flags;
+};
+struct k_init_in_36 { /* 7.36+: flags2 follows */
+  uint32_t major, minor, max_readahead, flags, flags2;
 };
 struct k_init_out_19 { /* what libfuse 2 sends */
   uint32_t major, minor, max_readahead, flags;
@@ -462,7 +480,36 @@ struct k_init_out_28 {
   uint16_t unused[11];
 };
 
-static __thread struct k_init_in *rewriting_init; /* set while this thread answers INIT */
+/*
+ * What the answer to INIT request `init` (header included) says beyond libfuse 2's:
+ * INIT_PLAIN (nothing), INIT_BIG (1 MiB requests) or INIT_DIRECT_MMAP (and shared mmap of direct-I/O
+ * files). A function of the kernel's offer only, so a successor replaying the request knows it too.
+ */
+enum { INIT_PLAIN = 0, INIT_BIG = 1, INIT_DIRECT_MMAP = 2 };
+static int init_level(const unsigned char *init, size_t len) {
+  const size_t h = sizeof(struct k_in_header);
+  if (len < h + sizeof(struct k_init_in)) return INIT_PLAIN;
+  const struct k_init_in *offer = (const struct k_init_in *)(init + h);
+  if (offer->minor < K_MAX_PAGES_MINOR || !(offer->flags & K_MAX_PAGES_FLAG)) return INIT_PLAIN;
+  if (len < h + sizeof(struct k_init_in_36) || offer->minor < K_DIRECT_IO_MMAP_MINOR || !(offer->flags & K_INIT_EXT_FLAG))
+    return INIT_BIG;
+  const struct k_init_in_36 *ext = (const struct k_init_in_36 *)(init + h);
+  return (ext->flags2 & K_DIRECT_IO_ALLOW_MMAP_FLAG2) ? INIT_DIRECT_MMAP : INIT_BIG;
+}
+
+static __thread int rewriting_init; /* the INIT level while this thread answers INIT; 0 otherwise */
+
+/*
+ * Files are opened for direct I/O when the kernel lets such files be mapped shared
+ * (FUSE_DIRECT_IO_ALLOW_MMAP): read() and write() then go straight between the caller's buffer and
+ * this process — no page-cache copy, no readahead, no security.capability GETXATTR round trip before
+ * each write (the kernel makes that one only for cached writes) — and every read sees pool memory as
+ * it is now. mmap still works, through the page cache. MARUFS_FUSE_PAGE_CACHE=1 keeps the page cache
+ * for read and write too (for comparison; docs/bench-fuse.md).
+ */
+static void set_direct_io(mount_state_t *ms, int level) {
+  ms->direct_io = level == INIT_DIRECT_MMAP && getenv("MARUFS_FUSE_PAGE_CACHE") == NULL;
+}
 
 static int chan_receive(struct fuse_chan **chp, char *buf, size_t size) {
   struct fuse_chan *ch = *chp;
@@ -481,9 +528,7 @@ static int chan_receive(struct fuse_chan **chp, char *buf, size_t size) {
 
 static int chan_send(struct fuse_chan *ch, const struct iovec iov[], size_t count) {
   if (iov == NULL) return 0;
-  struct k_init_in *offer = rewriting_init;
-  if (offer && count == 2 && iov[1].iov_len >= sizeof(struct k_init_out_19) && offer->minor >= K_MAX_PAGES_MINOR &&
-      (offer->flags & K_MAX_PAGES_FLAG)) {
+  if (rewriting_init != INIT_PLAIN && count == 2 && iov[1].iov_len >= sizeof(struct k_init_out_19)) {
     const struct k_init_out_19 *in = iov[1].iov_base;
     struct k_init_out_28 out;
     memset(&out, 0, sizeof out);
@@ -496,6 +541,11 @@ static int chan_send(struct fuse_chan *ch, const struct iovec iov[], size_t coun
     out.max_write = BIG_REQUEST;
     out.time_gran = 1;
     out.max_pages = BIG_REQUEST / 4096;
+    if (rewriting_init == INIT_DIRECT_MMAP) {
+      out.minor = K_DIRECT_IO_MMAP_MINOR;
+      out.flags |= K_INIT_EXT_FLAG;
+      out.flags2 = K_DIRECT_IO_ALLOW_MMAP_FLAG2;
+    }
     struct k_out_header h = *(const struct k_out_header *)iov[0].iov_base;
     h.len = sizeof h + sizeof out;
     struct iovec v[2] = {{&h, sizeof h}, {&out, sizeof out}};
@@ -524,12 +574,87 @@ static void install(void) {
   sigaction(WAKE_SIGNAL, &sa, NULL);
 }
 
+/*
+ * READ and WRITE of an armed handle (fast_io in marufs_fuse.c), answered here without libfuse: no
+ * request object, allocation or lock of its own, one writev for the answer, and a read's bytes go
+ * from pool memory straight into that writev. Returns 1 when answered; 0 leaves the request to
+ * libfuse (with fast_missed set, so ll_read/ll_write go straight to JavaScript).
+ */
+#define K_FUSE_READ 15
+#define K_FUSE_WRITE 16
+struct k_rw_in { /* fuse_read_in and fuse_write_in (7.9+) have this layout */
+  uint64_t fh, offset;
+  uint32_t size, rw_flags;
+  uint64_t lock_owner;
+  uint32_t flags, padding;
+};
+struct k_write_out {
+  uint32_t size, padding;
+};
+
+static int serve_fast(mount_state_t *ms, int fd, const char *buf, size_t len) {
+  const struct k_in_header *h = (const struct k_in_header *)buf;
+  if (len < sizeof *h + sizeof(struct k_rw_in) || h->len != len) return 0;
+  if (h->opcode != K_FUSE_READ && h->opcode != K_FUSE_WRITE) return 0;
+  const struct k_rw_in *in = (const struct k_rw_in *)(buf + sizeof *h);
+  int write = h->opcode == K_FUSE_WRITE;
+  if (write && len < sizeof *h + sizeof *in + in->size) return 0;
+  if (in->offset > INT64_MAX) return 0;
+  int res = 0;
+  const char *data = NULL;
+  char none = 0;
+  if (!fast_io(ms, in->fh, (pid_t)h->pid, write ? (char *)(in + 1) : &none, in->size, (off_t)in->offset, write, &res,
+               &data))
+    return 0;
+  struct k_out_header out = {sizeof out, 0, h->unique};
+  struct k_write_out wout = {0, 0};
+  struct iovec v[2] = {{&out, sizeof out}, {NULL, 0}};
+  int n = 1;
+  if (res < 0) {
+    out.error = res;
+  } else if (write) {
+    wout.size = (uint32_t)res;
+    v[1] = (struct iovec){&wout, sizeof wout};
+    n = 2;
+  } else if (res > 0) {
+    v[1] = (struct iovec){(void *)data, (size_t)res};
+    n = 2;
+  }
+  out.len = (uint32_t)(v[0].iov_len + (n == 2 ? v[1].iov_len : 0));
+  /* ENOENT: the caller was interrupted and the kernel no longer waits for this answer. */
+  if (writev(fd, v, n) < 0 && errno != ENOENT) {
+    /* the connection is gone: the next read() ends this worker */
+  }
+  return 1;
+}
+
 /* Requests the kernel queued again after an adoption (their id carries FUSE_UNIQUE_RESEND, bit 63). */
 static uint64_t resent_requests;
 
+/* Is another request already queued on the connection? (poll() reports POLLIN while one is.) */
+static int more_queued(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+static int is_data_request(const char *buf, size_t len) {
+  const struct k_in_header *h = (const struct k_in_header *)buf;
+  return len >= sizeof *h && (h->opcode == K_FUSE_READ || h->opcode == K_FUSE_WRITE);
+}
+
+/*
+ * Workers take turns reading the connection (leader/followers): only the holder of read_mu reads.
+ * After a read or write that the fast path serves while nothing else is queued, the same worker keeps
+ * the turn and reads the next request itself — one hot thread (its stack, its buffer, its CPU) for a
+ * caller that does one request at a time, instead of the kernel waking the longest-idle of 8 workers
+ * for every request. Anything else hands the turn over before it is served, so a request that waits
+ * (JavaScript, a cross-node lock) never holds up the others, and parallel callers (requests already
+ * queued) are served by several workers at once.
+ */
 static void *worker(void *arg) {
   mount_state_t *ms = (mount_state_t *)arg;
   char *buf = malloc(ms->bufsize);
+  pthread_mutex_lock(&ms->read_mu);
   while (buf != NULL && !__atomic_load_n(&ms->stopping, __ATOMIC_ACQUIRE)) {
     struct fuse_chan *ch = ms->chan;
     struct fuse_buf fbuf = {.size = ms->bufsize, .flags = 0, .mem = buf, .fd = -1, .pos = 0};
@@ -538,8 +663,21 @@ static void *worker(void *arg) {
     if (res <= 0) break; /* 0: the connection is gone (unmounted or aborted) */
     if ((size_t)res >= sizeof(struct k_in_header) && (((struct k_in_header *)buf)->unique >> 63) != 0)
       __atomic_fetch_add(&resent_requests, 1, __ATOMIC_RELAXED); /* queued again by FUSE_NOTIFY_RESEND */
+    int mem = !(fbuf.flags & FUSE_BUF_IS_FD);
+    int fd = fuse_chan_fd(ch);
+    int keep = mem && is_data_request(buf, (size_t)res) && !more_queued(fd);
+    if (!keep) pthread_mutex_unlock(&ms->read_mu);
+    if (mem && serve_fast(ms, fd, buf, (size_t)res)) {
+      if (!keep) pthread_mutex_lock(&ms->read_mu);
+      continue;
+    }
+    if (keep) pthread_mutex_unlock(&ms->read_mu);
+    fast_missed = mem;
     fuse_session_process_buf(ms->se, &fbuf, ch);
+    fast_missed = 0;
+    pthread_mutex_lock(&ms->read_mu);
   }
+  pthread_mutex_unlock(&ms->read_mu);
   free(buf);
   pthread_mutex_lock(&ms->mu);
   ms->workers_left--;
@@ -688,9 +826,10 @@ napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   ms->init_len = (size_t)n < sizeof ms->init_blob ? (size_t)n : sizeof ms->init_blob;
   memcpy(ms->init_blob, buf, ms->init_len);
-  rewriting_init = (size_t)n >= sizeof *h + sizeof(struct k_init_in) ? (struct k_init_in *)(buf + sizeof *h) : NULL;
+  set_direct_io(ms, init_level((const unsigned char *)buf, (size_t)n));
+  rewriting_init = init_level((const unsigned char *)buf, (size_t)n);
   fuse_session_process(ms->se, buf, (size_t)n, ms->chan);
-  rewriting_init = NULL;
+  rewriting_init = INIT_PLAIN;
   free(buf);
   if (start_workers(ms, threads) != 0) {
     umount2(mountpoint, MNT_DETACH);
@@ -749,6 +888,7 @@ napi_value js_adopt(napi_env env, napi_callback_info info) {
   ms->bufsize = fuse_chan_bufsize(ms->chan);
   memcpy(ms->init_blob, init, init_len);
   ms->init_len = init_len;
+  set_direct_io(ms, init_level(ms->init_blob, ms->init_len));
   /* Replay INIT so libfuse knows the negotiated protocol; its answer goes nowhere. */
   struct fuse_chan_ops nowhere = {.receive = NULL, .send = discard_send, .destroy = NULL};
   struct fuse_chan *dummy = fuse_chan_new(&nowhere, -1, ms->bufsize, NULL);
@@ -829,4 +969,14 @@ napi_value js_resent_requests(napi_env env, napi_callback_info info) {
   napi_value v;
   napi_create_double(env, (double)__atomic_load_n(&resent_requests, __ATOMIC_RELAXED), &v);
   return v;
+}
+
+/* directIo(state) → whether files are opened for direct I/O (set_direct_io). */
+napi_value js_direct_io(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  mount_state_t *ms = state_call(env, info, 1, argv);
+  if (ms == NULL) return NULL;
+  napi_value ret;
+  napi_get_boolean(env, ms->direct_io != 0, &ret);
+  return ret;
 }

@@ -340,6 +340,7 @@ export class NodeDaemon {
         adoptedConnection: daemon.adoptedConnection,
         restoredFiles: daemon.restoredFiles,
         quota: daemon.quota.describe(),
+        directIo: daemon.directIo,
       },
       'node plugin serving',
     );
@@ -359,6 +360,11 @@ export class NodeDaemon {
   /** Attached and mounted: ready to publish volumes. */
   get ready(): boolean {
     return this.node.state === 'active' && this.mounted;
+  }
+
+  /** Files on the mount are opened for direct I/O (FuseMount.directIo). */
+  get directIo(): boolean {
+    return this.#mount?.directIo === true;
   }
 
   get mounted(): boolean {

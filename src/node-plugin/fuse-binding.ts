@@ -126,6 +126,7 @@ interface Addon {
   holderCall(socketPath: string, command: string, fd: number): string;
   closeFd(fd: number): void;
   resentRequests(): number;
+  directIo(state: unknown): boolean;
   running(state: unknown): boolean;
   reply(token: unknown, result: number, extra?: unknown): void;
   arm(
@@ -247,6 +248,12 @@ export interface FuseMount {
   readonly connection: FuseConnection;
   readonly running: boolean;
   readonly fastPath: FastPath;
+  /**
+   * Files are opened for direct I/O: read and write bypass the page cache (mmap still uses it). Set
+   * when the kernel lets direct-I/O files be mapped shared (Linux 6.6+), unless MARUFS_FUSE_PAGE_CACHE=1
+   * (native/marufs_fuse_session.c, set_direct_io).
+   */
+  readonly directIo: boolean;
 }
 
 export interface SessionOptions {
@@ -369,6 +376,7 @@ function session(
     get running() {
       return native.running(state);
     },
+    directIo: native.directIo(state),
     fastPath: {
       arm: (g) =>
         native.arm(

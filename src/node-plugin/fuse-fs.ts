@@ -11,8 +11,11 @@
  * - once JavaScript has checked a process thread's read or write of an open file, the addon serves
  *   that thread's next ones itself, on the FUSE thread, while the region's ACL sequence word holds
  *   (any permission, owner or state change moves it; native/marufs_fuse.c explains the rules).
- * - mmap works through the kernel page cache: pages are read and written back through read/write.
- *   The page cache is dropped at every open, so a file opened after another node's write sees it.
+ * - read and write bypass the page cache where the kernel lets direct-I/O files be mapped shared
+ *   (Linux 6.6+; the addon opens every file for direct I/O then): each call reaches pool memory, so an
+ *   open file reads another node's write at once. mmap works through the kernel page cache: pages are
+ *   read and written back through read/write. The page cache is dropped at every open, so a file
+ *   opened after another node's write sees it (the only guarantee where read/write are cached too).
  * - unlink needs DELETE; getattr and readdir read the pool on every call (no attribute caching), so
  *   another node's create, size and unlink show at once; statfs reports the pool's real capacity.
  * - names over 63 bytes fail with ENAMETOOLONG; directories, links and renames with EPERM.

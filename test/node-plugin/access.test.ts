@@ -7,6 +7,7 @@
  *    open file too (the caller cache and the addon's fast path both notice the exec);
  *  - a caller with another uid is that user (owner and refusals);
  *  - mmap data integrity across nodes (test_mmap X1–X6) with python's mmap on both mounts;
+ *  - direct I/O: a file open on one node reads another node's writes at once, with no reopen;
  *  - control through xattrs and the control file, and bad control input.
  */
 import { spawn } from 'node:child_process';
@@ -452,6 +453,25 @@ describe('an unchecked open does not pin a deleted region (issue 15)', () => {
     } finally {
       holder.kill('SIGKILL');
     }
+describe('direct I/O: read and write go to pool memory, not to a page cache', () => {
+  it("a file open on node 2 reads node 1's writes at its next read, without reopening", () => {
+    shOk(`touch ${m1}/dio && truncate -s 2M ${m1}/dio`);
+    cli('grant', join(m1, 'dio'), '--node', '2', '--pid', String(process.pid), '--perms', 'r');
+    const fd = openSync(join(m2, 'dio'), 'r');
+    try {
+      const buf = Buffer.alloc(1 << 20);
+      // Overlapping 1 MiB ranges: through a page cache, the second and third reads would find the
+      // pages the first one cached (the mount only drops them at open) and return the old bytes.
+      for (const [i, byte] of [0x41, 0x42, 0x43].entries()) {
+        const write = `fd = os.open('${m1}/dio', os.O_WRONLY); os.pwrite(fd, bytes([${byte}]) * (1 << 20), ${i * 4096})`;
+        shOk(`python3 -c "import os; ${write}"`);
+        expect(readSync(fd, buf, 0, buf.length, i * 4096)).toBe(buf.length);
+        expect(buf.every((b) => b === byte)).toBe(true);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    shOk(`rm ${m1}/dio`);
   });
 });
 

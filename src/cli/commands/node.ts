@@ -170,6 +170,7 @@ export function registerNode(program: Command): void {
           recoveredStaleMount: daemon.recoveredStaleMount,
           adoptedConnection: daemon.adoptedConnection,
           restoredFiles: daemon.restoredFiles,
+          directIo: daemon.directIo,
         })}\n`,
       );
       const resources = resourcesDir
