@@ -453,6 +453,9 @@ describe('an unchecked open does not pin a deleted region (issue 15)', () => {
     } finally {
       holder.kill('SIGKILL');
     }
+  });
+});
+
 describe('direct I/O: read and write go to pool memory, not to a page cache', () => {
   it("a file open on node 2 reads node 1's writes at its next read, without reopening", () => {
     shOk(`touch ${m1}/dio && truncate -s 2M ${m1}/dio`);
