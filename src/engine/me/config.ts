@@ -46,7 +46,8 @@ export interface MeConfig {
   leaveGraceMs: number;
   /**
    * A waiter takes an idle token (its holder is not inside the critical section) by CAS at once
-   * instead of raising its hand and waiting for the holder's cycle to grant it.
+   * instead of raising its hand and waiting for the holder's cycle to grant it — unless a peer's
+   * hand is up for that shard (no queue jumping).
    */
   stealIdle: boolean;
 }

@@ -9,7 +9,7 @@
  * - The strategy comes from the shared header, never from a local option (H19).
  * - Entering: the holder sets LEASE_BUSY on its lease by CAS when it enters the critical section
  *   and clears it by CAS when it leaves keeping the token. An idle token (no LEASE_BUSY) is taken
- *   by a waiter at once by CAS (a steal, config.stealIdle), without waking the holder.
+ *   by a waiter at once by CAS (a steal, config.stealIdle) unless a peer's hand is up for it.
  * - Waiting: a short synchronous spin on the own doorbell and the lease (steal), then sleeps of at
  *   most pollMs on a timer, optionally as a futex wait on the own doorbell word (same-host fast
  *   wakeups; the timer keeps cross-host waiting correct), re-checking for an idle token after each.
@@ -476,6 +476,9 @@ export class MeInstance {
     const holder = leaseHolder(lease);
     if (holder === HOLDER_NONE) return this.#tryClaim(shard, lease);
     if (!this.config.stealIdle || holder === this.nodeId || leaseBusy(lease)) return false;
+    // Never jump a queue: while a peer's hand is up for this shard (as of the last cycle), the
+    // token goes by grant, round robin; on a hot shard stealing would starve sleeping waiters.
+    if (((shard < 32 ? this.#peersPendingLo : this.#peersPendingHi) & (1 << (shard & 31))) !== 0) return false;
     checkCbMagic(this.#mem, this.area, shard);
     // Taken already entered (busy): between a steal and a separate entry CAS, another thief could
     // steal it back, and two thieves could do that to each other for ever.
@@ -752,8 +755,9 @@ export class MeInstance {
     mem.publish32(word, mem.load32(word) | (1 << (shard & 31)));
     st.handRaised = true;
     st.handRaisedAt = performance.now();
-    // A busy holder sees the hand when it leaves; an idle token is stolen instead of woken for.
-    if (!this.config.stealIdle) this.#wakeHolder(shard);
+    // A busy holder sees the hand when it leaves; an idle one is woken (its cycle grants) unless
+    // the token is stolen first.
+    this.#wakeHolder(shard);
   }
 
   /** Bump the current holder's wake word so that its cycle runs now (same host) and grants. */
