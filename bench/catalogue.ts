@@ -118,7 +118,7 @@ const me: Bench<MeBenchResult> = {
     for (const procs of [...new Set(r.rows.map((row) => row.procs))].sort((a, b) => a - b)) {
       const redis = r.rows.find((row) => row.impl === 'redis' && row.procs === procs);
       const best = r.rows
-        .filter((row) => row.impl !== 'redis' && row.impl !== 'me-request-nosteal' && row.procs === procs)
+        .filter((row) => row.impl !== 'redis' && row.procs === procs)
         .sort((a, b) => b.opsPerSec - a.opsPerSec)[0];
       if (!redis || !best) continue;
       rows.push({

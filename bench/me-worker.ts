@@ -34,15 +34,8 @@ async function untilWall(ms: number): Promise<void> {
   if (d > 0) await new Promise((r) => setTimeout(r, d));
 }
 
-async function runMe(c: {
-  base: number;
-  shards: number;
-  startAt: number;
-  endAt: number;
-  stealIdle?: boolean;
-}): Promise<unknown> {
-  const config = c.stealIdle === false ? { stealIdle: false } : {};
-  const me = new MeInstance({ mem, base: c.base, nodeId: args.nodeId, name: 'bench', config });
+async function runMe(c: { base: number; shards: number; startAt: number; endAt: number }): Promise<unknown> {
+  const me = new MeInstance({ mem, base: c.base, nodeId: args.nodeId, name: 'bench' });
   await me.join();
   await untilWall(c.startAt);
   const s = new Sampler();

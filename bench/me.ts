@@ -1,7 +1,6 @@
 /**
  * ME benchmark: acquire+release latency (p50/p99/p999) and throughput for 1, 2, 4, 8 processes
- * and 1, 8, 64 shards, both strategies (and request without stealing idle tokens, the former
- * hand-over through the holder's cycle, for comparison in the same run), next to a Redis lock on loopback (SET key token NX PX,
+ * and 1, 8, 64 shards, both strategies, next to a Redis lock on loopback (SET key token NX PX,
  * retried at once until it succeeds, + compare-and-delete by script) driven the same way by the
  * same worker processes. Each process loops acquire → release on a random shard for a fixed time.
  *
@@ -24,7 +23,7 @@ const MAX_NODES = 8;
 const workerPath = fileURLToPath(new URL('./me-worker.js', import.meta.url));
 
 export interface MeBenchRow {
-  impl: 'me-request' | 'me-order' | 'me-request-nosteal' | 'redis';
+  impl: 'me-request' | 'me-order' | 'redis';
   procs: number;
   shards: number;
   ops: number;
@@ -83,7 +82,7 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'marufs-me-bench-'));
   const path = join(dir, 'pool');
   const areaStride = Math.ceil(meAreaSize(64, MAX_NODES) / 4096) * 4096;
-  const runs = procCounts.length * shardCounts.length * 3;
+  const runs = procCounts.length * shardCounts.length * 2;
   const mem = PoolMemory.open(path, { createSize: areaStride * (runs + 1) });
   const redis = await startRedisServer(20000 + Math.floor(Math.random() * 20000));
   const port = redis.port;
@@ -95,7 +94,7 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
       const workers = Array.from({ length: procs }, (_, i) => new Worker(path, i + 1));
       await Promise.all(workers.map((w) => w.ready));
       for (const shards of shardCounts) {
-        const impls: MeBenchRow['impl'][] = ['me-request', 'me-order', 'me-request-nosteal', 'redis'];
+        const impls: MeBenchRow['impl'][] = ['me-request', 'me-order', 'redis'];
         for (const impl of impls) {
           let cmd: Record<string, unknown>;
           if (impl === 'redis') {
@@ -103,7 +102,7 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
           } else {
             const base = area++ * areaStride;
             formatMeArea(mem, base, shards, MAX_NODES, impl === 'me-order' ? 'order' : 'request');
-            cmd = { op: 'me', base, shards, stealIdle: impl !== 'me-request-nosteal' };
+            cmd = { op: 'me', base, shards };
           }
           const startAt = Date.now() + 400;
           const replies = await Promise.all(

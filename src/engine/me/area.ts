@@ -10,14 +10,10 @@
  *          32 u64 membersOffset · 40 u64 slotsOffset (all relative to the area) ·
  *          48 u64 totalSize · 56 u64 formatGeneration (random, new at every format)
  * Control block (per shard): 0 u32 magic "MERC" · 8 u64 lease = generation (u32, high half) ·
- *          holder (u32, low half: node id in bits 0–15, LEASE_BUSY in bit 24 while the holder is
- *          inside its critical section; or HOLDER_NONE) · 24 u64 acquireCount · 32 u64 takeovers.
+ *          holder (u32, low half: node id or HOLDER_NONE) · 24 u64 acquireCount · 32 u64 takeovers.
  *          The lease is the one authority on who holds the token: every holder change is a single
  *          64-bit compare-and-swap that also bumps the generation, so a pass or takeover based on a
- *          stale view fails, and of several concurrent takeovers exactly one wins. The holder enters
- *          its critical section by a CAS that sets LEASE_BUSY on its exact lease and leaves it by a
- *          CAS that clears it (or by a pass); a lease without LEASE_BUSY is an idle token, which a
- *          waiter may take by the same CAS as a takeover (a steal) without waiting for the holder.
+ *          stale view fails, and of several concurrent takeovers exactly one wins.
  * Member (per node, written only by that node): 0 u32 magic "MEMS" · 4 u32 status (0 none,
  *          1 active) · 8 u32 nodeId · 16 u64 joinedAt · 24 u64 heartbeat · 32 u64 heartbeatTs ·
  *          40 u64 pendingShardsMask · 48 u32 wakeSeq (the one word anyone may bump: a requester
@@ -43,8 +39,6 @@ export const ME_MEMBER_MAGIC = 0x534d454d; // "MEMS"
 export const ME_SLOT_MAGIC = 0x4c534d45; // "EMSL"
 export const ME_VERSION = 1;
 export const HOLDER_NONE = 0xffffffff;
-/** Bit of the lease's low word set while the holder is inside its critical section. */
-export const LEASE_BUSY = 0x0100_0000;
 export const DEFAULT_POLL_INTERVAL_US = 1000;
 
 export const ME_HEADER = Object.freeze({
@@ -71,18 +65,7 @@ export function makeLease(generation: number, holder: number): bigint {
   return (BigInt(generation >>> 0) << 32n) | BigInt(holder >>> 0);
 }
 export function leaseHolder(lease: bigint): number {
-  const low = Number(lease & 0xffffffffn);
-  return low === HOLDER_NONE ? low : low & 0xffff;
-}
-/** Is the holder of `lease` inside its critical section? */
-export function leaseBusy(lease: bigint): boolean {
-  const low = Number(lease & 0xffffffffn);
-  return low !== HOLDER_NONE && (low & LEASE_BUSY) !== 0;
-}
-/** `lease` with LEASE_BUSY set (the holder entered its critical section) or cleared. */
-export function withBusy(lease: bigint, busy: boolean): bigint {
-  if (Number(lease & 0xffffffffn) === HOLDER_NONE) return lease; // a vacant token is never busy
-  return busy ? lease | BigInt(LEASE_BUSY) : lease & ~BigInt(LEASE_BUSY);
+  return Number(lease & 0xffffffffn);
 }
 export function leaseGeneration(lease: bigint): number {
   return Number(lease >> 32n);

@@ -44,11 +44,6 @@ export interface MeConfig {
   maxLocalBatch: number;
   /** After leaving, keep forwarding tokens passed to this node late for this long. */
   leaveGraceMs: number;
-  /**
-   * A waiter takes an idle token (its holder is not inside the critical section) by CAS at once
-   * instead of raising its hand and waiting for the holder's cycle to grant it.
-   */
-  stealIdle: boolean;
 }
 
 export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
@@ -65,7 +60,6 @@ export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
   leaseCheckMs: 20,
   maxLocalBatch: 16,
   leaveGraceMs: 30,
-  stealIdle: true,
 });
 
 export function resolveMeConfig(partial: Partial<MeConfig> = {}): MeConfig {

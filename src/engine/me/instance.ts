@@ -7,16 +7,14 @@
  *   token, up to maxLocalBatch in a row when a peer waits), else lets the token go: to the next
  *   requester (request strategy) or the ring successor (order strategy).
  * - The strategy comes from the shared header, never from a local option (H19).
- * - Entering: the holder sets LEASE_BUSY on its lease by CAS when it enters the critical section
- *   and clears it by CAS when it leaves keeping the token. An idle token (no LEASE_BUSY) is taken
- *   by a waiter at once by CAS (a steal, config.stealIdle), without waking the holder.
- * - Waiting: a short synchronous spin on the own doorbell and the lease (steal), then sleeps of at
- *   most pollMs on a timer, optionally as a futex wait on the own doorbell word (same-host fast
- *   wakeups; the timer keeps cross-host waiting correct), re-checking for an idle token after each.
- *   The control block is also read every leaseCheckMs (vacancy, progress and liveness).
- * - A per-node cycle (cycleMs, main thread; one shared timer for every instance of the process,
- *   me/cycle.ts) reads membership (pending-hand masks, heartbeats), handles doorbells that arrive
- *   with no local waiter, circulates the token (order) and grants to raised hands while idle.
+ * - Waiting: a short synchronous spin on the own doorbell, then sleeps of at most pollMs on a
+ *   timer, optionally as a futex wait on the own doorbell word (same-host fast wakeups; the timer
+ *   keeps cross-host waiting correct). Only the own doorbell is polled; the control block is read
+ *   when the doorbell moves and every leaseCheckMs (vacancy, progress and liveness).
+ * - A per-node cycle (cycleMs, main thread; one shared timer per period drives every instance of
+ *   the process, me/cycle.ts) reads membership (pending-hand masks, heartbeats), handles doorbells
+ *   that arrive with no local waiter, circulates the token (order) and grants to raised hands
+ *   while idle (request).
  * - Liveness: see liveness in `#probe` — after deadlineMs without the token moving, a waiter
  *   watches the holder's member heartbeat for probeMs on its own clock, and takes over only if it
  *   stood still, with one CAS on the lease so exactly one of several waiters wins (H14). The lease
@@ -40,11 +38,9 @@ import {
   ME_VERSION,
   MeAreaLayout,
   STRATEGY_ORDER,
-  leaseBusy,
   leaseGeneration,
   leaseHolder,
   nextLease,
-  withBusy,
   readMeHeader,
 } from './area.js';
 import { fenceOf, type Fence } from '../fence.js';
@@ -305,9 +301,7 @@ export class MeInstance {
     if (st.busy || st.queue.length > 0) await this.#waitLocal(st, opts.signal, deadlineAt);
     else st.busy = true;
     try {
-      // Hold the token, then enter by marking the lease busy; a steal in between means wait again.
-      do await this.#obtain(shard, st, opts.signal, deadlineAt);
-      while (!this.#enter(shard, st));
+      await this.#obtain(shard, st, opts.signal, deadlineAt);
     } catch (err) {
       this.#releaseLocal(shard, st);
       throw err;
@@ -430,60 +424,6 @@ export class MeInstance {
     st.batch = 0;
     st.busy = false;
     if (this.#state === 'active' && st.isHolder && performance.now() >= this.#stallUntil) this.#handOff(shard, st);
-    if (st.isHolder && leaseBusy(st.myLease)) this.#leaveSection(shard, st);
-  }
-
-  /**
-   * Enter the critical section on the token held (cached and verified): one CAS sets LEASE_BUSY on
-   * the exact lease, so a waiter can no longer steal it. A section handed on locally keeps the bit.
-   */
-  #enter(shard: number, st: ShardState): boolean {
-    if (!st.isHolder) return false;
-    if (leaseBusy(st.myLease)) return this.#verify(shard, st);
-    const busy = withBusy(st.myLease, true);
-    if (this.#mem.casPublish64(this.area.cb(shard) + ME_CB.lease, st.myLease, busy) !== st.myLease) {
-      st.isHolder = false; // stolen (or taken over) between the check and the CAS
-      return false;
-    }
-    st.myLease = busy;
-    return true;
-  }
-
-  /** Leave the critical section keeping the token: clear LEASE_BUSY (CAS; fails if taken over). */
-  #leaveSection(shard: number, st: ShardState): void {
-    const idle = withBusy(st.myLease, false);
-    try {
-      checkCbMagic(this.#mem, this.area, shard);
-    } catch (err) {
-      if (!(err instanceof StaleMeAreaError)) throw err;
-      this.#invalidate(err.message);
-      return;
-    }
-    if (this.#mem.casPublish64(this.area.cb(shard) + ME_CB.lease, st.myLease, idle) === st.myLease) {
-      st.myLease = idle;
-    } else {
-      st.isHolder = false;
-      this.stats.counters.sectionsFenced++;
-    }
-  }
-
-  /**
-   * Take the token of a live holder that is not inside its critical section (no LEASE_BUSY), by
-   * CAS on the exact lease — the same CAS as a takeover, so of several thieves one wins, and the
-   * holder's own entry CAS then fails. Also claims a vacant token.
-   */
-  #steal(shard: number, st: ShardState, lease: bigint): boolean {
-    const holder = leaseHolder(lease);
-    if (holder === HOLDER_NONE) return this.#tryClaim(shard, lease);
-    if (!this.config.stealIdle || holder === this.nodeId || leaseBusy(lease)) return false;
-    checkCbMagic(this.#mem, this.area, shard);
-    // Taken already entered (busy): between a steal and a separate entry CAS, another thief could
-    // steal it back, and two thieves could do that to each other for ever.
-    const next = withBusy(nextLease(lease, this.nodeId), true);
-    if (this.#mem.casPublish64(this.area.cb(shard) + ME_CB.lease, lease, next) !== lease) return false;
-    this.#adopt(st, next);
-    this.stats.counters.steals++;
-    return true;
   }
 
   /** Does a peer want the token now (request: a raised hand; order: there is a successor)? */
@@ -511,12 +451,7 @@ export class MeInstance {
   #passTo(shard: number, st: ShardState, to: number): boolean {
     if (this.strategy === 'request') this.#writeGrantedAt(shard, to);
     const from = st.myLease;
-    // A pass to a raised hand (every grant; in order mode a successor that waits) is handed over
-    // busy — entered for the receiver — so that no thief takes it before the receiver wakes up
-    // (spinning nodes would otherwise starve sleeping ones); the receiver leaves it like any section.
-    const grant =
-      this.strategy === 'request' || this.#mem.observe32(this.area.slot(shard, to) + ME_SLOT.requesting) === 1;
-    const seen = passToken(this.#mem, this.area, shard, from, to, this.nodeId, this.config.useFutex, grant);
+    const seen = passToken(this.#mem, this.area, shard, from, to, this.nodeId, this.config.useFutex);
     st.isHolder = false;
     if (seen !== from) {
       // Someone took the token over while we believed we held it (generation fencing).
@@ -593,7 +528,7 @@ export class MeInstance {
       c.fastHits++;
       return;
     }
-    if (this.#steal(shard, st, lease)) return;
+    if (leaseHolder(lease) === HOLDER_NONE && this.#tryClaim(shard, lease)) return;
     // Request: the hand is the request. Order: the token comes round anyway; the raised hand only
     // makes idle nodes forward it at once (wake word) instead of at their next timer tick.
     this.#raiseHand(shard, st);
@@ -603,7 +538,6 @@ export class MeInstance {
           c.spinHits++;
           return;
         }
-        if (this.#steal(shard, st, readLease(mem, this.area, shard))) return;
       }
       let progressLease = lease;
       let progressAt = performance.now();
@@ -626,7 +560,6 @@ export class MeInstance {
           c.sleepHits++;
           return;
         }
-        if (this.#steal(shard, st, readLease(mem, this.area, shard))) return;
         now = performance.now();
         if (now < leaseCheckAt) continue;
         leaseCheckAt = now + this.config.leaseCheckMs;
@@ -752,8 +685,7 @@ export class MeInstance {
     mem.publish32(word, mem.load32(word) | (1 << (shard & 31)));
     st.handRaised = true;
     st.handRaisedAt = performance.now();
-    // A busy holder sees the hand when it leaves; an idle token is stolen instead of woken for.
-    if (!this.config.stealIdle) this.#wakeHolder(shard);
+    this.#wakeHolder(shard);
   }
 
   /** Bump the current holder's wake word so that its cycle runs now (same host) and grants. */
@@ -843,11 +775,8 @@ export class MeInstance {
       if (seq === st.lastSeq) continue;
       st.lastSeq = seq;
       const lease = readLease(mem, this.area, s);
-      if (leaseHolder(lease) === this.nodeId) {
-        this.#adopt(st, lease);
-        // A grant (handed over busy) whose waiter is gone: keep it idle, so it can be stolen.
-        if (!st.busy && leaseBusy(lease)) this.#leaveSection(s, st);
-      } else this.stats.counters.phantomDoorbells++;
+      if (leaseHolder(lease) === this.nodeId) this.#adopt(st, lease);
+      else this.stats.counters.phantomDoorbells++;
     }
     const t2 = performance.now();
     if (t2 >= this.#stallUntil) {

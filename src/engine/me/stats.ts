@@ -67,7 +67,6 @@ export const ME_COUNTERS = [
   'probesAlive',
   'takeovers',
   'takeoversLost',
-  'steals',
   'lateGrants',
   'vacantClaims',
   'timeouts',

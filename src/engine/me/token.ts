@@ -18,7 +18,6 @@ import {
   ME_SLOT_MAGIC,
   leaseGeneration,
   nextLease,
-  withBusy,
   type MeAreaLayout,
 } from './area.js';
 
@@ -79,10 +78,8 @@ export function ringDoorbell(
 
 /**
  * Move the token of `shard` from the lease `from` (which must still be current) to `to`
- * (a node id or HOLDER_NONE), then ring `to` unless it is `self` or nobody. With `busy` (a grant
- * to a raised hand) the new lease carries LEASE_BUSY: entered on the grantee's behalf, so no
- * waiter steals it before the grantee wakes. Returns the lease found: the pass happened iff it
- * equals `from`.
+ * (a node id or HOLDER_NONE), then ring `to` unless it is `self` or nobody. Returns the lease
+ * found: the pass happened iff it equals `from`.
  */
 export function passToken(
   mem: PoolMemory,
@@ -92,11 +89,10 @@ export function passToken(
   to: number,
   self: number,
   wake: boolean,
-  busy = false,
 ): bigint {
   checkCbMagic(mem, area, shard);
   if (to !== HOLDER_NONE && to !== self) checkSlotMagic(mem, area, shard, to);
-  const next = busy ? withBusy(nextLease(from, to), true) : nextLease(from, to);
+  const next = nextLease(from, to);
   const seen = mem.casPublish64(area.cb(shard) + ME_CB.lease, from, next);
   if (seen === from && to !== HOLDER_NONE && to !== self) {
     ringDoorbell(mem, area, shard, to, self, leaseGeneration(next), wake);
