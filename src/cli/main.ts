@@ -16,6 +16,7 @@ import { registerLocal } from './commands/local.js';
 import { registerNames } from './commands/names.js';
 import { registerNode } from './commands/node.js';
 import { registerOperator } from './commands/operator.js';
+import { registerPool } from './commands/pool.js';
 import { registerRegion } from './commands/region.js';
 
 export function buildProgram(): Command {
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerFsck(program);
   registerAttach(program);
   registerRegion(program);
+  registerPool(program);
   registerNames(program);
   registerNode(program);
   registerOperator(program);

@@ -63,7 +63,6 @@ import {
   usableInline,
 } from './csi-guard.js';
 import type { PodRegistry } from './identity.js';
-import type { QuotaPolicy } from './quota.js';
 import { bindUnix, stopGrpc } from './grpc-unix.js';
 
 export const DRIVER_NAME = 'csi.marufs.io';
@@ -102,8 +101,6 @@ export interface CsiPool {
   mountpoint: string;
   /** Attached and mounted. */
   ready: () => boolean;
-  /** Per-owner limits for regions created by inline volumes (quota.ts). */
-  quota?: QuotaPolicy | undefined;
 }
 
 export interface CsiContext {
@@ -565,7 +562,6 @@ export class CsiServer {
       return false;
     }
     if (volume.size === undefined) throw notFound(`region "${volume.region}" does not exist in pool "${volume.pool}"`);
-    server.quota?.checkCreate({ kind: 'workload', workloadId: caller.workloadId }, volume.size);
     await regions.create(volume.region, caller, {
       owner: { kind: 'workload', workloadId: caller.workloadId },
       lifetime: 'persistent',

@@ -86,7 +86,17 @@ function intParam(value: unknown, name: string, fallback: number): number {
 }
 
 /** The views under /api/v1, in the order /api/v1 lists them. */
-export const API_VIEWS = ['node', 'bootstrap', 'regions', 'regions/:name', 'capacity', 'me', 'tables', 'gc'] as const;
+export const API_VIEWS = [
+  'node',
+  'bootstrap',
+  'regions',
+  'regions/:name',
+  'capacity',
+  'quota',
+  'me',
+  'tables',
+  'gc',
+] as const;
 
 /** HTTP status of an engine error code. */
 export function httpStatusOf(code: string): number {
@@ -102,6 +112,7 @@ export function httpStatusOf(code: string): number {
     case 'EEXIST':
       return 409;
     case 'ENOSPC':
+    case 'EDQUOT':
       return 507;
     case 'ETIMEDOUT':
       return 504;
@@ -180,6 +191,9 @@ export function createHttpApp(opts: HttpAppOptions): Express {
   });
   api.get('/capacity', (_req, res) => {
     res.json(node.regions.capacity());
+  });
+  api.get('/quota', (_req, res) => {
+    res.json(node.regions.quotaReport());
   });
   api.get('/me', async (_req, res) => {
     res.json(await inspector.me());

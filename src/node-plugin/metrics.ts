@@ -15,7 +15,17 @@
  * docs/http-api.md lists every metric.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import { NodeInspector, type MarufsNode, type NodeViews, type Capacity, type GcStatus } from '../engine/index.js';
+import {
+  NodeInspector,
+  type MarufsNode,
+  type NodeViews,
+  type Capacity,
+  type GcStatus,
+  type QuotaReport,
+} from '../engine/index.js';
+
+/** Owners whose quota usage is exported: the most loaded ones (bounded label cardinality). */
+export const QUOTA_TOP_OWNERS = 10;
 
 /** Upper bounds (seconds) of the FUSE request-duration histogram: 5 µs to 1 s. */
 export const FUSE_DURATION_BUCKETS: readonly number[] = Object.freeze([
@@ -77,7 +87,7 @@ export class PluginMetrics {
   #snapshot: PoolSnapshot | null | undefined;
   #fastPath: (() => FastPathCounts) | undefined;
   #cacheWatch: (() => CacheWatchCounts) | undefined;
-  #quota: (() => { maxRegions: number; maxBytes: number }) | undefined;
+  #quota: (() => QuotaReport) | undefined;
   /** Other nodes' heartbeats as seen across scrapes: nodeId → (token, heartbeat, since). */
   #seen = new Map<number, { token: string; heartbeat: number; since: number }>();
 
@@ -182,18 +192,40 @@ export class PluginMetrics {
       },
     });
 
-    // ---- per-owner limits (quota.ts) ----------------------------------------------------------------
-    const quota = (): { maxRegions: number; maxBytes: number } | undefined => this.#quota?.();
+    // ---- per-owner limits: the pool's (engine regions/quota.ts), one table pass per scrape ----------
+    const quota = (): QuotaReport | undefined => this.#quota?.();
+    let report: QuotaReport | undefined;
     new Gauge({
       name: 'marufs_owner_quota_limit',
-      help: 'What one owner may hold, by resource (regions, bytes); 0: no limit.',
+      help: "What one owner may hold, by resource (regions, bytes): the pool's limits; 0: no limit.",
       labelNames: ['resource'],
       registers,
       collect() {
-        const q = quota();
-        if (!q) return;
-        this.set({ resource: 'regions' }, q.maxRegions);
-        this.set({ resource: 'bytes' }, q.maxBytes);
+        report = quota();
+        if (!report) return;
+        this.set({ resource: 'regions' }, report.maxRegionsPerOwner);
+        this.set({ resource: 'bytes' }, report.maxBytesPerOwner);
+      },
+    });
+    new Gauge({
+      name: 'marufs_owner_quota_owners',
+      help: 'Owners holding regions that count against the per-owner limits.',
+      registers,
+      collect() {
+        if (report) this.set(report.owners.length);
+      },
+    });
+    new Gauge({
+      name: 'marufs_owner_quota_usage',
+      help: `What an owner holds, by resource (regions, bytes): the ${QUOTA_TOP_OWNERS} owners nearest their limits.`,
+      labelNames: ['owner', 'resource'],
+      registers,
+      collect() {
+        this.reset();
+        for (const o of report?.owners.slice(0, QUOTA_TOP_OWNERS) ?? []) {
+          this.set({ owner: o.owner, resource: 'regions' }, o.regions);
+          this.set({ owner: o.owner, resource: 'bytes' }, o.bytes);
+        }
       },
     });
 
@@ -454,7 +486,7 @@ export class PluginMetrics {
   }
 
   /** Where the per-owner limits come from (read at scrape time). */
-  setQuotaSource(read: (() => { maxRegions: number; maxBytes: number }) | undefined): void {
+  setQuotaSource(read: (() => QuotaReport) | undefined): void {
     this.#quota = read;
   }
 

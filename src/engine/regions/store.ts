@@ -26,6 +26,19 @@ import { NameIndex, type IndexHit } from './name-index.js';
 import { checkNewName, encodeName, hashName, type NameHash } from './names.js';
 import { ownerFor } from './owner.js';
 import {
+  QuotaRecord,
+  checkOwnerQuota,
+  quotaOwnerOf,
+  quotaOwnerOfEntry,
+  quotaOwnerText,
+  usageByOwner,
+  validateQuota,
+  type QuotaLimits,
+  type QuotaOwner,
+  type QuotaReport,
+  type QuotaSettings,
+} from './quota.js';
+import {
   clearPrincipal,
   bindings,
   matchesCaller,
@@ -113,12 +126,15 @@ export class RegionTable {
   readonly mem: PoolMemory;
   readonly rat: RatLayout;
   readonly index: NameIndex;
+  /** The pool's per-owner limits (quota.ts). */
+  readonly quota: QuotaRecord;
   protected hash: NameHash = { lo: 0, hi: 0 };
 
   constructor(mem: PoolMemory, layout: Layout) {
     this.mem = mem;
     this.rat = new RatLayout(layout);
     this.index = new NameIndex(mem, layout, this.rat);
+    this.quota = new QuotaRecord(mem, this.rat);
   }
 
   /** Region id of `name`, or undefined. Lock-free; cost independent of how full the pool is. */
@@ -177,6 +193,12 @@ export class RegionTable {
       total++;
     }
     return { total, items };
+  }
+
+  /** The pool's per-owner limits and every limited owner's usage, most loaded first (one pass). */
+  quotaReport(): QuotaReport {
+    const settings = this.quota.read();
+    return { ...settings, owners: usageByOwner(this.mem, this.rat, settings) };
   }
 
   capacity(): Capacity {
@@ -292,6 +314,7 @@ export class RegionStore extends RegionTable {
     const defaultPerms = checkPerms(options.defaultPerms ?? 0);
     const id = await this.#locked((fence) => {
       if (this.index.findLocked(bytes, h)) throw new MarufsError('EEXIST', `a region named "${name}" exists`);
+      this.#checkQuota(quotaOwnerOf(owner, caller.uid ?? 0), 1, 0);
       fence.check('create');
       const id = this.#claimEntry();
       this.mem.add32(this.rat.header + H.entriesInUse, 1); // ALLOCATING counts as in use (GC frees stuck ones)
@@ -341,6 +364,26 @@ export class RegionStore extends RegionTable {
       return id;
     });
     return this.statById(id);
+  }
+
+  /** Inside the lock: EDQUOT unless `who` may hold `regions` more regions and `bytes` more bytes (quota.ts). */
+  #checkQuota(who: QuotaOwner | undefined, regions: number, bytes: number): void {
+    if (who) checkOwnerQuota(this.mem, this.rat, this.quota.read(), who, regions, bytes);
+  }
+
+  /**
+   * Change the pool's per-owner limits (root only: EPERM), inside the global ME; the ones not given
+   * stay. EINVAL for bad values, before anything is written. Returns the limits now in force.
+   */
+  async setQuota(caller: Caller, limits: Partial<QuotaLimits>): Promise<QuotaSettings> {
+    validateQuota(limits);
+    if (caller.uid !== 0) throw new MarufsError('EPERM', "only root changes the pool's quota");
+    return this.#locked((fence) => {
+      fence.check('set quota');
+      const settings = this.quota.write(limits, () => failpoint('regions.quota.beforeCrc'));
+      if (!fence.valid()) throw new FencedError('set quota');
+      return settings;
+    });
   }
 
   /** Roll back a create: entry `id` of `generation`, still ALLOCATING (CAS), goes back to FREE. */
@@ -416,6 +459,7 @@ export class RegionStore extends RegionTable {
     if (bytes > total || want > total) {
       throw new MarufsError('ENOSPC', `${bytes} bytes exceed the pool's ${total} bytes of region space`);
     }
+    this.#checkQuota(quotaOwnerOfEntry(this.mem, e), 0, want);
     const reap = (deleting: number): boolean => this.#freeIfUnmapped(deleting, fence);
     const generation = this.mem.load32(e + E.generation);
     const at = bestFit(this.extents(reap), this.rat.dataOffset, this.rat.dataEnd, want);
@@ -742,6 +786,11 @@ export class RegionStore extends RegionTable {
       const life = lifetime ?? (owner.kind === 'process' ? 'process' : 'persistent');
       if (life === 'process' && owner.kind !== 'process') {
         throw new MarufsError('EINVAL', 'a region with process lifetime must be owned by a process');
+      }
+      const to = quotaOwnerOf(owner, this.mem.load32(e + E.uid));
+      const from = quotaOwnerOfEntry(this.mem, e);
+      if (to && !(from && quotaOwnerText(from) === quotaOwnerText(to))) {
+        this.#checkQuota(to, 1, this.mem.load64(e + E.physOffset) !== 0n ? this.mem.load64n(e + E.allocatedSize) : 0);
       }
       const generation = this.mem.load32(e + E.generation);
       fence.check('chown');
