@@ -18,6 +18,7 @@ import { registerLocal } from './commands/local.js';
 import { registerNames } from './commands/names.js';
 import { registerNode } from './commands/node.js';
 import { registerOperator } from './commands/operator.js';
+import { registerPool } from './commands/pool.js';
 import { registerRegion } from './commands/region.js';
 
 export function buildProgram(): Command {
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerFsck(program);
   registerAttach(program);
   registerRegion(program);
+  registerPool(program);
   registerNames(program);
   registerNode(program);
   registerHold(program);

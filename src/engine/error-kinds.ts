@@ -36,6 +36,7 @@ export const ERROR_KINDS: Readonly<Partial<Record<ErrorCode, ErrorKind>>> = Obje
   EPERM: ErrorKind.DENIED,
   EEXIST: ErrorKind.EXISTS,
   ENOSPC: ErrorKind.EXHAUSTED,
+  EDQUOT: ErrorKind.EXHAUSTED,
   ETIMEDOUT: ErrorKind.TIMEOUT,
 });
 

@@ -34,6 +34,7 @@ export const Errno = Object.freeze({
   ENOTSUP: 95,
   ETIMEDOUT: 110,
   ESTALE: 116,
+  EDQUOT: 122,
   EOWNERDEAD: 130,
 } as const);
 

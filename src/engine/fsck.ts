@@ -3,6 +3,7 @@
  * global index (regions/check.ts), every name table's chains and header, every ME area's structs —
  * and, with `repair`, fix what is provably safe: counters that are derived from the entries (entries
  * in use, bytes allocated, active delegations per region), slot state words left behind by a crash,
+ * a torn copy of the quota settings record (cleared; with no valid copy the defaults are written),
  * and chain sequence words left odd by a writer that died between its two increments (global index
  * shards inside the global ME; name-table shards only if the word did not move since the check). Repairs run as an attached node inside the global ME, so they never race a live change.
  * Everything else is reported, not touched.
@@ -31,6 +32,7 @@ import { SLOT, SlotState, readSlot, slotOffset } from './bootstrap/slots.js';
 import { checkRegions } from './regions/check.js';
 import { E, H, RatLayout, RatState, RegionType, countActiveDelegations, countInUse } from './regions/rat.js';
 import { NAME_MAX } from './regions/names.js';
+import { quotaRecordProblems } from './regions/quota.js';
 
 export interface FsckProblem {
   area: string;
@@ -173,6 +175,7 @@ export function checkPool(path: string): FsckReport {
     checked.regions = regions.regions;
     for (const message of regions.problems) problems.push({ area: 'regions', message });
     const rat = new RatLayout(layout);
+    for (const message of quotaRecordProblems(mem)) problems.push({ area: 'quota', message });
     for (let id = 0; id < rat.maxEntries; id++) {
       if (mem.load32(rat.entry(id) + E.state) !== RatState.ALLOCATED) continue;
       const active = countActiveDelegations(mem, rat, id);
@@ -242,6 +245,7 @@ export async function fsck(path: string, options: { repair?: boolean } = {}): Pr
         }
       }
       mem.writeBack(rat.header, 64);
+      node.regions.quota.repair();
       repairBackupSuperblock(mem);
     });
   } finally {

@@ -59,6 +59,17 @@ export {
   type CriticalSection,
 } from './regions/store.js';
 export { RegionHandle, type MappedView } from './regions/handle.js';
+export {
+  DEFAULT_MAX_REGIONS_PER_OWNER,
+  defaultQuota,
+  validateQuota,
+  usageByOwner,
+  quotaOwnerText,
+  type QuotaLimits,
+  type QuotaSettings,
+  type OwnerUsage,
+  type QuotaReport,
+} from './regions/quota.js';
 export { ownerFor, type OwnerLifetime } from './regions/owner.js';
 export { Perm, parsePerms, formatPerms, DELEGABLE_BY_GRANT, PermissionCache } from './regions/acl.js';
 export {

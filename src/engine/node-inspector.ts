@@ -22,6 +22,7 @@ import type { NrhtStats } from './nrht/layout.js';
 import { joinedTableMes } from './nrht/table.js';
 import type { GcPhaseCounts, GcStatus } from './gc/collector.js';
 import type { Capacity } from './regions/store.js';
+import type { QuotaReport } from './regions/quota.js';
 import { MarufsError } from './errors.js';
 
 export interface MeView {
@@ -41,6 +42,8 @@ export interface NodeViews {
   bootstrap: (Omit<SlotReport, 'liveness'> & { self: boolean })[];
   regions: RegionReport[];
   capacity: Capacity;
+  /** The pool's per-owner limits and each limited owner's usage. */
+  quota: QuotaReport;
   me: { global: MeView; tables: (MeView & { regionId: number })[] };
   tables: ({ name: string; regionId: number } & NrhtStats & { me: MeAreaReport })[];
   gc: GcStatus;
@@ -151,6 +154,7 @@ export class NodeInspector {
       bootstrap: this.bootstrap(),
       regions: this.regions(),
       capacity: this.node.regions.capacity(),
+      quota: this.node.regions.quotaReport(),
       me: await this.me(),
       tables: this.tables(),
       gc: this.node.gc.status(),

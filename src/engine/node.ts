@@ -24,6 +24,7 @@ import { resolveGeometry, type Geometry, type Layout } from './layout/geometry.j
 import { readSuperblock, type Superblock } from './layout/superblock.js';
 import { PoolMemory } from './pool/memory.js';
 import { RegionStore } from './regions/store.js';
+import { validateQuota, type QuotaLimits } from './regions/quota.js';
 import { GarbageCollector, type GcConfig } from './gc/collector.js';
 import { MeInstance } from './me/instance.js';
 import type { MeConfig } from './me/config.js';
@@ -42,6 +43,8 @@ export interface AttachOptions {
   format?: FormatPolicy;
   /** Geometry to format with, if this node ends up formatting. */
   geometry?: Partial<Geometry>;
+  /** Per-owner limits to format with, if this node ends up formatting (regions/quota.ts). */
+  quota?: Partial<QuotaLimits> | undefined;
   /** Create (or grow) a pool file of this size first. Regular files only. */
   createSize?: number | undefined;
   /** With format 'never': wait this long for another node to format an unformatted pool. Default 0. */
@@ -191,6 +194,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
   const timing = timingOf(options);
   const policy = options.format ?? 'never';
   const geometry = resolveGeometry(options.geometry);
+  validateQuota(options.quota ?? {});
   const mem = PoolMemory.open(options.path, options.createSize ? { createSize: options.createSize } : {});
   let heartbeat: Heartbeat | undefined;
   let claimed: { index: number; token: bigint } | undefined;
@@ -222,6 +226,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       slotIndex: claim.index,
       mayFormat: policy === 'if-needed',
       geometry,
+      quota: options.quota,
       timing,
       ...(policy === 'never' ? { waitMs: options.waitForFormatMs ?? 0 } : {}),
     });
@@ -267,6 +272,8 @@ export interface FormatOptions {
   /** Create or grow a pool file to this size first (regular files only). */
   size?: number | undefined;
   geometry?: Partial<Geometry>;
+  /** Per-owner limits the pool starts with (regions/quota.ts; defaults for the rest). */
+  quota?: Partial<QuotaLimits> | undefined;
   /** Re-format a pool that is already formatted (refused anyway while other nodes are alive). */
   force?: boolean;
   timing?: Partial<BootstrapTiming>;
@@ -279,6 +286,7 @@ export interface FormatOptions {
 export async function formatDevice(options: FormatOptions): Promise<FormatResult & { layout: Layout }> {
   const timing = timingOf(options);
   const geometry = resolveGeometry(options.geometry);
+  validateQuota(options.quota ?? {});
   const mem = PoolMemory.open(options.path, options.size ? { createSize: options.size } : {});
   const token = newToken();
   let slot: number | undefined;
@@ -299,6 +307,7 @@ export async function formatDevice(options: FormatOptions): Promise<FormatResult
       token,
       slotIndex: index,
       geometry,
+      quota: options.quota,
       timing,
       force: options.force ?? false,
     });

@@ -13,6 +13,7 @@ import { readSuperblock } from './layout/superblock.js';
 import { PoolMemory } from './pool/memory.js';
 import { formatPerms } from './regions/acl.js';
 import { describePrincipal } from './regions/principal.js';
+import type { QuotaReport } from './regions/quota.js';
 import { RegionTable, type Capacity, type RegionInfo } from './regions/store.js';
 import { inspectMeArea, type MeAreaReport } from './me/inspect.js';
 import { readNrhtGeometry, tableStats, type NrhtStats } from './nrht/layout.js';
@@ -54,6 +55,8 @@ export interface PoolReport {
   /** Live regions (and unlinked ones still open somewhere, state "deleting"). */
   regions?: RegionReport[];
   capacity?: Capacity;
+  /** The pool's per-owner limits and each limited owner's usage, most loaded first. */
+  quota?: QuotaReport;
   /** The global ME area: holder, members, per-shard counters (from pool bytes). */
   globalMe?: MeAreaReport;
   observedMs: number;
@@ -188,6 +191,7 @@ export async function inspectPool(path: string, options: InspectOptions = {}): P
       });
       report.globalMe = inspectMeArea(mem, sb.layout.globalMeOffset);
       report.capacity = table.capacity();
+      report.quota = table.quotaReport();
       report.layout = {
         areas: sb.layout.areas.map((a) => ({ ...a })),
         dataOffset: sb.layout.dataOffset,

@@ -43,7 +43,6 @@ import { ownedByWorkload, usableInline, type KubeletPaths } from './csi-guard.js
 import { checkCapability, parseVolume, podIdentity, TOPOLOGY_POOL_KEY, type VolumeRef } from './csi-volume.js';
 import type { CsiStateFile, Published } from './csi-state.js';
 import type { PodRegistry } from './identity.js';
-import type { QuotaPolicy } from './quota.js';
 
 /** One pool as CSI uses it: its attached node and its FUSE mount. */
 export interface CsiPool {
@@ -51,8 +50,6 @@ export interface CsiPool {
   mountpoint: string;
   /** Attached and mounted. */
   ready: () => boolean;
-  /** Per-owner limits for regions created by inline volumes (quota.ts). */
-  quota?: QuotaPolicy | undefined;
 }
 
 export interface CsiContext {
@@ -360,7 +357,6 @@ export class CsiNodeService {
       return false;
     }
     if (volume.size === undefined) throw notFound(`region "${volume.region}" does not exist in pool "${volume.pool}"`);
-    server.quota?.checkCreate({ kind: 'workload', workloadId: caller.workloadId }, volume.size);
     // One engine call creates and sizes: a failure (ENOSPC…) leaves no region behind.
     await regions.create(volume.region, caller, {
       owner: { kind: 'workload', workloadId: caller.workloadId },

@@ -43,7 +43,7 @@ import { detachMount, mountAt } from './mounts.js';
 import { HeartbeatWatch, startHttpServer, type HealthReport, type HttpServerHandle } from './http.js';
 import { CallerResolver, PodRegistry, seesHostCgroups } from './identity.js';
 import { PluginMetrics } from './metrics.js';
-import { QuotaPolicy, type QuotaOptions } from './quota.js';
+import { QuotaPolicy, formatQuotaOf, type QuotaOptions } from './quota.js';
 
 export interface DaemonOptions {
   /** Pool device (/dev/daxX.Y) or pool file. */
@@ -80,7 +80,7 @@ export interface DaemonOptions {
   mount?: boolean;
   /** Lifetime of regions created through the mount. Default "persistent". */
   lifetime?: 'persistent' | 'process';
-  /** Who may create through the mount; per-owner limits (quota.ts; defaults there). */
+  /** Who may create through the mount; per-owner limits if this daemon formats the pool (quota.ts). */
   quota?: QuotaOptions | undefined;
   /** How long stop() lets open files finish before aborting the connection. Default 5000 ms. */
   shutdownGraceMs?: number;
@@ -220,7 +220,7 @@ export class NodeDaemon {
     this.metrics = new PluginMetrics(node, { defaultMetrics: options.defaultMetrics ?? true });
     if (options.metricsLabels) this.metrics.registry.setDefaultLabels(options.metricsLabels);
     this.quota = new QuotaPolicy(node, options.quota);
-    this.metrics.setQuotaSource(() => ({ maxRegions: this.quota.maxRegions, maxBytes: this.quota.maxBytes }));
+    this.metrics.setQuotaSource(() => node.regions.quotaReport());
     this.fs = new MarufsFs({
       quota: this.quota,
       node,
@@ -275,6 +275,7 @@ export class NodeDaemon {
         nodeId,
         format: options.formatIfNeeded ? 'if-needed' : 'never',
         createSize: options.createSize,
+        quota: formatQuotaOf(options.quota),
         ...options.attach,
       });
     } catch (err) {
@@ -311,7 +312,7 @@ export class NodeDaemon {
           },
           singlePoolContext(
             poolName,
-            { node, mountpoint: daemon.mountpoint, ready: () => daemon.ready, quota: daemon.quota },
+            { node, mountpoint: daemon.mountpoint, ready: () => daemon.ready },
             { pods: daemon.pods, log: daemon.log.child({ component: 'csi' }) },
           ),
         );

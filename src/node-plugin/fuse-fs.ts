@@ -538,10 +538,7 @@ export class MarufsFs {
     if (`/${name}` === VIEWS_DIR) throw new MarufsError('EPERM', `"${name}" is reserved by the mount`);
     const caller = this.#caller(req);
     const owner = ownerFor(caller, this.#lifetime);
-    if (this.#quota && !this.#node.regions.lookup(name)) {
-      this.#quota.checkCreator(caller, req.gid, req.pid);
-      this.#quota.checkCreate(owner);
-    }
+    if (this.#quota && !this.#node.regions.lookup(name)) this.#quota.checkCreator(caller, req.gid, req.pid);
     try {
       await this.#node.regions.create(name, caller, {
         lifetime: this.#lifetime,
@@ -647,7 +644,6 @@ export class MarufsFs {
       );
     }
     if (length === 0) return;
-    this.#quota?.checkSize(info.owner, length);
     await regions.sizeByRef(
       () => {
         if (regions.statById(info.id).generation !== info.generation) {

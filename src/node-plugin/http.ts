@@ -88,7 +88,17 @@ function intParam(value: unknown, name: string, fallback: number): number {
 }
 
 /** The views under /api/v1, in the order /api/v1 lists them. */
-export const API_VIEWS = ['node', 'bootstrap', 'regions', 'regions/:name', 'capacity', 'me', 'tables', 'gc'] as const;
+export const API_VIEWS = [
+  'node',
+  'bootstrap',
+  'regions',
+  'regions/:name',
+  'capacity',
+  'quota',
+  'me',
+  'tables',
+  'gc',
+] as const;
 
 /** JSON.stringify replacer: bigints as decimal strings. */
 export function jsonReplacer(_key: string, value: unknown): unknown {
@@ -160,6 +170,9 @@ export function createHttpApp(opts: HttpAppOptions): Express {
   });
   api.get('/capacity', (_req, res) => {
     res.json(node.regions.capacity());
+  });
+  api.get('/quota', (_req, res) => {
+    res.json(node.regions.quotaReport());
   });
   api.get('/me', async (_req, res) => {
     res.json(await inspector.me());

@@ -24,7 +24,11 @@ import {
   type Capacity,
   type GcStatus,
   type SlotLiveness,
+  type QuotaReport,
 } from '../engine/index.js';
+
+/** Owners whose quota usage is exported: the most loaded ones (bounded label cardinality). */
+export const QUOTA_TOP_OWNERS = 10;
 
 /** Upper bounds (seconds) of the FUSE request-duration histogram: 5 µs to 1 s. */
 export const FUSE_DURATION_BUCKETS: readonly number[] = Object.freeze([
@@ -87,7 +91,8 @@ export interface MetricSources {
   snap: () => PoolSnapshot | null;
   fastPath: () => FastPathCounts | undefined;
   cacheWatch: () => CacheWatchCounts | undefined;
-  quota: () => { maxRegions: number; maxBytes: number } | undefined;
+  /** The pool's per-owner limits and the owners' usage (one region-table pass, shared by a scrape). */
+  quota: () => QuotaReport | undefined;
   /** Control-interface requests so far, by (op, result). */
   control: () => Iterable<{ op: string; result: string; count: number }>;
   /** FUSE requests so far, per op (the histogram's accumulators). */
@@ -224,19 +229,45 @@ export const METRICS: readonly MetricSpec[] = Object.freeze([
   },
   {
     name: 'marufs_owner_quota_limit',
-    help: 'What one owner may hold, by resource (regions, bytes); 0: no limit.',
+    help: "What one owner may hold, by resource (regions, bytes): the pool's limits; 0: no limit.",
     kind: 'gauge',
     labels: ['resource'],
-    doc: 'what one owner may hold: `regions`, `bytes` (0: no limit; `--owner-max-*`)',
+    doc: "what one owner may hold: `regions`, `bytes` (the pool's limits, `marufs pool quota`; 0: no limit)",
     read: (src) => {
       const q = src.quota();
       return (
         q && [
-          [{ resource: 'regions' }, q.maxRegions],
-          [{ resource: 'bytes' }, q.maxBytes],
+          [{ resource: 'regions' }, q.maxRegionsPerOwner],
+          [{ resource: 'bytes' }, q.maxBytesPerOwner],
         ]
       );
     },
+  },
+  {
+    name: 'marufs_owner_quota_owners',
+    help: 'Owners holding regions that count against the per-owner limits.',
+    kind: 'gauge',
+    labels: [],
+    doc: 'owners holding regions that count against the limits',
+    read: (src) => {
+      const q = src.quota();
+      return q && [[{}, q.owners.length]];
+    },
+  },
+  {
+    name: 'marufs_owner_quota_usage',
+    help: `What an owner holds, by resource (regions, bytes): the ${QUOTA_TOP_OWNERS} owners nearest their limits.`,
+    kind: 'gauge',
+    labels: ['owner', 'resource'],
+    doc: `what an owner holds: \`regions\`, \`bytes\` (the ${QUOTA_TOP_OWNERS} owners nearest their limits)`,
+    read: (src) =>
+      src
+        .quota()
+        ?.owners.slice(0, QUOTA_TOP_OWNERS)
+        .flatMap((o): Sample[] => [
+          [{ owner: o.owner, resource: 'regions' }, o.regions],
+          [{ owner: o.owner, resource: 'bytes' }, o.bytes],
+        ]),
   },
   {
     name: 'marufs_control_requests_total',
@@ -512,7 +543,9 @@ export class PluginMetrics {
   #snapshot: PoolSnapshot | null | undefined;
   #fastPath: (() => FastPathCounts) | undefined;
   #cacheWatch: (() => CacheWatchCounts) | undefined;
-  #quota: (() => { maxRegions: number; maxBytes: number }) | undefined;
+  #quota: (() => QuotaReport) | undefined;
+  /** The last quota report and when it was read (one table pass serves every quota metric of a scrape). */
+  #quotaRead: { at: number; report: QuotaReport } | undefined;
 
   constructor(node: MarufsNode, options: PluginMetricsOptions = {}) {
     this.node = node;
@@ -523,7 +556,7 @@ export class PluginMetrics {
       snap: () => this.#snap(),
       fastPath: () => this.#fastPath?.(),
       cacheWatch: () => this.#cacheWatch?.(),
-      quota: () => this.#quota?.(),
+      quota: () => this.#quotaReport(),
       control: () => this.#control.values(),
       ops: this.#ops,
       poolReadFailures: () => this.#poolReadFailures,
@@ -563,8 +596,16 @@ export class PluginMetrics {
     this.#fastPath = read;
   }
 
+  /** The quota report, read at most once per second (every quota metric of a scrape shares it). */
+  #quotaReport(): QuotaReport | undefined {
+    if (!this.#quota) return undefined;
+    const now = performance.now();
+    if (!this.#quotaRead || now - this.#quotaRead.at > 1000) this.#quotaRead = { at: now, report: this.#quota() };
+    return this.#quotaRead.report;
+  }
+
   /** Where the per-owner limits come from (read at scrape time). */
-  setQuotaSource(read: (() => { maxRegions: number; maxBytes: number }) | undefined): void {
+  setQuotaSource(read: (() => QuotaReport) | undefined): void {
     this.#quota = read;
   }
 

@@ -89,6 +89,7 @@ interface PoolObj {
       message?: string;
     }[];
     capacity?: { regionsUsed: number };
+    quota?: { maxRegionsPerOwner: number; maxBytesPerOwner: number; limitedOwners: number };
   };
 }
 
@@ -105,6 +106,7 @@ interface RegionObj {
 interface Inspect {
   superblock: { poolUuid: string; formatGeneration: number };
   bootstrap: { formatsCompleted: number };
+  quota: { maxRegionsPerOwner: number; maxBytesPerOwner: number; source: string };
   regions: {
     name: string;
     size: number;
@@ -232,6 +234,41 @@ describe('node agents on one pool', () => {
       const managers = raw.metadata.managedFields.map((m) => m.manager);
       for (const n of ['node-a', 'node-b', 'node-c']) expect(managers).toContain(`marufs-node-${n}`);
       expect(managers).toContain('marufs-pool-leader');
+    },
+    T,
+  );
+
+  it(
+    "a change of the MarufsPool's quota reaches the pool (inspect on the node) and its status",
+    async () => {
+      expect(inspect().quota).toMatchObject({ maxRegionsPerOwner: 256, source: 'pool' });
+      await kubectl(
+        'patch',
+        'marufspools.marufs.io',
+        POOL,
+        '--type=merge',
+        '-p',
+        '{"spec":{"quota":{"maxRegionsPerOwner":5,"maxBytesPerOwner":"6Mi"}}}',
+      );
+      await until('quota in the pool', () => (inspect().quota.maxRegionsPerOwner === 5 ? true : undefined));
+      expect(inspect().quota).toMatchObject({ maxRegionsPerOwner: 5, maxBytesPerOwner: 6 << 20, source: 'pool' });
+      const status = await until('quota in the status', async () => {
+        const q = (await pool()).status?.quota;
+        return q?.maxRegionsPerOwner === 5 ? q : undefined;
+      });
+      expect(status).toMatchObject({ maxRegionsPerOwner: 5, maxBytesPerOwner: 6 << 20 });
+      // A refused value never reaches the pool: the API server rejects it.
+      await expect(
+        kubectl(
+          'patch',
+          'marufspools.marufs.io',
+          POOL,
+          '--type=merge',
+          '-p',
+          '{"spec":{"quota":{"maxRegionsPerOwner":-1}}}',
+        ),
+      ).rejects.toThrow(/maxRegionsPerOwner/);
+      expect(inspect().quota.maxRegionsPerOwner).toBe(5);
     },
     T,
   );

@@ -47,7 +47,10 @@ describe('the metric catalogue', () => {
       metrics.observeControl('stat', 'ok');
       metrics.setFastPathSource(() => ({ reads: 1, writes: 2, readBytes: 3, writeBytes: 4, misses: 5 }));
       metrics.setCacheWatchSource(() => ({ watched: 1, invalidations: 2, failures: 0 }));
-      metrics.setQuotaSource(() => ({ maxRegions: 4, maxBytes: 0 }));
+      metrics.setQuotaSource(() => ({
+        ...node!.regions.quotaReport(),
+        owners: [{ owner: 'user:1000', regions: 1, bytes: 2 << 20 }],
+      }));
       const text = await metrics.metrics();
       const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]);
       expect(types).toEqual(METRICS.map((m) => [m.name, m.kind]));

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { formatDevice, type Geometry } from '../../engine/index.js';
 import { parseInteger, parseSize, formatBytes } from '../units.js';
+import { quotaFrom } from './pool.js';
 
 export function geometryOptions(cmd: Command): Command {
   return cmd
@@ -41,12 +42,19 @@ export function registerFormat(program: Command): void {
       .argument('<device>', 'pool device (/dev/daxX.Y) or pool file')
       .option('--size <bytes>', 'create or grow a pool file to this size (e.g. 1G)', parseSize)
       .option('--force', 're-format a formatted pool, losing its contents (refused while nodes are alive)')
+      .option('--owner-max-regions <n>', 'regions one owner may hold (default 256; 0: no limit)', parseInteger)
+      .option(
+        '--owner-max-bytes <bytes>',
+        "bytes one owner may hold (default: half the pool's region space; 0: no limit)",
+        parseSize,
+      )
       .option('--json', 'print the result as JSON'),
   ).action(async (device: string, opts: Record<string, unknown>) => {
     const result = await formatDevice({
       path: device,
       size: opts['size'] as number | undefined,
       geometry: geometryFrom(opts),
+      quota: quotaFrom(opts['ownerMaxRegions'], opts['ownerMaxBytes']),
       force: Boolean(opts['force']),
     });
     const out = {
@@ -57,6 +65,7 @@ export function registerFormat(program: Command): void {
       dataOffset: result.layout.dataOffset,
       dataSize: result.layout.dataSize,
       geometry: result.layout.geometry,
+      quota: result.quota,
     };
     if (opts['json']) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     else {

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { inspectPool, type PoolReport } from '../../engine/index.js';
 import { formatBytes, parseInteger } from '../units.js';
+import { describeQuota } from './pool.js';
 
 export function renderReport(r: PoolReport): string {
   const lines: string[] = [];
@@ -27,6 +28,7 @@ export function renderReport(r: PoolReport): string {
       `capacity    ${formatBytes(c.usedBytes)} used of ${formatBytes(c.totalBytes)} (largest free extent ${formatBytes(c.largestFreeBytes)}); ${c.regionsUsed}/${c.regionsMax} regions`,
     );
   }
+  if (r.quota) lines.push(`quota       ${describeQuota(r.quota)}`);
   for (const reg of r.regions ?? []) {
     const table = reg.table && 'entries' in reg.table ? `  table ${reg.table.entries}/${reg.table.capacity} names` : '';
     lines.push(

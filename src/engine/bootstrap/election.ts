@@ -26,6 +26,7 @@ import { BOOTSTRAP_SLOTS, computeLayout, type Geometry } from '../layout/geometr
 import { DAMAGED_HINT, readSuperblock, type Superblock, type SuperblockStatus } from '../layout/superblock.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { formatPool, type FormatResult } from './format.js';
+import type { QuotaLimits } from '../regions/quota.js';
 import { HEADER, LivenessObserver, claimSlot, readSlot, releaseSlot, wallNs } from './slots.js';
 
 export interface BootstrapTiming {
@@ -135,6 +136,8 @@ export interface EnsureFormattedRequest {
   /** May this node format an unformatted pool? */
   mayFormat: boolean;
   geometry: Geometry;
+  /** Per-owner limits if this node formats (quota.ts; defaults for the rest). */
+  quota?: Partial<QuotaLimits> | undefined;
   timing: BootstrapTiming;
   /** How long to wait for someone else's format (defaults to timing.formatTimeoutMs). */
   waitMs?: number;
@@ -205,6 +208,7 @@ function formatUnderLock(
     const formatted = formatPool(mem, {
       layout,
       generation: 1,
+      quota: req.quota,
       stillOwner: () => mem.observe64(HEADER.formatOwner) === req.token,
     });
     const done = readSuperblock(mem);
@@ -298,6 +302,8 @@ export interface ForceFormatRequest {
   token: bigint;
   slotIndex: number;
   geometry: Geometry;
+  /** Per-owner limits the pool starts with (quota.ts; defaults for the rest). */
+  quota?: Partial<QuotaLimits> | undefined;
   timing: BootstrapTiming;
   /** Re-format even if the pool holds a valid or damaged superblock. */
   force: boolean;
@@ -346,6 +352,7 @@ export async function formatExplicitly(mem: PoolMemory, req: ForceFormatRequest)
     return formatPool(mem, {
       layout: computeLayout(req.geometry, mem.size),
       generation,
+      quota: req.quota,
       stillOwner: () => mem.observe64(HEADER.formatOwner) === req.token,
     });
   } finally {

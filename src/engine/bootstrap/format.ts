@@ -27,6 +27,7 @@ import {
 } from '../layout/superblock.js';
 import { formatMeArea } from '../me/area.js';
 import type { PoolMemory } from '../pool/memory.js';
+import { defaultQuota, formatQuotaRecord, type QuotaLimits } from '../regions/quota.js';
 import { HEADER, wallNs } from './slots.js';
 
 export const INDEX_SHARD_MAGIC = 0x44485349; // "ISHD"
@@ -38,6 +39,8 @@ export const BUCKET_END = 0xffffffff;
 export interface FormatPlan {
   layout: Layout;
   generation: number;
+  /** Per-owner limits the pool starts with (default: quota.ts's defaults). */
+  quota?: Partial<QuotaLimits> | undefined;
   /** Called between steps so a long format can verify it still owns the format lock. */
   stillOwner?: () => boolean;
 }
@@ -45,6 +48,8 @@ export interface FormatPlan {
 export interface FormatResult {
   poolUuid: string;
   formatGeneration: number;
+  /** The per-owner limits the pool starts with. */
+  quota: QuotaLimits;
 }
 
 function writeIndex(mem: PoolMemory, layout: Layout): void {
@@ -62,8 +67,9 @@ function writeIndex(mem: PoolMemory, layout: Layout): void {
   }
 }
 
-function writeRegionTableHeader(mem: PoolMemory, layout: Layout): void {
+function writeRegionTableHeader(mem: PoolMemory, layout: Layout, quota: QuotaLimits): void {
   const r = layout.ratOffset;
+  formatQuotaRecord(mem, quota);
   mem.store32(r + 4, RAT_VERSION);
   mem.store32(r + 8, layout.geometry.maxRegions);
   mem.store32(r + 12, layout.ratEntrySize);
@@ -91,7 +97,8 @@ export function formatPool(mem: PoolMemory, plan: FormatPlan): FormatResult {
   failpoint('format.afterZero');
   checkOwnership(plan);
   writeIndex(mem, layout);
-  writeRegionTableHeader(mem, layout);
+  const quota = { ...defaultQuota(layout.dataSize), ...plan.quota };
+  writeRegionTableHeader(mem, layout, quota);
   formatMeArea(mem, layout.globalMeOffset, 1, layout.geometry.maxNodes, layout.geometry.globalMeStrategy);
   mem.writeBack(FIXED_AREA_END, layout.metadataEnd - FIXED_AREA_END);
   failpoint('format.afterMetadata');
@@ -110,5 +117,5 @@ export function formatPool(mem: PoolMemory, plan: FormatPlan): FormatResult {
   mem.add32(HEADER.formatsCompleted, 1);
   mem.writeBack(HEADER.formatsCompleted, 4);
   failpoint('format.afterMagic');
-  return { poolUuid: uuidToString(uuid), formatGeneration: plan.generation };
+  return { poolUuid: uuidToString(uuid), formatGeneration: plan.generation, quota };
 }

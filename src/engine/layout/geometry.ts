@@ -42,6 +42,8 @@ export const BOOTSTRAP_END = BOOTSTRAP_SLOTS_OFFSET + BOOTSTRAP_SLOTS * BOOTSTRA
  */
 export const SUPERBLOCK_BACKUP_OFFSET = 0x5800;
 /** First byte after the fixed areas; the geometry-dependent areas start here. */
+/** The pool's quota settings record: two 32-byte copies after the backup superblock (regions/quota.ts). */
+export const QUOTA_RECORD_OFFSET = 0x5900;
 export const FIXED_AREA_END = 0x6000;
 
 export const INDEX_SHARD_HEADER_SIZE = 64;

@@ -26,6 +26,19 @@ import { ExtentMap, bumpAllocEpoch } from './extent-map.js';
 import { NameIndex, type IndexHit } from './name-index.js';
 import { checkNewName, encodeName, encodeNameInto, hashName, type NameHash } from './names.js';
 import { ownerFor } from './owner.js';
+import {
+  QuotaRecord,
+  checkOwnerQuota,
+  quotaOwnerOf,
+  quotaOwnerOfEntry,
+  quotaOwnerText,
+  usageByOwner,
+  validateQuota,
+  type QuotaLimits,
+  type QuotaOwner,
+  type QuotaReport,
+  type QuotaSettings,
+} from './quota.js';
 import { validatePrincipal, type Caller, type Principal } from './principal.js';
 import { PrincipalMatch, matchesCaller, samePrincipal, writePrincipal } from './principal-record.js';
 import { processAlive, processStartTime } from '../proc.js';
@@ -120,6 +133,8 @@ export class RegionTable {
   readonly mem: PoolMemory;
   readonly rat: RatLayout;
   readonly index: NameIndex;
+  /** The pool's per-owner limits (quota.ts). */
+  readonly quota: QuotaRecord;
   protected hash: NameHash = { lo: 0, hi: 0 };
   #scratch = Buffer.alloc(256);
 
@@ -127,6 +142,7 @@ export class RegionTable {
     this.mem = mem;
     this.rat = new RatLayout(layout);
     this.index = new NameIndex(mem, layout, this.rat);
+    this.quota = new QuotaRecord(mem, this.rat);
   }
 
   /**
@@ -188,6 +204,12 @@ export class RegionTable {
       total++;
     }
     return { total, items };
+  }
+
+  /** The pool's per-owner limits and every limited owner's usage, most loaded first (one pass). */
+  quotaReport(): QuotaReport {
+    const settings = this.quota.read();
+    return { ...settings, owners: usageByOwner(this.mem, this.rat, settings) };
   }
 
   capacity(): Capacity {
@@ -341,6 +363,7 @@ export class RegionStore extends RegionTable {
       if (this.index.findLocked(bytes, h)) throw new MarufsError('EEXIST', `a region named "${name}" exists`);
       // The gap first: ENOSPC before anything is written.
       const at = want > 0 ? this.#fit(want, fence) : 0;
+      this.#checkQuota(quotaOwnerOf(owner, caller.uid ?? 0), 1, want);
       fence.check('create');
       const id = this.#claimEntry();
       this.mem.add32(this.rat.header + H.entriesInUse, 1); // ALLOCATING counts as in use (GC frees stuck ones)
@@ -404,6 +427,26 @@ export class RegionStore extends RegionTable {
     });
     this.onChanged?.(id);
     return this.statById(id);
+  }
+
+  /** Inside the lock: EDQUOT unless `who` may hold `regions` more regions and `bytes` more bytes (quota.ts). */
+  #checkQuota(who: QuotaOwner | undefined, regions: number, bytes: number): void {
+    if (who) checkOwnerQuota(this.mem, this.rat, this.quota.read(), who, regions, bytes);
+  }
+
+  /**
+   * Change the pool's per-owner limits (root only: EPERM), inside the global ME; the ones not given
+   * stay. EINVAL for bad values, before anything is written. Returns the limits now in force.
+   */
+  async setQuota(caller: Caller, limits: Partial<QuotaLimits>): Promise<QuotaSettings> {
+    validateQuota(limits);
+    if (caller.uid !== 0) throw new MarufsError('EPERM', "only root changes the pool's quota");
+    return this.#locked((fence) => {
+      fence.check('set quota');
+      const settings = this.quota.write(limits, () => failpoint('regions.quota.beforeCrc'));
+      if (!fence.valid()) throw new FencedError('set quota');
+      return settings;
+    });
   }
 
   /** Roll back a create: entry `id` of `generation`, still ALLOCATING (CAS), goes back to FREE. */
@@ -558,7 +601,9 @@ export class RegionStore extends RegionTable {
   /** Inside the lock: place and publish the extent of unsized region `id`. ENOSPC when nothing fits. */
   #allocateExtent(id: number, bytes: number, fence: Fence): void {
     const want = this.#checkWant(bytes);
-    const generation = this.mem.load32(this.rat.entry(id) + E.generation);
+    const e = this.rat.entry(id);
+    this.#checkQuota(quotaOwnerOfEntry(this.mem, e), 0, want);
+    const generation = this.mem.load32(e + E.generation);
     const at = this.#fit(want, fence);
     failpoint('regions.size.afterFit');
     // The gap was chosen under the lease: a holder fenced since then must not place it (overlap).
@@ -850,6 +895,11 @@ export class RegionStore extends RegionTable {
       const life = lifetime ?? (owner.kind === 'process' ? 'process' : 'persistent');
       if (life === 'process' && owner.kind !== 'process') {
         throw new MarufsError('EINVAL', 'a region with process lifetime must be owned by a process');
+      }
+      const to = quotaOwnerOf(owner, this.mem.load32(e + E.uid));
+      const from = quotaOwnerOfEntry(this.mem, e);
+      if (to && !(from && quotaOwnerText(from) === quotaOwnerText(to))) {
+        this.#checkQuota(to, 1, this.mem.load64(e + E.physOffset) !== 0n ? this.mem.load64n(e + E.allocatedSize) : 0);
       }
       const generation = this.mem.load32(e + E.generation);
       fence.check('chown');

@@ -129,9 +129,7 @@ export class NodeAgent {
         {
           pool: (name) => {
             const s = a.#servers.get(name);
-            return s
-              ? { node: s.daemon.node, mountpoint: s.mountPath, ready: () => s.ready, quota: s.daemon.quota }
-              : undefined;
+            return s ? { node: s.daemon.node, mountpoint: s.mountPath, ready: () => s.ready } : undefined;
           },
           pools: () => [...a.#servers.keys()].sort(),
           pods: a.pods,

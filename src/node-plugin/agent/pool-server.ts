@@ -12,7 +12,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { AttachOptions } from '../../engine/index.js';
+import { thisProcess, type AttachOptions, type QuotaLimits } from '../../engine/index.js';
 import { NodeDaemon, type DaemonOptions } from '../daemon.js';
 import type { PodRegistry } from '../identity.js';
 import {
@@ -65,6 +65,17 @@ function stable(v: unknown): string {
   );
 }
 
+/** The per-owner limits spec.quota asks for (only the keys given). */
+export function quotaOf(pool: MarufsPool): Partial<QuotaLimits> {
+  const q = pool.spec.quota;
+  return {
+    ...(q?.maxRegionsPerOwner !== undefined ? { maxRegionsPerOwner: q.maxRegionsPerOwner } : {}),
+    ...(q?.maxBytesPerOwner !== undefined
+      ? { maxBytesPerOwner: quantityBytes(q.maxBytesPerOwner, 'quota.maxBytesPerOwner') }
+      : {}),
+  };
+}
+
 /** The engine attach options a pool spec asks for. */
 export function attachOptionsOf(pool: MarufsPool): {
   device: string;
@@ -82,6 +93,8 @@ export function attachOptionsOf(pool: MarufsPool): {
     formatIfNeeded: (s.formatPolicy ?? 'IfUnformatted') === 'IfUnformatted',
     attach: {
       geometry: engineGeometry(s),
+      // spec.quota, if any, over the agent's --owner-max-* flags: what a pool this node formats starts with.
+      ...(s.quota ? { quota: quotaOf(pool) } : {}),
       // A joining node waits for another's format rather than failing at once.
       waitForFormatMs: 30_000,
       timing,
@@ -195,6 +208,8 @@ export class PoolServer {
   async #leaderPass(pool: MarufsPool, regions: MarufsRegion[]): Promise<void> {
     if (!this.isLeader || this.#stopped || !this.daemon.ready) return;
     const node = this.daemon.node;
+    await this.#applyQuota(pool);
+    const q = node.regions.quotaReport();
     const c = node.regions.capacity();
     const status = {
       poolUUID: node.superblock.poolUuid,
@@ -206,6 +221,11 @@ export class PoolServer {
         largestFreeExtentBytes: c.largestFreeBytes,
         regionsUsed: c.regionsUsed,
         regionsMax: c.regionsMax,
+      },
+      quota: {
+        maxRegionsPerOwner: q.maxRegionsPerOwner,
+        maxBytesPerOwner: q.maxBytesPerOwner,
+        limitedOwners: q.owners.length,
       },
     };
     const key = stable(status);
@@ -231,6 +251,22 @@ export class PoolServer {
           'region pass failed',
         );
       }
+    }
+  }
+
+  /** As the Lease holder: make the pool's per-owner limits what spec.quota asks (absent keys: unchanged). */
+  async #applyQuota(pool: MarufsPool): Promise<void> {
+    const want = pool.spec.quota;
+    if (!want) return;
+    const node = this.daemon.node;
+    const limits = quotaOf(pool);
+    const have = node.regions.quota.read();
+    if (Object.entries(limits).every(([k, v]) => have[k as keyof typeof limits] === v)) return;
+    try {
+      await node.regions.setQuota(thisProcess(node.nodeId), limits);
+      this.#o.log.info({ pool: this.name, quota: limits }, 'pool quota applied');
+    } catch (err) {
+      this.#o.log.warn({ pool: this.name, err: (err as Error).message }, 'pool quota not applied');
     }
   }
 

@@ -91,6 +91,30 @@ export const GeometrySchema = Type.Object(
   },
 );
 
+export const QuotaSchema = Type.Object(
+  {
+    maxRegionsPerOwner: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 4294967295,
+        description: 'Regions one owner (a user by uid, a workload) may hold; 0: no limit. Format default 256.',
+      }),
+    ),
+    maxBytesPerOwner: Type.Optional(
+      Quantity({
+        description:
+          "Bytes one owner may hold, a quantity such as 8Gi; 0: no limit. Format default: half the pool's region space.",
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      "Per-owner limits, kept in the pool and checked by every node inside the pool's global lock. Applied by the agent holding the pool's Lease; absent keys leave the pool's values as they are.",
+  },
+);
+export type PoolQuota = Static<typeof QuotaSchema>;
+
 const HEARTBEAT_DEFAULT = DEFAULT_TIMING.heartbeatMs;
 const LIVENESS_DEFAULT = DEFAULT_TIMING.stallWindowMs;
 /** A node is judged dead only after this many missed heartbeats at least. */
@@ -154,6 +178,7 @@ export const PoolSpecSchema = Type.Object(
       }),
     ),
     geometry: Type.Optional(GeometrySchema),
+    quota: Type.Optional(QuotaSchema),
     formatPolicy: Type.Optional(
       StringEnum(FORMAT_POLICIES, {
         default: 'IfUnformatted',
@@ -253,6 +278,20 @@ export const PoolCapacitySchema = Type.Object(
 );
 export type PoolCapacity = Static<typeof PoolCapacitySchema>;
 
+export const PoolQuotaStatusSchema = Type.Object(
+  {
+    maxRegionsPerOwner: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Regions one owner may hold (0: no limit).' }),
+    ),
+    maxBytesPerOwner: bytes('Bytes one owner may hold (0: no limit).'),
+    limitedOwners: Type.Optional(Type.Integer({ minimum: 0, description: 'Owners holding regions that count.' })),
+  },
+  {
+    additionalProperties: false,
+    description: 'The per-owner limits in force in the pool (written by the Lease holder).',
+  },
+);
+
 export const PoolStatusSchema = Type.Object(
   {
     observedGeneration: Type.Optional(
@@ -279,6 +318,7 @@ export const PoolStatusSchema = Type.Object(
       }),
     ),
     capacity: Type.Optional(PoolCapacitySchema),
+    quota: Type.Optional(PoolQuotaStatusSchema),
   },
   { additionalProperties: false },
 );
