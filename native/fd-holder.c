@@ -48,6 +48,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "unix-fd.h"
+
 #define CONN_FD 3
 #define INIT_MAX 512
 
@@ -118,6 +120,31 @@ static void on_quit(int sig) {
   quit = 1;
 }
 
+/*
+ * Listen on unix socket `path` (replacing a stale one), reachable by this user only, and say
+ * "ready <pid>" on stdout. Returns the socket, with the socket file's identity in *mine (so that
+ * only this holder removes it at exit); -1 after an error message.
+ */
+static int listen_unix(const char *path, int backlog, struct stat *mine) {
+  struct sockaddr_un addr;
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  strcpy(addr.sun_path, path);
+  unlink(path);
+  mode_t old = umask(077);
+  int bound = s >= 0 && bind(s, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(s, backlog) == 0;
+  umask(old);
+  if (!bound || stat(path, mine) != 0) {
+    perror("marufs-fd-holder: listen");
+    if (s >= 0) close(s);
+    return -1;
+  }
+  printf("ready %d\n", (int)getpid());
+  fflush(stdout);
+  return s;
+}
+
 static int parse_hex(const char *hex, size_t hex_len, unsigned char *out, size_t cap) {
   if (hex_len == 0 || hex_len % 2 != 0 || hex_len / 2 > cap) return -1;
   for (size_t i = 0; i < hex_len / 2; i++) {
@@ -156,18 +183,11 @@ static void serve_service(int c) {
   size_t len = 0;
   int fd = -1;
   while (len < sizeof line - 1 && memchr(line, '\n', len) == NULL) {
-    char control[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = {line + len, sizeof line - 1 - len};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = recvmsg(c, &msg, MSG_CMSG_CLOEXEC);
+    int got;
+    ssize_t n = recv_with_fd(c, line + len, sizeof line - 1 - len, &got);
+    if (got >= 0 && fd >= 0) close(got); /* one descriptor per request: the first counts */
+    else if (got >= 0) fd = got;
     if (n <= 0) break;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && fd < 0) memcpy(&fd, CMSG_DATA(cm), sizeof fd);
     len += (size_t)n;
   }
   line[len] = 0;
@@ -255,21 +275,9 @@ static int service_main(const char *path) {
   sa.sa_handler = on_quit;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  strcpy(addr.sun_path, path);
-  unlink(path);
-  mode_t old = umask(077);
-  int bound = s >= 0 && bind(s, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(s, 64) == 0;
-  umask(old);
   struct stat mine;
-  if (!bound || stat(path, &mine) != 0) {
-    perror("marufs-fd-holder: listen");
-    return 1;
-  }
-  printf("ready %d\n", (int)getpid());
-  fflush(stdout);
+  int s = listen_unix(path, 64, &mine);
+  if (s < 0) return 1;
   while (!quit) {
     for (int i = 0; i < nheld;) {
       struct pollfd p = {held[i].fd, 0, 0};
@@ -303,19 +311,11 @@ int main(int argc, char **argv) {
   }
   const char *path = argv[1];
   const char *hex = argv[2];
-  size_t hex_len = strlen(hex);
   unsigned char init[INIT_MAX];
-  if (hex_len == 0 || hex_len % 2 != 0 || hex_len / 2 > sizeof init) {
+  int init_len = parse_hex(hex, strlen(hex), init, sizeof init);
+  if (init_len < 0) {
     fprintf(stderr, "marufs-fd-holder: bad INIT bytes\n");
     return 2;
-  }
-  for (size_t i = 0; i < hex_len / 2; i++) {
-    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      fprintf(stderr, "marufs-fd-holder: bad INIT bytes\n");
-      return 2;
-    }
-    init[i] = (unsigned char)(hi * 16 + lo);
   }
   if (fcntl(CONN_FD, F_GETFD) < 0) {
     fprintf(stderr, "marufs-fd-holder: no connection on descriptor 3\n");
@@ -332,21 +332,9 @@ int main(int argc, char **argv) {
   signal(SIGHUP, SIG_IGN);
   signal(SIGINT, SIG_IGN);
 
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  strcpy(addr.sun_path, path);
-  unlink(path);
-  mode_t old = umask(077);
-  int bound = s >= 0 && bind(s, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(s, 8) == 0;
-  umask(old);
   struct stat mine;
-  if (!bound || stat(path, &mine) != 0) {
-    perror("marufs-fd-holder: listen");
-    return 1;
-  }
-  printf("ready %d\n", (int)getpid());
-  fflush(stdout);
+  int s = listen_unix(path, 8, &mine);
+  if (s < 0) return 1;
   int devnull = open("/dev/null", O_RDWR);
   if (devnull >= 0) {
     dup2(devnull, 0);
@@ -362,7 +350,7 @@ int main(int argc, char **argv) {
     if (n <= 0) continue;
     int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0) continue;
-    serve(c, init, hex_len / 2, &drop);
+    serve(c, init, (size_t)init_len, &drop);
     close(c);
   }
   struct stat now; /* remove the socket unless a newer holder has replaced it */

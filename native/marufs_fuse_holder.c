@@ -5,6 +5,7 @@
  * JavaScript (src/node-plugin/handover.ts).
  */
 #include "marufs_fuse.h"
+#include "unix-fd.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -76,20 +77,14 @@ napi_value js_fetch_fd(napi_env env, napi_callback_info info) {
     return throw_errno(env, "EIO", "descriptor holder", e);
   }
   unsigned char blob[INIT_BLOB_MAX];
-  char control[CMSG_SPACE(sizeof(int))];
-  struct iovec iov = {blob, sizeof blob};
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
+  int fd;
+  ssize_t n = recv_with_fd(s, blob, sizeof blob, &fd);
   int e = errno;
   close(s);
-  int fd = -1;
-  struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
-  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  if (n <= 0 && fd >= 0) { /* not possible in practice: a descriptor comes with its bytes */
+    close(fd);
+    fd = -1;
+  }
   if (fd < 0) {
     if (n == 0) { /* closed without an answer: nothing held */
       napi_value null;

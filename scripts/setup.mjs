@@ -97,10 +97,10 @@ function nodeHeaders() {
 // 3b. The FUSE addon (native/marufs_fuse.c + marufs_fuse_session.c + marufs_fuse_holder.c): Node-API against the system's
 //     Node headers and libfuse 2; and the connection holder (native/fd-holder.c), a plain program.
 const fuseSrcs = ['marufs_fuse.c', 'marufs_fuse_session.c', 'marufs_fuse_holder.c'].map((f) => join(root, 'native', f));
-const fuseHeader = join(root, 'native', 'marufs_fuse.h');
+const fuseHeaders = ['marufs_fuse.h', 'unix-fd.h'].map((f) => join(root, 'native', f));
 const fuseOut = join(root, 'native', 'build', 'marufs_fuse.node');
 const newestOf = (files) => Math.max(...files.map((f) => statSync(f).mtimeMs));
-if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < newestOf([...fuseSrcs, fuseHeader]))) {
+if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < newestOf([...fuseSrcs, ...fuseHeaders]))) {
   log('building native/build/marufs_fuse.node');
   const fuseFlags = execFileSync('pkg-config', ['--cflags', '--libs', 'fuse'], { encoding: 'utf8' })
     .trim()
@@ -121,7 +121,7 @@ if (fuseBuildable() && (!existsSync(fuseOut) || statSync(fuseOut).mtimeMs < newe
 }
 const holderSrc = join(root, 'native', 'fd-holder.c');
 const holderOut = join(root, 'native', 'build', 'marufs-fd-holder');
-if (!existsSync(holderOut) || statSync(holderOut).mtimeMs < statSync(holderSrc).mtimeMs) {
+if (!existsSync(holderOut) || statSync(holderOut).mtimeMs < newestOf([holderSrc, join(root, 'native', 'unix-fd.h')])) {
   log('building native/build/marufs-fd-holder');
   mkdirSync(dirname(holderOut), { recursive: true });
   run('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', holderOut, holderSrc]);

@@ -13,13 +13,13 @@ import {
   PoolMemory,
   attachNode,
   checkRegions,
-  formatDevice,
   processStartTime,
   requireSuperblock,
   thisProcess,
   type MarufsNode,
 } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
 const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
@@ -50,7 +50,7 @@ describe('GC watch set and bounded sweep', () => {
 
   beforeAll(async () => {
     pool = join(tmp.dir, 'sweep.pool');
-    await formatDevice({
+    await formatTestPool({
       path: pool,
       size: 256 * MiB,
       geometry: { maxNodes: 8, maxRegions: MAX_REGIONS },

@@ -10,7 +10,6 @@ import {
   Perm,
   attachNode,
   checkPool,
-  formatDevice,
   thisProcess,
   type Caller,
   type FindResult,
@@ -18,6 +17,7 @@ import {
 } from '../../src/engine/index.js';
 import { Pool } from '../../src/sdk/pool.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 import { code } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
@@ -32,7 +32,7 @@ describe('name table lookups without exceptions', () => {
   let t: NrhtTable;
   beforeAll(async () => {
     pool = join(tmp.dir, 'find.pool');
-    await formatDevice({ path: pool, size: 256 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    await formatTestPool({ path: pool, size: 256 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
     a = await attachNode({ path: pool, timing: TIMING });
     b = await attachNode({ path: pool, timing: TIMING });
     me = thisProcess(a.nodeId);

@@ -11,13 +11,13 @@ import {
   Perm,
   attachNode,
   checkPool,
-  formatDevice,
   thisProcess,
   type Caller,
   type MarufsNode,
 } from '../../src/engine/index.js';
 import { Agent, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
 import { code } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
@@ -31,7 +31,7 @@ describe('create + size in one call', () => {
   let me: Caller;
   beforeAll(async () => {
     pool = join(tmp.dir, 'sized.pool');
-    await formatDevice({ path: pool, size: 96 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
+    await formatTestPool({ path: pool, size: 96 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
     a = await attachNode({ path: pool, timing: TIMING });
     b = await attachNode({ path: pool, timing: TIMING });
     me = thisProcess(a.nodeId);
@@ -135,7 +135,7 @@ describe('a create + size stalled inside its critical section past a takeover', 
 
   it('fails cleanly or completes whole; fsck clean; counters exact; the peer work is all there', async () => {
     const path = join(tmp.dir, 'fence-sized.pool');
-    await formatDevice({ path, size: 128 * MiB, geometry: { maxNodes: 16, maxRegions: 128 }, timing: TIMING });
+    await formatTestPool({ path, size: 128 * MiB, geometry: { maxNodes: 16, maxRegions: 128 }, timing: TIMING });
     const peer = new Agent(path, 'auto', {
       MARUFS_AGENT_OPTIONS: JSON.stringify({ gc: { intervalMs: 100, stuckMs: 400, grantingMs: 400 } }),
     });
