@@ -153,7 +153,10 @@ describe('the holder service (marufs hold)', () => {
     await stopService(holder!);
     current = await startDaemon();
     expect(served(current).adoptedConnection).toBe(false);
-    expect(current.stderr).toMatch(/the holder service is unreachable/);
+    // The log line is written to stderr asynchronously: it may arrive after the serving line.
+    await until('the daemon says the service is unreachable', () =>
+      /the holder service is unreachable/.test(current!.stderr),
+    );
     holder = await startService();
     await until('the daemon hands its connection to the service', () =>
       holderCall(service, 'LIST\n').split('\n').includes(hdir),

@@ -7,7 +7,7 @@
  *  - HTTP served beside the mount: readiness, and FUSE request metrics that count real requests.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/cli.js';
 import {
