@@ -279,7 +279,36 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
   const why = await Promise.race([signalled, failed]);
   logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
   const handover = why === 'SIGTERM' && opts['handoverDir'] !== undefined;
-  await agent.stop({ handover });
-  process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName, parked: handover })}\n`);
-  if (why instanceof Error) process.exitCode = 1;
+  const complete = await stopWithin(() => agent.stop({ handover }), logger);
+  process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName, parked: handover, complete })}\n`);
+  process.exit(why instanceof Error || !complete ? 1 : 0);
+}
+
+/** How long a stop may take before the process exits anyway (kubelet's default grace is 30 s). */
+const STOP_GRACE_MS = 20_000;
+
+/**
+ * Run `stop` and wait for it at most STOP_GRACE_MS: a stop stalled on anything (a lease release, a
+ * status write, a handle left open) must not keep the process alive — the caller then exits, and
+ * what the stop left behind is repaired by the next agent and by GC (ARCHITECTURE §5a). True when
+ * the stop completed.
+ */
+async function stopWithin(stop: () => Promise<void>, logger: Logger): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), STOP_GRACE_MS);
+    timer.unref();
+  });
+  const stopped = stop().then(
+    () => true as const,
+    (err: Error) => {
+      logger.error({ err: err.message }, 'stop failed');
+      return false as const;
+    },
+  );
+  const done = await Promise.race([stopped, late]);
+  clearTimeout(timer);
+  if (!done && (await Promise.race([stopped, Promise.resolve('pending')])) === 'pending')
+    logger.error({ graceMs: STOP_GRACE_MS }, 'stop did not complete in time: exiting anyway');
+  return done;
 }
