@@ -281,7 +281,8 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
   const handover = why === 'SIGTERM' && opts['handoverDir'] !== undefined;
   const complete = await stopWithin(() => agent.stop({ handover }), logger);
   process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName, parked: handover, complete })}\n`);
-  process.exit(why instanceof Error || !complete ? 1 : 0);
+  if (why instanceof Error || !complete) process.exitCode = 1;
+  if (!complete) process.exit(); // what stalled may hold the event loop open
 }
 
 /** How long a stop may take before the process exits anyway (kubelet's default grace is 30 s). */
