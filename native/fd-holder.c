@@ -75,22 +75,7 @@ static void serve(int c, const unsigned char *init, size_t init_len, int *drop) 
   ssize_t n = read(c, cmd, sizeof cmd - 1);
   if (n <= 0) return;
   if (strncmp(cmd, "FETCH", 5) == 0) {
-    char control[CMSG_SPACE(sizeof(int))];
-    memset(control, 0, sizeof control);
-    struct iovec iov = {(void *)init, init_len};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    int fd = CONN_FD;
-    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-    if (sendmsg(c, &msg, MSG_NOSIGNAL) < 0) perror("marufs-fd-holder: sendmsg");
+    if (send_with_fd(c, init, init_len, CONN_FD) < 0) perror("marufs-fd-holder: sendmsg");
   } else if (strncmp(cmd, "PING", 4) == 0) {
     if (write(c, "OK\n", 3) < 0) { /* the asker left */
     }
@@ -235,21 +220,7 @@ static void serve_service(int c) {
   } else if (strcmp(line, "FETCH") == 0) {
     held_t *h = find_held(key);
     if (h) {
-      char control[CMSG_SPACE(sizeof(int))];
-      memset(control, 0, sizeof control);
-      struct iovec iov = {h->init, h->init_len};
-      struct msghdr msg;
-      memset(&msg, 0, sizeof msg);
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-      cm->cmsg_level = SOL_SOCKET;
-      cm->cmsg_type = SCM_RIGHTS;
-      cm->cmsg_len = CMSG_LEN(sizeof(int));
-      memcpy(CMSG_DATA(cm), &h->fd, sizeof h->fd);
-      if (sendmsg(c, &msg, MSG_NOSIGNAL) < 0) perror("marufs-fd-holder: sendmsg");
+      if (send_with_fd(c, h->init, h->init_len, h->fd) < 0) perror("marufs-fd-holder: sendmsg");
     }
   } else if (strcmp(line, "HAS") == 0) {
     reply(c, find_held(key) ? "OK\n" : "NO\n");

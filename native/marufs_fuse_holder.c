@@ -118,23 +118,7 @@ napi_value js_holder_call(napi_env env, napi_callback_info info) {
     int e = errno;
     return throw_errno(env, e == ENOENT || e == ECONNREFUSED ? "ENOENT" : "EIO", "no descriptor holder", e);
   }
-  char control[CMSG_SPACE(sizeof(int))];
-  memset(control, 0, sizeof control);
-  struct iovec iov = {cmd, strlen(cmd)};
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-  }
-  if (sendmsg(s, &msg, MSG_NOSIGNAL) != (ssize_t)iov.iov_len) {
+  if (send_with_fd(s, cmd, strlen(cmd), fd) != (ssize_t)strlen(cmd)) {
     int e = errno;
     close(s);
     return throw_errno(env, "EIO", "descriptor holder", e);

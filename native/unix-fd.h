@@ -1,5 +1,5 @@
 /*
- * Receiving a descriptor over a unix socket (SCM_RIGHTS), shared by the connection holder
+ * Sending and receiving a descriptor over a unix socket (SCM_RIGHTS), shared by the connection holder
  * (fd-holder.c, a plain program) and the FUSE addon's holder client (marufs_fuse_holder.c).
  */
 #ifndef MARUFS_UNIX_FD_H
@@ -28,6 +28,27 @@ static inline ssize_t recv_with_fd(int s, void *buf, size_t cap, int *fd) {
   struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL;
   if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(cm), sizeof *fd);
   return n;
+}
+
+/* One sendmsg of `len` bytes from `buf`, with descriptor `fd` attached (none when fd < 0). */
+static inline ssize_t send_with_fd(int s, const void *buf, size_t len, int fd) {
+  char control[CMSG_SPACE(sizeof(int))];
+  memset(control, 0, sizeof control);
+  struct iovec iov = {(void *)buf, len};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  }
+  return sendmsg(s, &msg, MSG_NOSIGNAL);
 }
 
 #endif
