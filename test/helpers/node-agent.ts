@@ -3,11 +3,10 @@
  * (each with its own CSI socket, kubelet directory and state directory under one temp folder), and
  * clean-up that kills every agent and detaches every mount it left, even when a test fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { CLI } from './cli.js';
+import { CliChild, killAll } from './child.js';
 
 export interface AgentServing {
   event: 'serving';
@@ -18,18 +17,39 @@ export interface AgentServing {
   registration: string | null;
 }
 
-const live = new Set<NodeAgentProcess>();
+const live = new Set<CliChild>();
 
+/** One run of `marufs node --node-name …`: resolves `serving` at its serving line. */
+class AgentRun extends CliChild {
+  readonly serving: Promise<AgentServing>;
+  #served!: (e: AgentServing) => void;
+
+  constructor(args: string[]) {
+    super(args, { live, signalExit: -1 });
+    this.serving = new Promise((resolve, reject) => {
+      this.#served = resolve;
+      void this.exited.then((code) => reject(new Error(`agent exited (${code}) before serving:\n${this.stderr}`)));
+    });
+  }
+
+  protected override onLine(line: string): void {
+    try {
+      const e = JSON.parse(line) as AgentServing;
+      if (e.event === 'serving') this.#served(e);
+    } catch {
+      /* not JSON */
+    }
+  }
+}
+
+/** A node agent of a test that may be stopped and started again (each start is a new AgentRun). */
 export class NodeAgentProcess {
   readonly nodeName: string;
   readonly dir: string;
   readonly csi: string;
   readonly kubeletDir: string;
   readonly stateDir: string;
-  child!: ChildProcess;
-  stderr = '';
-  serving!: Promise<AgentServing>;
-  exited!: Promise<number | null>;
+  #run: AgentRun | undefined;
 
   constructor(
     nodeName: string,
@@ -47,9 +67,7 @@ export class NodeAgentProcess {
 
   /** Start (or start again) the process; resolves once it serves. */
   async start(): Promise<AgentServing> {
-    this.stderr = '';
-    const args = [
-      CLI,
+    this.#run = new AgentRun([
       'node',
       '--node-name',
       this.nodeName,
@@ -64,43 +82,43 @@ export class NodeAgentProcess {
       '--http',
       '127.0.0.1:0',
       ...this.extra,
-    ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    live.add(this);
-    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) =>
-      child.on('exit', (code, signal) => {
-        live.delete(this);
-        resolve(code ?? (signal ? -1 : null));
-      }),
-    );
-    this.serving = new Promise((resolve, reject) => {
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        try {
-          const e = JSON.parse(line) as AgentServing;
-          if (e.event === 'serving') resolve(e);
-        } catch {
-          /* not JSON */
-        }
-      });
-      void this.exited.then((code) => reject(new Error(`agent exited (${code}) before serving:\n${this.stderr}`)));
-    });
-    return this.serving;
+    ]);
+    return this.#run.serving;
+  }
+
+  #current(): AgentRun {
+    if (!this.#run) throw new Error(`agent ${this.nodeName} was never started`);
+    return this.#run;
+  }
+
+  get child(): ChildProcess {
+    return this.#current().child;
+  }
+
+  /** The current run's stderr ("" before the first start). */
+  get stderr(): string {
+    return this.#run?.stderr ?? '';
+  }
+
+  /** The current run's serving line. */
+  get serving(): Promise<AgentServing> {
+    return this.#current().serving;
+  }
+
+  get exited(): Promise<number | null> {
+    return this.#current().exited;
   }
 
   get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
+    return this.#run?.running ?? false;
   }
 
   async stop(): Promise<number | null> {
-    if (this.running) this.child.kill('SIGTERM');
-    return this.exited;
+    return this.#current().stop();
   }
 
   async kill9(): Promise<void> {
-    if (this.running) this.child.kill('SIGKILL');
-    await this.exited;
+    await this.#run?.kill9();
   }
 
   /** Mount points under this agent's state directory (from /proc/self/mountinfo). */
@@ -114,7 +132,7 @@ export class NodeAgentProcess {
 
 /** Kill every agent still running and detach every mount under their folders. */
 export async function killAllNodeAgents(all: NodeAgentProcess[]): Promise<void> {
-  await Promise.all([...live].map((a) => a.kill9()));
+  await killAll(live);
   for (const a of all) {
     for (const m of a.mounts().reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
   }

@@ -16,7 +16,16 @@
  */
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkPool, formatDevice, type FormatOptions, type FsckReport } from '../../src/engine/index.js';
+import {
+  attachNode,
+  checkPool,
+  formatDevice,
+  thisProcess,
+  type Caller,
+  type FormatOptions,
+  type FsckReport,
+  type MarufsNode,
+} from '../../src/engine/index.js';
 import { runCli } from './cli.js';
 
 const REGISTRY = Symbol.for('marufs.test.pools');
@@ -86,4 +95,18 @@ export async function expectRecordedPoolsClean(timeoutMs = 20_000): Promise<void
     if (problems.length > 0 && existsSync(path)) failures.push(`${path}:\n  ${problems.join('\n  ')}`);
   }
   if (failures.length > 0) throw new Error(`fsck after the test found problems in\n${failures.join('\n')}`);
+}
+
+/** Timing of test nodes that must notice each other within about a second. */
+export const FAST_TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+
+/**
+ * A test pool at `path` of `size` bytes (8 nodes, 64 regions; fsck after every test) with two
+ * attached nodes, and this process as the caller on the first.
+ */
+export async function twoNodePool(path: string, size: number): Promise<{ a: MarufsNode; b: MarufsNode; me: Caller }> {
+  await formatTestPool({ path, size, geometry: { maxNodes: 8, maxRegions: 64 }, timing: FAST_TIMING });
+  const a = await attachNode({ path, timing: FAST_TIMING });
+  const b = await attachNode({ path, timing: FAST_TIMING });
+  return { a, b, me: thisProcess(a.nodeId) };
 }

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import {
   NrhtTable,
   Perm,
-  attachNode,
   checkPool,
   thisProcess,
   type Caller,
@@ -17,11 +16,11 @@ import {
 } from '../../src/engine/index.js';
 import { Pool } from '../../src/sdk/pool.js';
 import { tempDir } from '../helpers/cli.js';
-import { formatTestPool } from '../helpers/pools.js';
+import { FAST_TIMING, twoNodePool } from '../helpers/pools.js';
 import { code } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 
 describe('name table lookups without exceptions', () => {
   const tmp = tempDir();
@@ -32,10 +31,7 @@ describe('name table lookups without exceptions', () => {
   let t: NrhtTable;
   beforeAll(async () => {
     pool = join(tmp.dir, 'find.pool');
-    await formatTestPool({ path: pool, size: 256 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
-    a = await attachNode({ path: pool, timing: TIMING });
-    b = await attachNode({ path: pool, timing: TIMING });
-    me = thisProcess(a.nodeId);
+    ({ a, b, me } = await twoNodePool(pool, 256 * MiB));
     await a.regions.create('data', me, { lifetime: 'persistent', size: 8 * MiB, defaultPerms: Perm.ALL });
     t = await NrhtTable.create(a, 'names', me, { maxEntries: 4096, shards: 4 }, { lifetime: 'persistent' });
     for (let i = 0; i < 100; i++) await t.publish(`k-${i}`, 'data', i * 4096);

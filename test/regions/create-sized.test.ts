@@ -6,22 +6,14 @@
  * fsck's full check is clean and the header counters match the entries.
  */
 import { join } from 'node:path';
-import {
-  NrhtTable,
-  Perm,
-  attachNode,
-  checkPool,
-  thisProcess,
-  type Caller,
-  type MarufsNode,
-} from '../../src/engine/index.js';
+import { NrhtTable, Perm, checkPool, thisProcess, type Caller, type MarufsNode } from '../../src/engine/index.js';
 import { Agent, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
-import { formatTestPool } from '../helpers/pools.js';
+import { FAST_TIMING, formatTestPool, twoNodePool } from '../helpers/pools.js';
 import { code } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 
 describe('create + size in one call', () => {
   const tmp = tempDir();
@@ -31,10 +23,7 @@ describe('create + size in one call', () => {
   let me: Caller;
   beforeAll(async () => {
     pool = join(tmp.dir, 'sized.pool');
-    await formatTestPool({ path: pool, size: 96 * MiB, geometry: { maxNodes: 8, maxRegions: 64 }, timing: TIMING });
-    a = await attachNode({ path: pool, timing: TIMING });
-    b = await attachNode({ path: pool, timing: TIMING });
-    me = thisProcess(a.nodeId);
+    ({ a, b, me } = await twoNodePool(pool, 96 * MiB));
   });
   afterAll(async () => {
     await a.detach();
