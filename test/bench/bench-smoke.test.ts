@@ -25,7 +25,7 @@ describe('nrht bench smoke', () => {
   it('runs the name-table benchmark in its quick form, next to Redis when it is installed', async () => {
     const { runNrhtBench, renderNrhtBench } = await import('../../bench/nrht.js');
     const r = await runNrhtBench(true);
-    expect(r.sideBySide.map((s) => s.op)).toEqual(['publish', 'find', 'refInc', 'clear']);
+    expect(r.sideBySide.map((s) => s.op)).toEqual(['publish', 'find', 'refInc', 'clear', 'findMiss', 'findMany']);
     for (const s of r.sideBySide) expect(s.marufs.n).toBeGreaterThan(0);
     expect(r.sweep.length).toBe(2 * 7);
     expect(renderNrhtBench(r)).toMatch(/find vs GET/);
