@@ -21,7 +21,7 @@
  *    the daemon hands it again if the service restarted.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, resolve as resolvePath } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { attachNode, MarufsError, NodeInspector, type MarufsNode } from '../engine/index.js';
@@ -126,7 +126,9 @@ export function fuseOptions(device: string, threads = 8): SessionOptions {
 
 /**
  * Make `dir` ready to mount on: create it; detach a stale FUSE mount (ENOTCONN) left by a crash;
- * refuse one that is alive. Returns true when a stale mount was recovered.
+ * refuse one that is alive, and a directory that is not empty (libfuse 2 refuses to mount over files
+ * without saying why: the mount would fail with a bare EIO). Returns true when a stale mount was
+ * recovered.
  */
 export async function prepareMountpoint(dir: string, log?: Logger): Promise<boolean> {
   let stale = false;
@@ -147,6 +149,14 @@ export async function prepareMountpoint(dir: string, log?: Logger): Promise<bool
   const existing = mountAt(dir);
   if (existing) {
     throw new Error(`${dir} is already mounted (${existing.fstype} from ${existing.source}); unmount it first`);
+  }
+  const files = readdirSync(dir);
+  if (files.length > 0) {
+    const shown = files.slice(0, 5).join(', ') + (files.length > 5 ? `, … (${files.length} entries)` : '');
+    throw new MarufsError(
+      'EEXIST',
+      `mount point ${dir} is not empty (${shown}): files written while nothing was mounted there; move them away`,
+    );
   }
   return false;
 }

@@ -7,7 +7,7 @@
  *  - HTTP served beside the mount: readiness, and FUSE request metrics that count real requests.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/cli.js';
 import {
@@ -53,6 +53,16 @@ async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Pro
 }
 
 describe('node plugin robustness', () => {
+  it('refuses a mount point that holds files, saying so, and leaves them as they were', async () => {
+    const full = join(tmp.dir, 'full');
+    mkdirSync(full, { recursive: true });
+    writeFileSync(join(full, 'left-over'), 'written while nothing was mounted');
+    await expect(startDaemon(pool, full, ['--node-id', '5'])).rejects.toThrow(
+      /mount point \S+\/full is not empty \(left-over\)/,
+    );
+    expect(readdirSync(full)).toEqual(['left-over']);
+  });
+
   it('recovers the stale mount a kill -9 leaves, with every region intact', async () => {
     const d = await startDaemon(pool, mnt, ['--node-id', '3']);
     shOk(
