@@ -749,10 +749,12 @@ echo "ops $i errors $err bad $bad maxgap $gap" > /tmp/loop.out`;
           () => json<{ items: any[] }>(['get', 'pods', '-n', MARUFS_NS]).items.length === 0,
         );
         for (const n of c().nodes) {
+          // Only this cluster's marufs mounts count: other suites' FUSE mounts under /tmp propagate into
+          // the node's mount namespace (it is a shared copy of the host's).
           const mounts = c().nodeExec(n.name, ['cat', '/proc/self/mountinfo']);
-          expect(mounts.split('\n').filter((l) => / fuse\.marufs/.test(l) || l.includes('/var/lib/marufs/'))).toEqual(
-            [],
-          );
+          expect(
+            mounts.split('\n').filter((l) => l.includes(`marufs:${POOL_FILE}`) || l.includes('/var/lib/marufs/')),
+          ).toEqual([]);
         }
       });
     },

@@ -50,6 +50,8 @@ export class NodeAgentProcess {
   readonly kubeletDir: string;
   readonly stateDir: string;
   #run: AgentRun | undefined;
+  /** When the current run was started (ms since the epoch; 0 before the first start). */
+  startedAt = 0;
 
   constructor(
     nodeName: string,
@@ -67,6 +69,7 @@ export class NodeAgentProcess {
 
   /** Start (or start again) the process; resolves once it serves. */
   async start(): Promise<AgentServing> {
+    this.startedAt = Date.now();
     this.#run = new AgentRun([
       'node',
       '--node-name',

@@ -85,6 +85,7 @@ interface PoolObj {
       live: boolean;
       mounted: boolean;
       mountPath: string;
+      lastHeartbeat: string;
       csiReady: boolean;
       message?: string;
     }[];
@@ -140,14 +141,30 @@ const region = (ns: string, name: string): Promise<RegionObj> =>
 const ready = (r: RegionObj): { status: string; reason: string; message: string } | undefined =>
   r.status?.conditions?.find((c) => c.type === 'Ready');
 
-/** The pool's nodes all mounted, with distinct ids. */
+/**
+ * An entry written by the node's current agent run (not left by the run before a restart) whose
+ * mount is really there: a restarted agent's old entry says "mounted" until the new run rewrites it.
+ */
+function fresh(x: { nodeName: string; lastHeartbeat: string; mountPath: string }): boolean {
+  const a = agents.find((g) => g.nodeName === x.nodeName);
+  if (!a) return true;
+  return (
+    a.running &&
+    Date.parse(x.lastHeartbeat) >= Math.floor(a.startedAt / 1000) * 1000 &&
+    a.mounts().includes(x.mountPath)
+  );
+}
+
+/** The pool's nodes all mounted (by their current runs), with distinct ids. */
 async function allMounted(n: number, name = POOL): Promise<PoolObj> {
   let last: PoolObj | undefined;
   return until(`${n} nodes of ${name} mounted`, async () => {
     const p = await pool(name);
     last = p;
     const nodes = p.status?.nodes ?? [];
-    return nodes.length === n && nodes.every((x) => x.mounted && x.live && x.nodeId > 0) && p.status?.poolUUID
+    return nodes.length === n &&
+      nodes.every((x) => x.mounted && x.live && x.nodeId > 0 && fresh(x)) &&
+      p.status?.poolUUID
       ? p
       : undefined;
   }).catch((err: Error) => {
