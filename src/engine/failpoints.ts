@@ -7,6 +7,10 @@
  * Actions: `kill` (SIGKILL this process, like a crash), `exit:N` (exit with code N),
  * `sleep:MS` (block this thread for MS milliseconds, like a stall), `await:PATH` (create PATH.reached,
  * then block until PATH exists — at most 120 s — so a test can run something at exactly this point).
+ *
+ * `failpointAsync(name)` is the same point in asynchronous code, where a stall is an await that never
+ * resolves rather than a blocked thread: its action `hang` never resolves (the event loop keeps running,
+ * as with a request that is never answered); any other action behaves as in `failpoint`.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 const table: Map<string, string> = new Map(
@@ -45,4 +49,10 @@ export function failpoint(name: string): void {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
     }
   }
+}
+
+export async function failpointAsync(name: string): Promise<void> {
+  if (table.size === 0) return;
+  if (table.get(name) !== 'hang') return failpoint(name);
+  await new Promise<void>(() => setInterval(() => undefined, 60_000));
 }

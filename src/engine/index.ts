@@ -48,7 +48,7 @@ export {
   type RegionReport,
   type InspectOptions,
 } from './pool-report.js';
-export { failpoint } from './failpoints.js';
+export { failpoint, failpointAsync } from './failpoints.js';
 export {
   RegionStore,
   RegionTable,

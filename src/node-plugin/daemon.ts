@@ -24,7 +24,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, resolve as resolvePath } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { attachNode, MarufsError, NodeInspector, type MarufsNode } from '../engine/index.js';
+import { attachNode, failpointAsync, MarufsError, NodeInspector, type MarufsNode } from '../engine/index.js';
 import { RevokeInvalidator } from './cache-inval.js';
 import { ControlExecutor } from './control.js';
 import { CsiServer, singlePoolContext } from './csi.js';
@@ -215,6 +215,7 @@ export class NodeDaemon {
   #watch: HeartbeatWatch;
   #timer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
+  #stopPhase: string | undefined;
   #remounts = 0;
   #handover: HandoverDir | undefined;
   #holderChecks = 0;
@@ -544,6 +545,11 @@ export class NodeDaemon {
    * With `handover` (and a handover directory): park instead — finish the requests being served,
    * read no more, keep the mount and the open-file log for the next daemon, detach.
    */
+  /** What a stop in progress is doing (undefined when not stopping): said when a stop stalls. */
+  get stopPhase(): string | undefined {
+    return this.#stopPhase;
+  }
+
   stop(options: { handover?: boolean } = {}): Promise<void> {
     const park = options.handover === true && this.#handover !== undefined && this.#mount?.running === true;
     this.#stopping ??= park ? this.#park() : this.#stop();
@@ -553,16 +559,21 @@ export class NodeDaemon {
   async #park(): Promise<void> {
     clearInterval(this.#timer);
     const t0 = performance.now();
+    this.#stopPhase = 'stopping CSI';
     await this.#csi?.stop().catch((err: Error) => this.log.warn({ err: err.message }, 'CSI stop failed'));
     this.#watch.stop();
     this.#mount!.quiesce();
+    this.#stopPhase = 'finishing the FUSE requests in flight';
     await this.#loopEnded;
     // The files stay open for the kernel: keep them in the log, close them here without recording it.
     this.fs.setOpenFileLog(undefined);
     this.#handover!.closeLog();
     this.fs.closeAll();
+    this.#stopPhase = 'closing HTTP';
     await this.#http?.close().catch(() => undefined);
+    this.#stopPhase = 'detaching from the pool';
     await this.node.detach();
+    this.#stopPhase = 'stopped';
     this.log.info(
       { mountpoint: this.mountpoint, parkedMs: Math.round(performance.now() - t0) },
       'node plugin parked its FUSE connection for a successor',
@@ -572,12 +583,15 @@ export class NodeDaemon {
   async #stop(): Promise<void> {
     clearInterval(this.#timer);
     // CSI first: kubelet gets no new volumes from a daemon that is going away.
+    this.#stopPhase = 'stopping CSI';
     await this.#csi?.stop().catch((err: Error) => this.log.warn({ err: err.message }, 'CSI stop failed'));
     this.#watch.stop();
     const grace = this.#options.shutdownGraceMs ?? 5000;
     if (this.#mount?.running) {
+      this.#stopPhase = 'unmounting';
       const detached = this.#mount.unmount();
       if (!detached) await detachMount(this.mountpoint).catch(() => undefined);
+      this.#stopPhase = 'letting open files finish';
       const timedOut = await Promise.race([
         this.#loopEnded.then(() => false),
         new Promise<boolean>((r) => setTimeout(() => r(true), grace).unref()),
@@ -590,12 +604,17 @@ export class NodeDaemon {
     }
     this.fs.setOpenFileLog(undefined);
     if (this.#handover) {
+      this.#stopPhase = 'releasing the descriptor holder';
       await this.#handover.dropHolder();
       this.#handover.clear();
     }
     this.fs.closeAll();
+    this.#stopPhase = 'closing HTTP';
     await this.#http?.close().catch(() => undefined);
+    this.#stopPhase = 'detaching from the pool';
+    await failpointAsync('daemon.stop.beforeDetach');
     await this.node.detach();
+    this.#stopPhase = 'stopped';
     this.log.info({ mountpoint: this.mountpoint }, 'node plugin stopped');
   }
 }

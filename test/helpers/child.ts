@@ -37,6 +37,9 @@ export class CliChild {
     this.exited = new Promise((resolve) =>
       this.child.once('exit', (code, signal) => {
         live.delete(this);
+        // A stop that stalled (or a process held open after it) is said in the test log, with where.
+        for (const line of this.stderr.split('\n'))
+          if (/exiting anyway/.test(line)) process.stdout.write(`marufs ${args[0]} (pid ${this.pid}): ${line}\n`);
         resolve(code ?? (signal ? (options.signalExit ?? null) : null));
       }),
     );

@@ -27,8 +27,8 @@ export class Daemon extends CliChild {
   readonly serving: Promise<ServingEvent>;
   #served!: (e: ServingEvent) => void;
 
-  constructor(pool: string, mountpoint: string, args: string[] = []) {
-    super(['node', pool, '--mount', mountpoint, ...args], { live, signalExit: -1 });
+  constructor(pool: string, mountpoint: string, args: string[] = [], env?: NodeJS.ProcessEnv) {
+    super(['node', pool, '--mount', mountpoint, ...args], { live, signalExit: -1, env });
     this.mountpoint = mountpoint;
     this.serving = new Promise((resolve, reject) => {
       this.#served = resolve;
@@ -48,13 +48,18 @@ export class Daemon extends CliChild {
 }
 
 /** Start a daemon and wait until it serves. */
-export async function startDaemon(pool: string, mountpoint: string, args: string[] = []): Promise<Daemon> {
+export async function startDaemon(
+  pool: string,
+  mountpoint: string,
+  args: string[] = [],
+  env?: NodeJS.ProcessEnv,
+): Promise<Daemon> {
   try {
     mkdirSync(mountpoint, { recursive: true });
   } catch {
     /* a stale mount (ENOTCONN): the daemon recovers it */
   }
-  const d = new Daemon(pool, mountpoint, args);
+  const d = new Daemon(pool, mountpoint, args, env);
   await d.serving;
   return d;
 }

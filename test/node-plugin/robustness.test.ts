@@ -118,6 +118,21 @@ describe('node plugin robustness', () => {
     sh(`rm -f ${mnt}/busy`);
   });
 
+  it('a stop that stalls is bounded: the process says where it stalled and exits 1; the next start recovers', async () => {
+    const d = await startDaemon(pool, mnt, ['--node-id', '3'], {
+      MARUFS_FAILPOINTS: 'daemon.stop.beforeDetach=hang',
+    });
+    shOk(`touch ${mnt}/kept && truncate -s 2M ${mnt}/kept`);
+    expect(await d.stop()).toBe(1);
+    expect(d.stderr).toMatch(/"stalledAt":"detaching from the pool".*stop did not complete in time/);
+    expect(mounted(mnt)).toBe(false);
+    // It never released its slot: the next daemon takes the same node id over and serves the pool.
+    const again = await startDaemon(pool, mnt, ['--node-id', '3']);
+    expect(ls(mnt)).toEqual(['kept']);
+    shOk(`rm ${mnt}/kept`);
+    expect(await again.stop()).toBe(0);
+  }, 90_000);
+
   it('serves readiness and counts real FUSE requests in its metrics', async () => {
     const d = await startDaemon(pool, mnt, ['--node-id', '3', '--http', '127.0.0.1:0']);
     const http = (await d.serving).http!;

@@ -202,11 +202,23 @@ export function registerNode(program: Command): void {
       const why = await Promise.race([signalled, failed]);
       logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
       if (opts['stopOnStdinClose'] === true) process.stdin.destroy();
-      await resources?.stop();
       const handover = why === 'SIGTERM' && opts['handoverDir'] !== undefined;
-      await daemon.stop({ handover });
-      process.stdout.write(`${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId, parked: handover })}\n`);
-      if (why instanceof Error) process.exitCode = 1;
+      const complete = await stopWithin(
+        async () => {
+          await resources?.stop();
+          await daemon.stop({ handover });
+        },
+        () => daemon.stopPhase,
+        logger,
+        // open files get their grace, then the connection is aborted: give the rest of the stop 15 s more
+        Math.max(STOP_GRACE_MS, ((opts['shutdownGraceMs'] as number | undefined) ?? 5000) + 15_000),
+      );
+      process.stdout.write(
+        `${JSON.stringify({ event: 'stopped', nodeId: daemon.node.nodeId, parked: handover, complete })}\n`,
+      );
+      if (why instanceof Error || !complete) process.exitCode = 1;
+      if (!complete) process.exit(); // what stalled may hold the event loop open
+      exitIfHeldOpen(logger);
     });
 }
 
@@ -279,25 +291,47 @@ async function runAgent(opts: Record<string, unknown>, logger: Logger, cmd: Comm
   const why = await Promise.race([signalled, failed]);
   logger.info({ reason: why instanceof Error ? why.message : why }, 'stopping');
   const handover = why === 'SIGTERM' && opts['handoverDir'] !== undefined;
-  const complete = await stopWithin(() => agent.stop({ handover }), logger);
+  const complete = await stopWithin(
+    () => agent.stop({ handover }),
+    () => agent.stopPhase,
+    logger,
+  );
   process.stdout.write(`${JSON.stringify({ event: 'stopped', node: agent.nodeName, parked: handover, complete })}\n`);
   if (why instanceof Error || !complete) process.exitCode = 1;
   if (!complete) process.exit(); // what stalled may hold the event loop open
+  exitIfHeldOpen(logger);
+}
+
+/**
+ * After a completed stop the process should exit on its own; if a handle left open (a timer, a
+ * socket, a worker) keeps it alive past 5 s, say which kinds and exit anyway.
+ */
+function exitIfHeldOpen(logger: Logger): void {
+  setTimeout(() => {
+    const held = process.getActiveResourcesInfo();
+    logger.error({ held }, 'stopped, but open handles kept the process alive: exiting anyway');
+    process.exit();
+  }, 5000).unref();
 }
 
 /** How long a stop may take before the process exits anyway (kubelet's default grace is 30 s). */
 const STOP_GRACE_MS = 20_000;
 
 /**
- * Run `stop` and wait for it at most STOP_GRACE_MS: a stop stalled on anything (a lease release, a
+ * Run `stop` and wait for it at most `graceMs`: a stop stalled on anything (a lease release, a
  * status write, a handle left open) must not keep the process alive — the caller then exits, and
  * what the stop left behind is repaired by the next agent and by GC (ARCHITECTURE §5a). True when
  * the stop completed.
  */
-async function stopWithin(stop: () => Promise<void>, logger: Logger): Promise<boolean> {
+async function stopWithin(
+  stop: () => Promise<void>,
+  phase: () => string | undefined,
+  logger: Logger,
+  graceMs = STOP_GRACE_MS,
+): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), STOP_GRACE_MS);
+    timer = setTimeout(() => resolve(false), graceMs);
     timer.unref();
   });
   const stopped = stop().then(
@@ -310,6 +344,6 @@ async function stopWithin(stop: () => Promise<void>, logger: Logger): Promise<bo
   const done = await Promise.race([stopped, late]);
   clearTimeout(timer);
   if (!done && (await Promise.race([stopped, Promise.resolve('pending')])) === 'pending')
-    logger.error({ graceMs: STOP_GRACE_MS }, 'stop did not complete in time: exiting anyway');
+    logger.error({ graceMs, stalledAt: phase() }, 'stop did not complete in time: exiting anyway');
   return done;
 }

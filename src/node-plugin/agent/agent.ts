@@ -97,6 +97,7 @@ export class NodeAgent {
   #syncing: Promise<void> | undefined;
   #again = false;
   #stopping: Promise<void> | undefined;
+  #stopPhase: string | (() => string) | undefined;
 
   private constructor(o: AgentOptions) {
     this.#o = o;
@@ -439,6 +440,11 @@ export class NodeAgent {
    * `handover` (with AgentOptions.handover): park every pool's FUSE connection for the next agent
    * instead of unmounting — pods' open files and bind mounts keep working across the restart.
    */
+  /** What a stop in progress is doing (undefined when not stopping): said when a stop stalls. */
+  get stopPhase(): string | undefined {
+    return typeof this.#stopPhase === 'function' ? this.#stopPhase() : this.#stopPhase;
+  }
+
   stop(options: { handover?: boolean } = {}): Promise<void> {
     this.#stopping ??= this.#stop(options.handover === true && this.#o.handover !== undefined);
     return this.#stopping;
@@ -449,14 +455,20 @@ export class NodeAgent {
     this.#nodes.stop();
     this.#pools.stop();
     this.#regions.stop();
+    this.#stopPhase = 'stopping the kubelet registration';
     await this.#registration?.stop();
+    this.#stopPhase = 'stopping CSI';
     await this.#csi?.stop();
+    this.#stopPhase = 'finishing the pool sync';
     await this.#syncing?.catch(() => undefined);
+    this.#stopPhase = 'releasing re-format Leases';
     for (const lease of this.#reformatting.values()) await lease.stop();
     for (const [name, s] of this.#servers) {
+      this.#stopPhase = () => `pool ${name}: ${s.stopPhase ?? 'stopping'}`;
       await s
         .stop({ handover: park })
         .catch((err: Error) => this.log.warn({ pool: name, err: err.message }, 'pool stop failed'));
+      this.#stopPhase = `pool ${name}: writing the node's status entry`;
       // The entry stays (the node may come back) but says the node no longer serves the pool.
       const pool = this.#pools.cache.get(name);
       if (pool) {
@@ -470,7 +482,9 @@ export class NodeAgent {
       }
     }
     this.#servers.clear();
+    this.#stopPhase = 'closing HTTP';
     await this.#http?.close().catch(() => undefined);
+    this.#stopPhase = 'stopped';
     this.log.info({}, 'node agent stopped');
   }
 }

@@ -114,6 +114,7 @@ export class PoolServer {
   #lastLeaderStatus = '';
   #reconciling: Promise<void> = Promise.resolve();
   #stopped = false;
+  #stopPhase: string | undefined;
 
   private constructor(o: PoolServerOptions, daemon: NodeDaemon, mountPath: string) {
     this.#o = o;
@@ -273,9 +274,17 @@ export class PoolServer {
   /** Stop leading (releasing the Lease), unmount (or, `handover`, park the mount) and detach. */
   async stop(options: { handover?: boolean } = {}): Promise<void> {
     this.#stopped = true;
+    this.#stopPhase = 'releasing the Lease';
     await this.#lease.stop();
+    this.#stopPhase = 'finishing the region pass';
     await this.#reconciling.catch(() => undefined);
+    this.#stopPhase = 'daemon';
     await this.daemon.stop(options);
+  }
+
+  /** What a stop in progress is doing (undefined when not stopping). */
+  get stopPhase(): string | undefined {
+    return this.#stopPhase === 'daemon' ? `daemon: ${this.daemon.stopPhase ?? 'starting to stop'}` : this.#stopPhase;
   }
 }
 
