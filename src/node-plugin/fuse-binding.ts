@@ -1,5 +1,6 @@
 /**
- * The typed face of native/marufs_fuse.c + marufs_fuse_session.c, the project's libfuse 2 binding:
+ * The typed face of native/marufs_fuse.c + marufs_fuse_session.c (+ marufs_fuse_fast.c, the data
+ * fast path), the project's libfuse 2 binding:
  * mount a file system (or adopt the connection of one a previous daemon mounted) whose every request
  * reaches one JavaScript handler with the caller's pid, uid and gid, and is answered (possibly later)
  * with reply(). This module owns loading the addon, the request shape and the once-only reply rule;
@@ -198,7 +199,7 @@ export interface FastPathStats {
 }
 
 /**
- * The addon's data fast path (see native/marufs_fuse.c): reads and writes of an armed handle by the
+ * The addon's data fast path (see native/marufs_fuse_fast.c): reads and writes of an armed handle by the
  * checked thread are served on the FUSE thread while the region's ACL sequence holds and the thread
  * still runs the executable it was checked with.
  */

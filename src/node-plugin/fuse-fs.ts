@@ -10,7 +10,7 @@
  *   libfuse's buffer. Writes stop at the region's size (EFBIG past it, and before sizing).
  * - once JavaScript has checked a process thread's read or write of an open file, the addon serves
  *   that thread's next ones itself, on the FUSE thread, while the region's ACL sequence word holds
- *   (any permission, owner or state change moves it; native/marufs_fuse.c explains the rules).
+ *   (any permission, owner or state change moves it; native/marufs_fuse_fast.c explains the rules).
  * - read and write bypass the page cache where the kernel lets direct-I/O files be mapped shared
  *   (Linux 6.6+; the addon opens every file for direct I/O then): each call reaches pool memory, so an
  *   open file reads another node's write at once. mmap works through the kernel page cache: pages are
@@ -366,7 +366,7 @@ export class MarufsFs {
 
   /**
    * After a read or write that JavaScript checked for a process's thread, let the addon serve that
-   * thread's next ones itself while the region's ACL sequence holds (native/marufs_fuse.c).
+   * thread's next ones itself while the region's ACL sequence holds (native/marufs_fuse_fast.c).
    */
   #arm(file: OpenRegion, tid: number, r: ResolvedCaller, cache: PermissionCache): void {
     if (!this.#fastPath || !r.isProcess || (file.armedTid === tid && file.armedSeq === cache.seq)) return;
