@@ -147,7 +147,8 @@ static napi_value str_or_null(napi_env env, const char *s) {
 
 /* Runs on the JS thread for every request:
  * handler(req, op, path, fh, size, offset, flags, buf, name, pid, uid, gid, ino, entry); path is
- * always null here (JavaScript derives it from ino and entry). */
+ * always null here (JavaScript derives what the request names from ino and entry). The fields mean
+ * what request_t says per op; fuse-binding.ts (decodeRequest) turns them into one typed request. */
 static void call_js(napi_env env, napi_value handler, void *context, void *data) {
   (void)context;
   request_t *r = (request_t *)data;

@@ -62,7 +62,9 @@ struct k_out_header {
  * One request handed to JavaScript. The kernel names files by node id (`ino`, which is the file's
  * inode number: nothing to remember, so a successor daemon understands every id the kernel holds)
  * plus, for lookup-like operations, an entry name in that directory (`entry`); JavaScript turns the
- * pair into a path.
+ * pair into what the request names (src/node-plugin/fuse-names.ts). Some fields mean different
+ * things per op (see offset, flags); src/node-plugin/fuse-binding.ts (decodeRequest) is the one
+ * place on the JavaScript side that reads them.
  */
 typedef struct request {
   uint32_t magic;
@@ -74,7 +76,7 @@ typedef struct request {
   size_t size;
   int64_t offset; /* file offset, truncate length or create mode */
   uint64_t fh;
-  int flags;
+  int flags; /* open flags (open, create); 1 = "fh is set" (getattr, truncate); xattr flags */
   pid_t pid;
   uid_t uid;
   gid_t gid;
