@@ -16,8 +16,9 @@
  *
  * Built by scripts/setup.mjs with plain `cc -shared` against the Node-API headers and libfuse 2.
  *
- * /proc: the fast path parses /proc/<tid>/stat itself (stat_start_time), the one parser outside
- * src/engine/proc.ts — it stays in C because it runs without JavaScript.
+ * The data fast path (reads and writes served without JavaScript) lives in marufs_fuse_fast.c; this
+ * file registers its arm/disarm/fastStats functions and owns the cache watcher (revokes drop the
+ * kernel's cached pages).
  */
 #include "marufs_fuse.h"
 
@@ -30,104 +31,6 @@
 #include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-/*
- * The data fast path. After JavaScript has checked a read or write of file handle `fh` by thread
- * `tid`, it may arm the handle: the region's address and size in this process's pool mapping, the
- * address of the region's ACL sequence word, the sequence it checked at and the permissions it
- * found. Later reads and writes of that handle by that same thread are then served here, on the
- * FUSE thread, with no round trip to JavaScript, as long as
- *   - the region's ACL sequence word still holds the checked value (every change of owner,
- *     defaults, delegations or state moves it — the engine's PermissionCache relies on the same), and
- *   - the thread is still the task that was checked: the entry keeps a pidfd of that very thread
- *     (PIDFD_THREAD), which polls readable once the thread has exited, even if its tid was reused.
- *     Where the kernel has no thread pidfds (before 6.9) it keeps /proc/<tid>/stat open instead, whose
- *     read fails (ESRCH) once the task is gone; the pidfd costs one poll() (well under a microsecond),
- *     the stat read about 4 µs (it formats the task's whole status line; measured in docs/bench-fuse.md),
- *     and
- *   - the task still runs the executable that was checked: the entry keeps /proc/<tid> open and
- *     compares the (inode, device) of its "exe" with the checked ones on every request, so a
- *     process that execs another program (same task, same start time) is disarmed at once — a
- *     principal bound to an executable must not keep its rights after exec.
- * Anything else goes to JavaScript. Entries are disarmed at release. Coherent pools only (the
- * caller does not arm in flush mode).
- *
- * A read is answered straight from pool memory (`*data` points into the mapping; the reply's writev
- * is the one copy, into the caller's buffer); a write copies the kernel's buffer into the pool.
- */
-static void disarm_locked(fast_entry_t *e) {
-  if (e->armed && e->procfd >= 0) close(e->procfd);
-  if (e->armed && e->pidfd >= 0) close(e->pidfd);
-  if (e->armed && e->dirfd >= 0) close(e->dirfd);
-  e->armed = 0;
-  e->procfd = -1;
-  e->pidfd = -1;
-  e->dirfd = -1;
-}
-
-/* Does the task behind /proc/<tid> (dirfd) run the executable (ino, dev)? */
-static int runs_exe(int dirfd, uint64_t ino, uint64_t dev) {
-  struct stat st;
-  if (fstatat(dirfd, "exe", &st, 0) != 0) return 0;
-  return (uint64_t)st.st_ino == ino && (uint64_t)st.st_dev == dev;
-}
-
-/* Is the armed thread still the task that was checked? */
-static int same_task(const fast_entry_t *e) {
-  if (e->pidfd >= 0) {
-    struct pollfd p = {e->pidfd, POLLIN, 0};
-    return poll(&p, 1, 0) == 0;
-  }
-  char probe;
-  return pread(e->procfd, &probe, 1, 0) == 1;
-}
-
-/*
- * Serve a read (write = 0) or write here if the handle is armed for this thread; returns 1 then,
- * with the result in *result and, for a read, the bytes at *data.
- */
-int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result,
-            const char **data) {
-  if (ms->fast == NULL) return 0;
-  pthread_mutex_lock(&ms->fast_mu);
-  fast_entry_t *e = &ms->fast[fh % FAST_SLOTS];
-  uint32_t need = write ? PERM_WRITE : PERM_READ;
-  if (!e->armed || e->fh != fh || e->tid != tid || (e->perms & need) != need ||
-      __atomic_load_n(e->acl_seq, __ATOMIC_ACQUIRE) != e->seq) {
-    pthread_mutex_unlock(&ms->fast_mu);
-    __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
-    return 0;
-  }
-  if (!same_task(e) || /* the checked task is gone */
-      !runs_exe(e->dirfd, e->exe_ino, e->exe_dev)) { /* or it exec'd another program */
-    disarm_locked(e);
-    pthread_mutex_unlock(&ms->fast_mu);
-    __atomic_fetch_add(&ms->stats.misses, 1, __ATOMIC_RELAXED);
-    return 0;
-  }
-  char *base = e->base;
-  uint64_t region = e->size;
-  pthread_mutex_unlock(&ms->fast_mu);
-  /* The extent stays valid while the handle is open, and the kernel holds it open during I/O. */
-  uint64_t n = off < 0 || (uint64_t)off >= region ? 0 : region - (uint64_t)off;
-  if (n > size) n = size;
-  if (write) {
-    if (n == 0) {
-      *result = -EFBIG;
-      return 1;
-    }
-    memcpy(base + off, buf, n);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    __atomic_fetch_add(&ms->stats.writes, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&ms->stats.write_bytes, n, __ATOMIC_RELAXED);
-  } else {
-    *data = n > 0 ? base + off : buf;
-    __atomic_fetch_add(&ms->stats.reads, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&ms->stats.read_bytes, n, __ATOMIC_RELAXED);
-  }
-  *result = (int)n;
-  return 1;
-}
 
 /* ---- hand-off to JavaScript ---------------------------------------------------------------- */
 
@@ -244,7 +147,8 @@ static napi_value str_or_null(napi_env env, const char *s) {
 
 /* Runs on the JS thread for every request:
  * handler(req, op, path, fh, size, offset, flags, buf, name, pid, uid, gid, ino, entry); path is
- * always null here (JavaScript derives it from ino and entry). */
+ * always null here (JavaScript derives what the request names from ino and entry). The fields mean
+ * what request_t says per op; fuse-binding.ts (decodeRequest) turns them into one typed request. */
 static void call_js(napi_env env, napi_value handler, void *context, void *data) {
   (void)context;
   request_t *r = (request_t *)data;
@@ -407,9 +311,7 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
 }
 
 void free_state(mount_state_t *ms) {
-  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) disarm_locked(&ms->fast[i]);
-  free(ms->fast);
-  pthread_mutex_destroy(&ms->fast_mu);
+  fast_free(ms);
   free(ms->watch);
   pthread_mutex_destroy(&ms->watch_mu);
   pthread_mutex_destroy(&ms->read_mu);
@@ -433,11 +335,9 @@ mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoin
   ms->fd = -1;
   ms->stop_pipe[0] = ms->stop_pipe[1] = -1;
   pthread_mutex_init(&ms->mu, NULL);
-  pthread_mutex_init(&ms->fast_mu, NULL);
   pthread_mutex_init(&ms->watch_mu, NULL);
   pthread_mutex_init(&ms->read_mu, NULL);
-  ms->fast = calloc(FAST_SLOTS, sizeof *ms->fast);
-  for (uint32_t i = 0; ms->fast && i < FAST_SLOTS; i++) ms->fast[i].procfd = ms->fast[i].pidfd = ms->fast[i].dirfd = -1;
+  fast_init(ms);
   napi_value name;
   napi_create_string_utf8(env, "marufs-fuse", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, handler, NULL, name, 0, 1, NULL, NULL, NULL, call_js, &ms->tsfn) !=
@@ -465,136 +365,6 @@ mount_state_t *state_call(napi_env env, napi_callback_info info, size_t want, na
     return NULL;
   }
   return ms;
-}
-
-/* pidfd_open flag for a thread's pidfd (PIDFD_THREAD, Linux 6.9; = O_EXCL). */
-#define PIDFD_THREAD_FLAG O_EXCL
-
-/*
- * Start time (field 22) in a /proc/<pid>/stat text; 0 if unparsable. The C copy of the rule in
- * src/engine/proc.ts (fields counted after the last ')'), kept in C because the fast path runs on
- * FUSE threads without JavaScript; the two must agree.
- */
-static unsigned long long stat_start_time(const char *text) {
-  const char *p = strrchr(text, ')');
-  if (p == NULL) return 0;
-  p += 2; /* field 3 */
-  for (int field = 3; field < 22 && *p; field++) {
-    p = strchr(p, ' ');
-    if (p == NULL) return 0;
-    p++;
-  }
-  return strtoull(p, NULL, 10);
-}
-
-/*
- * arm(state, fh, tid, threadStart, address, size, aclSeqAddress, seq, perms, exeIno, exeDev) → armed?
- * exeIno/exeDev: the executable JavaScript checked the caller with (both 0 when unknown: not armed).
- */
-static napi_value js_arm(napi_env env, napi_callback_info info) {
-  napi_value argv[11];
-  mount_state_t *ms = state_call(env, info, 11, argv);
-  if (ms == NULL) return NULL;
-  double fh, tid, start, addr, size, seq_addr, seq, perms, exe_ino, exe_dev;
-  napi_get_value_double(env, argv[1], &fh);
-  napi_get_value_double(env, argv[2], &tid);
-  napi_get_value_double(env, argv[3], &start);
-  napi_get_value_double(env, argv[4], &addr);
-  napi_get_value_double(env, argv[5], &size);
-  napi_get_value_double(env, argv[6], &seq_addr);
-  napi_get_value_double(env, argv[7], &seq);
-  napi_get_value_double(env, argv[8], &perms);
-  napi_get_value_double(env, argv[9], &exe_ino);
-  napi_get_value_double(env, argv[10], &exe_dev);
-  napi_value ret;
-  napi_get_boolean(env, false, &ret);
-  if (ms->fast == NULL || tid <= 0 || exe_ino <= 0) return ret;
-  char path[64], text[1024];
-  /* The pidfd is opened before the start time is compared: if the comparison then holds, the task it
-   * names is the checked one (a successor with the same tid would have to start after the check). */
-  int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)tid, PIDFD_THREAD_FLAG);
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (pidfd >= 0) close(pidfd);
-    return ret;
-  }
-  ssize_t n = pread(fd, text, sizeof text - 1, 0);
-  text[n > 0 ? n : 0] = 0;
-  /* Arm only for the very task JavaScript checked (same start time), never a successor. */
-  if (n <= 0 || (double)stat_start_time(text) != start) {
-    close(fd);
-    if (pidfd >= 0) close(pidfd);
-    return ret;
-  }
-  /* ... running the very executable JavaScript checked (it may have exec'd since). */
-  snprintf(path, sizeof path, "/proc/%d", (int)tid);
-  int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dirfd < 0 || !runs_exe(dirfd, (uint64_t)exe_ino, (uint64_t)exe_dev)) {
-    if (dirfd >= 0) close(dirfd);
-    close(fd);
-    if (pidfd >= 0) close(pidfd);
-    return ret;
-  }
-  if (pidfd >= 0) { /* the pidfd answers liveness from now on */
-    close(fd);
-    fd = -1;
-  }
-  pthread_mutex_lock(&ms->fast_mu);
-  fast_entry_t *e = &ms->fast[(uint64_t)fh % FAST_SLOTS];
-  disarm_locked(e);
-  e->fh = (uint64_t)fh;
-  e->tid = (pid_t)tid;
-  e->procfd = fd;
-  e->pidfd = pidfd;
-  e->dirfd = dirfd;
-  e->exe_ino = (uint64_t)exe_ino;
-  e->exe_dev = (uint64_t)exe_dev;
-  e->base = (char *)(uintptr_t)addr;
-  e->size = (uint64_t)size;
-  e->acl_seq = (volatile uint32_t *)(uintptr_t)seq_addr;
-  e->seq = (uint32_t)seq;
-  e->perms = (uint32_t)perms;
-  e->armed = 1;
-  pthread_mutex_unlock(&ms->fast_mu);
-  napi_get_boolean(env, true, &ret);
-  return ret;
-}
-
-/* disarm(state, fh) */
-static napi_value js_disarm(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  mount_state_t *ms = state_call(env, info, 2, argv);
-  if (ms == NULL) return NULL;
-  double fh;
-  napi_get_value_double(env, argv[1], &fh);
-  if (ms->fast == NULL) return NULL;
-  pthread_mutex_lock(&ms->fast_mu);
-  fast_entry_t *e = &ms->fast[(uint64_t)fh % FAST_SLOTS];
-  if (e->armed && e->fh == (uint64_t)fh) disarm_locked(e);
-  pthread_mutex_unlock(&ms->fast_mu);
-  return NULL;
-}
-
-/* fastStats(state) → [reads, writes, readBytes, writeBytes, misses] */
-static napi_value js_fast_stats(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  mount_state_t *ms = state_call(env, info, 1, argv);
-  if (ms == NULL) return NULL;
-  fast_stats_t *st = &ms->stats; /* counters are atomic: no lock on the request path */
-  double v[5] = {(double)__atomic_load_n(&st->reads, __ATOMIC_RELAXED),
-                 (double)__atomic_load_n(&st->writes, __ATOMIC_RELAXED),
-                 (double)__atomic_load_n(&st->read_bytes, __ATOMIC_RELAXED),
-                 (double)__atomic_load_n(&st->write_bytes, __ATOMIC_RELAXED),
-                 (double)__atomic_load_n(&st->misses, __ATOMIC_RELAXED)};
-  napi_value arr;
-  napi_create_array_with_length(env, 5, &arr);
-  for (uint32_t i = 0; i < 5; i++) {
-    napi_value x;
-    napi_create_double(env, v[i], &x);
-    napi_set_element(env, arr, i, x);
-  }
-  return arr;
 }
 
 /* watch(state, nodeid, aclSeqAddress, seq): one more open handle of that inode (see watch_entry_t). */
@@ -656,6 +426,18 @@ static napi_value js_unwatch(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* A JavaScript array of the `n` numbers at `v` (the counters fastStats and watchStats return). */
+napi_value number_array(napi_env env, const double *v, uint32_t n) {
+  napi_value arr;
+  napi_create_array_with_length(env, n, &arr);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value x;
+    napi_create_double(env, v[i], &x);
+    napi_set_element(env, arr, i, x);
+  }
+  return arr;
+}
+
 /* watchStats(state) → [watched inodes, invalidations sent, invalidations failed] */
 static napi_value js_watch_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -665,14 +447,7 @@ static napi_value js_watch_stats(napi_env env, napi_callback_info info) {
   double v[3] = {(double)ms->watch_len, (double)__atomic_load_n(&ms->invalidations, __ATOMIC_RELAXED),
                  (double)__atomic_load_n(&ms->inval_failures, __ATOMIC_RELAXED)};
   pthread_mutex_unlock(&ms->watch_mu);
-  napi_value arr;
-  napi_create_array_with_length(env, 3, &arr);
-  for (uint32_t i = 0; i < 3; i++) {
-    napi_value x;
-    napi_create_double(env, v[i], &x);
-    napi_set_element(env, arr, i, x);
-  }
-  return arr;
+  return number_array(env, v, 3);
 }
 
 static napi_value js_running(napi_env env, napi_callback_info info) {

@@ -1,6 +1,8 @@
 /*
  * Shared between the two halves of the FUSE addon:
- *   marufs_fuse.c          the JavaScript side (request hand-off, reply, the data fast path);
+ *   marufs_fuse.c          the JavaScript side (request hand-off, reply, the cache watcher);
+ *   marufs_fuse_fast.c     the data fast path (armed handles, their checks, serving READ and WRITE
+ *                          without JavaScript);
  *   marufs_fuse_session.c  the kernel side (libfuse 2 low-level session, worker threads, mounting,
  *                          adopting a connection another daemon left);
  *   marufs_fuse_holder.c   talking to a descriptor holder (native/fd-holder.c): fetching and
@@ -40,11 +42,29 @@ enum op {
 
 #define REQ_MAGIC 0x6d617275u
 
+/* The few kernel protocol facts used here (linux/fuse.h; not included to avoid clashes with libfuse). */
+struct k_in_header {
+  uint32_t len;
+  uint32_t opcode;
+  uint64_t unique;
+  uint64_t nodeid;
+  uint32_t uid, gid, pid, padding;
+};
+struct k_out_header {
+  uint32_t len;
+  int32_t error;
+  uint64_t unique;
+};
+#define K_FUSE_READ 15
+#define K_FUSE_WRITE 16
+
 /*
  * One request handed to JavaScript. The kernel names files by node id (`ino`, which is the file's
  * inode number: nothing to remember, so a successor daemon understands every id the kernel holds)
  * plus, for lookup-like operations, an entry name in that directory (`entry`); JavaScript turns the
- * pair into a path.
+ * pair into what the request names (src/node-plugin/fuse-names.ts). Some fields mean different
+ * things per op (see offset, flags); src/node-plugin/fuse-binding.ts (decodeRequest) is the one
+ * place on the JavaScript side that reads them.
  */
 typedef struct request {
   uint32_t magic;
@@ -56,7 +76,7 @@ typedef struct request {
   size_t size;
   int64_t offset; /* file offset, truncate length or create mode */
   uint64_t fh;
-  int flags;
+  int flags; /* open flags (open, create); 1 = "fh is set" (getattr, truncate); xattr flags */
   pid_t pid;
   uid_t uid;
   gid_t gid;
@@ -132,9 +152,11 @@ typedef struct mount_state {
   napi_threadsafe_function tsfn;
   volatile int running;
   pthread_mutex_t mu;
+  /* the data fast path (marufs_fuse_fast.c) */
   pthread_mutex_t fast_mu;
   fast_entry_t *fast; /* FAST_SLOTS entries, indexed by fh % FAST_SLOTS */
   fast_stats_t stats;
+  /* the cache watcher (marufs_fuse.c) */
   pthread_mutex_t watch_mu;
   watch_entry_t *watch;
   uint32_t watch_len, watch_cap;
@@ -146,8 +168,6 @@ typedef struct mount_state {
 
 /* marufs_fuse.c */
 int submit(mount_state_t *ms, fuse_req_t req, request_t *r);
-int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result,
-            const char **data);
 void report_exit(mount_state_t *ms);
 void start_watcher(mount_state_t *ms);
 void stop_watcher(mount_state_t *ms);
@@ -155,6 +175,17 @@ mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoin
 void free_state(mount_state_t *ms);
 napi_value wrap_state(napi_env env, mount_state_t *ms);
 mount_state_t *state_call(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+napi_value number_array(napi_env env, const double *v, uint32_t n);
+
+/* marufs_fuse_fast.c */
+void fast_init(mount_state_t *ms);
+void fast_free(mount_state_t *ms);
+int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result,
+            const char **data);
+int serve_fast(mount_state_t *ms, int fd, const char *buf, size_t len);
+napi_value js_arm(napi_env env, napi_callback_info info);
+napi_value js_disarm(napi_env env, napi_callback_info info);
+napi_value js_fast_stats(napi_env env, napi_callback_info info);
 
 /* marufs_fuse_session.c */
 napi_value js_mount(napi_env env, napi_callback_info info);

@@ -37,19 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The few kernel protocol facts used here (linux/fuse.h; not included to avoid clashes with libfuse). */
-struct k_in_header {
-  uint32_t len;
-  uint32_t opcode;
-  uint64_t unique;
-  uint64_t nodeid;
-  uint32_t uid, gid, pid, padding;
-};
-struct k_out_header {
-  uint32_t len;
-  int32_t error;
-  uint64_t unique;
-};
+/* More kernel protocol facts (the shared ones are in marufs_fuse.h). */
 #define K_FUSE_INIT 26
 #define K_NOTIFY_RESEND 7
 #define WAKE_SIGNAL (SIGRTMIN + 7)
@@ -224,6 +212,24 @@ static __thread int fast_missed;
 static __thread char *read_buf;
 static __thread size_t read_cap;
 
+/*
+ * A READ or WRITE that libfuse parsed: served by the fast path (marufs_fuse_fast.c) when the handle
+ * is armed for the calling thread and serve_fast() has not already tried, else by JavaScript. Returns
+ * the bytes read or written or a negative errno; a read's bytes are at *data (the pool, or `buf`).
+ */
+static int data_request(fuse_req_t req, fuse_ino_t ino, int op, char *buf, size_t size, off_t off,
+                        struct fuse_file_info *fi, const char **data) {
+  int res;
+  if (!fast_missed && fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, buf, size, off, op == OP_WRITE, &res, data))
+    return res;
+  LL_REQUEST(op, ino);
+  r.buf = buf;
+  r.size = size;
+  r.offset = off;
+  r.fh = fi->fh;
+  return submit(MS(req), req, &r);
+}
+
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   if (size > read_cap) {
     char *b = realloc(read_buf, size);
@@ -234,16 +240,8 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     read_buf = b;
     read_cap = size;
   }
-  int res;
   const char *data = read_buf;
-  if (fast_missed || !fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, read_buf, size, off, 0, &res, &data)) {
-    LL_REQUEST(OP_READ, ino);
-    r.buf = read_buf;
-    r.size = size;
-    r.offset = off;
-    r.fh = fi->fh;
-    res = submit(MS(req), req, &r);
-  }
+  int res = data_request(req, ino, OP_READ, read_buf, size, off, fi, &data);
   if (res < 0)
     fuse_reply_err(req, -res);
   else
@@ -252,16 +250,8 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
-  int res;
   const char *unused;
-  if (fast_missed || !fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, (char *)buf, size, off, 1, &res, &unused)) {
-    LL_REQUEST(OP_WRITE, ino);
-    r.buf = (char *)buf;
-    r.size = size;
-    r.offset = off;
-    r.fh = fi->fh;
-    res = submit(MS(req), req, &r);
-  }
+  int res = data_request(req, ino, OP_WRITE, (char *)buf, size, off, fi, &unused);
   if (res < 0)
     fuse_reply_err(req, -res);
   else
@@ -572,60 +562,6 @@ static void install(void) {
   sa.sa_handler = on_wake;
   sigemptyset(&sa.sa_mask);
   sigaction(WAKE_SIGNAL, &sa, NULL);
-}
-
-/*
- * READ and WRITE of an armed handle (fast_io in marufs_fuse.c), answered here without libfuse: no
- * request object, allocation or lock of its own, one writev for the answer, and a read's bytes go
- * from pool memory straight into that writev. Returns 1 when answered; 0 leaves the request to
- * libfuse (with fast_missed set, so ll_read/ll_write go straight to JavaScript).
- */
-#define K_FUSE_READ 15
-#define K_FUSE_WRITE 16
-struct k_rw_in { /* fuse_read_in and fuse_write_in (7.9+) have this layout */
-  uint64_t fh, offset;
-  uint32_t size, rw_flags;
-  uint64_t lock_owner;
-  uint32_t flags, padding;
-};
-struct k_write_out {
-  uint32_t size, padding;
-};
-
-static int serve_fast(mount_state_t *ms, int fd, const char *buf, size_t len) {
-  const struct k_in_header *h = (const struct k_in_header *)buf;
-  if (len < sizeof *h + sizeof(struct k_rw_in) || h->len != len) return 0;
-  if (h->opcode != K_FUSE_READ && h->opcode != K_FUSE_WRITE) return 0;
-  const struct k_rw_in *in = (const struct k_rw_in *)(buf + sizeof *h);
-  int write = h->opcode == K_FUSE_WRITE;
-  if (write && len < sizeof *h + sizeof *in + in->size) return 0;
-  if (in->offset > INT64_MAX) return 0;
-  int res = 0;
-  const char *data = NULL;
-  char none = 0;
-  if (!fast_io(ms, in->fh, (pid_t)h->pid, write ? (char *)(in + 1) : &none, in->size, (off_t)in->offset, write, &res,
-               &data))
-    return 0;
-  struct k_out_header out = {sizeof out, 0, h->unique};
-  struct k_write_out wout = {0, 0};
-  struct iovec v[2] = {{&out, sizeof out}, {NULL, 0}};
-  int n = 1;
-  if (res < 0) {
-    out.error = res;
-  } else if (write) {
-    wout.size = (uint32_t)res;
-    v[1] = (struct iovec){&wout, sizeof wout};
-    n = 2;
-  } else if (res > 0) {
-    v[1] = (struct iovec){(void *)data, (size_t)res};
-    n = 2;
-  }
-  out.len = (uint32_t)(v[0].iov_len + (n == 2 ? v[1].iov_len : 0));
-  /* ENOENT: the caller was interrupted and the kernel no longer waits for this answer. */
-  if (writev(fd, v, n) < 0 && errno != ENOENT) {
-    /* the connection is gone: the next read() ends this worker */
-  }
-  return 1;
 }
 
 /* Requests the kernel queued again after an adoption (their id carries FUSE_UNIQUE_RESEND, bit 63). */

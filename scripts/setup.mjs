@@ -94,9 +94,12 @@ function nodeHeaders() {
   process.exit(1);
 }
 
-// 3b. The FUSE addon (native/marufs_fuse.c + marufs_fuse_session.c + marufs_fuse_holder.c): Node-API against the system's
-//     Node headers and libfuse 2; and the connection holder (native/fd-holder.c), a plain program.
-const fuseSrcs = ['marufs_fuse.c', 'marufs_fuse_session.c', 'marufs_fuse_holder.c'].map((f) => join(root, 'native', f));
+// 3b. The FUSE addon (native/marufs_fuse.c + marufs_fuse_fast.c + marufs_fuse_session.c + marufs_fuse_holder.c):
+//     Node-API against the system's Node headers and libfuse 2; and the connection holder
+//     (native/fd-holder.c), a plain program.
+const fuseSrcs = ['marufs_fuse.c', 'marufs_fuse_fast.c', 'marufs_fuse_session.c', 'marufs_fuse_holder.c'].map((f) =>
+  join(root, 'native', f),
+);
 const fuseHeaders = ['marufs_fuse.h', 'unix-fd.h'].map((f) => join(root, 'native', f));
 const fuseOut = join(root, 'native', 'build', 'marufs_fuse.node');
 const newestOf = (files) => Math.max(...files.map((f) => statSync(f).mtimeMs));

@@ -6,7 +6,7 @@
  *
  * /proc/<pid>/stat: field 2 (comm) is in parentheses and may itself contain spaces and parentheses,
  * so fields are counted after the LAST ')'; field 4 is the parent pid and field 22 the start time
- * (clock ticks since boot). The C addon (native/marufs_fuse.c, `stat_start_time`) parses the start
+ * (clock ticks since boot). The C addon (native/marufs_fuse_fast.c, `stat_start_time`) parses the start
  * time the same way for its own fast path, in C, because it runs without JavaScript.
  */
 import { readFileSync, statSync } from 'node:fs';

@@ -1,14 +1,16 @@
 /**
- * The typed face of native/marufs_fuse.c + marufs_fuse_session.c, the project's libfuse 2 binding:
- * mount a file system (or adopt the connection of one a previous daemon mounted) whose every request
- * reaches one JavaScript handler with the caller's pid, uid and gid, and is answered (possibly later)
- * with reply(). This module owns loading the addon, the request shape and the once-only reply rule;
- * what the requests mean lives in fuse-fs.ts, who keeps a connection between daemons in handover.ts.
+ * The typed face of native/marufs_fuse.c + marufs_fuse_session.c (+ marufs_fuse_fast.c, the data
+ * fast path), the project's libfuse 2 binding: mount a file system (or adopt the connection of one a
+ * previous daemon mounted) whose every request reaches one JavaScript handler with the caller's pid,
+ * uid and gid, and is answered (possibly later) with reply(). This module owns loading the addon, the
+ * requests' shapes — one typed request per operation, decoded from the addon's raw fields in one
+ * place (decodeRequest) — and the once-only reply rule; what a request names lives in fuse-names.ts,
+ * what it means in fuse-fs.ts, who keeps a connection between daemons in handover.ts.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { MarufsError } from '../engine/index.js';
+import { Errno, MarufsError } from '../engine/index.js';
 
 export const Op = Object.freeze({
   GETATTR: 1,
@@ -33,33 +35,107 @@ export const OP_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(Op).map(([name, code]) => [code, name.toLowerCase()]),
 );
 
-/** One request as the addon hands it over. `token` is answered exactly once with reply(). */
-export interface FuseRequest {
+/** What every request carries: its reply token, the node it names and who is calling. */
+interface RequestBase {
+  /** Answered exactly once with reply(). */
   token: unknown;
-  op: OpCode;
-  /**
-   * Path inside the mount ("/name"): null from the addon, which names files by `ino` (+ `entry`);
-   * the file system derives it before serving (null for a region that no longer exists).
-   */
-  path: string | null;
   /** The kernel's node id, which is the file's inode number (the directory for lookup-like ops). */
   ino: number;
-  /** Entry name inside directory `ino` (lookup, create, unlink); null otherwise. */
+  /** Entry name inside directory `ino` (lookup, create, unlink); null when `ino` itself is named. */
   entry: string | null;
-  /** File handle (from open/create); also "has a handle" for getattr/truncate when flags = 1. */
-  fh: number;
-  size: number;
-  /** Offset for read/write; length for truncate; mode for create. */
-  offset: number;
-  flags: number;
-  /** read: fill this (libfuse's buffer); write/setxattr: the bytes. Valid only until reply(). */
-  buf: Buffer | undefined;
-  /** xattr name. */
-  name: string | null;
   pid: number;
   uid: number;
   gid: number;
 }
+
+/** getattr of `ino`, or lookup of `entry` in it; `fh` is the open file's handle when the kernel gave one. */
+export interface GetattrRequest extends RequestBase {
+  op: typeof Op.GETATTR;
+  fh: number | undefined;
+}
+export interface ReaddirRequest extends RequestBase {
+  op: typeof Op.READDIR;
+}
+export interface OpenRequest extends RequestBase {
+  op: typeof Op.OPEN;
+  /** open(2) flags. */
+  flags: number;
+}
+export interface CreateRequest extends RequestBase {
+  op: typeof Op.CREATE;
+  entry: string;
+  /** open(2) flags. */
+  flags: number;
+  /** The new file's mode (permission bits as the caller asked; the umask already applied). */
+  mode: number;
+}
+/** read and write of an open file: `buf` is libfuse's buffer (read: fill it), valid only until reply(). */
+export interface ReadRequest extends RequestBase {
+  op: typeof Op.READ;
+  fh: number;
+  offset: number;
+  size: number;
+  buf: Buffer | undefined;
+}
+export interface WriteRequest extends RequestBase {
+  op: typeof Op.WRITE;
+  fh: number;
+  offset: number;
+  size: number;
+  buf: Buffer | undefined;
+}
+export interface ReleaseRequest extends RequestBase {
+  op: typeof Op.RELEASE;
+  fh: number;
+}
+/** truncate to `length`; `fh` is the open file's handle when it came through one (ftruncate). */
+export interface TruncateRequest extends RequestBase {
+  op: typeof Op.TRUNCATE;
+  length: number;
+  fh: number | undefined;
+}
+export interface UnlinkRequest extends RequestBase {
+  op: typeof Op.UNLINK;
+  entry: string;
+}
+export interface StatfsRequest extends RequestBase {
+  op: typeof Op.STATFS;
+}
+/** Extended attributes: `name` is the attribute (only `user.marufs.*` reaches JavaScript). */
+export interface GetxattrRequest extends RequestBase {
+  op: typeof Op.GETXATTR;
+  name: string;
+}
+export interface SetxattrRequest extends RequestBase {
+  op: typeof Op.SETXATTR;
+  name: string;
+  /** The value's bytes (valid only until reply()); undefined for an empty value. */
+  value: Buffer | undefined;
+}
+export interface ListxattrRequest extends RequestBase {
+  op: typeof Op.LISTXATTR;
+}
+export interface RemovexattrRequest extends RequestBase {
+  op: typeof Op.REMOVEXATTR;
+  name: string;
+}
+
+/** One request as the addon hands it over, one shape per operation (decodeRequest). */
+export type FuseRequest =
+  | GetattrRequest
+  | ReaddirRequest
+  | OpenRequest
+  | CreateRequest
+  | ReadRequest
+  | WriteRequest
+  | ReleaseRequest
+  | TruncateRequest
+  | UnlinkRequest
+  | StatfsRequest
+  | GetxattrRequest
+  | SetxattrRequest
+  | ListxattrRequest
+  | RemovexattrRequest;
 
 /** stat fields in the order the addon reads them. */
 export type StatTuple = [
@@ -86,22 +162,8 @@ export type StatfsTuple = [
   namemax: number,
 ];
 
-type RawHandler = (
-  token: unknown,
-  op: number,
-  path: string | null,
-  fh: number,
-  size: number,
-  offset: number,
-  flags: number,
-  buf: Buffer | undefined,
-  name: string | null,
-  pid: number,
-  uid: number,
-  gid: number,
-  ino: number,
-  entry: string | null,
-) => void;
+/** What the addon calls for every request: decodeRequest's arguments (see there). */
+type RawHandler = (...args: Parameters<typeof decodeRequest>) => void;
 
 interface Addon {
   mount(
@@ -198,7 +260,7 @@ export interface FastPathStats {
 }
 
 /**
- * The addon's data fast path (see native/marufs_fuse.c): reads and writes of an armed handle by the
+ * The addon's data fast path (see native/marufs_fuse_fast.c): reads and writes of an armed handle by the
  * checked thread are served on the FUSE thread while the region's ACL sequence holds and the thread
  * still runs the executable it was checked with.
  */
@@ -343,6 +405,63 @@ export function closeConnection(connection: FuseConnection): void {
   load().closeFd(connection.fd);
 }
 
+/**
+ * The typed request for the raw fields the addon passes for every request (native/marufs_fuse.c,
+ * call_js, in this order; `path` is always null: a request names its node by `ino` and `entry`).
+ * Those fields mean different things per `op` — `offset` is the truncate length and the create
+ * mode too, `flags` = 1 says "has a handle" for getattr and truncate — so this is the one place
+ * that reads them. Undefined for an operation this binding does not know (answered ENOSYS).
+ */
+export function decodeRequest(
+  token: unknown,
+  op: number,
+  _path: null,
+  fh: number,
+  size: number,
+  offset: number,
+  flags: number,
+  buf: Buffer | undefined,
+  name: string | null,
+  pid: number,
+  uid: number,
+  gid: number,
+  ino: number,
+  entry: string | null,
+): FuseRequest | undefined {
+  switch (op) {
+    case Op.READ:
+      return { op: Op.READ, token, ino, entry, pid, uid, gid, fh, offset, size, buf };
+    case Op.WRITE:
+      return { op: Op.WRITE, token, ino, entry, pid, uid, gid, fh, offset, size, buf };
+    case Op.GETATTR:
+      return { op: Op.GETATTR, token, ino, entry, pid, uid, gid, fh: flags === 1 ? fh : undefined };
+    case Op.READDIR:
+      return { op: Op.READDIR, token, ino, entry, pid, uid, gid };
+    case Op.STATFS:
+      return { op: Op.STATFS, token, ino, entry, pid, uid, gid };
+    case Op.LISTXATTR:
+      return { op: Op.LISTXATTR, token, ino, entry, pid, uid, gid };
+    case Op.OPEN:
+      return { op: Op.OPEN, token, ino, entry, pid, uid, gid, flags };
+    case Op.CREATE:
+      return { op: Op.CREATE, token, ino, entry: entry ?? '', pid, uid, gid, flags, mode: offset };
+    case Op.RELEASE:
+      return { op: Op.RELEASE, token, ino, entry, pid, uid, gid, fh };
+    case Op.TRUNCATE:
+      return { op: Op.TRUNCATE, token, ino, entry, pid, uid, gid, length: offset, fh: flags === 1 ? fh : undefined };
+    case Op.UNLINK:
+      return { op: Op.UNLINK, token, ino, entry: entry ?? '', pid, uid, gid };
+    case Op.GETXATTR:
+      return { op: Op.GETXATTR, token, ino, entry, pid, uid, gid, name: name ?? '' };
+    case Op.REMOVEXATTR:
+      return { op: Op.REMOVEXATTR, token, ino, entry, pid, uid, gid, name: name ?? '' };
+    case Op.SETXATTR:
+      return { op: Op.SETXATTR, token, ino, entry, pid, uid, gid, name: name ?? '', value: buf };
+    default:
+      return undefined;
+  }
+}
+
 function session(
   mountpoint: string,
   handler: (req: FuseRequest) => void,
@@ -359,7 +478,9 @@ function session(
       }
       return;
     }
-    handler({ token, op: op as OpCode, path, ino, entry, fh, size, offset, flags, buf, name, pid, uid, gid });
+    const req = decodeRequest(token, op, path, fh, size, offset, flags, buf, name, pid, uid, gid, ino, entry);
+    if (req) handler(req);
+    else native.reply(token, -Errno.ENOSYS);
   };
   let state: unknown;
   try {

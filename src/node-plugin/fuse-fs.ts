@@ -10,7 +10,7 @@
  *   libfuse's buffer. Writes stop at the region's size (EFBIG past it, and before sizing).
  * - once JavaScript has checked a process thread's read or write of an open file, the addon serves
  *   that thread's next ones itself, on the FUSE thread, while the region's ACL sequence word holds
- *   (any permission, owner or state change moves it; native/marufs_fuse.c explains the rules).
+ *   (any permission, owner or state change moves it; native/marufs_fuse_fast.c explains the rules).
  * - read and write bypass the page cache where the kernel lets direct-I/O files be mapped shared
  *   (Linux 6.6+; the addon opens every file for direct I/O then): each call reaches pool memory, so an
  *   open file reads another node's write at once. mmap works through the kernel page cache: pages are
@@ -22,10 +22,11 @@
  * - `/.marufs` is the control file and `user.marufs.*` the control attributes (control.ts).
  * - `/.views/<region>/` is a directory holding just that region (hidden from the root listing), so a
  *   CSI volume can bind-mount one region and nothing else.
- * - the kernel names files by inode number (root 1, control file 2, /.views 3, region 16 + id, view
- *   directory 2^24 + id) and an entry name; #pathOf turns that into the path served here, so any
- *   daemon understands the ids a previous one gave the kernel. Open files are reported to an
- *   OpenFileLog (handover.ts) and restored from it by the next daemon under the same handles.
+ * - the kernel names files by inode number and an entry name; fuse-names.ts turns that into a typed
+ *   target (root, control file, /.views, a view directory, a region) once per request, and every
+ *   handler switches on it. Requests arrive typed per operation (fuse-binding.ts, decodeRequest).
+ *   Open files are reported to an OpenFileLog (handover.ts) and restored from it by the next daemon
+ *   under the same handles.
  */
 import { constants as fsConstants } from 'node:fs';
 import {
@@ -40,16 +41,37 @@ import {
   type RegionHandle,
   type RegionInfo,
 } from '../engine/index.js';
-import { CONTROL_FILE, LISTED_XATTRS, parseControlRequest, toJson, type ControlExecutor } from './control.js';
+import { LISTED_XATTRS, parseControlRequest, toJson, type ControlExecutor } from './control.js';
 import {
   Op,
   OP_NAMES,
   reply,
+  type CreateRequest,
   type FastPath,
   type FuseRequest,
+  type GetattrRequest,
+  type GetxattrRequest,
+  type OpenRequest,
+  type ReadRequest,
+  type RemovexattrRequest,
+  type SetxattrRequest,
   type StatTuple,
   type StatfsTuple,
+  type TruncateRequest,
+  type UnlinkRequest,
+  type WriteRequest,
 } from './fuse-binding.js';
+import {
+  CONTROL_INO,
+  FIRST_REGION_INO,
+  FIRST_VIEW_INO,
+  ROOT_INO,
+  VIEWS_INO,
+  describeTarget,
+  regionOf,
+  targetOf,
+  type FuseTarget,
+} from './fuse-names.js';
 import type { CallerResolver, ResolvedCaller } from './identity.js';
 import type { RevokeInvalidator } from './cache-inval.js';
 import type { QuotaPolicy } from './quota.js';
@@ -57,14 +79,6 @@ import { asMarufsError, errnoName, fuseErrno } from './fuse-errors.js';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
-const ROOT_INO = 1;
-const CONTROL_INO = 2;
-const VIEWS_INO = 3;
-const FIRST_REGION_INO = 16;
-/** View directories get inode numbers above every region's. */
-const FIRST_VIEW_INO = 1 << 24;
-/** `/.views/<region>/` holds exactly one file, the region: what a CSI volume bind-mounts. */
-export const VIEWS_DIR = '/.views';
 const O_EXCL = fsConstants.O_EXCL;
 const O_ACCMODE = 3;
 const O_RDONLY = fsConstants.O_RDONLY;
@@ -233,7 +247,6 @@ export class MarufsFs {
     };
     const fail = (err: unknown): void => answer(-this.#errno(err, req));
     try {
-      if (req.path === null) req.path = this.#pathOf(req.ino, req.entry);
       const out = this.#dispatch(req, answer);
       if (out !== undefined) out.catch(fail);
     } catch (err) {
@@ -243,27 +256,21 @@ export class MarufsFs {
 
   #errno(err: unknown, req: FuseRequest): number {
     if (err instanceof MarufsError) {
-      this.#log?.debug({ op: OP_NAMES[req.op], path: req.path, code: err.code, msg: err.message }, 'request refused');
+      const at = { op: OP_NAMES[req.op], ino: req.ino, entry: req.entry };
+      this.#log?.debug({ ...at, code: err.code, msg: err.message }, 'request refused');
     } else {
-      this.#log?.error({ err, op: OP_NAMES[req.op], path: req.path }, 'request failed unexpectedly');
+      this.#log?.error({ err, op: OP_NAMES[req.op], ino: req.ino, entry: req.entry }, 'request failed unexpectedly');
     }
     return fuseErrno(err);
   }
 
-  /** Serve one request; returns a promise for the asynchronous ones. */
+  /**
+   * Serve one request; returns a promise for the asynchronous ones. Requests that name a node
+   * (everything but read, write, release and statfs, which go by file handle or name the mount)
+   * are served on its target, parsed here once.
+   */
   #dispatch(req: FuseRequest, answer: (result: number, extra?: unknown) => void): Promise<void> | undefined {
     switch (req.op) {
-      case Op.GETATTR:
-        answer(0, this.#getattr(req));
-        return undefined;
-      case Op.READDIR:
-        answer(0, this.#readdir(req));
-        return undefined;
-      case Op.OPEN:
-        answer(0, this.#open(req));
-        return undefined;
-      case Op.CREATE:
-        return this.#create(req).then((fh) => answer(0, fh));
       case Op.READ:
         answer(this.#read(req));
         return undefined;
@@ -277,22 +284,33 @@ export class MarufsFs {
         this.#release(req.fh);
         answer(0);
         return undefined;
-      case Op.TRUNCATE:
-        return this.#truncate(req).then(() => answer(0));
-      case Op.UNLINK:
-        return this.#unlink(req).then(() => answer(0));
       case Op.STATFS:
         answer(0, this.#statfs());
         return undefined;
+      case Op.GETATTR:
+        answer(0, this.#getattr(this.#target(req), req));
+        return undefined;
+      case Op.READDIR:
+        answer(0, this.#readdir(this.#target(req)));
+        return undefined;
+      case Op.OPEN:
+        answer(0, this.#open(this.#target(req), req));
+        return undefined;
+      case Op.CREATE:
+        return this.#create(this.#target(req), req).then((fh) => answer(0, fh));
+      case Op.TRUNCATE:
+        return this.#truncate(req).then(() => answer(0));
+      case Op.UNLINK:
+        return this.#unlink(this.#target(req), req).then(() => answer(0));
       case Op.GETXATTR:
-        return this.#getxattr(req).then((value) => answer(0, value));
+        return this.#getxattr(this.#target(req), req).then((value) => answer(0, value));
       case Op.SETXATTR:
-        return this.#setxattr(req).then(() => answer(0));
+        return this.#setxattr(this.#target(req), req).then(() => answer(0));
       case Op.LISTXATTR:
-        answer(0, this.#isRegionPath(req.path) ? this.#listxattr(req) : EMPTY);
+        answer(0, this.#listxattr(this.#target(req)));
         return undefined;
       case Op.REMOVEXATTR:
-        return this.#removexattr(req).then(() => answer(0));
+        return this.#removexattr(this.#target(req), req).then(() => answer(0));
       default:
         answer(-Errno.ENOSYS);
         return undefined;
@@ -301,56 +319,22 @@ export class MarufsFs {
 
   // ---- names and callers -----------------------------------------------------------------------
 
-  /**
-   * The region a path names: "/name", or "/.views/name/name" (a region seen through its view
-   * directory, which is what a CSI volume bind-mounts). ENOENT for anything else.
-   */
-  #regionName(path: string | null): string {
-    if (path === null || path.length < 2 || path[0] !== '/') {
-      throw new MarufsError('ENOENT', `no such region path ${path ?? '(unlinked)'}`);
-    }
-    const slash = path.indexOf('/', 1);
-    if (slash < 0) return path.slice(1);
-    const view = viewOf(path);
-    if (view && view.file === view.dir) return view.dir;
-    throw new MarufsError('ENOENT', `no such region path ${path}`);
+  /** What the request names (fuse-names.ts). */
+  #target(req: FuseRequest): FuseTarget {
+    return targetOf(req.ino, req.entry, this.#nameById);
   }
 
-  /**
-   * The path of node `ino` (an inode number, see the header), or of entry `entry` inside it; null
-   * when `ino` names a region that no longer exists (an unlinked file still open).
-   */
-  #pathOf(ino: number, entry: string | null): string | null {
-    let dir: string | null;
-    if (ino === ROOT_INO) dir = '';
-    else if (ino === VIEWS_INO) dir = VIEWS_DIR;
-    else if (ino === CONTROL_INO) dir = `/${CONTROL_FILE}`;
-    else if (ino >= FIRST_VIEW_INO) dir = this.#regionNameById(ino - FIRST_VIEW_INO, `${VIEWS_DIR}/`);
-    else if (ino >= FIRST_REGION_INO) dir = this.#regionNameById(ino - FIRST_REGION_INO, '/');
-    else dir = null;
-    if (entry === null) return dir === '' ? '/' : dir;
-    if (dir === null) throw new MarufsError('ENOENT', `no directory with inode ${ino}`);
-    return `${dir}/${entry}`;
-  }
-
-  #regionNameById(id: number, prefix: string): string | null {
+  /** The name of the region with table index `id`, or null when none is there now. */
+  readonly #nameById = (id: number): string | null => {
     try {
       const info = this.#node.regions.statById(id);
-      return (info.state === 'allocated' || info.state === 'chowning') && info.name ? prefix + info.name : null;
+      return (info.state === 'allocated' || info.state === 'chowning') && info.name ? info.name : null;
     } catch {
       return null;
     }
-  }
+  };
 
-  #isRegionPath(path: string | null): boolean {
-    try {
-      return this.#regionName(path) !== CONTROL_FILE;
-    } catch {
-      return false;
-    }
-  }
-
-  #caller(req: FuseRequest): Caller {
+  #caller(req: { pid: number; uid: number }): Caller {
     return this.#resolver.resolve(req.pid, req.uid).caller;
   }
 
@@ -366,7 +350,7 @@ export class MarufsFs {
 
   /**
    * After a read or write that JavaScript checked for a process's thread, let the addon serve that
-   * thread's next ones itself while the region's ACL sequence holds (native/marufs_fuse.c).
+   * thread's next ones itself while the region's ACL sequence holds (native/marufs_fuse_fast.c).
    */
   #arm(file: OpenRegion, tid: number, r: ResolvedCaller, cache: PermissionCache): void {
     if (!this.#fastPath || !r.isProcess || (file.armedTid === tid && file.armedSeq === cache.seq)) return;
@@ -435,36 +419,47 @@ export class MarufsFs {
     return [S_IFDIR | mode, 0, 2, 0, 0, ino, this.#mountedAt, this.#mountedAt, this.#mountedAt, 0];
   }
 
-  #getattr(req: FuseRequest): StatTuple {
-    if (req.path === '/') return this.#dirStat(ROOT_INO, 0o1777);
-    if (req.path === VIEWS_DIR) return this.#dirStat(VIEWS_INO, 0o555);
-    const view = req.path ? viewOf(req.path) : undefined;
-    if (view && view.file === undefined) {
-      const info = this.#node.regions.stat(view.dir); // ENOENT when the region is gone
-      return this.#dirStat(FIRST_VIEW_INO + info.id, 0o555);
+  #getattr(target: FuseTarget, req: GetattrRequest): StatTuple {
+    switch (target.kind) {
+      case 'root':
+        return this.#dirStat(ROOT_INO, 0o1777);
+      case 'views':
+        return this.#dirStat(VIEWS_INO, 0o555);
+      case 'view': {
+        const info = this.#node.regions.stat(target.region); // ENOENT when the region is gone
+        return this.#dirStat(FIRST_VIEW_INO + info.id, 0o555);
+      }
+      case 'control':
+        return [S_IFREG | 0o666, 0, 1, 0, 0, CONTROL_INO, this.#mountedAt, this.#mountedAt, this.#mountedAt, 0];
+      case 'region':
+      case 'missing': {
+        // Through an open file: its region, even when it has been deleted since.
+        const file = req.fh === undefined ? undefined : this.#files.get(req.fh);
+        if (file?.kind === 'region') return this.#statOf(file.handle.stat());
+        const name = regionOf(target);
+        const info = this.#node.regions.stat(name);
+        if (info.state !== 'allocated' && info.state !== 'chowning')
+          throw new MarufsError('ENOENT', `no region named "${name}"`);
+        return this.#statOf(info);
+      }
     }
-    if (req.flags === 1) {
-      const file = this.#files.get(req.fh);
-      if (file?.kind === 'region') return this.#statOf(file.handle.stat());
-    }
-    const name = this.#regionName(req.path);
-    if (name === CONTROL_FILE)
-      return [S_IFREG | 0o666, 0, 1, 0, 0, CONTROL_INO, this.#mountedAt, this.#mountedAt, this.#mountedAt, 0];
-    const info = this.#node.regions.stat(name);
-    if (info.state !== 'allocated' && info.state !== 'chowning')
-      throw new MarufsError('ENOENT', `no region named "${name}"`);
-    return this.#statOf(info);
   }
 
-  #readdir(req: FuseRequest): string[] {
-    const view = req.path ? viewOf(req.path) : undefined;
-    if (view && view.file === undefined) return [this.#node.regions.stat(view.dir).name];
-    if (req.path !== '/' && req.path !== VIEWS_DIR) throw new MarufsError('ENOTDIR', `${req.path} is not a directory`);
-    const names: string[] = [];
-    for (const r of this.#node.regions.list()) {
-      if ((r.state === 'allocated' || r.state === 'chowning') && r.name) names.push(r.name);
+  #readdir(target: FuseTarget): string[] {
+    switch (target.kind) {
+      case 'view':
+        return [this.#node.regions.stat(target.region).name];
+      case 'root':
+      case 'views': {
+        const names: string[] = [];
+        for (const r of this.#node.regions.list()) {
+          if ((r.state === 'allocated' || r.state === 'chowning') && r.name) names.push(r.name);
+        }
+        return names;
+      }
+      default:
+        throw new MarufsError('ENOTDIR', `${describeTarget(target)} is not a directory`);
     }
-    return names;
   }
 
   #statfs(): StatfsTuple {
@@ -485,11 +480,10 @@ export class MarufsFs {
 
   // ---- open, create, release -------------------------------------------------------------------
 
-  #open(req: FuseRequest): [number, number] {
-    const name = this.#regionName(req.path);
-    if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
-    const caller = this.#caller(req);
-    return [this.#openRegion(name, caller, (req.flags & O_ACCMODE) !== O_RDONLY), 0];
+  #open(target: FuseTarget, req: OpenRequest): [number, number] {
+    if (target.kind === 'control') return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
+    const name = regionOf(target);
+    return [this.#openRegion(name, this.#caller(req), (req.flags & O_ACCMODE) !== O_RDONLY), 0];
   }
 
   /**
@@ -532,10 +526,10 @@ export class MarufsFs {
     };
   }
 
-  async #create(req: FuseRequest): Promise<[number, number]> {
-    const name = this.#regionName(req.path);
-    if (name === CONTROL_FILE) return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
-    if (`/${name}` === VIEWS_DIR) throw new MarufsError('EPERM', `"${name}" is reserved by the mount`);
+  async #create(target: FuseTarget, req: CreateRequest): Promise<[number, number]> {
+    if (target.kind === 'control') return [this.#addFile({ kind: 'control', response: EMPTY, readPos: 0 }), 1];
+    if (target.kind === 'views') throw new MarufsError('EPERM', `"${req.entry}" is reserved by the mount`);
+    const name = regionOf(target);
     const caller = this.#caller(req);
     const owner = ownerFor(caller, this.#lifetime);
     if (this.#quota && !this.#node.regions.lookup(name)) this.#quota.checkCreator(caller, req.gid, req.pid);
@@ -543,7 +537,7 @@ export class MarufsFs {
       await this.#node.regions.create(name, caller, {
         lifetime: this.#lifetime,
         owner,
-        mode: req.offset & 0o777,
+        mode: req.mode & 0o777,
       });
     } catch (err) {
       // Another node created it between the kernel's lookup and ours: O_CREAT without O_EXCL opens it.
@@ -595,7 +589,7 @@ export class MarufsFs {
 
   // ---- data ------------------------------------------------------------------------------------
 
-  #read(req: FuseRequest): number {
+  #read(req: ReadRequest): number {
     const file = this.#file(req.fh);
     if (req.size === 0 || !req.buf) return 0;
     if (file.kind === 'control') {
@@ -611,7 +605,7 @@ export class MarufsFs {
     return n;
   }
 
-  #write(file: OpenRegion, req: FuseRequest): number {
+  #write(file: OpenRegion, req: WriteRequest): number {
     if (req.size === 0 || !req.buf) return 0;
     const r = this.#resolver.resolve(req.pid, req.uid);
     const [caller, cache] = this.#dataCaller(file, r);
@@ -628,14 +622,21 @@ export class MarufsFs {
     return written;
   }
 
-  async #truncate(req: FuseRequest): Promise<void> {
-    const length = req.offset;
-    const file = req.flags === 1 ? this.#files.get(req.fh) : undefined;
-    if (file?.kind === 'control' || (!file && this.#regionName(req.path) === CONTROL_FILE)) return;
+  /** The region a truncate sizes; undefined for the control file (truncating it changes nothing). */
+  #truncated(req: TruncateRequest): RegionInfo | undefined {
+    const file = req.fh === undefined ? undefined : this.#files.get(req.fh);
+    // Through an open file (ftruncate): its region, even when it has been deleted since.
+    if (file) return file.kind === 'region' ? file.handle.stat() : undefined;
+    const target = this.#target(req);
+    return target.kind === 'control' ? undefined : this.#node.regions.stat(regionOf(target));
+  }
+
+  async #truncate(req: TruncateRequest): Promise<void> {
+    const length = req.length;
+    const info = this.#truncated(req);
+    if (!info) return;
     const caller = this.#caller(req);
     const regions = this.#node.regions;
-    const handle = file?.kind === 'region' ? file.handle : undefined;
-    const info = handle ? handle.stat() : regions.stat(this.#regionName(req.path));
     if (info.physOffset !== 0) {
       if (length === info.size) return; // already this size: nothing to change
       throw new MarufsError(
@@ -656,16 +657,15 @@ export class MarufsFs {
     );
   }
 
-  async #unlink(req: FuseRequest): Promise<void> {
-    const name = this.#regionName(req.path);
-    if (name === CONTROL_FILE) throw new MarufsError('EPERM', 'the control file cannot be removed');
-    await this.#node.regions.unlink(name, this.#caller(req));
+  async #unlink(target: FuseTarget, req: UnlinkRequest): Promise<void> {
+    if (target.kind === 'control') throw new MarufsError('EPERM', 'the control file cannot be removed');
+    await this.#node.regions.unlink(regionOf(target), this.#caller(req));
   }
 
   // ---- control ---------------------------------------------------------------------------------
 
   /** One JSON request per write; the answer (or the error) is read back from the same open file. */
-  async #controlWrite(file: OpenControl, req: FuseRequest): Promise<number> {
+  async #controlWrite(file: OpenControl, req: WriteRequest): Promise<number> {
     if (!req.buf || req.size === 0) return 0;
     const caller = this.#caller(req);
     let op = 'invalid';
@@ -687,38 +687,28 @@ export class MarufsFs {
     }
   }
 
-  async #getxattr(req: FuseRequest): Promise<Buffer> {
-    const name = this.#regionName(req.path);
-    if (name === CONTROL_FILE) throw new MarufsError('ENODATA', 'the control file has no attributes');
-    return this.#control.getAttribute(name, req.name ?? '', this.#caller(req));
+  async #getxattr(target: FuseTarget, req: GetxattrRequest): Promise<Buffer> {
+    if (target.kind === 'control') throw new MarufsError('ENODATA', 'the control file has no attributes');
+    return this.#control.getAttribute(regionOf(target), req.name, this.#caller(req));
   }
 
-  async #setxattr(req: FuseRequest): Promise<void> {
-    const name = this.#regionName(req.path);
-    if (name === CONTROL_FILE) throw new MarufsError('ENOTSUP', 'the control file has no attributes');
-    const value = req.buf ? req.buf.toString('utf8') : '';
-    await this.#control.setAttribute(name, req.name ?? '', value, this.#caller(req));
+  async #setxattr(target: FuseTarget, req: SetxattrRequest): Promise<void> {
+    if (target.kind === 'control') throw new MarufsError('ENOTSUP', 'the control file has no attributes');
+    const value = req.value ? req.value.toString('utf8') : '';
+    await this.#control.setAttribute(regionOf(target), req.name, value, this.#caller(req));
   }
 
-  #listxattr(req: FuseRequest): Buffer {
-    this.#node.regions.stat(this.#regionName(req.path)); // ENOENT for a missing region
+  /** A region lists the marufs attributes; anything else none. */
+  #listxattr(target: FuseTarget): Buffer {
+    if (target.kind !== 'region') return EMPTY;
+    this.#node.regions.stat(target.name); // ENOENT for a missing region
     return LISTED;
   }
 
-  async #removexattr(req: FuseRequest): Promise<void> {
-    await this.#control.removeAttribute(this.#regionName(req.path), req.name ?? '', this.#caller(req));
+  async #removexattr(target: FuseTarget, req: RemovexattrRequest): Promise<void> {
+    if (target.kind === 'control') throw new MarufsError('ENODATA', 'the control file has no attributes');
+    await this.#control.removeAttribute(regionOf(target), req.name, this.#caller(req));
   }
-}
-
-/** "/.views/a" → { dir: "a" }; "/.views/a/b" → { dir: "a", file: "b" }; anything else → undefined. */
-function viewOf(path: string): { dir: string; file?: string } | undefined {
-  if (!path.startsWith(`${VIEWS_DIR}/`)) return undefined;
-  const rest = path.slice(VIEWS_DIR.length + 1);
-  const slash = rest.indexOf('/');
-  if (slash < 0) return rest ? { dir: rest } : undefined;
-  const file = rest.slice(slash + 1);
-  if (!file || file.includes('/')) return undefined;
-  return { dir: rest.slice(0, slash), file };
 }
 
 function parseJson(text: string): unknown {
