@@ -17,10 +17,10 @@ import {
 } from '../../src/engine/index.js';
 import { Agent, agents, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
-import { formatTestPool, poolProblems } from '../helpers/pools.js';
+import { formatTestPool, poolProblems, FAST_TIMING } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 
 function sleeper(): ChildProcess {
   return spawn('sleep', ['60'], { stdio: 'ignore' });

@@ -19,10 +19,10 @@ import {
   type MarufsNode,
 } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
-import { formatTestPool } from '../helpers/pools.js';
+import { formatTestPool, FAST_TIMING } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 const MAX_REGIONS = 4096;
 
 async function until(cond: () => boolean, ms: number): Promise<number> {

@@ -101,6 +101,13 @@ export async function expectRecordedPoolsClean(timeoutMs = 20_000): Promise<void
 export const FAST_TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
 
 /**
+ * Timing of test nodes that never wait for a dead peer to be reclaimed: a window wide enough that a
+ * live node whose heartbeat a loaded 2-core CI machine delays for a second is not taken for dead
+ * (its process-lifetime regions then vanish under the test).
+ */
+export const STEADY_TIMING = { heartbeatMs: 50, stallWindowMs: 4000 };
+
+/**
  * A test pool at `path` of `size` bytes (8 nodes, 64 regions; fsck after every test) with two
  * attached nodes, and this process as the caller on the first.
  */

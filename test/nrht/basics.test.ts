@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { NrhtTable, Perm, attachNode, thisProcess, type Caller, type MarufsNode } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
 import { code } from '../helpers/util.js';
-import { formatTestPool } from '../helpers/pools.js';
+import { formatTestPool, FAST_TIMING } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 
 describe('name tables', () => {
   const tmp = tempDir();

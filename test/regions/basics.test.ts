@@ -14,10 +14,10 @@ import {
 } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
 import { code } from '../helpers/util.js';
-import { formatTestPool } from '../helpers/pools.js';
+import { formatTestPool, FAST_TIMING } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 
 describe('regions on two nodes', () => {
   const tmp = tempDir();

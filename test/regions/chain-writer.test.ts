@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { Perm, checkPool, fsck } from '../../src/engine/index.js';
 import { Agent, agents, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
-import { formatTestPool } from '../helpers/pools.js';
+import { formatTestPool, FAST_TIMING } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 const KILL_MIDWAY = { MARUFS_FAILPOINTS: 'chains.change.midway=kill' };
 const oddWord = (m: string): boolean => /sequence word is odd/.test(m);
 

@@ -16,10 +16,10 @@ import { join } from 'node:path';
 import { Perm, checkPool } from '../../src/engine/index.js';
 import { Agent, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
-import { formatTestPool } from '../helpers/pools.js';
+import { formatTestPool, FAST_TIMING } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 const STALL_MS = 8000;
 const PEER = { MARUFS_AGENT_OPTIONS: JSON.stringify({ gc: { intervalMs: 100, stuckMs: 400, grantingMs: 400 } }) };
 const stalledAt = (point: string): NodeJS.ProcessEnv => ({

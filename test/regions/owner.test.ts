@@ -10,9 +10,9 @@ import { Perm, Pool, attachNode, parsePrincipal, thisProcess, type Caller, type 
 import { ownerFor } from '../../src/engine/index.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { code } from '../helpers/util.js';
-import { formatTestPool } from '../helpers/pools.js';
+import { formatTestPool, FAST_TIMING } from '../helpers/pools.js';
 
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = FAST_TIMING;
 
 describe('the owner rule', () => {
   const proc = { pid: 4242, startTime: 99n, exeIno: 7n, exeDev: 8n };

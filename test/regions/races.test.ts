@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { Perm } from '../../src/engine/index.js';
 import { Agent, agents, killAllAgents } from '../helpers/agent.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { formatTestPool, poolProblems } from '../helpers/pools.js';
+import { formatTestPool, poolProblems, STEADY_TIMING } from '../helpers/pools.js';
 
 const MiB = 1024 * 1024;
-const TIMING = { heartbeatMs: 50, stallWindowMs: 1000 };
+const TIMING = STEADY_TIMING;
 
 describe('regions across node processes', () => {
   const tmp = tempDir();
