@@ -60,7 +60,8 @@ export {
 } from './engine/node.js';
 export type { FormatResult } from './engine/bootstrap/format.js';
 export type { Geometry } from './engine/layout/geometry.js';
-export type { RegionInfo, Capacity, CreateOptions } from './engine/regions/store.js';
+export type { RegionInfo, CreateOptions } from './engine/regions/store.js';
+export type { Capacity } from './engine/regions/reader.js';
 export { RegionHandle, type MappedView } from './engine/regions/handle.js';
 export { NrhtTable, type FindResult, type PublishItem } from './engine/nrht/table.js';
 export type { NrhtInitParams, NrhtStats } from './engine/nrht/layout.js';

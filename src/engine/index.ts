@@ -51,13 +51,12 @@ export {
 export { failpoint, failpointAsync } from './failpoints.js';
 export {
   RegionStore,
-  RegionTable,
   adminReservedSlots,
   type RegionInfo,
-  type Capacity,
   type CreateOptions,
   type CriticalSection,
 } from './regions/store.js';
+export { RegionTable, type Capacity } from './regions/reader.js';
 export { RegionHandle, type MappedView } from './regions/handle.js';
 export {
   DEFAULT_MAX_REGIONS_PER_OWNER,

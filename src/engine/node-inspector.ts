@@ -21,7 +21,7 @@ import type { MarufsNode } from './node.js';
 import type { NrhtStats } from './nrht/layout.js';
 import { joinedTableMes } from './nrht/table.js';
 import type { GcPhaseCounts, GcStatus } from './gc/collector.js';
-import type { Capacity } from './regions/store.js';
+import type { Capacity } from './regions/reader.js';
 import type { QuotaReport } from './regions/quota.js';
 import { MarufsError } from './errors.js';
 

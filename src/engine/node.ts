@@ -9,7 +9,7 @@
  */
 import { DetachedError, NodeSlotBusyError, PoolNotFormattedError, asMarufsError } from './errors.js';
 import { failpoint } from './failpoints.js';
-import { Heartbeat } from './bootstrap/heartbeat.js';
+import { NodeHeartbeat, type Beat } from './heartbeat/node-heartbeat.js';
 import {
   DEFAULT_TIMING,
   claimNodeSlot,
@@ -69,7 +69,9 @@ export class MarufsNode implements NodeContext {
   /** The pool's global ME (1 shard), joined at attach and left at detach. */
   readonly globalMe: MeInstance;
   #token: bigint;
-  #heartbeat: Heartbeat;
+  /** This node's heartbeat thread: beats its slot and the member word of every ME it joined. */
+  readonly heartbeat: NodeHeartbeat;
+  #slotBeat: Beat;
   #state: NodeState = 'active';
   #fencedListeners: (() => void)[] = [];
   #regions: RegionStore | undefined;
@@ -86,7 +88,8 @@ export class MarufsNode implements NodeContext {
     superblock: Superblock;
     timing: BootstrapTiming;
     token: bigint;
-    heartbeat: Heartbeat;
+    heartbeat: NodeHeartbeat;
+    slotBeat: Beat;
     formatted: FormatResult | undefined;
     tookOverSlot: boolean;
     globalMe: MeInstance;
@@ -103,8 +106,9 @@ export class MarufsNode implements NodeContext {
     if (init.gc !== false) this.gc.start();
     this.globalMe = init.globalMe;
     this.#token = init.token;
-    this.#heartbeat = init.heartbeat;
-    this.#heartbeat.onLost = () => {
+    this.heartbeat = init.heartbeat;
+    this.#slotBeat = init.slotBeat;
+    this.#slotBeat.onLost = () => {
       if (this.#state === 'active') {
         this.#state = 'fenced';
         void this.globalMe.abandon();
@@ -153,11 +157,11 @@ export class MarufsNode implements NodeContext {
 
   /** Fault injection: stop (or resume) ticking the heartbeat while staying attached. */
   freezeHeartbeat(on: boolean): void {
-    this.#heartbeat.freeze(on);
+    this.#slotBeat.freeze(on);
   }
 
   get heartbeatFrozen(): boolean {
-    return this.#heartbeat.frozen;
+    return this.#slotBeat.frozen;
   }
 
   /** Leave the pool: stop the heartbeat, release the slot (last), unmap. Idempotent. */
@@ -175,7 +179,7 @@ export class MarufsNode implements NodeContext {
       if (!wasFenced) this.#regions?.releaseAll();
       await (wasFenced ? this.globalMe.abandon() : this.globalMe.leave());
       if (!wasFenced) setSlotState(this.mem, this.slotIndex, this.#token, SlotState.DETACHING);
-      await this.#heartbeat.stop();
+      await this.heartbeat.stop();
       failpoint('detach.beforeRelease');
       if (!wasFenced) releaseSlot(this.mem, this.slotIndex, this.#token);
     } finally {
@@ -196,7 +200,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
   const geometry = resolveGeometry(options.geometry);
   validateQuota(options.quota ?? {});
   const mem = PoolMemory.open(options.path, options.createSize ? { createSize: options.createSize } : {});
-  let heartbeat: Heartbeat | undefined;
+  let heartbeat: NodeHeartbeat | undefined;
   let claimed: { index: number; token: bigint } | undefined;
   let globalMe: MeInstance | undefined;
   try {
@@ -214,13 +218,8 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
     const claim = await claimNodeSlot(mem, { nodeId: options.nodeId, maxNodes, token, timing });
     claimed = { index: claim.index, token };
     failpoint('attach.afterClaim');
-    heartbeat = await Heartbeat.start({
-      path: options.path,
-      coherence: mem.coherence,
-      slotIndex: claim.index,
-      token,
-      periodMs: timing.heartbeatMs,
-    });
+    heartbeat = NodeHeartbeat.start({ path: options.path, coherence: mem.coherence });
+    const slotBeat = await heartbeat.beatSlot({ slotIndex: claim.index, token, periodMs: timing.heartbeatMs });
     const ensured = await ensureFormatted(mem, {
       token,
       slotIndex: claim.index,
@@ -232,6 +231,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
     });
     const superblock = ensured.superblock;
     mem.setCoherence(superblock.geometry.coherence);
+    heartbeat.setCoherence(superblock.geometry.coherence);
     if (claim.index >= superblock.geometry.maxNodes) {
       throw new NodeSlotBusyError(
         `node id ${claim.index + 1} is beyond this pool's ${superblock.geometry.maxNodes} nodes (all lower ids are held)`,
@@ -244,6 +244,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       nodeId: claim.index + 1,
       config: options.me,
       name: 'global',
+      heartbeat,
     });
     await globalMe.join();
     return new MarufsNode({
@@ -253,6 +254,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       timing,
       token,
       heartbeat,
+      slotBeat,
       formatted: ensured.formatted,
       tookOverSlot: claim.tookOverFrom !== undefined,
       gc: options.gc ?? {},
@@ -290,19 +292,14 @@ export async function formatDevice(options: FormatOptions): Promise<FormatResult
   const mem = PoolMemory.open(options.path, options.size ? { createSize: options.size } : {});
   const token = newToken();
   let slot: number | undefined;
-  let heartbeat: Heartbeat | undefined;
+  let heartbeat: NodeHeartbeat | undefined;
   try {
     // A refused format writes nothing: refuse a valid or damaged pool before claiming a slot.
     refuseUnlessForced(mem, readSuperblock(mem), options.force ?? false);
     const { index } = await claimNodeSlot(mem, { maxNodes: 256, token, timing });
     slot = index;
-    heartbeat = await Heartbeat.start({
-      path: options.path,
-      coherence: 'coherent',
-      slotIndex: index,
-      token,
-      periodMs: timing.heartbeatMs,
-    });
+    heartbeat = NodeHeartbeat.start({ path: options.path, coherence: 'coherent' });
+    await heartbeat.beatSlot({ slotIndex: index, token, periodMs: timing.heartbeatMs });
     const result = await formatExplicitly(mem, {
       token,
       slotIndex: index,

@@ -14,7 +14,7 @@ import { PoolMemory } from './pool/memory.js';
 import { formatPerms } from './regions/acl.js';
 import { describePrincipal } from './regions/principal.js';
 import type { QuotaReport } from './regions/quota.js';
-import { RegionTable, type Capacity, type RegionInfo } from './regions/store.js';
+import { RegionTable, type Capacity, type RegionInfo } from './regions/reader.js';
 import { inspectMeArea, type MeAreaReport } from './me/inspect.js';
 import { readNrhtGeometry, tableStats, type NrhtStats } from './nrht/layout.js';
 

@@ -47,6 +47,7 @@ import { fenceOf, type Fence } from '../fence.js';
 import { resolveMeConfig, type MeConfig } from './config.js';
 import { onMeCycle } from './cycle.js';
 import { MemberHeartbeat } from './member-heartbeat.js';
+import { NodeHeartbeat } from '../heartbeat/node-heartbeat.js';
 import { MeStats, type MeStatsSnapshot } from './stats.js';
 import { StaleMeAreaError, checkCbMagic, checkSlotMagic, doorbellWord, passToken, readLease } from './token.js';
 
@@ -59,6 +60,11 @@ export interface MeInstanceOptions {
   config?: Partial<MeConfig>;
   /** Label for stats and inspection ("global", "nrht[3]", …). */
   name?: string;
+  /**
+   * The node's heartbeat thread, which beats this instance's member word (config.heartbeatThread).
+   * Without it the instance starts a heartbeat thread of its own (an instance used without a node).
+   */
+  heartbeat?: NodeHeartbeat | undefined;
 }
 
 export interface AcquireOptions {
@@ -114,6 +120,10 @@ export class MeInstance {
   /** Unsubscribes this instance from the shared cycle clock (me/cycle.ts). */
   #stopCycle: (() => void) | undefined;
   #hb: MemberHeartbeat | undefined;
+  /** The node's heartbeat thread (given), or one this instance started and stops. */
+  #nodeHeartbeat: NodeHeartbeat | undefined;
+  #ownsHeartbeat = false;
+  #heartbeatStopped: Promise<void> | undefined;
   #staleReason = '';
   // Membership view, refreshed by every cycle (index = node id).
   #active: Uint8Array;
@@ -148,6 +158,7 @@ export class MeInstance {
       throw new MarufsError('EINVAL', `node id ${nodeId} is outside this ME area's 1..${h.maxNodes}`);
     }
     this.#mem = mem;
+    this.#nodeHeartbeat = opts.heartbeat;
     this.nodeId = nodeId;
     this.shards = h.shards;
     this.maxNodes = h.maxNodes;
@@ -185,18 +196,25 @@ export class MeInstance {
       nodeId: this.nodeId,
       formatGeneration: this.formatGeneration,
     };
-    this.#hb = this.config.heartbeatThread
-      ? await MemberHeartbeat.thread({
-          path: mem.path,
-          coherence: mem.coherence,
-          target,
-          periodMs: this.config.heartbeatMs,
-          loopStallMs: this.config.loopStallMs,
-        })
-      : MemberHeartbeat.inline(mem, target, this.config.heartbeatMs);
+    if (this.config.heartbeatThread && !this.#nodeHeartbeat) {
+      this.#nodeHeartbeat = NodeHeartbeat.start({ path: mem.path, coherence: mem.coherence });
+      this.#ownsHeartbeat = true;
+    }
+    try {
+      this.#hb = this.config.heartbeatThread
+        ? await MemberHeartbeat.onThread(this.#nodeHeartbeat!, {
+            target,
+            periodMs: this.config.heartbeatMs,
+            loopStallMs: this.config.loopStallMs,
+          })
+        : MemberHeartbeat.inline(mem, target, this.config.heartbeatMs);
+    } catch (err) {
+      await this.#stopHeartbeat();
+      throw err;
+    }
     this.#hb.onWake = () => this.#cycle();
     if (this.#hb.lost) {
-      await this.#hb.stop();
+      await this.#stopHeartbeat();
       throw new StaleMeAreaError(`${this.name}: ME area changed while joining`);
     }
     mem.store32(m + ME_MEMBER.nodeId, this.nodeId);
@@ -273,9 +291,17 @@ export class MeInstance {
       this.#rejectQueue(st, new DetachedError(`${this.name}: left`));
       st.isHolder = false;
     }
-    await this.#hb?.stop();
-    this.#hb = undefined;
+    await this.#stopHeartbeat();
     if (this.#state !== 'stale') this.#state = final;
+  }
+
+  /** Stop beating the member word; stop the heartbeat thread too if this instance started it. */
+  #stopHeartbeat(): Promise<void> {
+    this.#heartbeatStopped ??= (async () => {
+      await this.#hb?.stop();
+      if (this.#ownsHeartbeat) await this.#nodeHeartbeat?.stop();
+    })();
+    return this.#heartbeatStopped;
   }
 
   #forwardOnLeave(s: number): void {
@@ -735,7 +761,7 @@ export class MeInstance {
       st.isHolder = false;
       this.#rejectQueue(st, new StaleMeAreaError(`${this.name}: ${reason}`));
     }
-    void this.#hb?.stop();
+    void this.#stopHeartbeat();
   }
 
   // ---- the per-node cycle ------------------------------------------------------------------------

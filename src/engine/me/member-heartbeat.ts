@@ -3,11 +3,12 @@
  * period whatever the node holds (H4: liveness must not depend on holding a token). Waiters that
  * suspect a holder watch this counter on their own clock (§6.7).
  *
- * By default a worker thread that maps the pool itself does the ticking, so a busy or blocked
- * main thread never makes a live holder look dead; `MemberHeartbeat.inline` ticks from the
- * instance's own cycle instead. Every tick first checks the area's header magic, its format
- * generation and the slot's magic and node id, and stops for good (reporting `lost`) on a mismatch
- * instead of writing through a stale location.
+ * By default the node's heartbeat thread (heartbeat/node-heartbeat.ts: one thread per node, which
+ * also beats the node's slot) does the ticking, so a busy or blocked main thread never makes a live
+ * holder look dead; `MemberHeartbeat.inline` ticks from the instance's own cycle instead. Every
+ * tick first checks the area's header magic, its format generation and the slot's magic and node
+ * id, and stops for good (reporting `lost`) on a mismatch instead of writing through a stale
+ * location.
  *
  * The thread also watches the main thread: the instance's cycle bumps a "loop beat" word, and the
  * thread stops ticking while that word has not moved for `loopStallMs`. So a busy main thread
@@ -19,19 +20,11 @@
  * runs its cycle at once instead of at the next timer tick — same-host grants without the timer
  * latency. Wakes are coalesced: at most one is in flight to the main thread.
  */
-import { Worker } from 'node:worker_threads';
-import type { Coherence, PoolMemory } from '../pool/memory.js';
+import type { Beat, MemberTarget, NodeHeartbeat } from '../heartbeat/node-heartbeat.js';
+import type { PoolMemory } from '../pool/memory.js';
 import { ME_HEADER, ME_MAGIC, ME_MEMBER, ME_MEMBER_MAGIC } from './area.js';
 
-/** Indexes of the control words shared with member-heartbeat-worker.ts. */
-export const HB_CONTROL = Object.freeze({ freeze: 0, stop: 1, ticks: 2, lost: 3, loopBeat: 4, wakePending: 5 });
-
-export interface MemberTarget {
-  base: number;
-  memberOffset: number;
-  nodeId: number;
-  formatGeneration: bigint;
-}
+export type { MemberTarget } from '../heartbeat/node-heartbeat.js';
 
 /** One heartbeat tick; false (and nothing written) if the slot is no longer where it was. */
 export function tickMember(mem: PoolMemory, t: MemberTarget): boolean {
@@ -46,56 +39,40 @@ export function tickMember(mem: PoolMemory, t: MemberTarget): boolean {
 }
 
 export class MemberHeartbeat {
-  #control: Int32Array;
-  #worker: Worker | undefined;
-  #exited: Promise<void>;
+  #beat: Beat | undefined;
   #inline: { mem: PoolMemory; target: MemberTarget; periodMs: number; last: number } | undefined;
+  #ticks = 0;
+  #lost = false;
+  #frozen = false;
+  #stopped = false;
   /** Called on the main thread when a peer bumped this member's wake word. */
   onWake: (() => void) | undefined;
 
-  private constructor(control: Int32Array, worker: Worker | undefined) {
-    this.#control = control;
-    this.#worker = worker;
-    this.#exited = worker ? new Promise((resolve) => worker.once('exit', () => resolve())) : Promise.resolve();
-    worker?.on('message', () => {
-      Atomics.store(this.#control, HB_CONTROL.wakePending, 0);
-      this.onWake?.();
-    });
-    worker?.unref();
-  }
+  private constructor() {}
 
-  /** Start a heartbeat thread; resolves after its first tick (or once it reported the slot lost). */
-  static async thread(opts: {
-    path: string;
-    coherence: Coherence;
-    target: MemberTarget;
-    periodMs: number;
-    /** Stop ticking while the main thread's loop beat has not moved for this long (0: never). */
-    loopStallMs: number;
-  }): Promise<MemberHeartbeat> {
-    const shared = new SharedArrayBuffer(32);
-    const worker = new Worker(new URL('./member-heartbeat-worker.js', import.meta.url), {
-      workerData: { ...opts, control: shared },
-    });
-    const hb = new MemberHeartbeat(new Int32Array(shared), worker);
-    await new Promise<void>((resolve, reject) => {
-      const poll = setInterval(() => {
-        if (hb.ticks > 0 || hb.lost) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 1);
-      worker.once('error', (err) => {
-        clearInterval(poll);
-        reject(err);
-      });
-    });
+  /**
+   * Have the node's heartbeat thread tick this member word; resolves after its first tick (or once
+   * the word was found lost).
+   */
+  static async onThread(
+    heartbeat: NodeHeartbeat,
+    opts: {
+      target: MemberTarget;
+      periodMs: number;
+      /** Stop ticking while the main thread's loop beat has not moved for this long (0: never). */
+      loopStallMs: number;
+    },
+  ): Promise<MemberHeartbeat> {
+    const hb = new MemberHeartbeat();
+    const beat = await heartbeat.beatMember(opts);
+    beat.onWake = () => hb.onWake?.();
+    hb.#beat = beat;
     return hb;
   }
 
   /** A heartbeat ticked by the caller's own cycle (call `pump()` every cycle). */
   static inline(mem: PoolMemory, target: MemberTarget, periodMs: number): MemberHeartbeat {
-    const hb = new MemberHeartbeat(new Int32Array(new SharedArrayBuffer(32)), undefined);
+    const hb = new MemberHeartbeat();
     hb.#inline = { mem, target, periodMs, last: 0 };
     hb.pump();
     return hb;
@@ -104,39 +81,37 @@ export class MemberHeartbeat {
   /** Inline mode: tick if a period has passed. No-op for the thread mode. */
   pump(): void {
     const s = this.#inline;
-    if (!s || this.lost || this.frozen || Atomics.load(this.#control, HB_CONTROL.stop) === 1) return;
+    if (!s || this.#lost || this.#frozen || this.#stopped) return;
     const now = performance.now();
     if (now - s.last < s.periodMs) return;
     s.last = now;
-    if (tickMember(s.mem, s.target)) Atomics.add(this.#control, HB_CONTROL.ticks, 1);
-    else Atomics.store(this.#control, HB_CONTROL.lost, 1);
+    if (tickMember(s.mem, s.target)) this.#ticks++;
+    else this.#lost = true;
   }
 
   /** Called by the owner's cycle: the main thread is making progress. */
   loopBeat(): void {
-    Atomics.add(this.#control, HB_CONTROL.loopBeat, 1);
+    this.#beat?.loopBeat();
   }
 
   get ticks(): number {
-    return Atomics.load(this.#control, HB_CONTROL.ticks);
+    return this.#beat ? this.#beat.ticks : this.#ticks;
   }
   get lost(): boolean {
-    return Atomics.load(this.#control, HB_CONTROL.lost) === 1;
+    return this.#beat ? this.#beat.lost : this.#lost;
   }
   get frozen(): boolean {
-    return Atomics.load(this.#control, HB_CONTROL.freeze) === 1;
+    return this.#beat ? this.#beat.frozen : this.#frozen;
   }
   /** Fault injection: stop (true) or resume (false) ticking. */
   freeze(on: boolean): void {
-    Atomics.store(this.#control, HB_CONTROL.freeze, on ? 1 : 0);
+    this.#frozen = on;
+    this.#beat?.freeze(on);
   }
 
+  /** Stop ticking (unregister from the node's thread). Idempotent. */
   async stop(): Promise<void> {
-    Atomics.store(this.#control, HB_CONTROL.stop, 1);
-    if (!this.#worker) return;
-    const worker = this.#worker;
-    const timeout = setTimeout(() => void worker.terminate(), 2000);
-    await this.#exited;
-    clearTimeout(timeout);
+    this.#stopped = true;
+    await this.#beat?.stop();
   }
 }

@@ -244,9 +244,8 @@ export class NrhtTable {
       base: this.#base + g.meOffset,
       nodeId: this.#node.nodeId,
       name: `nrht[${this.#handle.id}]`,
-      // A table's heartbeat ticks from the instance's own cycle: no thread per table. A stuck event
-      // loop may then lose the token to a takeover, which generation fencing makes safe.
-      config: { heartbeatThread: false },
+      // The node's heartbeat thread beats the table's member word too (no thread per table).
+      heartbeat: this.#node.heartbeat,
     });
     perNode.set(this.#handle.id, { generation: this.#handle.generation, me });
     me.catch(() => perNode.delete(this.#handle.id));
