@@ -93,7 +93,7 @@ int marufs_futex_wake(uintptr_t addr, int32_t count) {
 /*
  * Wait while every addrs[i] (32-bit words of shared mappings) still holds expected[i], at most
  * timeout_ns (negative = forever): one thread watching several wake words at once
- * (heartbeat/beater-thread.ts). Returns the index of a woken word, or -errno: -EAGAIN (a word
+ * (heartbeat/node-heartbeat-thread.ts). Returns the index of a woken word, or -errno: -EAGAIN (a word
  * differed), -ETIMEDOUT, -EINTR, -EINVAL (n outside 1..FUTEX_WAITV_MAX), -ENOSYS (kernel < 5.16).
  */
 int marufs_futex_waitv(const uint64_t *addrs, const uint32_t *expected, uint32_t n, int64_t timeout_ns) {
