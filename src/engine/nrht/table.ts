@@ -244,8 +244,12 @@ export class NrhtTable {
       base: this.#base + g.meOffset,
       nodeId: this.#node.nodeId,
       name: `nrht[${this.#handle.id}]`,
-      // The node's heartbeat thread beats the table's member word too (no thread per table).
-      heartbeat: this.#node.heartbeat,
+      // A table's heartbeat ticks from the instance's own cycle, not from the node's heartbeat thread:
+      // a stuck event loop then loses the table's token to a takeover within the stall window, which
+      // generation fencing makes safe (test/regions/fencing.test.ts, "name table publish"). Beaten by the
+      // thread, a holder blocked for less than loopStallMs (10 s) kept its token, and that test failed
+      // with the peer's publish refused and fsck finding a chain entry the header did not count.
+      config: { heartbeatThread: false },
     });
     perNode.set(this.#handle.id, { generation: this.#handle.generation, me });
     me.catch(() => perNode.delete(this.#handle.id));
