@@ -2,8 +2,11 @@
  * A node: this process attached to a pool with its own slot and node id.
  *
  * attachNode() maps the device, refuses (without writing a byte) a pool that is damaged (a bad
- * superblock, or no magic on a pool that is not blank), claims a slot, starts the heartbeat, takes part in the format election when the pool is
- * unformatted and its policy allows, and validates the superblock it ends up with. detach() undoes
+ * superblock, or no magic on a pool that is not blank), starts the heartbeat thread, claims a slot
+ * and has the thread beat it, takes part in the format election when the pool is unformatted and
+ * its policy allows, and validates the superblock it ends up with. A claim that other nodes declare
+ * dead before the node has attached (the process stalled for the stall window) is found out and
+ * claimed again: a node never attaches under a node id whose slot is not its own. detach() undoes
  * this in reverse and releases the slot last, so no other node can take this node id while this one
  * is still handing things off.
  */
@@ -19,7 +22,7 @@ import {
   type BootstrapTiming,
 } from './bootstrap/election.js';
 import type { FormatResult } from './bootstrap/format.js';
-import { SlotState, newToken, releaseSlot, setSlotState } from './bootstrap/slots.js';
+import { SlotState, newToken, ownsSlot, releaseSlot, setSlotState } from './bootstrap/slots.js';
 import { resolveGeometry, type Geometry, type Layout } from './layout/geometry.js';
 import { readSuperblock, type Superblock } from './layout/superblock.js';
 import { PoolMemory } from './pool/memory.js';
@@ -66,6 +69,12 @@ export class MarufsNode implements NodeContext {
   readonly formatted: FormatResult | undefined;
   /** Set when this node took its slot over from a dead node. */
   readonly tookOverSlot: boolean;
+  /**
+   * Slots this node claimed and lost while attaching, before the one it holds: another node saw the
+   * claim's heartbeat still for the stall window (this process stalled) and freed it; the node then
+   * claimed again rather than use a node id that may be someone else's (0 almost always).
+   */
+  readonly slotLosses: number;
   /** The pool's global ME (1 shard), joined at attach and left at detach. */
   readonly globalMe: MeInstance;
   #token: bigint;
@@ -92,6 +101,7 @@ export class MarufsNode implements NodeContext {
     slotBeat: Beat;
     formatted: FormatResult | undefined;
     tookOverSlot: boolean;
+    slotLosses: number;
     globalMe: MeInstance;
     gc: Partial<GcConfig> | false;
   }) {
@@ -102,6 +112,7 @@ export class MarufsNode implements NodeContext {
     this.timing = init.timing;
     this.formatted = init.formatted;
     this.tookOverSlot = init.tookOverSlot;
+    this.slotLosses = init.slotLosses;
     this.gc = new GarbageCollector(this, init.gc || {});
     if (init.gc !== false) this.gc.start();
     this.globalMe = init.globalMe;
@@ -193,6 +204,12 @@ function timingOf(options: { timing?: Partial<BootstrapTiming> | undefined }): B
   return { ...DEFAULT_TIMING, ...options.timing };
 }
 
+/**
+ * How many times attach claims a slot again after losing its claim (declared dead by another node
+ * before it had attached) before it gives up.
+ */
+const MAX_SLOT_LOSSES = 5;
+
 /** Attach this process to a pool as a node. */
 export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
   const timing = timingOf(options);
@@ -201,8 +218,6 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
   validateQuota(options.quota ?? {});
   const mem = PoolMemory.open(options.path, options.createSize ? { createSize: options.createSize } : {});
   let heartbeat: NodeHeartbeat | undefined;
-  let claimed: { index: number; token: bigint } | undefined;
-  let globalMe: MeInstance | undefined;
   try {
     // Refuse a damaged pool before writing anything to it.
     const initial = readSuperblock(mem);
@@ -213,13 +228,66 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       );
     }
     if (initial.state === 'valid') mem.setCoherence(initial.superblock.geometry.coherence);
-    const maxNodes = initial.state === 'valid' ? initial.superblock.geometry.maxNodes : geometry.maxNodes;
-    const token = newToken();
-    const claim = await claimNodeSlot(mem, { nodeId: options.nodeId, maxNodes, token, timing });
-    claimed = { index: claim.index, token };
-    failpoint('attach.afterClaim');
+    // The heartbeat thread runs before the first claim, so a claimed slot is beaten within a
+    // scheduling delay, not after a thread start (seconds on a loaded machine: longer than the
+    // stall window, and other nodes then take the new claim for a dead node's).
     heartbeat = NodeHeartbeat.start({ path: options.path, coherence: mem.coherence });
-    const slotBeat = await heartbeat.beatSlot({ slotIndex: claim.index, token, periodMs: timing.heartbeatMs });
+    await heartbeat.ready();
+    for (let slotLosses = 0; ; slotLosses++) {
+      const node = await attachOnce({ mem, heartbeat, options, timing, policy, geometry, slotLosses });
+      if (node) return node;
+      if (slotLosses + 1 >= MAX_SLOT_LOSSES) {
+        throw new NodeSlotBusyError(
+          `lost the claimed node slot ${MAX_SLOT_LOSSES} times while attaching: other nodes saw its heartbeat still for the stall window (${timing.stallWindowMs} ms) each time`,
+        );
+      }
+    }
+  } catch (err) {
+    await heartbeat?.stop();
+    mem.close();
+    throw asMarufsError(err);
+  }
+}
+
+interface AttachAttempt {
+  mem: PoolMemory;
+  heartbeat: NodeHeartbeat;
+  options: AttachOptions;
+  timing: BootstrapTiming;
+  policy: FormatPolicy;
+  geometry: Geometry;
+  /** Claims lost so far. */
+  slotLosses: number;
+}
+
+/**
+ * One attempt at attaching: claim a slot, have the heartbeat thread beat it, take part in the format
+ * election, mark the slot ACTIVE, join the global ME. Another node may declare this one dead and
+ * free its slot at any point (the process stalled for the stall window), and a third may then claim
+ * it: so whether the slot is still ours is checked after every step that can wait, and last just
+ * before joining the global ME (which writes under the node id) and after it. A lost claim is
+ * undone without writing to the slot or the ME area (neither is ours any more) and the attempt
+ * returns undefined: the caller claims again. Any other failure releases the slot and throws.
+ */
+async function attachOnce(a: AttachAttempt): Promise<MarufsNode | undefined> {
+  const { mem, heartbeat, options, timing, policy, geometry } = a;
+  // Before the first claim the pool may have been unformatted; a later attempt may find it formatted.
+  const now = readSuperblock(mem);
+  const maxNodes = now.state === 'valid' ? now.superblock.geometry.maxNodes : geometry.maxNodes;
+  const token = newToken();
+  const claim = await claimNodeSlot(mem, { nodeId: options.nodeId, maxNodes, token, timing });
+  let slotBeat: Beat | undefined;
+  let globalMe: MeInstance | undefined;
+  const ours = (): boolean => !(slotBeat?.lost ?? false) && ownsSlot(mem, claim.index, token);
+  const lost = async (): Promise<undefined> => {
+    await globalMe?.abandon();
+    await slotBeat?.stop();
+    return undefined;
+  };
+  try {
+    failpoint('attach.afterClaim');
+    slotBeat = await heartbeat.beatSlot({ slotIndex: claim.index, token, periodMs: timing.heartbeatMs });
+    if (!ours()) return await lost();
     const ensured = await ensureFormatted(mem, {
       token,
       slotIndex: claim.index,
@@ -227,6 +295,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       geometry,
       quota: options.quota,
       timing,
+      slotLost: () => !ours(),
       ...(policy === 'never' ? { waitMs: options.waitForFormatMs ?? 0 } : {}),
     });
     const superblock = ensured.superblock;
@@ -237,7 +306,7 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
         `node id ${claim.index + 1} is beyond this pool's ${superblock.geometry.maxNodes} nodes (all lower ids are held)`,
       );
     }
-    setSlotState(mem, claim.index, token, SlotState.ACTIVE);
+    if (!setSlotState(mem, claim.index, token, SlotState.ACTIVE) || !ours()) return await lost();
     globalMe = new MeInstance({
       mem,
       base: superblock.layout.globalMeOffset,
@@ -246,7 +315,11 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       name: 'global',
       heartbeat,
     });
+    if (!ours()) return await lost();
     await globalMe.join();
+    // No await from this check to the node's construction, which hooks the slot beat's onLost: a
+    // loss after it fences the node (MarufsNode), one before it is caught here.
+    if (!ours()) return await lost();
     return new MarufsNode({
       slotIndex: claim.index,
       mem,
@@ -257,15 +330,17 @@ export async function attachNode(options: AttachOptions): Promise<MarufsNode> {
       slotBeat,
       formatted: ensured.formatted,
       tookOverSlot: claim.tookOverFrom !== undefined,
+      slotLosses: a.slotLosses,
       gc: options.gc ?? {},
       globalMe,
     });
   } catch (err) {
+    // A failure caused by losing the slot (the election stops, a format is abandoned) is a lost claim.
+    if (!ours()) return await lost();
     await globalMe?.leave().catch(() => undefined);
-    await heartbeat?.stop();
-    if (claimed) releaseSlot(mem, claimed.index, claimed.token);
-    mem.close();
-    throw asMarufsError(err);
+    await slotBeat?.stop();
+    releaseSlot(mem, claim.index, token);
+    throw err;
   }
 }
 
@@ -296,10 +371,15 @@ export async function formatDevice(options: FormatOptions): Promise<FormatResult
   try {
     // A refused format writes nothing: refuse a valid or damaged pool before claiming a slot.
     refuseUnlessForced(mem, readSuperblock(mem), options.force ?? false);
+    // As in attachNode: the thread runs before the claim, so the claim is beaten at once.
+    heartbeat = NodeHeartbeat.start({ path: options.path, coherence: 'coherent' });
+    await heartbeat.ready();
     const { index } = await claimNodeSlot(mem, { maxNodes: 256, token, timing });
     slot = index;
-    heartbeat = NodeHeartbeat.start({ path: options.path, coherence: 'coherent' });
-    await heartbeat.beatSlot({ slotIndex: index, token, periodMs: timing.heartbeatMs });
+    const beat = await heartbeat.beatSlot({ slotIndex: index, token, periodMs: timing.heartbeatMs });
+    if (beat.lost) {
+      throw new NodeSlotBusyError(`node slot ${index + 1} was declared dead and freed before this format could use it`);
+    }
     const result = await formatExplicitly(mem, {
       token,
       slotIndex: index,

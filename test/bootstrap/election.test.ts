@@ -35,6 +35,9 @@ describe('bootstrap election', () => {
       const nodes = Array.from({ length: 8 }, () => new NodeProcess([pool, '--format-if-needed', ...SMALL]));
       const events = await Promise.all(nodes.map((n) => n.attached()));
       expect(events.filter((e) => e.formatted).length).toBe(1);
+      // Distinct ids even on a loaded machine: a process stalled past the stall window right after
+      // its claim has that claim freed by an attached node's collector; it finds out and claims
+      // again (its event then says slotLosses > 0; slot-loss.test.ts forces that case).
       expect(new Set(events.map((e) => e.nodeId)).size).toBe(8);
       expect(new Set(events.map((e) => e.poolUuid)).size).toBe(1);
       expect(events.every((e) => e.formatGeneration === 1)).toBe(true);

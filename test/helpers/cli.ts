@@ -34,6 +34,8 @@ export interface NodeEvent {
   formatGeneration?: number;
   formatted?: boolean;
   tookOverSlot?: boolean;
+  /** Slot claims lost (declared dead by another node) while attaching, before the one it attached with. */
+  slotLosses?: number;
 }
 
 /** Node processes not yet gone, so a failed test can still kill them (see killAllNodes). */

@@ -51,6 +51,7 @@ export function registerAttach(program: Command): void {
         formatGeneration: node.superblock.formatGeneration,
         formatted: node.formatted !== undefined,
         tookOverSlot: node.tookOverSlot,
+        slotLosses: node.slotLosses,
         attachMs: Math.round((performance.now() - started) * 1000) / 1000,
       })}\n`,
     );

@@ -15,6 +15,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  DetachedError,
   FormatRefusedError,
   NodeSlotBusyError,
   PoolNotFormattedError,
@@ -141,6 +142,12 @@ export interface EnsureFormattedRequest {
   timing: BootstrapTiming;
   /** How long to wait for someone else's format (defaults to timing.formatTimeoutMs). */
   waitMs?: number;
+  /**
+   * True once this node's slot is no longer its own (another node declared it dead): the election
+   * then stops with DetachedError before its next step, so a node without a slot never takes the
+   * format lock (attachNode claims a slot again).
+   */
+  slotLost?: () => boolean;
 }
 
 export interface EnsureFormattedResult {
@@ -158,6 +165,9 @@ export async function ensureFormatted(mem: PoolMemory, req: EnsureFormattedReque
   let watchedToken = 0n;
   let tookOver = false;
   for (;;) {
+    if (req.slotLost?.()) {
+      throw new DetachedError(`node id ${req.slotIndex + 1} lost its slot while waiting for the pool to be formatted`);
+    }
     const status = readSuperblock(mem);
     if (status.state === 'valid') return { superblock: status.superblock, tookOver };
     if (status.state === 'invalid') throw status.error;

@@ -119,6 +119,11 @@ export function claimSlot(
   return true;
 }
 
+/** Does slot `index` still belong to `token` (its owner word holds it)? */
+export function ownsSlot(mem: PoolMemory, index: number, token: bigint): boolean {
+  return mem.observe64(slotOffset(index) + SLOT.owner) === token;
+}
+
 /** Set the state word of a slot this node owns (no-op if the slot is no longer ours). */
 export function setSlotState(mem: PoolMemory, index: number, token: bigint, state: SlotState): boolean {
   const base = slotOffset(index);

@@ -517,7 +517,11 @@ export class GarbageCollector {
       if (mem.casPublish64(slotOffset(i) + SLOT.owner, view.owner, reclaimToken) !== view.owner) continue;
       mem.publish32(slotOffset(i) + SLOT.state, SlotState.DETACHING);
       await this.#reclaimNode(i + 1, counts);
-      mem.publish32(slotOffset(i) + SLOT.state, SlotState.FREE);
+      // A claimer may have taken the slot over from the reclaim token meanwhile (its heartbeat is
+      // still while this runs): its state word is then the claimer's, not ours to write.
+      if (mem.observe64(slotOffset(i) + SLOT.owner) === reclaimToken) {
+        mem.publish32(slotOffset(i) + SLOT.state, SlotState.FREE);
+      }
       mem.casPublish64(slotOffset(i) + SLOT.owner, reclaimToken, 0n);
       this.#nodes.forget(i);
       counts.deadNodes++;

@@ -138,6 +138,9 @@ try {
   native = undefined;
 }
 
+// Mapped, native library loaded: registrations are beaten within a scheduling delay from now on.
+Atomics.store(new Int32Array(data.ready), 0, 1);
+
 if (native) {
   const n = native;
   let addrs = new BigUint64Array(16);

@@ -73,6 +73,8 @@ export interface NodeHeartbeatThreadData {
   coherence: Coherence;
   /** Address of the kick word (0: no native library; the thread polls its port instead). */
   kickAddr: number;
+  /** One Int32 the thread sets to 1 once it has mapped the pool and is about to take registrations. */
+  ready: SharedArrayBuffer;
 }
 
 /** One heartbeat word registered with a NodeHeartbeat. */
@@ -132,6 +134,7 @@ export class NodeHeartbeat {
   readonly #worker: Worker;
   readonly #native: NativeHelpers | undefined;
   readonly #kickAddr: number;
+  readonly #ready = new Int32Array(new SharedArrayBuffer(4));
   readonly #exited: Promise<void>;
   readonly #beats = new Map<number, Beat>();
   #nextId = 1;
@@ -147,7 +150,11 @@ export class NodeHeartbeat {
     }
     this.#native = native;
     this.#kickAddr = native ? native.wordAlloc() : 0;
-    const workerData: NodeHeartbeatThreadData = { ...opts, kickAddr: this.#kickAddr };
+    const workerData: NodeHeartbeatThreadData = {
+      ...opts,
+      kickAddr: this.#kickAddr,
+      ready: this.#ready.buffer as SharedArrayBuffer,
+    };
     this.#worker = new Worker(new URL('./node-heartbeat-thread.js', import.meta.url), { workerData });
     this.#exited = new Promise((resolve) =>
       this.#worker.once('exit', () => {
@@ -174,6 +181,16 @@ export class NodeHeartbeat {
   /** Start the node's heartbeat thread (it maps the pool at `path` itself). */
   static start(opts: { path: string; coherence: Coherence }): NodeHeartbeat {
     return new NodeHeartbeat(opts);
+  }
+
+  /**
+   * Resolves once the thread runs (it has started, loaded its modules and mapped the pool), so that
+   * a word registered from then on is beaten within a scheduling delay rather than after a thread
+   * start, which takes seconds on a loaded machine. attachNode waits for this before it claims a
+   * slot (docs/bootstrap.md, "Attach, step by step").
+   */
+  ready(): Promise<void> {
+    return this.#until(() => Atomics.load(this.#ready, 0) === 1);
   }
 
   /** The worker thread's id (one per node, whatever the number of registered words). */

@@ -1,0 +1,129 @@
+/**
+ * A node that loses its slot while it attaches never reports (or uses) that node id.
+ *
+ * The interleaving that gave two live `marufs attach` processes one node id on a loaded machine
+ * (issue 14), forced with the `attach.afterClaim` failpoint instead of load: the attaching process
+ * claims a slot and stalls before its heartbeat thread has beaten it; an attached node's garbage
+ * collector sees the slot's heartbeat still for the stall window, declares the claimer dead and frees
+ * the slot (collector.ts, dead-node reclaim); a third process claims the free slot. The stalled
+ * process must find out that the slot is no longer its own when it goes on, and claim another one
+ * (or, asking for that node id explicitly, refuse), never attach under an id another node holds.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { attachNode, inspectPool, type MarufsNode } from '../../src/engine/index.js';
+import { NodeProcess, killAllNodes, tempDir } from '../helpers/cli.js';
+import { formatTestPool } from '../helpers/pools.js';
+
+const TIMING = { heartbeatMs: 50, stallWindowMs: 500 };
+const FAST = ['--heartbeat-ms', '50', '--stall-window-ms', '500'];
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function heldNodeIds(pool: string): Promise<number[]> {
+  return (await inspectPool(pool, { observeMs: 0 })).bootstrap.slots.map((s) => s.nodeId);
+}
+
+describe('a slot lost while attaching', () => {
+  const tmp = tempDir();
+  let survivor: MarufsNode | undefined;
+  afterEach(async () => {
+    await killAllNodes();
+    await survivor?.detach();
+    survivor = undefined;
+  });
+  afterAll(() => tmp.cleanup());
+
+  /**
+   * A formatted pool with node 1 attached in this process (its collector reclaims dead nodes), and
+   * a `marufs attach` process stopped at attach.afterClaim, whose claimed slot node 1 has reclaimed.
+   */
+  async function stalledClaimReclaimed(
+    name: string,
+    extra: string[] = [],
+  ): Promise<{ pool: string; stalled: NodeProcess; release: () => void }> {
+    const pool = join(tmp.dir, name);
+    await formatTestPool({
+      path: pool,
+      size: 64 * 1024 * 1024,
+      geometry: { maxNodes: 16, maxRegions: 256 },
+      timing: TIMING,
+    });
+    survivor = await attachNode({ path: pool, timing: TIMING });
+    expect(survivor.nodeId).toBe(1);
+    const gate = join(tmp.dir, `${name}.gate`);
+    const stalled = new NodeProcess([pool, ...FAST, ...extra], {
+      MARUFS_FAILPOINTS: `attach.afterClaim=await:${gate}`,
+    });
+    let exited = false;
+    void stalled.exited.then(() => (exited = true));
+    await until(() => existsSync(`${gate}.reached`) || exited, 'the attaching process to claim its slot');
+    expect(exited).toBe(false);
+    expect(await heldNodeIds(pool)).toEqual([1, 2]);
+    // Node 1's collector declares the stalled claimer dead (its slot heartbeat never moved) and frees it.
+    await until(async () => !(await heldNodeIds(pool)).includes(2), 'node 1 to reclaim the stalled claim');
+    expect(survivor.gc.status().total.deadNodes).toBe(1);
+    return { pool, stalled, release: () => writeFileSync(gate, 'go\n') };
+  }
+
+  it('claims another slot, so two attached nodes never share a node id', async () => {
+    const { pool, stalled, release } = await stalledClaimReclaimed('auto.pool');
+    const newcomer = new NodeProcess([pool, ...FAST]);
+    const late = await newcomer.attached();
+    expect(late.nodeId).toBe(2); // the freed slot, now held by a live node
+    release();
+    const back = await stalled.attached();
+    expect(back.nodeId).toBe(3);
+    expect(back.slotLosses).toBe(1); // it says it lost its first claim and claimed again
+    expect(back.tookOverSlot).toBe(false);
+    const report = await inspectPool(pool, { observeMs: 300 });
+    expect(report.bootstrap.slots.map((s) => [s.nodeId, s.pid, s.state, s.liveness])).toEqual([
+      [1, process.pid, 'active', 'live'],
+      [2, newcomer.pid, 'active', 'live'],
+      [3, stalled.pid, 'active', 'live'],
+    ]);
+    expect(await Promise.all([newcomer.stop(), stalled.stop()])).toEqual([0, 0]);
+    expect(await heldNodeIds(pool)).toEqual([1]);
+  });
+
+  it('refuses an explicit node id that a live node took meanwhile', async () => {
+    const { pool, stalled, release } = await stalledClaimReclaimed('explicit.pool', ['--node-id', '2']);
+    const newcomer = new NodeProcess([pool, ...FAST, '--node-id', '2']);
+    expect((await newcomer.attached()).nodeId).toBe(2);
+    release();
+    // It must exit with the error; attaching (as node 2, beside the newcomer) fails at once.
+    const attachedAs = stalled.attached().then(
+      (e) => `attached as node ${e.nodeId}`,
+      () => stalled.exited,
+    );
+    expect(await Promise.race([stalled.exited, attachedAs])).toBe(1);
+    expect(stalled.events).toEqual([]); // never said "attached"
+    expect(stalled.stderr).toMatch(/EBUSY: node id 2 is held by a live node/);
+    const report = await inspectPool(pool, { observeMs: 300 });
+    expect(report.bootstrap.slots.map((s) => [s.nodeId, s.pid, s.liveness])).toEqual([
+      [1, process.pid, 'live'],
+      [2, newcomer.pid, 'live'],
+    ]);
+    expect(await newcomer.stop()).toBe(0);
+  });
+
+  it('gets its explicit node id back when nobody took it meanwhile', async () => {
+    const { pool, stalled, release } = await stalledClaimReclaimed('explicit-free.pool', ['--node-id', '2']);
+    release();
+    const back = await stalled.attached();
+    expect(back.nodeId).toBe(2);
+    expect(back.slotLosses).toBe(1);
+    const report = await inspectPool(pool, { observeMs: 300 });
+    expect(report.bootstrap.slots.map((s) => [s.nodeId, s.pid, s.liveness])).toEqual([
+      [1, process.pid, 'live'],
+      [2, stalled.pid, 'live'],
+    ]);
+    expect(await stalled.stop()).toBe(0);
+  });
+});
