@@ -37,12 +37,15 @@ export class CliChild {
     this.exited = new Promise((resolve) =>
       this.child.once('exit', (code, signal) => {
         live.delete(this);
-        // A stop that stalled (or a process held open after it) is said in the test log, with where.
-        for (const line of this.stderr.split('\n'))
-          if (/exiting anyway/.test(line)) process.stdout.write(`marufs ${args[0]} (pid ${this.pid}): ${line}\n`);
         resolve(code ?? (signal ? (options.signalExit ?? null) : null));
       }),
     );
+    // A stop that stalled (or a process held open after it) is said in the test log, with where
+    // ('close': after the process's stderr has been read to its end).
+    this.child.once('close', () => {
+      for (const line of this.stderr.split('\n'))
+        if (/exiting anyway/.test(line)) process.stdout.write(`marufs ${args[0]} (pid ${this.pid}): ${line}\n`);
+    });
     createInterface({ input: this.child.stdout! }).on('line', (line) => this.onLine(line));
   }
 

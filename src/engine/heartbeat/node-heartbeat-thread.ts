@@ -34,6 +34,8 @@ interface Entry {
   nextAt: number;
   /** Member words: the wake word's offset and last value seen. */
   wakeOff: number;
+  /** Its address in this thread's mapping (what futex_waitv is given), computed once. */
+  wakeAddr: bigint;
   lastWake: number;
   lastLoopBeat: number;
   lastLoopBeatAt: number;
@@ -68,6 +70,7 @@ function apply(msg: BeatRegistration): void {
     control,
     nextAt: 0,
     wakeOff,
+    wakeAddr: wakeOff >= 0 ? BigInt(mem.address(wakeOff)) : 0n,
     lastWake: wakeOff >= 0 ? mem.load32(wakeOff) : 0,
     lastLoopBeat: Atomics.load(control, BEAT_CONTROL.loopBeat),
     lastLoopBeatAt: performance.now(),
@@ -162,11 +165,15 @@ if (native) {
     if (many) {
       for (const e of entries.values()) {
         if (e.wakeOff < 0 || count >= 128) continue;
-        addrs[count] = BigInt(mem.address(e.wakeOff));
+        addrs[count] = e.wakeAddr;
         expected[count++] = e.lastWake;
       }
-      if (n.futexWaitMany(addrs, expected, count, timeoutNs) !== -38) continue;
-      many = false; // kernel before 5.16: sleep on the kick word, look at wake words every 2 ms
+      const r = n.futexWaitMany(addrs, expected, count, timeoutNs);
+      // woken (an index), a word already moved (EAGAIN), timed out (ETIMEDOUT) or interrupted (EINTR)
+      if (r >= 0 || r === -11 || r === -110 || r === -4) continue;
+      // any other answer (ENOSYS before Linux 5.16, or a mapping futex_waitv refuses) would make this
+      // loop spin: sleep on the kick word from now on and look at the wake words every 2 ms
+      many = false;
     }
     n.futexWait(data.kickAddr, kick, Math.min(timeoutNs, 2_000_000));
   }
