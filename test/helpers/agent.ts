@@ -37,6 +37,9 @@ export class Agent {
       env: { ...process.env, ...env },
     });
     this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    // A command written to a node that was just killed fails with EPIPE on this pipe: the command's
+    // promise is rejected by `exited` ("agent exited … during …"), not by an unhandled stream error.
+    this.child.stdin!.on('error', () => undefined);
     live.add(this);
     this.exited = new Promise((resolve) =>
       this.child.once('exit', (code) => {
