@@ -403,7 +403,18 @@ function adaptForLoopback(kind: 'daemonset' | 'deployment', name: string): void 
       ['--kubeconfig', c().kubeconfigPath, 'exec', '-n', ns, name, '--', 'sh', '-c', script],
       { encoding: 'utf8', timeout: 60_000 },
     );
-    return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}`.trim() };
+    return { code: r.status ?? -1, out: `${r.stdout}${withoutKlogLines(r.stderr)}`.trim() };
+  }
+
+  /**
+   * kubectl's own log lines (klog: `E1202 00:29:06.763755 8331 websocket.go:296] Unknown stream id 1…`)
+   * are not the command's output; a websocket exec prints one now and then after the command ended.
+   */
+  function withoutKlogLines(stderr: string): string {
+    return stderr
+      .split('\n')
+      .filter((l) => !/^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+ [\w.-]+:\d+\] /.test(l))
+      .join('\n');
   }
 
   /** Pool-side region names, as the FUSE mount of the pool on `node` lists them. */
