@@ -11,7 +11,9 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SLOT, SlotState, claimSlot, releaseSlot, slotOffset } from '../../src/engine/bootstrap/slots.js';
 import { attachNode, inspectPool, type MarufsNode } from '../../src/engine/index.js';
+import { PoolMemory } from '../../src/engine/pool/memory.js';
 import { NodeProcess, killAllNodes, tempDir } from '../helpers/cli.js';
 import { formatTestPool } from '../helpers/pools.js';
 
@@ -125,5 +127,46 @@ describe('a slot lost while attaching', () => {
       [2, stalled.pid, 'live'],
     ]);
     expect(await stalled.stop()).toBe(0);
+  });
+
+  it("a collector that frees a dead node's slot never overwrites the state of a node that claimed it meanwhile", async () => {
+    const pool = join(tmp.dir, 'gc-free.pool');
+    await formatTestPool({
+      path: pool,
+      size: 64 * 1024 * 1024,
+      geometry: { maxNodes: 16, maxRegions: 256 },
+      timing: TIMING,
+    });
+    const beforeFree = join(tmp.dir, 'gc-free.before');
+    const afterFree = join(tmp.dir, 'gc-free.after');
+    const collector = new NodeProcess([pool, ...FAST], {
+      MARUFS_FAILPOINTS: `gc.deadNode.beforeFree=await:${beforeFree},gc.deadNode.afterFree=await:${afterFree}`,
+    });
+    expect((await collector.attached()).nodeId).toBe(1);
+    const victim = new NodeProcess([pool, ...FAST]);
+    expect((await victim.attached()).nodeId).toBe(2);
+    const mem = PoolMemory.open(pool);
+    try {
+      const deadOwner = mem.observe64(slotOffset(1) + SLOT.owner);
+      await victim.kill9();
+      // The collector reclaims node 2 and stops right before it frees the slot.
+      await until(() => existsSync(`${beforeFree}.reached`), "node 1's collector to reclaim dead node 2");
+      const reclaimToken = mem.observe64(slotOffset(1) + SLOT.owner);
+      expect(reclaimToken).toBe(deadOwner ^ 0x8000_0000_0000_0000n);
+      // A claimer takes the slot over from the reclaim token (as attach does once it has been still).
+      const token = 0x1234_5678_9abc_def0n;
+      expect(claimSlot(mem, 1, token, reclaimToken, 50)).toBe(true);
+      writeFileSync(beforeFree, 'go\n');
+      await until(() => existsSync(`${afterFree}.reached`), 'the collector to pass the point where it frees the slot');
+      expect(mem.observe64(slotOffset(1) + SLOT.owner)).toBe(token);
+      expect(mem.observe32(slotOffset(1) + SLOT.state)).toBe(SlotState.ATTACHING); // not FREE
+      writeFileSync(afterFree, 'go\n');
+      expect(releaseSlot(mem, 1, token)).toBe(true);
+    } finally {
+      writeFileSync(beforeFree, 'go\n');
+      writeFileSync(afterFree, 'go\n');
+      mem.close();
+    }
+    expect(await collector.stop()).toBe(0);
   });
 });

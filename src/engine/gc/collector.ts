@@ -33,6 +33,7 @@
  */
 import { CHAIN_ENTRY, ChainState, entryAt, retireStuck } from '../hash-chains.js';
 import { BOOTSTRAP_SLOTS } from '../layout/geometry.js';
+import { failpoint } from '../failpoints.js';
 import type { NodeContext } from '../node-context.js';
 import { chainShards, readNrhtGeometry } from '../nrht/layout.js';
 import { LivenessObserver, SlotState, slotOffset, SLOT } from '../bootstrap/slots.js';
@@ -514,14 +515,19 @@ export class GarbageCollector {
       // Exactly one survivor wins the dead node's slot (a restarting node may win it instead: its
       // own GC then reclaims its previous incarnation's processes as gone processes).
       const reclaimToken = view.owner ^ 0x8000_0000_0000_0000n;
+      const deadState = mem.observe32(slotOffset(i) + SLOT.state);
       if (mem.casPublish64(slotOffset(i) + SLOT.owner, view.owner, reclaimToken) !== view.owner) continue;
-      mem.publish32(slotOffset(i) + SLOT.state, SlotState.DETACHING);
+      // From the dead node's state only: a claimer that took the slot while this process stalled
+      // right here has written its own.
+      mem.casPublish32(slotOffset(i) + SLOT.state, deadState, SlotState.DETACHING);
       await this.#reclaimNode(i + 1, counts);
+      failpoint('gc.deadNode.beforeFree');
       // A claimer may have taken the slot over from the reclaim token meanwhile (its heartbeat is
-      // still while this runs): its state word is then the claimer's, not ours to write.
-      if (mem.observe64(slotOffset(i) + SLOT.owner) === reclaimToken) {
-        mem.publish32(slotOffset(i) + SLOT.state, SlotState.FREE);
-      }
+      // still while this runs): its state word is then the claimer's, not ours to write. Only the
+      // DETACHING written above becomes FREE, in one compare-and-swap: a check of the owner word
+      // followed by a store would overwrite the state of a claimer whose claim lands in between.
+      mem.casPublish32(slotOffset(i) + SLOT.state, SlotState.DETACHING, SlotState.FREE);
+      failpoint('gc.deadNode.afterFree');
       mem.casPublish64(slotOffset(i) + SLOT.owner, reclaimToken, 0n);
       this.#nodes.forget(i);
       counts.deadNodes++;
