@@ -189,7 +189,7 @@ export class MarufsNode implements NodeContext {
       await Promise.all(tables.map(async (t) => (await t.me.catch(() => undefined))?.leave())).catch(() => undefined);
       if (!wasFenced) this.#regions?.releaseAll();
       await (wasFenced ? this.globalMe.abandon() : this.globalMe.leave());
-      if (!wasFenced) setSlotState(this.mem, this.slotIndex, this.#token, SlotState.DETACHING);
+      if (!wasFenced) setSlotState(this.mem, this.slotIndex, this.#token, SlotState.ACTIVE, SlotState.DETACHING);
       await this.heartbeat.stop();
       failpoint('detach.beforeRelease');
       if (!wasFenced) releaseSlot(this.mem, this.slotIndex, this.#token);
@@ -306,7 +306,7 @@ async function attachOnce(a: AttachAttempt): Promise<MarufsNode | undefined> {
         `node id ${claim.index + 1} is beyond this pool's ${superblock.geometry.maxNodes} nodes (all lower ids are held)`,
       );
     }
-    if (!setSlotState(mem, claim.index, token, SlotState.ACTIVE) || !ours()) return await lost();
+    if (!setSlotState(mem, claim.index, token, SlotState.ATTACHING, SlotState.ACTIVE) || !ours()) return await lost();
     globalMe = new MeInstance({
       mem,
       base: superblock.layout.globalMeOffset,

@@ -124,12 +124,15 @@ export function ownsSlot(mem: PoolMemory, index: number, token: bigint): boolean
   return mem.observe64(slotOffset(index) + SLOT.owner) === token;
 }
 
-/** Set the state word of a slot this node owns (no-op if the slot is no longer ours). */
-export function setSlotState(mem: PoolMemory, index: number, token: bigint, state: SlotState): boolean {
+/**
+ * Move the state word of a slot this node owns from `from` to `to`; false (nothing written) if the
+ * slot is no longer ours or its state is not `from`. A compare-and-swap, not a check and a store: a
+ * node that stalled after its check must not overwrite the state of whoever took the slot meanwhile.
+ */
+export function setSlotState(mem: PoolMemory, index: number, token: bigint, from: SlotState, to: SlotState): boolean {
   const base = slotOffset(index);
   if (mem.observe64(base + SLOT.owner) !== token) return false;
-  mem.publish32(base + SLOT.state, state);
-  return true;
+  return mem.casPublish32(base + SLOT.state, from, to) === from;
 }
 
 /** Tick the heartbeat of a slot this node owns; false if the slot is no longer ours. */
@@ -141,11 +144,16 @@ export function tickHeartbeat(mem: PoolMemory, index: number, token: bigint): bo
   return true;
 }
 
-/** Release a slot this node owns: state FREE, then the owner word (the very last write). */
+/**
+ * Release a slot owned by `token`: state FREE, then the owner word (the very last write). The state
+ * moves by compare-and-swap from what it was when the owner was checked, so a claim landing in
+ * between keeps its state.
+ */
 export function releaseSlot(mem: PoolMemory, index: number, token: bigint): boolean {
   const base = slotOffset(index);
+  const state = mem.observe32(base + SLOT.state);
   if (mem.observe64(base + SLOT.owner) !== token) return false;
-  mem.publish32(base + SLOT.state, SlotState.FREE);
+  mem.casPublish32(base + SLOT.state, state, SlotState.FREE);
   return mem.casPublish64(base + SLOT.owner, token, 0n) === token;
 }
 
