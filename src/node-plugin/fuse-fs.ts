@@ -338,14 +338,19 @@ export class MarufsFs {
     return this.#resolver.resolve(req.pid, req.uid).caller;
   }
 
-  /** Who a data request is checked as, with that caller's permission cache (no allocation on repeat). */
-  #dataCaller(file: OpenRegion, r: ResolvedCaller): [Caller, PermissionCache] {
-    if (!r.isProcess || r.caller === file.opener) return [file.opener, file.openerCache];
-    if (r.caller !== file.lastCaller) {
-      file.lastCaller = r.caller;
+  /** Who a data request is checked as: a process other than the opener is checked as itself. */
+  #dataCaller(file: OpenRegion, r: ResolvedCaller): Caller {
+    return !r.isProcess || r.caller === file.opener ? file.opener : r.caller;
+  }
+
+  /** The permission cache of `#dataCaller`'s answer (kept across requests: no allocation on repeat). */
+  #dataCache(file: OpenRegion, caller: Caller): PermissionCache {
+    if (caller === file.opener) return file.openerCache;
+    if (caller !== file.lastCaller) {
+      file.lastCaller = caller;
       file.lastCache = new PermissionCache();
     }
-    return [r.caller, file.lastCache];
+    return file.lastCache;
   }
 
   /**
@@ -598,7 +603,8 @@ export class MarufsFs {
       return n;
     }
     const r = this.#resolver.resolve(req.pid, req.uid);
-    const [caller, cache] = this.#dataCaller(file, r);
+    const caller = this.#dataCaller(file, r);
+    const cache = this.#dataCache(file, caller);
     const n = file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
     file.checked = true;
     this.#arm(file, req.pid, r, cache);
@@ -608,7 +614,8 @@ export class MarufsFs {
   #write(file: OpenRegion, req: WriteRequest): number {
     if (req.size === 0 || !req.buf) return 0;
     const r = this.#resolver.resolve(req.pid, req.uid);
-    const [caller, cache] = this.#dataCaller(file, r);
+    const caller = this.#dataCaller(file, r);
+    const cache = this.#dataCache(file, caller);
     const size = file.handle.size();
     const n = Math.min(req.size, size - req.offset);
     if (n <= 0) {
