@@ -37,7 +37,7 @@ import { Perm } from '../regions/acl.js';
 import { encodeNameInto, hashFromBigInt, hashName, NAME_MAX, type NameHash } from '../regions/names.js';
 import type { Caller } from '../regions/principal.js';
 import type { CreateOptions } from '../regions/store.js';
-import { E, RatState, RegionType, readName } from '../regions/rat.js';
+import { E, RatState, RegionType, readNameText } from '../regions/rat.js';
 import type { RegionHandle } from '../regions/handle.js';
 import type { RegionStore } from '../regions/store.js';
 import { PermissionCache } from '../regions/acl.js';
@@ -330,7 +330,7 @@ export class NrhtTable {
     const gen = this.#mem.read32(rat.entry(id) + E.generation);
     const cached = this.#regionNames.get(id);
     if (cached && cached.generation === gen) return cached.name;
-    const name = readName(this.#mem, rat, id).toString('utf8');
+    const name = readNameText(this.#mem, rat, id);
     this.#regionNames.set(id, { generation: gen, name });
     return name;
   }

@@ -57,21 +57,27 @@ export function readPrincipal(mem: PoolMemory, off: number): Principal | undefin
   const w = mem.load32(off);
   const kind = w & 0xff;
   const nodeId = w >>> 16;
+  // Optional fields are added, not spread from a temporary object (this runs on every stat).
   switch (kind) {
     case PrincipalKind.PROCESS: {
+      const p: Principal = { kind: 'process', nodeId, pid: mem.load32(off + 4), startTime: mem.load64(off + 8) };
       const exeIno = mem.load64(off + 16);
-      return {
-        kind: 'process',
-        nodeId,
-        pid: mem.load32(off + 4),
-        startTime: mem.load64(off + 8),
-        ...(exeIno !== 0n ? { exeIno, exeDev: mem.load64(off + 24) } : {}),
-      };
+      if (exeIno !== 0n) {
+        p.exeIno = exeIno;
+        p.exeDev = mem.load64(off + 24);
+      }
+      return p;
     }
-    case PrincipalKind.USER:
-      return { kind: 'user', uid: mem.load32(off + 4), ...(nodeId ? { nodeId } : {}) };
-    case PrincipalKind.WORKLOAD:
-      return { kind: 'workload', workloadId: mem.load64(off + 8), ...(nodeId ? { nodeId } : {}) };
+    case PrincipalKind.USER: {
+      const p: Principal = { kind: 'user', uid: mem.load32(off + 4) };
+      if (nodeId) p.nodeId = nodeId;
+      return p;
+    }
+    case PrincipalKind.WORKLOAD: {
+      const p: Principal = { kind: 'workload', workloadId: mem.load64(off + 8) };
+      if (nodeId) p.nodeId = nodeId;
+      return p;
+    }
     case PrincipalKind.MANAGED:
       return { kind: 'managed', managedId: mem.load64(off + 8) };
     default:

@@ -121,9 +121,10 @@ export interface DelegationView {
   grantedBy: number;
 }
 
-export interface RatEntryView {
+/** An entry's fields, its state in the form `S`. */
+export interface EntryFields<S> {
   id: number;
-  state: RatState;
+  state: S;
   type: number;
   physOffset: number;
   allocatedSize: number;
@@ -143,15 +144,22 @@ export interface RatEntryView {
   delegations: DelegationView[];
 }
 
+/** An entry as stored: its state word as a number. */
+export type RatEntryView = EntryFields<RatState>;
+
 /** A region as the engine's API reports it (RegionStore.stat, RegionHandle.stat): the entry, its state by name. */
-export interface RegionInfo extends Omit<RatEntryView, 'state'> {
-  state: 'allocating' | 'allocated' | 'deleting' | 'chowning' | 'free';
-}
+export type RegionInfo = EntryFields<(typeof RAT_STATE_NAMES)[number]>;
 
 export function readName(mem: PoolMemory, rat: RatLayout, id: number): Buffer {
   const e = rat.entry(id);
   const len = Math.min(63, mem.load32(e + E.nameLen));
   return mem.read(e + E.name, len);
+}
+
+/** Entry `id`'s name as text, decoded straight from the pool (no copy of its bytes). */
+export function readNameText(mem: PoolMemory, rat: RatLayout, id: number): string {
+  const e = rat.entry(id);
+  return mem.bytes(e + E.name, Math.min(63, mem.load32(e + E.nameLen))).toString('utf8');
 }
 
 /**
@@ -246,15 +254,20 @@ export function clearMapper(mem: PoolMemory, rat: RatLayout, id: number, nodeId:
 export function mapperNodes(mem: PoolMemory, rat: RatLayout, id: number): number[] {
   const nodes: number[] = [];
   const base = rat.entry(id) + E.mappers;
-  for (let w = 0; w < 4; w++) {
-    const word = mem.load64(base + 8 * w);
-    if (word === 0n) continue;
-    for (let b = 0; b < 64; b++) if ((word >> BigInt(b)) & 1n) nodes.push(w * 64 + b + 1);
+  // In 32-bit halves (little-endian), lowest set bit first: no BigInt arithmetic per bit.
+  for (let h = 0; h < 8; h++) {
+    for (let word = mem.load32(base + 4 * h); word !== 0; word &= word - 1) {
+      nodes.push(h * 32 + (31 - Math.clz32(word & -word)) + 1);
+    }
   }
   return nodes;
 }
 
-export function readEntry(mem: PoolMemory, rat: RatLayout, id: number): RatEntryView {
+/**
+ * Entry `id` field by field, its state word turned into `S` by `state` (one object literal for both
+ * readers below: a view copied into another shape costs as much as reading it).
+ */
+function entryFields<S>(mem: PoolMemory, rat: RatLayout, id: number, state: (word: number) => S): EntryFields<S> {
   const e = rat.entry(id);
   mem.invalidate(e, rat.entrySize);
   const delegations: DelegationView[] = [];
@@ -273,7 +286,7 @@ export function readEntry(mem: PoolMemory, rat: RatLayout, id: number): RatEntry
   }
   return {
     id,
-    state: mem.load32(e + E.state) as RatState,
+    state: state(mem.load32(e + E.state)),
     type: mem.load32(e + E.type),
     physOffset: Number(mem.load64(e + E.physOffset)),
     allocatedSize: Number(mem.load64(e + E.allocatedSize)),
@@ -284,7 +297,7 @@ export function readEntry(mem: PoolMemory, rat: RatLayout, id: number): RatEntry
     generation: mem.load32(e + E.generation),
     lifetime: mem.load32(e + E.lifetime) === Lifetime.PERSISTENT ? 'persistent' : 'process',
     defaultPerms: mem.load32(e + E.defaultPerms),
-    name: readName(mem, rat, id).toString('utf8'),
+    name: readNameText(mem, rat, id),
     owner: readPrincipal(mem, e + E.owner),
     mode: mem.load32(e + E.mode),
     uid: mem.load32(e + E.uid),
@@ -292,4 +305,17 @@ export function readEntry(mem: PoolMemory, rat: RatLayout, id: number): RatEntry
     mappers: mapperNodes(mem, rat, id),
     delegations,
   };
+}
+
+const asRatState = (w: number): RatState => w as RatState;
+const asStateName = (w: number): RegionInfo['state'] => RAT_STATE_NAMES[w] ?? 'free';
+
+/** Entry `id` as stored (numeric state). Lock-free: a concurrent change may show half-way. */
+export function readEntry(mem: PoolMemory, rat: RatLayout, id: number): RatEntryView {
+  return entryFields(mem, rat, id, asRatState);
+}
+
+/** Entry `id` as users see it (named state); what stat, list and inspection answer. */
+export function readInfo(mem: PoolMemory, rat: RatLayout, id: number): RegionInfo {
+  return entryFields(mem, rat, id, asStateName);
 }

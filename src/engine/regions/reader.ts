@@ -27,7 +27,7 @@ import { encodeNameInto, hashName, type NameHash } from './names.js';
 import type { Caller } from './principal.js';
 import { PrincipalMatch, matchesCaller } from './principal-record.js';
 import { QuotaRecord, usageByOwner, type QuotaReport } from './quota.js';
-import { D, DelegState, E, H, RatLayout, RatState, readEntry, type RatEntryView, type RegionInfo } from './rat.js';
+import { D, DelegState, E, H, RatLayout, RatState, readInfo, type RegionInfo } from './rat.js';
 
 export type { RegionInfo } from './rat.js';
 
@@ -38,12 +38,6 @@ export interface Capacity {
   largestFreeBytes: number;
   regionsUsed: number;
   regionsMax: number;
-}
-
-const STATE_NAMES = ['free', 'allocating', 'allocated', 'deleting', 'chowning'] as const;
-
-export function toInfo(v: RatEntryView): RegionInfo {
-  return { ...v, state: STATE_NAMES[v.state] ?? 'free' };
 }
 
 /**
@@ -82,13 +76,13 @@ export class RegionTable {
   }
 
   stat(name: string): RegionInfo {
-    return toInfo(readEntry(this.mem, this.rat, this.require(name).regionId));
+    return readInfo(this.mem, this.rat, this.require(name).regionId);
   }
 
   statById(id: number): RegionInfo {
     if (!Number.isInteger(id) || id < 0 || id >= this.rat.maxEntries)
       throw new MarufsError('EINVAL', `bad region id ${id}`);
-    return toInfo(readEntry(this.mem, this.rat, id));
+    return readInfo(this.mem, this.rat, id);
   }
 
   /** Every live region (ALLOCATED, plus regions being created or re-owned), in table order. */
@@ -97,7 +91,7 @@ export class RegionTable {
     for (let id = 0; id < this.rat.maxEntries; id++) {
       const st = this.mem.load32(this.rat.entry(id) + E.state);
       if (st === RatState.FREE || (st === RatState.DELETING && !options.includeDeleting)) continue;
-      out.push(toInfo(readEntry(this.mem, this.rat, id)));
+      out.push(readInfo(this.mem, this.rat, id));
     }
     return out;
   }
@@ -120,8 +114,7 @@ export class RegionTable {
       if (st === RatState.FREE || (st === RatState.DELETING && !options.includeDeleting)) continue;
       if (needle && !this.mem.bytes(e + E.name, Math.min(63, this.mem.load32(e + E.nameLen))).includes(needle))
         continue;
-      if (total >= options.offset && items.length < options.limit)
-        items.push(toInfo(readEntry(this.mem, this.rat, id)));
+      if (total >= options.offset && items.length < options.limit) items.push(readInfo(this.mem, this.rat, id));
       total++;
     }
     return { total, items };
