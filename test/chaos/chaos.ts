@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Perm, checkPool, formatDevice } from '../../src/engine/index.js';
-import { Agent } from '../helpers/agent.js';
+import { Agent, type Reply } from '../helpers/agent.js';
 import { seededRandom } from '../helpers/util.js';
 
 export interface ChaosOptions {
@@ -202,7 +202,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         if (problems.length === 0) break;
       }
       for (const p of problems) result.violations.push(`round ${round}: ${p}`);
-      await verify(nodes[0]!, round);
+      await verify(round);
       const me = { takeovers: 0, sectionsFenced: 0 };
       for (const a of nodes) {
         const s = (await a.ok({ op: 'me-stats' }).catch(() => undefined)) as typeof me | undefined;
@@ -210,7 +210,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         me.sectionsFenced += s?.sectionsFenced ?? 0;
       }
       log(
-        `round ${round}: ${result.operations} operations, ${result.kills} kills, ${regions.size} regions and ${names.size} names acknowledged, ${result.violations.length} violations, ${result.lost.length} lost; live nodes' global ME: ${me.takeovers} takeovers, ${me.sectionsFenced} fenced sections`,
+        `round ${round}: ${result.operations} operations, ${result.kills} kills, ${regions.size} regions and ${names.size} names acknowledged, ${result.violations.length} violations, ${result.lost.length} lost, ${result.nodeFenced} answers from fenced nodes; live nodes' global ME: ${me.takeovers} takeovers, ${me.sectionsFenced} fenced sections`,
       );
       result.me = me;
     }
@@ -354,21 +354,42 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     }
   }
 
-  async function verify(agent: Agent, round: number): Promise<void> {
+  /**
+   * The verifier's answer to `cmd`. A verifier that cannot answer — fenced (declared dead while it
+   * stalled, so ENODEV to everything) or gone — says nothing about the data: it is replaced by a
+   * fresh node and the question asked again.
+   */
+  async function ask(cmd: Record<string, unknown>): Promise<Reply> {
+    for (let attempt = 1; ; attempt++) {
+      const r = await nodes[0]!.send(cmd).catch((): undefined => undefined);
+      if (r && r.code !== 'ENODEV') return r;
+      if (r) result.nodeFenced++;
+      if (attempt === 4) return r ?? { id: 0, ok: false, code: 'EVERIFIER', message: 'no verifier stayed alive' };
+      await nodes[0]!.kill9();
+      nodes[0] = new Agent(pool);
+      await nodes[0].ready;
+    }
+  }
+
+  async function verify(round: number): Promise<void> {
+    const lostNow = (key: string, what: string): void => {
+      lost(key, what);
+      log(`LOST ${what}`);
+    };
     for (const [name, fill] of regions) {
       if (uncertain.has(name)) continue;
-      const r = await agent.send({ op: 'read', name, offset: 0, length: 4096 });
+      const r = await ask({ op: 'read', name, offset: 0, length: 4096 });
       const got = r.result as { length: number; allEqual: boolean; first: number } | undefined;
       if (!r.ok || !got || got.length !== 4096 || !got.allEqual || got.first !== fill) {
-        lost(name, `round ${round}: region ${name}: ${r.ok ? JSON.stringify(got) : r.code}`);
+        lostNow(name, `round ${round}: region ${name}: ${r.ok ? JSON.stringify(got) : `${r.code} ${r.message}`}`);
         regions.delete(name);
       }
     }
     for (const key of names) {
       if (uncertain.has(key)) continue;
-      const c = await agent.code({ op: 'table', name: 'chaos-names', action: 'find', key });
-      if (c !== 'OK') {
-        lost(key, `round ${round}: name ${key}: ${c}`);
+      const r = await ask({ op: 'table', name: 'chaos-names', action: 'find', key });
+      if (!r.ok) {
+        lostNow(key, `round ${round}: name ${key}: ${r.code} ${r.message}`);
         names.delete(key);
       }
     }
