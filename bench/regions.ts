@@ -81,7 +81,7 @@ async function runWorkers(
   };
 }
 
-async function lookupSweep(dir: string, quick: boolean): Promise<LookupRow[]> {
+export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRow[]> {
   const maxRegions = quick ? 1024 : 65536;
   const pool = join(dir, 'lookup.pool');
   await formatDevice({ path: pool, size: 1024 * MiB, geometry: { maxRegions, maxNodes: 8 } });
