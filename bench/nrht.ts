@@ -5,6 +5,13 @@
  *     per round trip and pipelined 32 at a time; reports the ratios; plus misses (a non-throwing
  *     lookup vs a GET of a missing key) and batched finds (findMany of 32 names vs 32 pipelined GETs,
  *     per name);
+ *     How finds are timed: `marufs` is each call timed on its own (one hrtime pair per call, whose
+ *     own cost, some 50–90 ns here, is inside every sample); `inBatches` times the same calls 32 at a
+ *     time, one after another, and divides each batch's time by 32 — a per-call latency without the
+ *     timer's cost, as a distribution over batches (find, findMiss; for findMany both are per name of
+ *     a 32-name call). Redis GETs (20–60 µs) are timed one by one: the timer is noise there. Goals
+ *     compare p50 with p50: GET p50 / find p50 in batches, and 32 pipelined GETs p50 / findMany p50,
+ *     both per name;
  *  2. the reference's sweep: 8 node processes, 2–64 shards, both ME strategies, per-op
  *     mean/p50/p99/p999 and throughput of publish, find, clear and the ref/pin counters.
  */
@@ -46,6 +53,8 @@ export interface SideBySideRow {
   marufs: Dist;
   /** Mean of marufs operations timed in batches of 1,000 (no per-operation timer in the figure). */
   marufsBatchedMeanNs: number;
+  /** Per-call latency of consecutive calls timed 32 at a time (batch time / 32), over all batches. */
+  inBatches?: Dist;
   redis?: Dist;
   redisPipelinedMeanNs?: number;
 }
@@ -72,6 +81,17 @@ async function time(n: number, fn: (i: number) => unknown): Promise<number[]> {
     const r = fn(i);
     if (r instanceof Promise) await r;
     out[i] = Number(process.hrtime.bigint() - t0);
+  }
+  return out;
+}
+
+/** The calls fn(0..n-1) timed 32 at a time: one sample per batch, its time divided by 32. */
+function timeInBatches(n: number, fn: (i: number) => unknown): number[] {
+  const out: number[] = [];
+  for (let start = 0; start + 32 <= n; start += 32) {
+    const t0 = process.hrtime.bigint();
+    for (let i = start; i < start + 32; i++) fn(i);
+    out.push(Number(process.hrtime.bigint() - t0) / 32);
   }
   return out;
 }
@@ -128,12 +148,18 @@ export async function sideBySide(
   await runMarufs(keySet('warm-block'));
   const keys = keySet('kv-block');
   const marufs = await runMarufs(keys);
+  // The same finds, after the same warm-up, timed 32 at a time (the keys are published again).
+  for (let i = 0; i < n; i++) await t.publish(keys[i]!, 'target', (i % 1024) * 4096);
+  timeInBatches(n, (i) => t.find(keys[(i * 7919) % n]!)); // warm-up
+  const findInBatches = timeInBatches(n, (i) => t.find(keys[(i * 7919) % n]!));
+  for (let i = 0; i < n; i++) await t.clear(keys[i]!);
   const batched = await batchedMeans(t, Math.min(n, 20_000));
   // Misses (non-throwing lookup) and batched finds: 32 names per findMany call, per-name cost.
   for (let i = 0; i < n; i++) await t.publish(keys[i]!, 'target', (i % 1024) * 4096);
   const missing = keySet('absent-block');
   await time(n, (i) => t.lookup(missing[i]!)); // warm-up
   const miss = await time(n, (i) => t.lookup(missing[(i * 7919) % n]!));
+  const missInBatches = timeInBatches(n, (i) => t.lookup(missing[(i * 7919) % n]!));
   const many: number[] = [];
   const out: unknown[] = [];
   for (let pass = 0; pass < 2; pass++) {
@@ -186,6 +212,7 @@ export async function sideBySide(
         op,
         marufs: dist(marufs[op]),
         marufsBatchedMeanNs: batched[op],
+        ...(op === 'find' ? { inBatches: dist(findInBatches) } : {}),
         redis: dist(redis[op]),
         redisPipelinedMeanNs: pipelined[op],
       });
@@ -197,6 +224,7 @@ export async function sideBySide(
       op: 'findMiss',
       marufs: dist(miss),
       marufsBatchedMeanNs: dist(miss).meanNs,
+      inBatches: dist(missInBatches),
       redis: dist(redisMiss),
       redisPipelinedMeanNs: pipelined.find,
     });
@@ -214,6 +242,7 @@ export async function sideBySide(
       op: 'findMany',
       marufs: dist(many),
       marufsBatchedMeanNs: dist(many).meanNs,
+      inBatches: dist(many),
       redis: dist(redisMany),
       redisPipelinedMeanNs: dist(redisMany).meanNs,
     });
@@ -305,6 +334,8 @@ export function renderNrhtBench(r: NrhtBenchResult): string {
       'p99 µs',
       'pipelined µs/op',
       'Redis mean / marufs batched mean',
+      'marufs p50 µs in batches of 32',
+      'Redis p50 / marufs p50 in batches',
     ],
     r.sideBySide.map((row) => [
       `${row.op} vs ${{ publish: 'SET', find: 'GET', refInc: 'INCR', clear: 'DEL', findMiss: 'GET of a missing key', findMany: '32 pipelined GETs' }[row.op] ?? '?'} ${row.op === 'findMany' ? '(per name)' : ''}`.trim(),
@@ -316,6 +347,8 @@ export function renderNrhtBench(r: NrhtBenchResult): string {
       row.redis ? us(row.redis.p99Ns) : '-',
       row.redisPipelinedMeanNs !== undefined ? us(row.redisPipelinedMeanNs) : '-',
       row.redis ? row.redis.meanNs / row.marufsBatchedMeanNs : '-',
+      row.inBatches ? us(row.inBatches.p50Ns) : '-',
+      row.redis && row.inBatches ? row.redis.p50Ns / row.inBatches.p50Ns : '-',
     ]),
   );
   const sweep = renderTable(

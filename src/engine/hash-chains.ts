@@ -67,11 +67,18 @@ export function bucketWordOf(s: ChainShard, h: NameHash): number {
 
 /**
  * Index of the first VALID entry of h's chain with hash h for which `matches(entryOffset)` holds,
- * or -1. No lock; `matches` compares the full name.
+ * or -1. No lock; `matches` compares the full name. `unbracketed`: see lookupChain.
  */
-export function walkChain(s: ChainShard, h: NameHash, matches: (entry: number) => boolean): number {
+export function walkChain(
+  s: ChainShard,
+  h: NameHash,
+  matches: (entry: number) => boolean,
+  unbracketed = false,
+): number {
   const mem = s.mem;
-  let idx = mem.observe32(bucketWordOf(s, h));
+  // Unbracketed (lookupChain's first walk): the head is a hint, a hit is confirmed by the entry's
+  // state word loaded atomically below; a walk bracketed by the sequence word loads it atomically.
+  let idx = unbracketed ? mem.hint32(bucketWordOf(s, h)) : mem.observe32(bucketWordOf(s, h));
   for (let steps = 0; idx !== CHAIN_END; steps++) {
     if (idx >= s.entries || steps > s.entries) return -1; // torn or cyclic: lookupChain retries
     const e = entryAt(s, idx);
@@ -96,8 +103,19 @@ export const LOOKUP_GIVE_UP_MS = 1000;
 /** Counters of the slow paths (process-wide, for tests and inspection). */
 export const chainCounters = { settledOdd: 0, seqRepairs: 0 };
 
-/** walkChain, re-walked on a miss while the shard's chains were changing. Lock-free; never waits on a stalled writer. */
+/**
+ * walkChain, re-walked on a miss while the shard's chains were changing. Lock-free; never waits on a
+ * stalled writer. A hit needs no sequence word (the entry found is VALID and holds the name), so the
+ * first walk is unbracketed and only a miss pays for the bracketed walks (hot path: one load less).
+ */
 export function lookupChain(s: ChainShard, h: NameHash, matches: (entry: number) => boolean): number {
+  const first = walkChain(s, h, matches, true);
+  if (first >= 0) return first;
+  return lookupMissed(s, h, matches);
+}
+
+/** lookupChain after an unbracketed miss: walks bracketed by the sequence word until one is exact. */
+function lookupMissed(s: ChainShard, h: NameHash, matches: (entry: number) => boolean): number {
   const mem = s.mem;
   let since = 0;
   for (let attempt = 0; ; attempt++) {

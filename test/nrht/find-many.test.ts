@@ -77,6 +77,20 @@ describe('name table lookups without exceptions', () => {
     theirs.close();
   });
 
+  it('findMany prefetches in stages of 32 yet answers as lookup does: non-ASCII, repeats, bad names', async () => {
+    await t.publish('ключ-é', 'data', 7 * 4096);
+    const names = [...Array.from({ length: 40 }, (_, i) => `k-${i % 12}`), 'ключ-é', 'k-3', 'nope-é', 'k-99'];
+    const r = t.findMany(names);
+    expect(r.map((x) => x?.offset)).toEqual(names.map((n) => t.lookup(n)?.offset));
+    expect(r[40]).toMatchObject({ name: 'ключ-é', offset: 7 * 4096, regionName: 'data' });
+    expect(r[9]).toBeUndefined(); // k-9 was never published
+    // A bad name fails the whole call, as lookup does, before any answer.
+    expect(await code(() => t.findMany(['k-1', 'a/b']))).toBe('EINVAL');
+    expect(await code(() => t.findMany(['k-1', 'x'.repeat(64)]))).toBe('ENAMETOOLONG');
+    await t.clear('ключ-é');
+    expect(t.findMany(['ключ-é', 'k-1']).map((x) => x?.offset)).toEqual([undefined, 4096]);
+  });
+
   it('another node sees publishes and clears at once, hits and misses alike', async () => {
     await a.regions.setDefault('names', me, Perm.READ | Perm.IOCTL);
     const other = NrhtTable.open(b, 'names', thisProcess(b.nodeId));

@@ -1,4 +1,5 @@
 import { MarufsError, NAME_MAX, checkNewName, encodeName, hashName } from '../../src/engine/index.js';
+import { encodeAndHashInto, encodeNameInto } from '../../src/engine/regions/names.js';
 
 /** Reference murmur3_32, written independently of the engine's two-lane version. */
 function murmur3Reference(data: Uint8Array, seed: number): number {
@@ -44,6 +45,43 @@ describe('names and the name hash', () => {
       const h = hashName(bytes);
       expect(h.lo).toBe(murmur3Reference(bytes, 0x9747b28c));
       expect(h.hi).toBe(murmur3Reference(bytes, 0x5bd1e995));
+    }
+  });
+
+  it('encodes and hashes in one pass exactly as encodeNameInto then hashName (bytes, hash, errors)', () => {
+    const outcome = (f: () => number, scratch: Buffer): string => {
+      try {
+        const n = f();
+        return `${n}:${scratch.subarray(0, n).toString('hex')}`;
+      } catch (e) {
+        return (e as MarufsError).code;
+      }
+    };
+    const names: string[] = [
+      '',
+      '/',
+      'a/b',
+      'a\0b',
+      'x'.repeat(NAME_MAX + 1),
+      'é'.repeat(32),
+      'ünïcødé-名前',
+      'kv-\u007f',
+    ];
+    for (let len = 1; len <= NAME_MAX; len++)
+      names.push('kv-block-0123456789abcdefghijklmnopqrstuvwxyz_.ABCDEFGHIJKLMNOPQRSTUVWX'.slice(0, len));
+    for (let len = 1; len <= 40; len++) names.push(`${'a'.repeat(len)}é`, `é${'b'.repeat(len)}`);
+    for (const name of names) {
+      const a = Buffer.alloc(256, 0xee);
+      const b = Buffer.alloc(256, 0xee);
+      const ha = { lo: 0, hi: 0 };
+      const expected = outcome(() => {
+        const n = encodeNameInto(name, a);
+        hashName(a, ha, n);
+        return n;
+      }, a);
+      const hb = { lo: 0, hi: 0 };
+      expect(outcome(() => encodeAndHashInto(name, b, hb), b)).toBe(expected);
+      if (!/^[A-Z]/.test(expected)) expect(hb).toEqual(ha);
     }
   });
 

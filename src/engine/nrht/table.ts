@@ -34,7 +34,7 @@ import { joinMe, type MeInstance } from '../me/index.js';
 import { formatMeArea } from '../me/area.js';
 import type { PoolMemory } from '../pool/memory.js';
 import { Perm } from '../regions/acl.js';
-import { encodeNameInto, hashFromBigInt, hashName, NAME_MAX, type NameHash } from '../regions/names.js';
+import { encodeAndHashInto, hashFromBigInt, NAME_MAX, type NameHash, encodeNameInto } from '../regions/names.js';
 import type { Caller } from '../regions/principal.js';
 import type { CreateOptions } from '../regions/store.js';
 import { E, RatState, RegionType, readNameText } from '../regions/rat.js';
@@ -103,10 +103,26 @@ export class NrhtTable {
   #scratch = Buffer.alloc(256);
   #hash: NameHash = { lo: 0, hi: 0 };
   #regionNames = new Map<number, { generation: number; name: string }>();
+  #lastRegionId = -1;
+  #lastRegionGeneration = -1;
+  #lastRegionName = '';
+  /** Keeps findMany's touching loads from being optimized away (written, never read, on purpose). */
+  // eslint-disable-next-line no-unused-private-class-members -- see above
+  #sink = 0;
   #perms = new PermissionCache();
   #chains: ChainShard[] = [];
-  /** Length of the name in #scratch (set with #key, read by #matches). */
+  /** Length of the name being looked up (set with #key, read by #matches). */
   #len = 0;
+  /** Where #matches finds that name: #scratch at 0 (set by #key), or a findMany batch slot. */
+  #cmp: Buffer = this.#scratch;
+  #cmpAt = 0;
+  /** findMany's batch: names encoded at i × 64, their lengths, hashes and chain heads. */
+  #batchBytes = Buffer.alloc(BATCH_MAX * 64);
+  #batchLen = new Int32Array(BATCH_MAX);
+  #batchLo = new Uint32Array(BATCH_MAX);
+  #batchHi = new Uint32Array(BATCH_MAX);
+  #batchShard = new Int32Array(BATCH_MAX);
+  #batchHead = new Uint32Array(BATCH_MAX);
   #gSeq = -2;
 
   private constructor(node: TableNode, handle: RegionHandle, name: string, caller: Caller) {
@@ -221,9 +237,11 @@ export class NrhtTable {
   }
 
   #key(name: string, hash?: bigint): number {
+    this.#cmp = this.#scratch;
+    this.#cmpAt = 0;
+    if (hash === undefined) return encodeAndHashInto(name, this.#scratch, this.#hash);
     const n = encodeNameInto(name, this.#scratch);
-    if (hash !== undefined) hashFromBigInt(hash, this.#hash);
-    else hashName(this.#scratch, this.#hash, n);
+    hashFromBigInt(hash, this.#hash);
     return n;
   }
 
@@ -274,9 +292,9 @@ export class NrhtTable {
 
   // ---- lookup -----------------------------------------------------------------------------------
 
-  /** The name in scratch[0, #len) equals the name of the entry at `e` (hash already matched). */
+  /** The name in #cmp[#cmpAt, +#len) equals the name of the entry at `e` (hash already matched). */
   readonly #matches = (e: number): boolean =>
-    this.#mem.read32(e + NE.nameLen) === this.#len && this.#mem.equals(e + NE.name, this.#scratch, this.#len);
+    this.#mem.read32(e + NE.nameLen) === this.#len && this.#mem.equals(e + NE.name, this.#cmp, this.#len, this.#cmpAt);
 
   /**
    * Look `name` up, lock-free: where it points, or **undefined** when it is not in the table (a miss
@@ -301,37 +319,99 @@ export class NrhtTable {
   findMany(names: readonly string[], out: (FindResult | undefined)[] = []): (FindResult | undefined)[] {
     const g = this.#check(Perm.IOCTL);
     out.length = names.length;
-    for (let i = 0; i < names.length; i++) out[i] = this.#lookupChecked(g, names[i]!, undefined);
+    for (let start = 0; start < names.length; start += BATCH_MAX) {
+      const end = Math.min(names.length, start + BATCH_MAX);
+      this.#prepareBatch(g, names, start, end);
+      for (let i = start; i < end; i++) {
+        const slot = i - start;
+        this.#len = this.#batchLen[slot]!;
+        this.#cmp = this.#batchBytes;
+        this.#cmpAt = slot * 64;
+        this.#hash.lo = this.#batchLo[slot]!;
+        this.#hash.hi = this.#batchHi[slot]!;
+        out[i] = this.#lookupKeyed(names[i]!, this.#batchShard[slot]!);
+      }
+    }
     return out;
+  }
+
+  /**
+   * findMany's first stages for names[start, end): encode and hash every name (pure computation),
+   * then load every chain head, then touch every head entry's two cache lines, each stage one tight
+   * loop of independent loads. The loads of different names then overlap in the CPU instead of
+   * waiting for each other's cache misses one name at a time, and the walks that follow find their
+   * lines cached. Only hints: every answer is still decided by lookupChain's walk.
+   */
+  #prepareBatch(g: NrhtGeometry, names: readonly string[], start: number, end: number): void {
+    const bytes = this.#batchBytes;
+    const scratch = this.#scratch;
+    const h = this.#hash;
+    for (let i = start; i < end; i++) {
+      const slot = i - start;
+      const len = this.#key(names[i]!);
+      for (let k = 0, at = slot * 64; k < len; k++) bytes[at + k] = scratch[k]!;
+      this.#batchLen[slot] = len;
+      this.#batchLo[slot] = h.lo;
+      this.#batchHi[slot] = h.hi;
+      this.#batchShard[slot] = this.#shardOf(g, h);
+    }
+    const mem = this.#mem;
+    const n = end - start;
+    for (let slot = 0; slot < n; slot++) {
+      const chain = this.#chains[this.#batchShard[slot]!]!;
+      this.#batchHead[slot] = mem.hint32(chain.bucketBase + 4 * (this.#batchLo[slot]! & (chain.buckets - 1)));
+    }
+    let sink = 0;
+    for (let slot = 0; slot < n; slot++) {
+      const chain = this.#chains[this.#batchShard[slot]!]!;
+      const head = this.#batchHead[slot]!;
+      if (head >= chain.entries) continue;
+      const e = entryAt(chain, head);
+      sink ^= mem.read32(e + NE.hashLo) ^ mem.read32(e + NE.name);
+    }
+    this.#sink = sink;
   }
 
   #lookupChecked(g: NrhtGeometry, name: string, hash: bigint | undefined): FindResult | undefined {
     this.#len = this.#key(name, hash);
-    const s = this.#shardOf(g, this.#hash);
+    return this.#lookupKeyed(name, this.#shardOf(g, this.#hash));
+  }
+
+  /** The lookup of the name already in #hash, #len and #cmp, in shard s. */
+  #lookupKeyed(name: string, s: number): FindResult | undefined {
     const idx = lookupChain(this.#chains[s]!, this.#hash, this.#matches);
     if (idx < 0) return undefined;
     const e = this.#entry(s, idx);
     const mem = this.#mem;
     const regionId = mem.read32(e + NE.targetRegion);
+    // Plain reads: the entry's state word was loaded atomically by the walk just before (the
+    // acquire); ref and pin are single words, read once each.
     return {
       name,
       regionId,
       regionName: this.#regionName(regionId),
       offset: mem.read32(e + NE.offset) + mem.read32(e + NE.offset + 4) * 0x1_0000_0000,
-      ref: mem.load32(e + NE.ref),
-      pin: mem.load32(e + NE.pin),
+      ref: mem.read32(e + NE.ref),
+      pin: mem.read32(e + NE.pin),
     };
   }
 
-  /** Current name of region `id` (cached per region generation). */
+  /** Current name of region `id` (cached per region generation; the last one answered without a Map). */
   #regionName(id: number): string {
     const rat = this.#node.regions.rat;
     if (id >= rat.maxEntries) return '';
     const gen = this.#mem.read32(rat.entry(id) + E.generation);
+    if (id === this.#lastRegionId && gen === this.#lastRegionGeneration) return this.#lastRegionName;
     const cached = this.#regionNames.get(id);
-    if (cached && cached.generation === gen) return cached.name;
-    const name = readNameText(this.#mem, rat, id);
-    this.#regionNames.set(id, { generation: gen, name });
+    let name: string;
+    if (cached && cached.generation === gen) name = cached.name;
+    else {
+      name = readNameText(this.#mem, rat, id);
+      this.#regionNames.set(id, { generation: gen, name });
+    }
+    this.#lastRegionId = id;
+    this.#lastRegionGeneration = gen;
+    this.#lastRegionName = name;
     return name;
   }
 

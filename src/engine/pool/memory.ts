@@ -252,14 +252,17 @@ export class PoolMemory {
     return w.buf.subarray(offset - w.start, offset - w.start + len);
   }
 
-  /** Do the `len` pool bytes at `offset` equal src[0, len)? (No allocation, no native call, for short keys.) */
-  equals(offset: number, src: Uint8Array, len: number): boolean {
+  /**
+   * Do the `len` pool bytes at `offset` equal src[at, at + len)? (No allocation, no native call, for
+   * short keys.)
+   */
+  equals(offset: number, src: Uint8Array, len: number, at = 0): boolean {
     if (offset >>> 0 === offset && len >>> 0 === len && len <= 256 && offset + len <= this.#limit0) {
       const buf = this.#buf;
-      for (let i = 0; i < len; i++) if (buf[offset + i] !== src[i]) return false;
+      for (let i = 0; i < len; i++) if (buf[offset + i] !== src[at + i]) return false;
       return true;
     }
-    return this.bytes(offset, len).compare(src, 0, len) === 0;
+    return this.bytes(offset, len).compare(src, at, at + len) === 0;
   }
 
   /**
@@ -271,6 +274,18 @@ export class PoolMemory {
     if (offset >>> 0 === offset && (offset & 3) === 0 && offset + 4 <= this.#limit0) return this.#u32[offset >>> 2]!;
     const w = this.#window(offset, 4, 4);
     return w.u32[(offset - w.start) / 4]!;
+  }
+
+  /**
+   * observe32 as a plain read (the line is invalidated first in flush mode): for a word that is only
+   * a hint which an atomic load of another word then confirms — the head of a hash chain on a
+   * lookup's first, unbracketed walk, whose hit is confirmed by the entry's state word. An atomic
+   * load is a call into a builtin in Node 20 (~10 ns); a plain read is inlined. Never for a word
+   * that decides on its own, nor inside a walk bracketed by a sequence word.
+   */
+  hint32(offset: number): number {
+    if (this.#coherence === 'flush') this.invalidate(offset, 4);
+    return this.read32(offset);
   }
 
   /** Copy bytes out of the pool into a new Buffer (or into `target`). */

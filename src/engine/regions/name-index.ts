@@ -72,7 +72,8 @@ export class NameIndex {
     const st = this.mem.load32(r + E.state);
     return (
       (st === RatState.ALLOCATED || st === RatState.ALLOCATING || st === RatState.CHOWNING) &&
-      this.mem.load32(r + E.generation) === this.mem.read32(e + INDEX_ENTRY.regionGeneration) &&
+      // Plain reads of fields published by the state words loaded atomically around them.
+      this.mem.read32(r + E.generation) === this.mem.read32(e + INDEX_ENTRY.regionGeneration) &&
       nameEquals(this.mem, this.rat, regionId, this.#name, this.#len) &&
       this.mem.load32(e + INDEX_ENTRY.state) === IndexState.VALID
     );

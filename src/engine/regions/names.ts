@@ -60,25 +60,35 @@ function fmix(h: number, n: number): number {
   return h >>> 0;
 }
 
+const SEED_LO = 0x9747b28c | 0;
+const SEED_HI = 0x5bd1e995 | 0;
+
+/** murmur3_32's transform of one 4-byte block (or of the tail, before it is mixed in). */
+function scramble(k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  return Math.imul(k, 0x1b873593);
+}
+
+/** murmur3_32's per-block state update. */
+function step(h: number, k: number): number {
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
 /**
  * murmur3_32 of bytes[0, n) with two seeds at once: the block transform does not depend on the
  * seed, so both lanes share it and the bytes are read once. out = (lane 1, lane 2).
  */
 function murmur3x2(bytes: Uint8Array, n: number, out: NameHash): void {
-  let h1 = 0x9747b28c | 0;
-  let h2 = 0x5bd1e995 | 0;
+  let h1 = SEED_LO;
+  let h2 = SEED_HI;
   const blocks = n & ~3;
   for (let i = 0; i < blocks; i += 4) {
-    let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h1 ^= k;
-    h1 = (h1 << 13) | (h1 >>> 19);
-    h1 = (Math.imul(h1, 5) + 0xe6546b64) | 0;
-    h2 ^= k;
-    h2 = (h2 << 13) | (h2 >>> 19);
-    h2 = (Math.imul(h2, 5) + 0xe6546b64) | 0;
+    const k = scramble(bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
+    h1 = step(h1, k);
+    h2 = step(h2, k);
   }
   const tail = n & 3;
   if (tail > 0) {
@@ -86,9 +96,7 @@ function murmur3x2(bytes: Uint8Array, n: number, out: NameHash): void {
     if (tail === 3) k ^= bytes[blocks + 2]! << 16;
     if (tail >= 2) k ^= bytes[blocks + 1]! << 8;
     k ^= bytes[blocks]!;
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
+    k = scramble(k);
     h1 ^= k;
     h2 ^= k;
   }
@@ -110,6 +118,11 @@ export interface NameHash {
 
 export function hashName(bytes: Uint8Array, out: NameHash = { lo: 0, hi: 0 }, len = bytes.length): NameHash {
   murmur3x2(bytes, len, out);
+  return finishHash(out);
+}
+
+/** The test hook's weakening (MARUFS_NAME_HASH) and the never-(0, 0) rule, applied to out in place. */
+function finishHash(out: NameHash): NameHash {
   let lo = out.lo;
   let hi = out.hi;
   if (weakBits >= 0) {
@@ -155,6 +168,49 @@ export function encodeNameInto(name: string, scratch: Buffer): number {
     const c = scratch[i];
     if (c === 0 || c === 0x2f) throw new MarufsError('EINVAL', 'a name may not contain NUL or "/"');
   }
+  return n;
+}
+
+/**
+ * encodeNameInto and hashName in one pass, for the lookup hot paths: an ASCII name is validated,
+ * copied into `scratch` and hashed while its characters are read once; any other name (non-ASCII,
+ * or one that breaks a rule, which then throws) takes the two-step path. Same bytes, same hash and
+ * same errors as encodeNameInto followed by hashName. Returns the length in bytes; nothing allocated.
+ */
+export function encodeAndHashInto(name: string, scratch: Buffer, out: NameHash): number {
+  const len = typeof name === 'string' ? name.length : 0;
+  if (len > 0 && len <= NAME_MAX) {
+    let h1 = SEED_LO;
+    let h2 = SEED_HI;
+    let k = 0;
+    let i = 0;
+    for (; i < len; i++) {
+      const c = name.charCodeAt(i);
+      if (c >= 0x80 || c === 0 || c === 0x2f) break;
+      scratch[i] = c;
+      const lane = i & 3;
+      k |= c << (lane << 3);
+      if (lane === 3) {
+        k = scramble(k);
+        h1 = step(h1, k);
+        h2 = step(h2, k);
+        k = 0;
+      }
+    }
+    if (i === len) {
+      if ((len & 3) !== 0) {
+        k = scramble(k);
+        h1 ^= k;
+        h2 ^= k;
+      }
+      out.lo = fmix(h1, len);
+      out.hi = fmix(h2, len);
+      finishHash(out);
+      return len;
+    }
+  }
+  const n = encodeNameInto(name, scratch);
+  hashName(scratch, out, n);
   return n;
 }
 

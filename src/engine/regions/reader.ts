@@ -23,7 +23,7 @@ import type { PoolMemory } from '../pool/memory.js';
 import { Perm, type PermissionCache } from './acl.js';
 import { freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
-import { encodeNameInto, hashName, type NameHash } from './names.js';
+import { encodeAndHashInto, type NameHash } from './names.js';
 import type { Caller } from './principal.js';
 import { PrincipalMatch, matchesCaller } from './principal-record.js';
 import { QuotaRecord, usageByOwner, type QuotaReport } from './quota.js';
@@ -65,8 +65,8 @@ export class RegionTable {
    * name is encoded into a scratch buffer (nothing allocated but the answer).
    */
   lookup(name: string): IndexHit | undefined {
-    const n = encodeNameInto(name, this.#scratch);
-    return this.index.find(this.#scratch, hashName(this.#scratch, this.hash, n), n);
+    const n = encodeAndHashInto(name, this.#scratch, this.hash);
+    return this.index.find(this.#scratch, this.hash, n);
   }
 
   protected require(name: string): IndexHit {
