@@ -1,8 +1,9 @@
 /**
  * Child process of bench/regions.ts's owner-quota benchmark. Modes:
  *   marufs <engine module> <pool> <count> <prefix> <uid>  attach with the engine at <engine module> (this
- *       tree's, or an older build's to compare), then `count` × create sized 2 MiB as a caller of `uid`,
- *       timing each; then unlink them all (untimed), so the table is back where it was
+ *       tree's, or an older build's to compare), warm up (100 × create + unlink, untimed), then `count` ×
+ *       create sized 2 MiB as a caller of `uid`, timing each; then unlink them all (untimed), so the
+ *       table is back where it was
  *   tmpfs  -               <dir>  <count> <prefix> -      `count` × (open O_CREAT|O_EXCL + ftruncate 2 MiB + close)
  * Waits for a "go" line on stdin after printing "ready", then prints the latencies (ns) as JSON.
  */
@@ -14,6 +15,7 @@ import type * as Engine from '../src/engine/index.js';
 const [mode, engineModule, target, countText, prefix, uidText] = process.argv.slice(2);
 const count = Number(countText);
 const MiB = 1024 * 1024;
+const WARM_UP = 100;
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 async function waitGo(): Promise<void> {
@@ -26,6 +28,11 @@ if (mode === 'marufs') {
   const engine = (await import(engineModule!)) as typeof Engine;
   const node = await engine.attachNode({ path: target!, gc: false });
   const caller = { ...engine.thisProcess(node.nodeId), uid: Number(uidText) };
+  // Warm-up (untimed): the JIT, and the engine's per-node pictures (first use scans the table).
+  for (let i = 0; i < WARM_UP; i++) {
+    await node.regions.create(`${prefix}-warm-${i}`, caller, { lifetime: 'persistent', size: 2 * MiB });
+    await node.regions.unlink(`${prefix}-warm-${i}`, caller);
+  }
   await waitGo();
   for (let i = 0; i < count; i++) {
     const t0 = process.hrtime.bigint();

@@ -210,7 +210,7 @@ export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBench
     const maxRegions = 4096;
     const filler = quick ? 200 : 2000;
     const count = quick ? 20 : 300;
-    const rounds = quick ? 1 : 3;
+    const rounds = quick ? 1 : 4; // even: each engine goes first equally often
     // Both limits in force and never reached: every create of the limited uid is checked in full.
     await formatDevice({
       path: pool,
@@ -251,7 +251,7 @@ export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBench
             engine,
             caller,
             round,
-            await quotaWorker(['marufs', module, pool, String(count), `r${round}`, String(uid)]),
+            await quotaWorker(['marufs', module, pool, String(count), `r${round}-${engine}-${uid}`, String(uid)]),
           );
         }
       }

@@ -268,6 +268,7 @@ export class RegionStore extends RegionTable {
 
   /** Inside the lock: EDQUOT unless `who` may hold `regions` more regions and `bytes` more bytes (quota.ts). */
   #checkQuota(who: QuotaOwner | undefined, regions: number, bytes: number): void {
+    if (!who) return; // not limited: not even the record is read
     checkOwnerQuota(this.quota.read(), who, regions, bytes, (owner) => {
       this.#usage.sync();
       return this.#usage.usage(owner);
