@@ -178,6 +178,30 @@ describe("a limited owner's usage, followed through the change log", () => {
     await other.detach();
   }, 120_000);
 
+  it('an unlink killed before it recorded the change: the takeover makes the next check rescan', async () => {
+    const path = await pool({ maxRegionsPerOwner: 2, maxBytesPerOwner: 0 }, FAST_TIMING);
+    node = await attachNode({ path, gc: false });
+    const x: Caller = { ...thisProcess(node.nodeId), uid: UID };
+    await node.regions.create('x-a', x, { lifetime: 'persistent', defaultPerms: Perm.ALL });
+    await node.regions.create('x-b', x, { lifetime: 'persistent', defaultPerms: Perm.ALL });
+    expect(await code(node.regions.create('x-c', x, { lifetime: 'persistent' }))).toBe('EDQUOT'); // warm, at the limit
+    // Another node unlinks x-a and is killed right after the entry became DELETING, before it
+    // recorded that in the change log, still holding the global lock.
+    const doomed = new Agent(path, 'auto', { MARUFS_FAILPOINTS: 'regions.unlink.afterCommit=kill' });
+    await doomed.ready;
+    await doomed.send({ op: 'unlink', name: 'x-a' }).catch(() => undefined);
+    await doomed.exited;
+    expect(node.regions.lookup('x-a')).toBeUndefined();
+    const scans = node.regions.usageStats.fullScans;
+    // This process takes the lock over; its picture saw no record of the unlink, but the takeover.
+    expect(await code(node.regions.create('x-c', x, { lifetime: 'persistent' }))).toBe('OK');
+    expect(node.regions.usageStats.fullScans).toBe(scans + 1);
+    expect(await code(node.regions.create('x-d', x, { lifetime: 'persistent' }))).toBe('EDQUOT');
+    const u = await usageHere();
+    expect(u.picture).toEqual({ regions: 2, bytes: 0 });
+    expect(u.scan).toEqual(u.picture);
+  }, 120_000);
+
   it('a create stalled past a takeover cannot make the count drift (pictures equal a full pass, fsck clean)', async () => {
     const path = await pool({ maxRegionsPerOwner: 3, maxBytesPerOwner: 0 }, FAST_TIMING);
     node = await attachNode({ path, gc: false });

@@ -10,7 +10,9 @@
  * otherwise (first use, the log wrapped, a slot overwritten) one full scan. Every writer moves the
  * epoch after a change to an entry's counted state, owner or extent (change-log.ts), so the picture
  * is exactly what a full pass over the table (quota.ts ownerUsage) would count — the property
- * test/regions/owner-usage.test.ts checks across processes.
+ * test/regions/owner-usage.test.ts checks across processes. A holder killed between a change and
+ * its record leaves a change nobody recorded; its section then ends in a takeover, and a picture
+ * that sees the pool's takeover count move (sync's argument) rebuilds itself with one full scan.
  */
 import type { PoolMemory } from '../pool/memory.js';
 import { changesSince, currentEpoch } from './change-log.js';
@@ -32,6 +34,8 @@ export class OwnerUsageMap {
   readonly #rat: RatLayout;
   /** Epoch the picture reflects; -1: none yet. */
   #epoch = -1;
+  /** The global ME's takeover count at the last sync. */
+  #takeovers: bigint | undefined;
   /** Region id → the owner it counts against and its bytes (counted entries of limited owners only). */
   readonly #entries = new Map<number, Counted>();
   /** Owner (quotaOwnerText) → its totals. */
@@ -44,8 +48,15 @@ export class OwnerUsageMap {
     this.#rat = rat;
   }
 
-  /** Bring the picture up to date (inside the global ME). */
-  sync(): void {
+  /**
+   * Bring the picture up to date (inside the global ME). `takeovers`: the global ME's takeover count
+   * (CriticalSection.takeovers); when it moved since the last sync, the picture is rebuilt.
+   */
+  sync(takeovers?: bigint): void {
+    if (takeovers !== undefined && takeovers !== this.#takeovers) {
+      this.#takeovers = takeovers;
+      this.#epoch = -1;
+    }
     for (let round = 0; ; round++) {
       const e = currentEpoch(this.#mem, this.#rat);
       if (e === this.#epoch) return;

@@ -68,6 +68,12 @@ import { RegionTable } from './reader.js';
  */
 export interface CriticalSection {
   withLock<T>(shard: number, fn: (fence: Fence) => T | Promise<T>): Promise<T>;
+  /**
+   * Takeovers of `shard` so far, by any node (the on-pool counter). A holder that died inside its
+   * section may have left a change it had not yet recorded in the change log: a node that sees this
+   * move rebuilds its quota-usage picture from the table (owner-usage.ts).
+   */
+  takeovers?(shard: number): bigint;
 }
 
 export interface CreateOptions {
@@ -270,7 +276,7 @@ export class RegionStore extends RegionTable {
   #checkQuota(who: QuotaOwner | undefined, regions: number, bytes: number): void {
     if (!who) return; // not limited: not even the record is read
     checkOwnerQuota(this.quota.read(), who, regions, bytes, (owner) => {
-      this.#usage.sync();
+      this.#usage.sync(this.#lock.takeovers?.(0));
       return this.#usage.usage(owner);
     });
   }
@@ -281,7 +287,7 @@ export class RegionStore extends RegionTable {
    */
   async ownerUsage(who: QuotaOwner): Promise<Usage> {
     return this.#locked(() => {
-      this.#usage.sync();
+      this.#usage.sync(this.#lock.takeovers?.(0));
       return this.#usage.usage(who);
     });
   }
@@ -530,6 +536,7 @@ export class RegionStore extends RegionTable {
         this.index.restore(hit, generation);
         throw new FencedError(`unlink "${name}"`);
       }
+      failpoint('regions.unlink.afterCommit');
       recordChange(this.mem, this.rat, id); // DELETING: no longer counts for its owner
       this.mem.store64(e + E.deletedAt, nowNs());
       this.#aclChanged(id);
