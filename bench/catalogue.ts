@@ -10,7 +10,14 @@ import { plotKvCacheResults, renderKvCacheBench, runKvCacheBench, type KvCacheBe
 import { renderMeBench, runMeBench, type MeBenchResult } from './me.js';
 import { renderNrhtBench, runNrhtBench, type NrhtBenchResult } from './nrht.js';
 import { plot } from './plot.js';
-import { renderRegionBench, runRegionBench, type RegionBenchResult } from './regions.js';
+import {
+  renderOwnerQuotaBench,
+  renderRegionBench,
+  runOwnerQuotaBench,
+  runRegionBench,
+  type OwnerQuotaBenchResult,
+  type RegionBenchResult,
+} from './regions.js';
 import { formatNumber } from './table.js';
 
 /** Figures for people: thousands separated, three significant digits below 100. */
@@ -254,7 +261,21 @@ const kvcache: Bench<KvCacheBenchResult> = {
   },
 };
 
-export const BENCHES: Record<string, Bench> = { bootstrap, regions, gc, me, nrht, fuse, kvcache } as unknown as Record<
-  string,
-  Bench
->;
+const ownerQuota: Bench<OwnerQuotaBenchResult> = {
+  title: 'what the per-owner quota check costs: create + size as root and as a limited uid (~2,000 regions)',
+  run: runOwnerQuotaBench,
+  render: renderOwnerQuotaBench,
+  plot: () => undefined,
+  headline: () => [],
+};
+
+export const BENCHES: Record<string, Bench> = {
+  bootstrap,
+  regions,
+  'owner-quota': ownerQuota,
+  gc,
+  me,
+  nrht,
+  fuse,
+  kvcache,
+} as unknown as Record<string, Bench>;

@@ -7,7 +7,11 @@
  *     At each fill the sampled names are looked up once untimed first (the JIT and the caches start
  *     alike at every fill: the 1-region row used to be the cold first one), then timed: one call per
  *     hrtime pair (p50Ns, p99Ns, meanNs: the timer's own cost is inside), and 32 calls per pair
- *     (inBatchesP50Ns: the p50 over batches of batch time / 32, without the timer's cost).
+ *     (inBatchesP50Ns: the p50 over batches of batch time / 32, without the timer's cost);
+ *  3. (`owner-quota`, a benchmark of its own) what the per-owner quota check costs: create + size
+ *     p50 as root (exempt) and as a limited uid with ~2,000 regions in a 4,096-region pool, next to
+ *     tmpfs — with this tree's engine and, when MARUFS_BENCH_OLD_ENGINE names an older build's
+ *     dist/src/engine/index.js, with that one too, in alternating runs.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,6 +23,8 @@ import { attachNode, formatDevice, thisProcess } from '../src/engine/index.js';
 import { percentile, renderTable } from './table.js';
 
 const workerScript = fileURLToPath(new URL('./region-worker.js', import.meta.url));
+const quotaWorkerScript = fileURLToPath(new URL('./quota-worker.js', import.meta.url));
+const thisEngine = fileURLToPath(new URL('../src/engine/index.js', import.meta.url));
 const MiB = 1024 * 1024;
 
 export interface CreateRow {
@@ -176,4 +182,137 @@ export function renderRegionBench(r: RegionBenchResult): string {
     r.lookup.map((l) => ['index find + name compare', l.regions, l.p50Ns, l.p99Ns, l.meanNs, l.inBatchesP50Ns ?? '-']),
   );
   return `${create}\n${famfs}\n\n${lookup}`;
+}
+
+// ---- owner-quota: the cost of the per-owner quota check ---------------------------------------------
+
+export interface QuotaRun {
+  engine: 'old' | 'new' | 'tmpfs';
+  caller: 'root' | 'limited uid' | '-';
+  round: number;
+  ops: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+export interface OwnerQuotaBenchResult {
+  /** Regions in the table while the runs create (filler; each run unlinks what it made). */
+  regions: number;
+  maxRegions: number;
+  oldEngine: string | null;
+  runs: QuotaRun[];
+}
+
+/** One worker process of bench/quota-worker.ts: its latencies (ns), sorted. */
+async function quotaWorker(args: string[]): Promise<number[]> {
+  const child = spawn(process.execPath, [quotaWorkerScript, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout });
+  const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
+  const result = new Promise<number[]>((resolve, reject) => {
+    lines.on('line', (line) => {
+      if (line.startsWith('[')) resolve(JSON.parse(line) as number[]);
+    });
+    child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`quota worker exited ${code}`))));
+  });
+  await ready;
+  child.stdin.write('go\n');
+  return (await result).sort((a, b) => a - b);
+}
+
+export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBenchResult> {
+  const oldEngine = process.env['MARUFS_BENCH_OLD_ENGINE'] || null;
+  const dir = mkdtempSync(join(tmpdir(), 'marufs-bench-quota-'));
+  const shm = mkdtempSync('/dev/shm/marufs-bench-quota-');
+  try {
+    const pool = join(dir, 'quota.pool');
+    const maxRegions = 4096;
+    const filler = quick ? 200 : 2000;
+    const count = quick ? 20 : 300;
+    const rounds = quick ? 1 : 4; // even: each engine goes first equally often
+    // Both limits in force and never reached: every create of the limited uid is checked in full.
+    await formatDevice({
+      path: pool,
+      size: 2048 * MiB,
+      geometry: { maxRegions, maxNodes: 16 },
+      quota: { maxRegionsPerOwner: maxRegions, maxBytesPerOwner: 2048 * MiB },
+    });
+    const node = await attachNode({ path: pool, gc: false });
+    const root = thisProcess(node.nodeId);
+    // The filler: unsized regions, one in twenty the limited uid's, the rest root's.
+    for (let i = 0; i < filler; i++) {
+      const caller = i % 20 === 0 ? { ...root, uid: 1000 } : root;
+      await node.regions.create(`filler-${i}`, caller, { lifetime: 'persistent' });
+    }
+    await node.detach();
+    const engines: ('old' | 'new')[] = oldEngine ? ['old', 'new'] : ['new'];
+    const runs: QuotaRun[] = [];
+    const record = (engine: QuotaRun['engine'], caller: QuotaRun['caller'], round: number, all: number[]): void => {
+      runs.push({
+        engine,
+        caller,
+        round,
+        ops: all.length,
+        p50Us: percentile(all, 50) / 1000,
+        p99Us: percentile(all, 99) / 1000,
+      });
+    };
+    for (let round = 0; round < rounds; round++) {
+      // Alternate which engine goes first, so drift in the machine's load does not favour one.
+      const order = round % 2 === 0 ? engines : [...engines].reverse();
+      for (const [caller, uid] of [
+        ['root', 0],
+        ['limited uid', 1000],
+      ] as const) {
+        for (const engine of order) {
+          const module = engine === 'old' ? oldEngine! : thisEngine;
+          record(
+            engine,
+            caller,
+            round,
+            await quotaWorker(['marufs', module, pool, String(count), `r${round}-${engine}-${uid}`, String(uid)]),
+          );
+        }
+      }
+      record('tmpfs', '-', round, await quotaWorker(['tmpfs', '-', shm, String(count), `r${round}`, '-']));
+    }
+    return { regions: filler, maxRegions, oldEngine, runs };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(shm, { recursive: true, force: true });
+  }
+}
+
+export function renderOwnerQuotaBench(r: OwnerQuotaBenchResult): string {
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const groups: [QuotaRun['engine'], QuotaRun['caller'], string][] = [
+    ['old', 'root', 'marufs before (table pass), root'],
+    ['old', 'limited uid', 'marufs before (table pass), limited uid'],
+    ['new', 'root', 'marufs (change-log picture), root'],
+    ['new', 'limited uid', 'marufs (change-log picture), limited uid'],
+    ['tmpfs', '-', 'tmpfs create + ftruncate'],
+  ];
+  const rows: (string | number)[][] = [];
+  for (const [engine, caller, label] of groups) {
+    const runs = r.runs.filter((x) => x.engine === engine && x.caller === caller);
+    if (runs.length === 0) continue;
+    rows.push([
+      label,
+      runs.length,
+      median(runs.map((x) => x.p50Us)),
+      Math.min(...runs.map((x) => x.p50Us)),
+      Math.max(...runs.map((x) => x.p50Us)),
+      median(runs.map((x) => x.p99Us)),
+    ]);
+  }
+  return renderTable(
+    [
+      `create + size 2 MiB at ${r.regions} regions of ${r.maxRegions}`,
+      'runs',
+      'p50 µs (median of runs)',
+      'p50 min',
+      'p50 max',
+      'p99 µs (median)',
+    ],
+    rows,
+  );
 }

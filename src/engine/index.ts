@@ -65,6 +65,7 @@ export {
   usageByOwner,
   quotaOwnerText,
   type QuotaLimits,
+  type QuotaOwner,
   type QuotaSettings,
   type OwnerUsage,
   type QuotaReport,

@@ -21,6 +21,17 @@ describe('regions bench smoke', () => {
   });
 });
 
+describe('owner-quota bench smoke', () => {
+  it('runs the quota-cost benchmark in its quick form: root and a limited uid next to tmpfs', async () => {
+    const { runOwnerQuotaBench, renderOwnerQuotaBench } = await import('../../bench/regions.js');
+    const r = await runOwnerQuotaBench(true);
+    const mine = r.runs.filter((x) => x.engine !== 'old');
+    expect(mine.map((x) => `${x.engine} ${x.caller}`)).toEqual(['new root', 'new limited uid', 'tmpfs -']);
+    for (const x of r.runs) expect(x.ops).toBe(20);
+    expect(renderOwnerQuotaBench(r)).toMatch(/limited uid/);
+  });
+});
+
 describe('nrht bench smoke', () => {
   it('runs the name-table benchmark in its quick form, next to Redis when it is installed', async () => {
     const { runNrhtBench, renderNrhtBench } = await import('../../bench/nrht.js');

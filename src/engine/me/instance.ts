@@ -392,6 +392,11 @@ export class MeInstance {
     });
   }
 
+  /** Takeovers of `shard` so far, by any node (the control block's counter). */
+  takeovers(shard: number): bigint {
+    return this.#mem.observe64(this.area.cb(shard) + ME_CB.takeovers);
+  }
+
   /** Is a caller on this node inside the critical section of `shard`? */
   held(shard: number): boolean {
     return this.#shardState(shard).inCs;

@@ -1,18 +1,11 @@
 /**
  * ExtentMap: one node's picture of which data-area extents are taken, kept up to date without
- * scanning the whole region table on every sizing — and the on-pool change log that makes that
- * possible.
+ * scanning the whole region table on every sizing.
  *
- * The region table header's allocation epoch (H.allocEpoch) moves whenever an extent is taken or
- * freed: BEFORE an extent is published (so a picture made earlier is stale by the time the extent
- * can exist) and AFTER one is freed. Each move records, in a ring of 16 u32 slots in the header's
- * unused second half (H.changeLog), which region changed: slot (epoch & 15) = (epoch & 0xffff) << 16
- * | region id. A node whose picture is at most 16 epochs old re-reads only the recorded regions'
- * entries; an older picture, a slot already overwritten or a pool without the log (slots of zeros)
- * means one full scan, as before. Recording is lock-free with helping (bumpAllocEpoch): the slot
- * is claimed by CAS, then the epoch advanced by CAS, and whoever finds a claimed slot for the next
- * epoch advances the epoch first — so a writer that stalls or dies between the two never hides a
- * change. Region ids fit 16 bits (at most 65,536 regions, layout/geometry.ts).
+ * The picture follows the region table's change log (change-log.ts): the allocation epoch moves
+ * BEFORE an extent is published and AFTER one is freed (and for other changes to an entry, which
+ * re-read the same extent and cost nothing more), recording which region changed. A picture at most
+ * 16 epochs old re-reads only the recorded regions' entries; anything else means one full scan.
  *
  * The picture counts every entry that is not FREE and has an offset (including entries still being
  * created: create sizes before it publishes), so an extent is never handed out twice. Everything
@@ -20,30 +13,8 @@
  * re-read on the next sync.
  */
 import type { PoolMemory } from '../pool/memory.js';
-import { E, H, RatState, type RatLayout } from './rat.js';
-
-const LOG_SLOTS = 16;
-
-/** Record a change to region `id`'s extent and move the allocation epoch (inside the global ME). */
-export function bumpAllocEpoch(mem: PoolMemory, rat: RatLayout, id: number): void {
-  const word = rat.header + H.allocEpoch;
-  for (;;) {
-    const e = mem.load32(word);
-    const next = (e + 1) >>> 0;
-    const slot = rat.header + H.changeLog + 4 * (next & (LOG_SLOTS - 1));
-    const v = mem.load32(slot);
-    if (v >>> 16 === (next & 0xffff)) {
-      // Claimed for `next` by someone who has not moved the epoch yet (or a 65,536-epoch-old
-      // record): move it for them, then record ours at the following epoch.
-      mem.cas32(word, e, next);
-      continue;
-    }
-    if (mem.cas32(slot, v, (((next & 0xffff) << 16) | (id & 0xffff)) >>> 0) !== v) continue;
-    mem.cas32(word, e, next);
-    mem.writeBack(rat.header + H.allocEpoch, 4 + 4 * LOG_SLOTS);
-    return;
-  }
-}
+import { changesSince, currentEpoch } from './change-log.js';
+import { E, RatState, type RatLayout } from './rat.js';
 
 export class ExtentMap {
   readonly #mem: PoolMemory;
@@ -69,9 +40,8 @@ export class ExtentMap {
    * nobody maps (it then moves the epoch itself); reaped entries are left out.
    */
   sync(reap: (id: number) => boolean, full = false): void {
-    const word = this.#rat.header + H.allocEpoch;
     for (let round = 0; ; round++) {
-      const e = this.#mem.observe32(word);
+      const e = currentEpoch(this.#mem, this.#rat);
       if (!full && e === this.#epoch) return;
       if (full || round >= 4 || !this.#replay(e, reap)) {
         full = false;
@@ -85,20 +55,10 @@ export class ExtentMap {
 
   /** Re-read the regions recorded for epochs (#epoch, e]; false when the log cannot tell. */
   #replay(e: number, reap: (id: number) => boolean): boolean {
-    if (this.#epoch < 0) return false;
-    const behind = (e - this.#epoch) >>> 0;
-    if (behind > LOG_SLOTS) return false;
-    const ids: number[] = [];
-    for (let k = 1; k <= behind; k++) {
-      const n = (this.#epoch + k) >>> 0;
-      const v = this.#mem.observe32(this.#rat.header + H.changeLog + 4 * (n & (LOG_SLOTS - 1)));
-      if (v >>> 16 !== (n & 0xffff)) return false;
-      ids.push(v & 0xffff);
-    }
-    // A slot rewritten for a later epoch while we read means the log moved on: start over.
-    if (this.#mem.observe32(this.#rat.header + H.allocEpoch) !== e) return false;
+    const ids = changesSince(this.#mem, this.#rat, this.#epoch, e);
+    if (!ids) return false;
     for (const id of ids) {
-      if (id >= this.#rat.maxEntries || !this.#refresh(id, reap)) return false;
+      if (!this.#refresh(id, reap)) return false;
     }
     return true;
   }

@@ -1,7 +1,8 @@
 /**
  * Per-owner quotas: the pool's limits (a settings record in the pool's fixed area, the one source
  * of truth for every node) and the per-owner accounting that create, size and chown check inside the
- * global ME (store.ts calls checkOwnerQuota; docs/security.md, "Quotas").
+ * global ME (store.ts calls checkOwnerQuota with what its per-node picture, owner-usage.ts, says the
+ * owner holds; docs/security.md, "Quotas").
  *
  * The record is two 32-byte copies at 0x5900 and 0x5920, after the backup superblock (bytes no earlier
  * format used):
@@ -236,17 +237,21 @@ export function quotaOwnerOfEntry(mem: PoolMemory, e: number): QuotaOwner | unde
   return undefined;
 }
 
-const counted = (st: number): boolean =>
+/** Does an entry in state `st` count for its owner's quota (being created, live or being re-owned)? */
+export const countsForQuota = (st: number): boolean =>
   st === RatState.ALLOCATING || st === RatState.ALLOCATED || st === RatState.CHOWNING;
 
-/** Regions and allocated bytes `who` holds (one pass over the table). */
+/**
+ * Regions and allocated bytes `who` holds (one pass over the table): the reference the quota check's
+ * per-node picture (owner-usage.ts) must always agree with.
+ */
 export function ownerUsage(mem: PoolMemory, rat: RatLayout, who: QuotaOwner): { regions: number; bytes: number } {
   let regions = 0;
   let bytes = 0;
   const kind = who.kind === 'user' ? PrincipalKind.USER : PrincipalKind.WORKLOAD;
   for (let id = 0; id < rat.maxEntries; id++) {
     const e = rat.entry(id);
-    if (!counted(mem.load32(e + E.state))) continue;
+    if (!countsForQuota(mem.load32(e + E.state))) continue;
     const k = mem.load32(e + E.owner) & 0xff;
     if (kind === PrincipalKind.WORKLOAD) {
       if (k !== kind || mem.load64(e + E.owner + 8) !== (who as { workloadId: bigint }).workloadId) continue;
@@ -278,7 +283,7 @@ export function usageByOwner(mem: PoolMemory, rat: RatLayout, limits?: QuotaLimi
   const by = new Map<string, OwnerUsage>();
   for (let id = 0; id < rat.maxEntries; id++) {
     const e = rat.entry(id);
-    if (!counted(mem.load32(e + E.state))) continue;
+    if (!countsForQuota(mem.load32(e + E.state))) continue;
     const who = quotaOwnerOfEntry(mem, e);
     if (!who) continue;
     const key = quotaOwnerText(who);
@@ -301,32 +306,32 @@ export function quotaOwnerText(who: QuotaOwner): string {
 
 /**
  * Inside the global ME: may `who` hold `addRegions` more regions and `addBytes` more bytes (rounded
- * up to 2 MiB)? EDQUOT if not. No table pass when nobody is limited (exempt owner, no limits).
+ * up to 2 MiB)? EDQUOT if not. `held(who)` says what it holds now (store.ts: the node's picture,
+ * owner-usage.ts); it is not asked when nobody is limited (exempt owner, no limits).
  */
 export function checkOwnerQuota(
-  mem: PoolMemory,
-  rat: RatLayout,
   limits: QuotaLimits,
   who: QuotaOwner | undefined,
   addRegions: number,
   addBytes: number,
+  held: (who: QuotaOwner) => { regions: number; bytes: number },
 ): void {
   if (!who) return;
   const add = Math.ceil(addBytes / UNIT) * UNIT;
   const checkRegions = limits.maxRegionsPerOwner > 0 && addRegions > 0;
   const checkBytes = limits.maxBytesPerOwner > 0 && add > 0;
   if (!checkRegions && !checkBytes) return;
-  const held = ownerUsage(mem, rat, who);
-  if (checkRegions && held.regions + addRegions > limits.maxRegionsPerOwner) {
+  const now = held(who);
+  if (checkRegions && now.regions + addRegions > limits.maxRegionsPerOwner) {
     throw new MarufsError(
       'EDQUOT',
-      `${quotaOwnerText(who)} holds ${held.regions} regions; the pool's limit per owner is ${limits.maxRegionsPerOwner}`,
+      `${quotaOwnerText(who)} holds ${now.regions} regions; the pool's limit per owner is ${limits.maxRegionsPerOwner}`,
     );
   }
-  if (checkBytes && held.bytes + add > limits.maxBytesPerOwner) {
+  if (checkBytes && now.bytes + add > limits.maxBytesPerOwner) {
     throw new MarufsError(
       'EDQUOT',
-      `${quotaOwnerText(who)} holds ${held.bytes} bytes; ${add} more would pass the pool's limit per owner of ${limits.maxBytesPerOwner}`,
+      `${quotaOwnerText(who)} holds ${now.bytes} bytes; ${add} more would pass the pool's limit per owner of ${limits.maxBytesPerOwner}`,
     );
   }
 }

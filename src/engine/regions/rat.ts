@@ -27,8 +27,9 @@
  *
  * Header (128 B): 0 magic "MRAT" · 4 version · 8 max entries · 12 entry size · 16 u64 pool size ·
  *   24 u64 entries offset · 32 u64 data offset · 40 u64 data size · 48 u64 bytes allocated ·
- *   56 u32 entries in use · 60 u32 allocation epoch (+1 before an extent is taken, after one is freed) ·
- *   64 u32[16] extent change log (slot epoch & 15: (epoch & 0xffff) << 16 | region id; extent-map.ts)
+ *   56 u32 entries in use · 60 u32 allocation epoch (+1 before an extent is taken, after one is freed,
+ *   after an entry's quota-counted state or owner changes) · 64 u32[16] change log (slot epoch & 15:
+ *   (epoch & 0xffff) << 16 | region id; change-log.ts)
  */
 import type { Layout } from '../layout/geometry.js';
 import type { PoolMemory } from '../pool/memory.js';

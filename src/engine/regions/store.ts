@@ -22,10 +22,12 @@ import type { Fence } from '../fence.js';
 import { REGION_ALIGN, alignUp } from '../layout/geometry.js';
 import type { NodeContext } from '../node-context.js';
 import { DELEGABLE_BY_GRANT, Perm, checkDelegation, checkPerms, formatPerms } from './acl.js';
-import { ExtentMap, bumpAllocEpoch } from './extent-map.js';
+import { recordChange } from './change-log.js';
+import { ExtentMap } from './extent-map.js';
 import type { IndexHit } from './name-index.js';
 import { checkNewName, encodeName, hashName } from './names.js';
 import { ownerFor } from './owner.js';
+import { OwnerUsageMap, type Usage } from './owner-usage.js';
 import {
   checkOwnerQuota,
   quotaOwnerOf,
@@ -66,6 +68,12 @@ import { RegionTable } from './reader.js';
  */
 export interface CriticalSection {
   withLock<T>(shard: number, fn: (fence: Fence) => T | Promise<T>): Promise<T>;
+  /**
+   * Takeovers of `shard` so far, by any node (the on-pool counter). A holder that died inside its
+   * section may have left a change it had not yet recorded in the change log: a node that sees this
+   * move rebuilds its quota-usage picture from the table (owner-usage.ts).
+   */
+  takeovers?(shard: number): bigint;
 }
 
 export interface CreateOptions {
@@ -113,6 +121,8 @@ export class RegionStore extends RegionTable {
   #ratHint = 0;
   /** This node's picture of the taken extents (kept current through the table's change log). */
   readonly #map: ExtentMap;
+  /** This node's picture of what every limited quota owner holds (kept current through the same log). */
+  readonly #usage: OwnerUsageMap;
   /** Handles open on this node, per region id (the node's bit in the mapper bitmap is set while > 0). */
   #open = new Map<number, number>();
   /** Told the id of every region this node creates or whose ACL it changes (GC's watch set). */
@@ -124,11 +134,17 @@ export class RegionStore extends RegionTable {
     this.#lock = lock;
     this.nodeId = node.nodeId;
     this.#map = new ExtentMap(node.mem, this.rat);
+    this.#usage = new OwnerUsageMap(node.mem, this.rat);
   }
 
   /** Full scans and log refreshes of this node's extent picture (tests, inspection). */
   get extentStats(): { fullScans: number; logRefreshes: number } {
     return { ...this.#map.stats };
+  }
+
+  /** Full scans and log refreshes of this node's picture of quota usage (tests, inspection). */
+  get usageStats(): { fullScans: number; logRefreshes: number } {
+    return { ...this.#usage.stats };
   }
 
   get maxNodes(): number {
@@ -212,6 +228,8 @@ export class RegionStore extends RegionTable {
       this.mem.store32(e + E.uid, caller.uid ?? 0);
       this.mem.store32(e + E.gid, 0);
       this.mem.store32(e + E.createdByNode, this.nodeId);
+      // The entry counts for its owner from here: a sized create records it when it places the extent.
+      if (want === 0) recordChange(this.mem, this.rat, id);
       const t = nowNs();
       this.mem.store64(e + E.createdAt, t);
       this.mem.store64(e + E.modifiedAt, t);
@@ -256,7 +274,22 @@ export class RegionStore extends RegionTable {
 
   /** Inside the lock: EDQUOT unless `who` may hold `regions` more regions and `bytes` more bytes (quota.ts). */
   #checkQuota(who: QuotaOwner | undefined, regions: number, bytes: number): void {
-    if (who) checkOwnerQuota(this.mem, this.rat, this.quota.read(), who, regions, bytes);
+    if (!who) return; // not limited: not even the record is read
+    checkOwnerQuota(this.quota.read(), who, regions, bytes, (owner) => {
+      this.#usage.sync(this.#lock.takeovers?.(0));
+      return this.#usage.usage(owner);
+    });
+  }
+
+  /**
+   * What `who` holds by this node's picture of quota usage (owner-usage.ts), brought up to date
+   * inside the global ME — what the next create, size or chown of `who` is checked against.
+   */
+  async ownerUsage(who: QuotaOwner): Promise<Usage> {
+    return this.#locked(() => {
+      this.#usage.sync(this.#lock.takeovers?.(0));
+      return this.#usage.usage(who);
+    });
   }
 
   /**
@@ -282,6 +315,7 @@ export class RegionStore extends RegionTable {
     this.#dropStaleExtent(id);
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) === RatState.ALLOCATING) {
       this.mem.add32(this.rat.header + H.entriesInUse, -1);
+      recordChange(this.mem, this.rat, id); // no longer counts for its owner
     }
   }
 
@@ -296,7 +330,7 @@ export class RegionStore extends RegionTable {
     const allocated = this.mem.load64(e + E.allocatedSize);
     if (this.mem.casPublish64(e + E.physOffset, phys, 0n) !== phys) return;
     this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
-    bumpAllocEpoch(this.mem, this.rat, id);
+    recordChange(this.mem, this.rat, id);
   }
 
   /** `bytes` rounded up to whole 2 MiB units; ENOSPC if more than the data area holds. */
@@ -349,7 +383,7 @@ export class RegionStore extends RegionTable {
     this.mem.store64(e + E.sizedAt, t);
     this.mem.store64(e + E.modifiedAt, t);
     this.mem.writeBack(e, 64);
-    bumpAllocEpoch(this.mem, this.rat, id);
+    recordChange(this.mem, this.rat, id);
     if (this.mem.casPublish64(e + E.physOffset, 0n, BigInt(at)) !== 0n) {
       throw new FencedError(`${what}: the region was sized by another holder`);
     }
@@ -361,7 +395,7 @@ export class RegionStore extends RegionTable {
         this.mem.store64(e + E.size, 0n);
         this.mem.store64(e + E.sizedAt, 0n);
         this.mem.writeBack(e, 64);
-        bumpAllocEpoch(this.mem, this.rat, id);
+        recordChange(this.mem, this.rat, id);
       }
       throw new FencedError(what);
     }
@@ -502,6 +536,8 @@ export class RegionStore extends RegionTable {
         this.index.restore(hit, generation);
         throw new FencedError(`unlink "${name}"`);
       }
+      failpoint('regions.unlink.afterCommit');
+      recordChange(this.mem, this.rat, id); // DELETING: no longer counts for its owner
       this.mem.store64(e + E.deletedAt, nowNs());
       this.#aclChanged(id);
       this.#freeIfUnmapped(id, fence);
@@ -532,7 +568,7 @@ export class RegionStore extends RegionTable {
     if (this.mem.casPublish32(e + E.state, RatState.DELETING, RatState.FREE) !== RatState.DELETING) return false;
     if (allocated > 0n) {
       this.mem.add64(this.rat.header + H.bytesAllocated, -allocated);
-      bumpAllocEpoch(this.mem, this.rat, id);
+      recordChange(this.mem, this.rat, id);
     }
     this.mem.add32(this.rat.header + H.entriesInUse, -1);
     return true;
@@ -750,6 +786,7 @@ export class RegionStore extends RegionTable {
       this.mem.store64(e + E.modifiedAt, nowNs());
       this.mem.writeBack(e, this.rat.entrySize);
       const published = this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED);
+      recordChange(this.mem, this.rat, id); // the owner it counts against changed
       this.#aclChanged(id);
       // GC republished it meanwhile (a takeover): the new owner is in place all the same.
       if (published !== RatState.CHOWNING && !fence.valid()) throw new FencedError(`chown "${name}"`);
@@ -825,6 +862,7 @@ export class RegionStore extends RegionTable {
             const e = this.rat.entry(id);
             if (this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED) !== RatState.CHOWNING)
               return false;
+            recordChange(this.mem, this.rat, id); // a chown that died may have written the owner
             this.#aclChanged(id);
             return true;
           },
@@ -841,6 +879,7 @@ export class RegionStore extends RegionTable {
     const hit = { shard: this.mem.load32(e + E.indexShard), entry: this.mem.load32(e + E.indexEntry), regionId: id };
     if (hit.shard < this.index.shards && hit.entry < this.index.entries) this.index.remove(hit);
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.DELETING) !== RatState.ALLOCATED) return false;
+    recordChange(this.mem, this.rat, id); // DELETING: no longer counts for its owner
     this.mem.store64(e + E.deletedAt, nowNs());
     this.#aclChanged(id);
     this.#freeIfUnmapped(id, fence);
@@ -877,6 +916,7 @@ export class RegionStore extends RegionTable {
     // Counted only by whoever wins the CAS (a fenced create's own rollback may race this).
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) !== RatState.ALLOCATING) return false;
     this.mem.add32(this.rat.header + H.entriesInUse, -1);
+    recordChange(this.mem, this.rat, id); // no longer counts for its owner
     return true;
   }
 

@@ -1,0 +1,126 @@
+/**
+ * OwnerUsageMap: one node's picture of what every limited quota owner holds (regions and allocated
+ * bytes), kept current through the region table's change log (change-log.ts) so that the quota check
+ * in create, size and chown does not walk the whole table.
+ *
+ * Per counted entry (ALLOCATING, ALLOCATED or CHOWNING, with a limited quota owner: quota.ts) the
+ * picture keeps the owner it was counted for and the bytes it held, and per owner the totals.
+ * sync() (inside the global ME) compares the allocation epoch with the one the picture reflects:
+ * equal — nothing changed; at most 16 epochs behind — re-read only the recorded regions' entries;
+ * otherwise (first use, the log wrapped, a slot overwritten) one full scan. Every writer moves the
+ * epoch after a change to an entry's counted state, owner or extent (change-log.ts), so the picture
+ * is exactly what a full pass over the table (quota.ts ownerUsage) would count — the property
+ * test/regions/owner-usage.test.ts checks across processes. A holder killed between a change and
+ * its record leaves a change nobody recorded; its section then ends in a takeover, and a picture
+ * that sees the pool's takeover count move (sync's argument) rebuilds itself with one full scan.
+ */
+import type { PoolMemory } from '../pool/memory.js';
+import { changesSince, currentEpoch } from './change-log.js';
+import { countsForQuota, quotaOwnerOfEntry, quotaOwnerText, type QuotaOwner } from './quota.js';
+import { E, type RatLayout } from './rat.js';
+
+export interface Usage {
+  regions: number;
+  bytes: number;
+}
+
+interface Counted {
+  owner: string;
+  bytes: number;
+}
+
+export class OwnerUsageMap {
+  readonly #mem: PoolMemory;
+  readonly #rat: RatLayout;
+  /** Epoch the picture reflects; -1: none yet. */
+  #epoch = -1;
+  /** The global ME's takeover count at the last sync. */
+  #takeovers: bigint | undefined;
+  /** Region id → the owner it counts against and its bytes (counted entries of limited owners only). */
+  readonly #entries = new Map<number, Counted>();
+  /** Owner (quotaOwnerText) → its totals. */
+  readonly #owners = new Map<string, Usage>();
+  /** Counters for tests and inspection: full scans and regions re-read from the log. */
+  readonly stats = { fullScans: 0, logRefreshes: 0 };
+
+  constructor(mem: PoolMemory, rat: RatLayout) {
+    this.#mem = mem;
+    this.#rat = rat;
+  }
+
+  /**
+   * Bring the picture up to date (inside the global ME). `takeovers`: the global ME's takeover count
+   * (CriticalSection.takeovers); when it moved since the last sync, the picture is rebuilt.
+   */
+  sync(takeovers?: bigint): void {
+    if (takeovers !== undefined && takeovers !== this.#takeovers) {
+      this.#takeovers = takeovers;
+      this.#epoch = -1;
+    }
+    for (let round = 0; ; round++) {
+      const e = currentEpoch(this.#mem, this.#rat);
+      if (e === this.#epoch) return;
+      const ids = round < 4 ? changesSince(this.#mem, this.#rat, this.#epoch, e) : undefined;
+      if (ids) for (const id of ids) this.#refresh(id);
+      else this.#scan();
+      // Changes made meanwhile (a stale holder's) moved the epoch past `e`: the next round sees them.
+      this.#epoch = e;
+    }
+  }
+
+  /** What `who` holds in the picture (call sync() first). */
+  usage(who: QuotaOwner): Usage {
+    const u = this.#owners.get(quotaOwnerText(who));
+    return u ? { ...u } : { regions: 0, bytes: 0 };
+  }
+
+  /** Forget the picture (the next sync scans the table). */
+  invalidate(): void {
+    this.#epoch = -1;
+  }
+
+  /** What entry `id` counts now, or undefined (not counted, or its owner is not limited). */
+  #read(id: number): Counted | undefined {
+    const mem = this.#mem;
+    const e = this.#rat.entry(id);
+    if (!countsForQuota(mem.load32(e + E.state))) return undefined;
+    const who = quotaOwnerOfEntry(mem, e);
+    if (!who) return undefined;
+    const bytes = mem.load64(e + E.physOffset) !== 0n ? mem.load64n(e + E.allocatedSize) : 0;
+    return { owner: quotaOwnerText(who), bytes };
+  }
+
+  #scan(): void {
+    this.stats.fullScans++;
+    this.#entries.clear();
+    this.#owners.clear();
+    for (let id = 0; id < this.#rat.maxEntries; id++) {
+      const now = this.#read(id);
+      if (now) this.#add(id, now);
+    }
+  }
+
+  #refresh(id: number): void {
+    this.stats.logRefreshes++;
+    const old = this.#entries.get(id);
+    const now = this.#read(id);
+    if (old && now && old.owner === now.owner && old.bytes === now.bytes) return;
+    if (old) {
+      this.#entries.delete(id);
+      const u = this.#owners.get(old.owner)!;
+      u.regions--;
+      u.bytes -= old.bytes;
+      if (u.regions === 0) this.#owners.delete(old.owner);
+    }
+    if (now) this.#add(id, now);
+  }
+
+  #add(id: number, c: Counted): void {
+    this.#entries.set(id, c);
+    const u = this.#owners.get(c.owner);
+    if (u) {
+      u.regions++;
+      u.bytes += c.bytes;
+    } else this.#owners.set(c.owner, { regions: 1, bytes: c.bytes });
+  }
+}
