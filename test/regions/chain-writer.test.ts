@@ -11,21 +11,12 @@ import { Perm, checkPool, fsck } from '../../src/engine/index.js';
 import { Agent, agents, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
 import { formatTestPool, FAST_TIMING } from '../helpers/pools.js';
+import { until } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
 const TIMING = FAST_TIMING;
 const KILL_MIDWAY = { MARUFS_FAILPOINTS: 'chains.change.midway=kill' };
 const oddWord = (m: string): boolean => /sequence word is odd/.test(m);
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Start `a`'s operation, which must kill it at the failpoint; resolves once it is dead by SIGKILL. */
 async function dieMidway(a: Agent, cmd: Record<string, unknown>): Promise<void> {

@@ -17,6 +17,7 @@ import { Perm, checkPool } from '../../src/engine/index.js';
 import { Agent, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
 import { formatTestPool, FAST_TIMING } from '../helpers/pools.js';
+import { until } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
 const TIMING = FAST_TIMING;
@@ -33,16 +34,6 @@ interface GcTotals {
 interface Info {
   owner?: { kind: string; pid?: number };
   delegations: { state: string }[];
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('an operation stalled inside its critical section past a takeover', () => {

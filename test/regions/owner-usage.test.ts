@@ -20,6 +20,7 @@ import {
 import { Agent, killAllAgents } from '../helpers/agent.js';
 import { tempDir } from '../helpers/cli.js';
 import { formatTestPool, FAST_TIMING, STEADY_TIMING } from '../helpers/pools.js';
+import { until } from '../helpers/util.js';
 
 const MiB = 1024 * 1024;
 const UID = 1000;
@@ -31,16 +32,6 @@ const code = async (p: Promise<unknown>): Promise<string> =>
     () => 'OK',
     (err: unknown) => (err instanceof MarufsError ? err.code : String(err)),
   );
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 interface UsagePair {
   picture: { regions: number; bytes: number };
