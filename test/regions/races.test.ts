@@ -174,7 +174,7 @@ describe('regions across node processes', () => {
       expect(report.delegations).toEqual([]);
     }
     await Promise.all([owner!, granter!, taker!].map((a) => a.detach()));
-  });
+  }, 600_000); // about 50 s on a quiet machine, 105 s at load 22–26 (jest's default here is 120 s)
 
   it('steps two nodes through create, size, map, write and unlink (test_cross_process)', async () => {
     const path = await pool('cross.pool');
