@@ -52,6 +52,8 @@ export interface ChaosResult {
    * node is replaced at the round's end.
    */
   nodeFenced: number;
+  /** Creates or sizings answered ENOSPC (the region table or the data area was full). */
+  tableFull: number;
   /** Global-ME takeovers made, and critical sections fenced, by nodes alive at a round's end. */
   me: { takeovers: number; sectionsFenced: number };
   acknowledged: { regions: number; names: number };
@@ -75,6 +77,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     racesWithClear: 0,
     races: [],
     nodeFenced: 0,
+    tableFull: 0,
     me: { takeovers: 0, sectionsFenced: 0 },
     acknowledged: { regions: 0, names: 0 },
   };
@@ -210,7 +213,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         me.sectionsFenced += s?.sectionsFenced ?? 0;
       }
       log(
-        `round ${round}: ${result.operations} operations, ${result.kills} kills, ${regions.size} regions and ${names.size} names acknowledged, ${result.violations.length} violations, ${result.lost.length} lost, ${result.nodeFenced} answers from fenced nodes; live nodes' global ME: ${me.takeovers} takeovers, ${me.sectionsFenced} fenced sections`,
+        `round ${round}: ${result.operations} operations, ${result.kills} kills, ${regions.size} regions and ${names.size} names acknowledged, ${result.violations.length} violations, ${result.lost.length} lost, ${result.nodeFenced} answers from fenced nodes, ${result.tableFull} creates refused by a full pool; live nodes' global ME: ${me.takeovers} takeovers, ${me.sectionsFenced} fenced sections`,
       );
       result.me = me;
     }
@@ -238,6 +241,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           ['write', { op: 'write', name, offset: 0, length: 4096, byte: step.fill }],
         ] as const) {
           const c = await tracked(agent, name, label, cmd);
+          // A full region table is an answer, not a failure: the node goes on with its plan (a long
+          // soak fills the table; ending the plan here would leave later rounds nearly idle).
+          if (label === 'create' && c === 'ENOSPC') {
+            result.tableFull++;
+            return;
+          }
+          if (label === 'size' && c === 'ENOSPC') {
+            // The data area is full: give the name back rather than keep an unsized region.
+            result.tableFull++;
+            if ((await tracked(agent, name, 'unlink', { op: 'unlink', name })) !== 'OK') uncertain.add(name);
+            return;
+          }
           if (c !== 'OK') throw new Error(`${label} ${name} failed: ${c}`);
         }
         regions.set(name, step.fill);
