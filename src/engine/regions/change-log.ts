@@ -77,3 +77,27 @@ export function changesSince(mem: PoolMemory, rat: RatLayout, from: number, to: 
   if (currentEpoch(mem, rat) !== to) return undefined;
   return ids;
 }
+
+/**
+ * Bring a picture derived from the table (the free gaps, the quota usage) from epoch `from` up to
+ * date, inside the global ME: `replay(ids)` re-reads the regions the log recorded since (false: it
+ * could not, rescan), `scan()` rebuilds it from the whole table when the log cannot tell (first use,
+ * more than 16 epochs behind, a slot overwritten) or keeps moving. Changes made meanwhile (a stale
+ * holder's, or a reap done by the replay itself) moved the epoch again: the next round sees them.
+ * Returns the epoch the picture now reflects.
+ */
+export function followChanges(
+  mem: PoolMemory,
+  rat: RatLayout,
+  from: number,
+  replay: (ids: number[]) => boolean,
+  scan: () => void,
+): number {
+  for (let round = 0; ; round++) {
+    const e = currentEpoch(mem, rat);
+    if (e === from) return e;
+    const ids = round < 4 ? changesSince(mem, rat, from, e) : undefined;
+    if (!ids || !replay(ids)) scan();
+    from = e;
+  }
+}

@@ -13,7 +13,7 @@
  * re-read on the next sync.
  */
 import type { PoolMemory } from '../pool/memory.js';
-import { changesSince, currentEpoch } from './change-log.js';
+import { currentEpoch, followChanges } from './change-log.js';
 import { E, RatState, type RatLayout } from './rat.js';
 
 export class ExtentMap {
@@ -40,27 +40,18 @@ export class ExtentMap {
    * nobody maps (it then moves the epoch itself); reaped entries are left out.
    */
   sync(reap: (id: number) => boolean, full = false): void {
-    for (let round = 0; ; round++) {
+    if (full) {
       const e = currentEpoch(this.#mem, this.#rat);
-      if (!full && e === this.#epoch) return;
-      if (full || round >= 4 || !this.#replay(e, reap)) {
-        full = false;
-        this.#scan(reap);
-        this.#epoch = e;
-        continue; // changes made while scanning (reaps included) are replayed from the log
-      }
+      this.#scan(reap);
       this.#epoch = e;
     }
-  }
-
-  /** Re-read the regions recorded for epochs (#epoch, e]; false when the log cannot tell. */
-  #replay(e: number, reap: (id: number) => boolean): boolean {
-    const ids = changesSince(this.#mem, this.#rat, this.#epoch, e);
-    if (!ids) return false;
-    for (const id of ids) {
-      if (!this.#refresh(id, reap)) return false;
-    }
-    return true;
+    this.#epoch = followChanges(
+      this.#mem,
+      this.#rat,
+      this.#epoch,
+      (ids) => ids.every((id) => this.#refresh(id, reap)),
+      () => this.#scan(reap),
+    );
   }
 
   /** The extent entry `id` holds now (reaping an unmapped DELETING one), or undefined. */

@@ -15,7 +15,7 @@
  * that sees the pool's takeover count move (sync's argument) rebuilds itself with one full scan.
  */
 import type { PoolMemory } from '../pool/memory.js';
-import { changesSince, currentEpoch } from './change-log.js';
+import { followChanges } from './change-log.js';
 import { countsForQuota, quotaOwnerOfEntry, quotaOwnerText, type QuotaOwner } from './quota.js';
 import { E, type RatLayout } from './rat.js';
 
@@ -57,16 +57,15 @@ export class OwnerUsageMap {
       this.#takeovers = takeovers;
       this.#epoch = -1;
     }
-    for (let round = 0; ; round++) {
-      const e = currentEpoch(this.#mem, this.#rat);
-      if (e === this.#epoch) return;
-      const ids = round < 4 ? changesSince(this.#mem, this.#rat, this.#epoch, e) : undefined;
-      if (ids) for (const id of ids) this.#refresh(id);
-      else this.#scan();
-      // Changes made meanwhile (a stale holder's) moved the epoch past `e`: the next round sees them.
-      this.#epoch = e;
-    }
+    this.#epoch = followChanges(this.#mem, this.#rat, this.#epoch, this.#replay, this.#rescan);
   }
+
+  readonly #replay = (ids: number[]): boolean => {
+    for (const id of ids) this.#refresh(id);
+    return true;
+  };
+
+  readonly #rescan = (): void => this.#scan();
 
   /** What `who` holds in the picture (call sync() first). */
   usage(who: QuotaOwner): Usage {
