@@ -97,21 +97,23 @@ const PLOTS: Record<string, (r: Json) => string> = {
     );
   },
   regions: (r) => {
-    const rows = r['lookup'] as { regions: number; p50Ns: number; p99Ns: number }[];
+    const rows = r['lookup'] as { regions: number; p50Ns: number; p99Ns: number; tmpfsStatP50Ns?: number }[];
     return barChart(
-      'Lookup by name as the pool fills',
+      'Lookup by name as the pool fills (tmpfs: stat in a directory of as many files)',
       'ns',
       rows.map((l) => ({
         label: `${l.regions} regions`,
         values: [
           { series: 'p50', value: l.p50Ns },
           { series: 'p99', value: l.p99Ns },
+          ...(l.tmpfsStatP50Ns ? [{ series: 'tmpfs stat p50', value: l.tmpfsStatP50Ns }] : []),
         ],
       })),
     );
   },
   'regions-create': (r) => {
-    const rows = r['createSize'] as { processes: number; system: string; opsPerSec: number; p50Us: number }[];
+    const all = r['createSize'] as { processes: number; system: string; opsPerSec: number; warmup?: number }[];
+    const rows = all.filter((x) => x.warmup !== 0); // the steady-state rows (cold ones are in the table)
     const procs = [...new Set(rows.map((x) => x.processes))].sort((a, b) => a - b);
     return barChart(
       'Create + size a 2 MiB region vs tmpfs file create + truncate (ops/s, all processes; famfs published: ~10/s)',

@@ -3,7 +3,12 @@
  *  1. create + size (2 MiB) latency and throughput from 1, 2, 4 and 8 node processes, next to the same
  *     number of processes doing create + ftruncate of files on tmpfs (/dev/shm), and next to famfs's
  *     published figure (~90–120 ms per file create; quoted, not measured here);
- *  2. lookup (stat by name) latency as the pool fills from 1 to 65,536 regions — flat is the goal.
+ *     Each worker first runs untimed create + unlink rounds (WARM_ROUNDS) so that the timed creates
+ *     measure compiled code on both sides; one extra 1-process row per system ("cold") times the
+ *     first creates of a fresh process instead;
+ *  2. lookup (stat by name) latency as the pool fills from 1 to 65,536 regions — flat is the goal —
+ *     next to `stat` of a file by name in a tmpfs directory holding as many files (the dentry cache's
+ *     hash lookup: what a user of files pays as a directory fills).
  *     At each fill the sampled names are looked up once untimed first (the JIT and the caches start
  *     alike at every fill: the 1-region row used to be the cold first one), then timed: one call per
  *     hrtime pair (p50Ns, p99Ns, meanNs: the timer's own cost is inside), and 32 calls per pair
@@ -14,7 +19,7 @@
  *     dist/src/engine/index.js, with that one too, in alternating runs.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -26,10 +31,18 @@ const workerScript = fileURLToPath(new URL('./region-worker.js', import.meta.url
 const quotaWorkerScript = fileURLToPath(new URL('./quota-worker.js', import.meta.url));
 const thisEngine = fileURLToPath(new URL('../src/engine/index.js', import.meta.url));
 const MiB = 1024 * 1024;
+/** Timed creates per process (8 processes × 400 = 3,200 of the pool's 4,096 regions). */
+const CREATES_PER_PROCESS = 400;
+/** Untimed create + unlink rounds each worker runs before its timed creates. */
+const WARM_ROUNDS = 2000;
+/** Timed creates of the cold row (a fresh process, no warm-up). */
+const COLD_CREATES = 200;
 
 export interface CreateRow {
   processes: number;
   system: 'marufs' | 'tmpfs';
+  /** Untimed create + unlink rounds each process ran first (0: a cold process; absent in results before it existed). */
+  warmup?: number;
   ops: number;
   opsPerSec: number;
   p50Us: number;
@@ -43,6 +56,8 @@ export interface LookupRow {
   meanNs: number;
   /** p50 of per-lookup latency with lookups timed 32 at a time (absent in results before it existed). */
   inBatchesP50Ns?: number;
+  /** The same names `stat`ed in a tmpfs directory of as many files: p50 ns (absent in results before it existed). */
+  tmpfsStatP50Ns?: number;
 }
 
 export interface RegionBenchResult {
@@ -56,9 +71,10 @@ async function runWorkers(
   processes: number,
   count: number,
   tag: string,
+  warmup: number,
 ): Promise<CreateRow> {
   const children = Array.from({ length: processes }, (_, i) => {
-    const child = spawn(process.execPath, [workerScript, mode, target, String(count), `${tag}-p${i}`], {
+    const child = spawn(process.execPath, [workerScript, mode, target, String(count), `${tag}-p${i}`, String(warmup)], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     const lines = createInterface({ input: child.stdout });
@@ -80,6 +96,7 @@ async function runWorkers(
   return {
     processes,
     system: mode,
+    warmup,
     ops: all.length,
     opsPerSec: all.length / (wallMs / 1000),
     p50Us: percentile(all, 50) / 1000,
@@ -90,6 +107,8 @@ async function runWorkers(
 export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRow[]> {
   const maxRegions = quick ? 1024 : 65536;
   const pool = join(dir, 'lookup.pool');
+  const files = join(dir, 'lookup');
+  mkdirSync(files);
   await formatDevice({ path: pool, size: 1024 * MiB, geometry: { maxRegions, maxNodes: 8 } });
   const node = await attachNode({ path: pool });
   const caller = thisProcess(node.nodeId);
@@ -97,8 +116,16 @@ export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRo
   let created = 0;
   const marks = quick ? [1, 16, 256, 1024] : [1, 16, 256, 4096, 16384, 65536];
   const samples = new Array<number>(20000);
+  const p50Of = (xs: number[]): number =>
+    percentile(
+      [...xs].sort((a, b) => a - b),
+      50,
+    );
   for (const mark of marks) {
-    while (created < mark) await node.regions.create(`r-${created++}`, caller, { lifetime: 'persistent' });
+    while (created < mark) {
+      closeSync(openSync(join(files, `r-${created}`), 'wx'));
+      await node.regions.create(`r-${created++}`, caller, { lifetime: 'persistent' });
+    }
     const names = Array.from({ length: samples.length }, (_, i) => `r-${(i * 7919) % created}`);
     for (const name of names) node.regions.lookup(name); // warm-up, untimed
     for (let i = 0; i < samples.length; i++) {
@@ -114,54 +141,73 @@ export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRo
       batches.push(Number(process.hrtime.bigint() - t0) / 32);
     }
     const sorted = [...samples].sort((a, b) => a - b);
-    rows.push({
+    const row: LookupRow = {
       regions: created,
       p50Ns: percentile(sorted, 50),
       p99Ns: percentile(sorted, 99),
       meanNs: samples.reduce((a, b) => a + b, 0) / samples.length,
-      inBatchesP50Ns: percentile(
-        batches.sort((a, b) => a - b),
-        50,
-      ),
-    });
+      inBatchesP50Ns: p50Of(batches),
+    };
+    // The peer: the same names stat'ed in a tmpfs directory of as many files (paths built untimed).
+    const paths = names.map((name) => join(files, name));
+    for (const path of paths) statSync(path); // warm-up, untimed
+    for (let i = 0; i < paths.length; i++) {
+      const path = paths[i]!;
+      const t0 = process.hrtime.bigint();
+      statSync(path);
+      samples[i] = Number(process.hrtime.bigint() - t0);
+    }
+    row.tmpfsStatP50Ns = p50Of(samples);
+    rows.push(row);
   }
   await node.detach();
   return rows;
 }
 
 export async function runRegionBench(quick = false): Promise<RegionBenchResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'marufs-bench-regions-'));
+  // Pools and files on /dev/shm alike: memory on both sides (a pool file on disk would add write-back
+  // faults that /dev/dax does not have).
   const shm = mkdtempSync('/dev/shm/marufs-bench-');
   try {
-    const pool = join(dir, 'create.pool');
-    const count = quick ? 20 : 200;
-    await formatDevice({ path: pool, size: 8 * 1024 * MiB, geometry: { maxRegions: 4096, maxNodes: 16 } });
+    const count = quick ? 20 : CREATES_PER_PROCESS;
+    const warm = quick ? 20 : WARM_ROUNDS;
+    const files = join(shm, 'files');
+    mkdirSync(files);
+    // Each marufs row on a freshly formatted pool (every row starts from an empty table, as tmpfs's do
+    // from a directory holding the earlier rows' files).
+    const marufs = async (processes: number, n: number, tag: string, warmup: number): Promise<CreateRow> => {
+      const pool = join(shm, `create-${tag}.pool`);
+      await formatDevice({ path: pool, size: 12 * 1024 * MiB, geometry: { maxRegions: 4096, maxNodes: 16 } });
+      try {
+        return await runWorkers('marufs', pool, processes, n, tag, warmup);
+      } finally {
+        rmSync(pool, { force: true });
+      }
+    };
     const createSize: CreateRow[] = [];
+    createSize.push(await marufs(1, quick ? 20 : COLD_CREATES, 'cold', 0));
+    createSize.push(await runWorkers('tmpfs', files, 1, quick ? 20 : COLD_CREATES, 'cold', 0));
     for (const processes of quick ? [1, 2] : [1, 2, 4, 8]) {
-      createSize.push(await runWorkers('marufs', pool, processes, count, `c${processes}`));
-      createSize.push(await runWorkers('tmpfs', shm, processes, count, `c${processes}`));
+      createSize.push(await marufs(processes, count, `c${processes}`, warm));
+      createSize.push(await runWorkers('tmpfs', files, processes, count, `c${processes}`, warm));
     }
-    return { createSize, lookup: await lookupSweep(dir, quick) };
+    return { createSize, lookup: await lookupSweep(shm, quick) };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
     rmSync(shm, { recursive: true, force: true });
   }
+}
+
+/** How the row's processes started: cold (the first creates of a fresh process) or after warm-up rounds. */
+export function createRowLabel(c: CreateRow): string {
+  if (c.warmup === 0) return `${c.processes} process(es), cold`;
+  return c.warmup === undefined ? `${c.processes} process(es)` : `${c.processes} process(es), warm`;
 }
 
 export function renderRegionBench(r: RegionBenchResult): string {
   const rows: (string | number)[][] = [];
   for (const m of r.createSize.filter((x) => x.system === 'marufs')) {
-    const t = r.createSize.find((x) => x.system === 'tmpfs' && x.processes === m.processes)!;
-    rows.push([
-      `${m.processes} process(es)`,
-      m.opsPerSec,
-      m.p50Us,
-      m.p99Us,
-      t.opsPerSec,
-      t.p50Us,
-      t.p99Us,
-      t.p50Us / m.p50Us,
-    ]);
+    const t = r.createSize.find((x) => x.system === 'tmpfs' && x.processes === m.processes && x.warmup === m.warmup)!;
+    rows.push([createRowLabel(m), m.opsPerSec, m.p50Us, m.p99Us, t.opsPerSec, t.p50Us, t.p99Us, m.p50Us / t.p50Us]);
   }
   const create = renderTable(
     [
@@ -172,16 +218,45 @@ export function renderRegionBench(r: RegionBenchResult): string {
       'tmpfs ops/s',
       'p50 µs',
       'p99 µs',
-      'tmpfs p50 / marufs p50',
+      'marufs p50 / tmpfs p50',
     ],
     rows,
   );
+  const warm = r.createSize.find((c) => (c.warmup ?? 0) > 0);
+  const how = warm
+    ? `warm: each process first ran ${warm.warmup} untimed create + unlink rounds, then timed ${warm.ops / warm.processes}; ` +
+      'cold: the first creates of a fresh process, JIT warm-up included'
+    : '';
   const famfs = 'famfs (published, not measured here): ~90–120 ms per file create';
   const lookup = renderTable(
-    ['lookup by name', 'regions', 'p50 ns', 'p99 ns', 'mean ns', 'p50 ns timed 32 at a time'],
-    r.lookup.map((l) => ['index find + name compare', l.regions, l.p50Ns, l.p99Ns, l.meanNs, l.inBatchesP50Ns ?? '-']),
+    [
+      'lookup by name',
+      'regions',
+      'p50 ns',
+      'p99 ns',
+      'mean ns',
+      'p50 ns timed 32 at a time',
+      'tmpfs stat p50 ns',
+      'marufs p50 / stat p50',
+    ],
+    r.lookup.map((l) => [
+      'index find + name compare',
+      l.regions,
+      l.p50Ns,
+      l.p99Ns,
+      l.meanNs,
+      l.inBatchesP50Ns ?? '-',
+      l.tmpfsStatP50Ns ?? '-',
+      l.tmpfsStatP50Ns ? l.p50Ns / l.tmpfsStatP50Ns : '-',
+    ]),
   );
-  return `${create}\n${famfs}\n\n${lookup}`;
+  const growth = (xs: (number | undefined)[]): string =>
+    xs[0] && xs[xs.length - 1] ? `${(xs[xs.length - 1]! / xs[0]).toFixed(2)}×` : '-';
+  const grew =
+    `growth from ${r.lookup[0]?.regions} to ${r.lookup[r.lookup.length - 1]?.regions}: marufs ` +
+    `${growth(r.lookup.map((l) => l.p50Ns))}, tmpfs stat ${growth(r.lookup.map((l) => l.tmpfsStatP50Ns))} ` +
+    '(same names, same order; a tmpfs directory of as many files)';
+  return `${create}\n${how}\n${famfs}\n\n${lookup}\n${grew}`;
 }
 
 // ---- owner-quota: the cost of the per-owner quota check ---------------------------------------------

@@ -15,9 +15,20 @@ describe('regions bench smoke', () => {
   it('runs the region benchmark in its quick form', async () => {
     const { runRegionBench, renderRegionBench } = await import('../../bench/regions.js');
     const r = await runRegionBench(true);
-    expect(r.createSize.map((c) => c.system)).toEqual(['marufs', 'tmpfs', 'marufs', 'tmpfs']);
+    expect(r.createSize.map((c) => `${c.system} ${c.processes} ${c.warmup}`)).toEqual([
+      'marufs 1 0',
+      'tmpfs 1 0',
+      'marufs 1 20',
+      'tmpfs 1 20',
+      'marufs 2 20',
+      'tmpfs 2 20',
+    ]);
     expect(r.lookup.map((l) => l.regions)).toEqual([1, 16, 256, 1024]);
-    expect(renderRegionBench(r)).toMatch(/tmpfs p50 \/ marufs p50/);
+    for (const l of r.lookup) expect(l.tmpfsStatP50Ns).toBeGreaterThan(0);
+    const text = renderRegionBench(r);
+    expect(text).toMatch(/marufs p50 \/ tmpfs p50/);
+    expect(text).toMatch(/1 process\(es\), cold/);
+    expect(text).toMatch(/tmpfs stat p50 ns/);
   });
 });
 
