@@ -104,6 +104,8 @@ typedef struct fast_entry {
   int procfd; /* /proc/<tid>/stat of that thread, where pidfds of threads are missing (Linux < 6.9) */
   int dirfd;  /* /proc/<tid>, for its "exe" */
   uint64_t exe_ino, exe_dev;
+  int exe_check; /* compare "exe" on every request (a process principal names the region) */
+  uint32_t uid;  /* the uid the checked request carried */
   char *base;
   uint64_t size;
   volatile uint32_t *acl_seq;
@@ -180,8 +182,8 @@ napi_value number_array(napi_env env, const double *v, uint32_t n);
 /* marufs_fuse_fast.c */
 void fast_init(mount_state_t *ms);
 void fast_free(mount_state_t *ms);
-int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, char *buf, size_t size, off_t off, int write, int *result,
-            const char **data);
+int fast_io(mount_state_t *ms, uint64_t fh, pid_t tid, uint32_t uid, char *buf, size_t size, off_t off, int write,
+            int *result, const char **data);
 int serve_fast(mount_state_t *ms, int fd, const char *buf, size_t len);
 napi_value js_arm(napi_env env, napi_callback_info info);
 napi_value js_disarm(napi_env env, napi_callback_info info);

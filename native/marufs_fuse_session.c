@@ -220,7 +220,8 @@ static __thread size_t read_cap;
 static int data_request(fuse_req_t req, fuse_ino_t ino, int op, char *buf, size_t size, off_t off,
                         struct fuse_file_info *fi, const char **data) {
   int res;
-  if (!fast_missed && fast_io(MS(req), fi->fh, fuse_req_ctx(req)->pid, buf, size, off, op == OP_WRITE, &res, data))
+  const struct fuse_ctx *ctx = fuse_req_ctx(req);
+  if (!fast_missed && fast_io(MS(req), fi->fh, ctx->pid, (uint32_t)ctx->uid, buf, size, off, op == OP_WRITE, &res, data))
     return res;
   LL_REQUEST(op, ino);
   r.buf = buf;

@@ -203,6 +203,8 @@ interface Addon {
     perms: number,
     exeIno: number,
     exeDev: number,
+    uid: number,
+    exeCheck: boolean,
   ): boolean;
   disarm(state: unknown, fh: number): void;
   fastStats(state: unknown): number[];
@@ -240,6 +242,8 @@ export function reply(token: unknown, result: number, extra?: unknown): void {
 export interface FastPathGrant {
   fh: number;
   tid: number;
+  /** The uid the thread's request carried when it was checked: a request with another uid goes to JavaScript. */
+  uid: number;
   threadStart: bigint;
   address: number;
   size: number;
@@ -249,6 +253,12 @@ export interface FastPathGrant {
   /** The executable the caller was checked with: the addon arms only while the thread runs it. */
   exeIno: bigint;
   exeDev: bigint;
+  /**
+   * Compare the thread's executable on every request (a process principal names the region, so an
+   * exec can change the decision); otherwise only at arming — an exec cannot change a decision made
+   * by user, workload and defaults (about 2.4 µs of /proc per request saved, docs/bench-fuse.md).
+   */
+  executableMatters: boolean;
 }
 
 export interface FastPathStats {
@@ -512,6 +522,8 @@ function session(
           g.perms,
           Number(g.exeIno),
           Number(g.exeDev),
+          g.uid,
+          g.executableMatters,
         ),
       disarm: (fh) => native.disarm(state, fh),
       stats: () => {

@@ -357,13 +357,13 @@ export class MarufsFs {
    * After a read or write that JavaScript checked for a process's thread, let the addon serve that
    * thread's next ones itself while the region's ACL sequence holds (native/marufs_fuse_fast.c).
    */
-  #arm(file: OpenRegion, tid: number, r: ResolvedCaller, cache: PermissionCache): void {
+  #arm(file: OpenRegion, tid: number, uid: number, r: ResolvedCaller, cache: PermissionCache): void {
     if (!this.#fastPath || !r.isProcess || (file.armedTid === tid && file.armedSeq === cache.seq)) return;
     const exe = r.caller.process;
     if (exe?.exeIno === undefined) return; // the addon arms only for a known executable
     const access = file.handle.directAccess(r.caller, cache);
     if (!access) return;
-    const grant = { fh: file.fh, tid, threadStart: r.threadStart, exeIno: exe.exeIno, exeDev: exe.exeDev ?? 0n };
+    const grant = { fh: file.fh, tid, uid, threadStart: r.threadStart, exeIno: exe.exeIno, exeDev: exe.exeDev ?? 0n };
     if (this.#fastPath.arm({ ...grant, ...access })) {
       file.armedTid = tid;
       file.armedSeq = access.seq;
@@ -607,7 +607,7 @@ export class MarufsFs {
     const cache = this.#dataCache(file, caller);
     const n = file.handle.readAs(caller, cache, req.offset, req.size, req.buf).length;
     file.checked = true;
-    this.#arm(file, req.pid, r, cache);
+    this.#arm(file, req.pid, req.uid, r, cache);
     return n;
   }
 
@@ -625,7 +625,7 @@ export class MarufsFs {
       );
     }
     const written = file.handle.writeAs(caller, cache, req.offset, n === req.size ? req.buf : req.buf.subarray(0, n));
-    this.#arm(file, req.pid, r, cache);
+    this.#arm(file, req.pid, req.uid, r, cache);
     return written;
   }
 

@@ -332,6 +332,57 @@ describe('identity does not survive exec', () => {
   });
 });
 
+describe('identity follows a change of uid', () => {
+  it('a thread that drops to another uid on an open file is checked as that uid (the fast path does not keep root)', async () => {
+    // Root owns the region (node-scoped user root@1), defaults none: nobody may not read it.
+    shOk(`touch ${m1}/su && truncate -s 8M ${m1}/su`);
+    try {
+      const r = sh(`python3 -c '${SETUIDER}' ${join(m1, 'su')}`);
+      expect(r.stdout).toContain('root-read-ok'); // through JavaScript, then the addon's fast path
+      expect(r.stdout).toContain('nobody-denied'); // same thread, same open file, now uid 65534
+      expect(r.stdout).not.toContain('nobody-read-ok');
+    } finally {
+      shOk(`rm -f ${m1}/su`);
+    }
+  });
+
+  it('an exec keeps the rights that do not depend on the executable (root’s own region)', async () => {
+    shOk(`touch ${m1}/uex && truncate -s 8M ${m1}/uex`);
+    try {
+      // Root's own region, read by root's python, which then execs dd on the same file: still root, still allowed.
+      const r = sh(`python3 -c '${USER_EXECER}' ${join(m1, 'uex')}`);
+      expect(r.stdout).toContain('python-read-ok');
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/1\+0 records in/);
+    } finally {
+      shOk(`rm -f ${m1}/uex`);
+    }
+  });
+});
+
+/** python: read three times (armed after the first), drop to uid/gid 65534, read again. */
+const SETUIDER = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.pread(fd, 4096, 0); os.pread(fd, 4096, 1 << 20); os.pread(fd, 4096, 2 << 20)
+print("root-read-ok", flush=True)
+os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
+try:
+    os.pread(fd, 4096, 3 << 20); print("nobody-read-ok", flush=True)
+except PermissionError:
+    print("nobody-denied", flush=True)
+`;
+
+/** python: read three times, then exec dd on the inherited fd. */
+const USER_EXECER = `
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.pread(fd, 4096, 0); os.pread(fd, 4096, 1 << 20); os.pread(fd, 4096, 2 << 20)
+print("python-read-ok", flush=True)
+os.dup2(fd, 0)
+os.execv("/bin/dd", ["dd", "bs=4096", "skip=1280", "count=1", "of=/dev/null"])
+`;
+
 /** python: open, print pid, wait; read three times (the last ones on the fast path); exec dd on the fd. */
 const EXECER = `
 import os, sys

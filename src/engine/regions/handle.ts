@@ -24,6 +24,7 @@ export interface RegionAccess {
   readonly rat: RatLayout;
   permissionsById(id: number, caller: Caller): number;
   permissionsCached(id: number, caller: Caller, cache: PermissionCache): number;
+  executableMatters(id: number): boolean;
   statById(id: number): RegionInfo;
   sizeByRef(
     resolve: () => number,
@@ -32,6 +33,20 @@ export interface RegionAccess {
     options?: { knownSized?: boolean },
   ): Promise<RegionInfo>;
   release(id: number): void;
+}
+
+/** What RegionHandle.directAccess hands a trusted native data path. */
+export interface DirectAccess {
+  /** The region's bytes in this process's pool mapping, and their count. */
+  address: number;
+  size: number;
+  /** The region's ACL sequence word in this process, and the value the decision was made at. */
+  aclSeqAddress: number;
+  seq: number;
+  /** READ and WRITE as decided for the caller. */
+  perms: number;
+  /** Can the decision change when the caller execs another program (a process principal names it)? */
+  executableMatters: boolean;
 }
 
 export interface MappedView {
@@ -199,10 +214,7 @@ export class RegionHandle {
    * is nothing to hand out: not sized, no READ or WRITE, a pool that needs flushes (`flush` mode),
    * or a region not addressable in one piece.
    */
-  directAccess(
-    caller: Caller,
-    cache: PermissionCache,
-  ): { address: number; size: number; aclSeqAddress: number; seq: number; perms: number } | undefined {
+  directAccess(caller: Caller, cache: PermissionCache): DirectAccess | undefined {
     const e = this.#entry();
     const mem = this.#store.mem;
     if (mem.coherence !== 'coherent') return undefined;
@@ -218,6 +230,7 @@ export class RegionHandle {
         aclSeqAddress: mem.address(e + E.aclSeq),
         seq: cache.seq,
         perms,
+        executableMatters: this.#store.executableMatters(this.id),
       };
     } catch {
       return undefined;

@@ -25,7 +25,7 @@ import { freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
 import { encodeAndHashInto, type NameHash } from './names.js';
 import type { Caller } from './principal.js';
-import { PrincipalMatch, matchesCaller } from './principal-record.js';
+import { PrincipalKind, PrincipalMatch, matchesCaller } from './principal-record.js';
 import { QuotaRecord, usageByOwner, type QuotaReport } from './quota.js';
 import { D, DelegState, E, H, RatLayout, RatState, readInfo, type RegionInfo } from './rat.js';
 
@@ -175,6 +175,23 @@ export class RegionTable {
 
   permissions(name: string, caller: Caller): number {
     return this.permissionsById(this.require(name).regionId, caller);
+  }
+
+  /**
+   * Can a decision on region `id` depend on which executable a caller runs? True when its owner or
+   * any delegation slot in use names a process (a process principal is bound to its executable);
+   * otherwise only the caller's user, workload and the defaults decide, and an exec changes nothing.
+   * Read with the ACL sequence word: every change of owner or delegations moves it.
+   */
+  executableMatters(id: number): boolean {
+    const e = this.rat.entry(id);
+    if ((this.mem.load32(e + E.owner) & 0xff) === PrincipalKind.PROCESS) return true;
+    for (let j = 0; j < this.rat.delegations; j++) {
+      const d = this.rat.delegation(id, j);
+      if (this.mem.load32(d + D.state) === DelegState.EMPTY) continue;
+      if ((this.mem.load32(d + D.principal) & 0xff) === PrincipalKind.PROCESS) return true;
+    }
+    return false;
   }
 
   /**
