@@ -1,0 +1,71 @@
+/**
+ * PoolLevels: whether every node on a pool records the changes a derived picture depends on, judged
+ * from the protocol level each held slot announces (the tag half of its state word, slots.ts;
+ * protocol-level.ts) — what lets nodes of an older build and of this one share a pool during a
+ * rolling upgrade without the quota check going wrong (owner-usage.ts).
+ *
+ * check() (inside the global ME, before the picture is used) answers:
+ *  - 'exact': some held slot announces a level below LEVEL_RECORDS_COUNT_CHANGES (an older build, or
+ *    a slot claimed by one: its claim overwrote the tag, so a level left by an earlier occupant never
+ *    counts) — the picture cannot be trusted; answer from the table itself;
+ *  - 'rescan': every held slot records, but a slot was claimed since the last check by anyone but its
+ *    current occupant (its claim count moved by more than that one claim, or the slot was claimed and
+ *    is free or held by someone else again) — an older build may have come and gone in between, so
+ *    rebuild the picture from the table once;
+ *  - 'picture': every held slot records, and every claim since the last check is its current holder's.
+ * A node that counts as older for a moment (a claim seen half-written) only costs exact answers, never
+ * a wrong one. The reclaim of a dead node keeps that node's tag until the slot is free, so it neither
+ * forces nor hides anything.
+ */
+import { BOOTSTRAP_SLOTS, BOOTSTRAP_SLOT_SIZE } from '../layout/geometry.js';
+import type { PoolMemory } from '../pool/memory.js';
+import { LEVEL_RECORDS_COUNT_CHANGES } from '../protocol-level.js';
+import { SLOT, slotOffset, tagIncarnation, tagLevel } from './slots.js';
+
+export type PictureUse = 'picture' | 'rescan' | 'exact';
+
+export class PoolLevels {
+  readonly #mem: PoolMemory;
+  readonly #slots: number;
+  /** Claim counts of every slot at the last check (undefined: none yet). */
+  #claims: bigint[] | undefined;
+  /** How the checks came out (tests, inspection). */
+  readonly stats = { picture: 0, rescan: 0, exact: 0 };
+
+  constructor(mem: PoolMemory, maxNodes: number) {
+    this.#mem = mem;
+    this.#slots = Math.min(maxNodes, BOOTSTRAP_SLOTS);
+  }
+
+  check(): PictureUse {
+    const use = this.#check();
+    this.stats[use]++;
+    return use;
+  }
+
+  #check(): PictureUse {
+    const mem = this.#mem;
+    const claims: bigint[] = [];
+    let allRecord = true;
+    let explained = true;
+    for (let i = 0; i < this.#slots; i++) {
+      const base = slotOffset(i);
+      mem.invalidate(base, BOOTSTRAP_SLOT_SIZE);
+      // Claim count first: a claim after it shows up in the owner and tag, or at the next check.
+      const count = mem.load64(base + SLOT.claims);
+      const owner = mem.load64(base + SLOT.owner);
+      const tag = mem.load32(base + SLOT.stateTag);
+      claims.push(count);
+      const held = owner !== 0n;
+      if (held && tagLevel(tag) < LEVEL_RECORDS_COUNT_CHANGES) allRecord = false;
+      const before = this.#claims?.[i];
+      if (before !== undefined && count !== before) {
+        const onlyTheHolder = held && count === before + 1n && tagIncarnation(tag) === Number(count & 0xff_ffffn);
+        if (!onlyTheHolder) explained = false;
+      }
+    }
+    this.#claims = claims;
+    if (!allRecord) return 'exact';
+    return explained ? 'picture' : 'rescan';
+  }
+}
