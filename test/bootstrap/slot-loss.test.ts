@@ -211,8 +211,9 @@ describe('a release that stalled after its owner check', () => {
       try {
         const formatWord = mem.observe64(slotOffset(0) + SLOT.state);
         expect(Number(formatWord & 0xffff_ffffn)).toBe(SlotState.ATTACHING);
-        // Node 2 (slot 0 is still the format's) sees slot 0's heartbeat still and reclaims it.
-        survivor = await attachNode({ path: pool, timing: TIMING });
+        // Node 2 (slot 0 is still the format's) sees slot 0's heartbeat still and reclaims it. Its
+        // stall window is wider than the others': it must not take the attacher below for dead.
+        survivor = await attachNode({ path: pool, timing: { heartbeatMs: 50, stallWindowMs: 2000 } });
         expect(survivor.nodeId).toBe(2);
         await until(async () => !(await heldNodeIds(pool)).includes(1), "node 2 to reclaim the format's slot");
         // A node claims slot 0 and stops in ATTACHING, its heartbeat beating.

@@ -27,8 +27,8 @@ export type PictureUse = 'picture' | 'rescan' | 'exact';
 export class PoolLevels {
   readonly #mem: PoolMemory;
   readonly #slots: number;
-  /** Claim counts of every slot at the last check (undefined: none yet). */
-  #claims: bigint[] | undefined;
+  /** Low 32 bits of every slot's claim count at the last check (undefined: none yet). */
+  #claims: number[] | undefined;
   /** How the checks came out (tests, inspection). */
   readonly stats = { picture: 0, rescan: 0, exact: 0 };
 
@@ -45,22 +45,22 @@ export class PoolLevels {
 
   #check(): PictureUse {
     const mem = this.#mem;
-    const claims: bigint[] = [];
+    const claims: number[] = [];
     let allRecord = true;
     let explained = true;
     for (let i = 0; i < this.#slots; i++) {
       const base = slotOffset(i);
       mem.invalidate(base, BOOTSTRAP_SLOT_SIZE);
       // Claim count first: a claim after it shows up in the owner and tag, or at the next check.
-      const count = mem.load64(base + SLOT.claims);
-      const owner = mem.load64(base + SLOT.owner);
+      // Its low half is enough to see it move (and is a number: this runs in every quota answer).
+      const count = mem.load32(base + SLOT.claims);
+      const held = mem.load64(base + SLOT.owner) !== 0n;
       const tag = mem.load32(base + SLOT.stateTag);
       claims.push(count);
-      const held = owner !== 0n;
       if (held && tagLevel(tag) < LEVEL_RECORDS_COUNT_CHANGES) allRecord = false;
       const before = this.#claims?.[i];
       if (before !== undefined && count !== before) {
-        const onlyTheHolder = held && count === before + 1n && tagIncarnation(tag) === Number(count & 0xff_ffffn);
+        const onlyTheHolder = held && count === (before + 1) >>> 0 && tagIncarnation(tag) === (count & 0xff_ffff);
         if (!onlyTheHolder) explained = false;
       }
     }
