@@ -170,6 +170,52 @@ describe('a slot lost while attaching', () => {
     }
     expect(await collector.stop()).toBe(0);
   });
+
+  it("a collector that stalled after taking a dead node's slot never moves the state of a node that claimed it meanwhile", async () => {
+    const pool = join(tmp.dir, 'gc-take.pool');
+    await formatTestPool({
+      path: pool,
+      size: 64 * 1024 * 1024,
+      geometry: { maxNodes: 16, maxRegions: 256 },
+      timing: TIMING,
+    });
+    const afterOwner = join(tmp.dir, 'gc-take.owner');
+    const afterFree = join(tmp.dir, 'gc-take.free');
+    const victimGate = join(tmp.dir, 'gc-take.victim');
+    const collector = new NodeProcess([pool, ...FAST], {
+      MARUFS_FAILPOINTS: `gc.deadNode.afterOwner=await:${afterOwner},gc.deadNode.afterFree=await:${afterFree}`,
+    });
+    expect((await collector.attached()).nodeId).toBe(1);
+    // The victim dies ATTACHING: claimed, never beaten.
+    const victim = new NodeProcess([pool, ...FAST], { MARUFS_FAILPOINTS: `attach.afterClaim=await:${victimGate}` });
+    await until(() => existsSync(`${victimGate}.reached`), 'the victim to claim slot 1');
+    await victim.kill9();
+    const mem = PoolMemory.open(pool);
+    try {
+      expect(readSlot(mem, 1).state).toBe(SlotState.ATTACHING);
+      // The collector has won the dead node's owner word and stops before it moves the state.
+      await until(() => existsSync(`${afterOwner}.reached`), "node 1's collector to take dead node 2's slot");
+      const reclaimToken = mem.observe64(slotOffset(1) + SLOT.owner);
+      // A claimer takes the slot over from the reclaim token: its state is ATTACHING too.
+      const token = 0x0fed_cba9_8765_4321n;
+      expect(claimSlot(mem, 1, token, reclaimToken, 50)).toBe(true);
+      const claimed = readSlot(mem, 1);
+      writeFileSync(afterOwner, 'go\n');
+      // The collector goes on, reclaims dead node 2 and passes the point where it frees the slot's
+      // state, without touching the claimer's.
+      await until(() => existsSync(`${afterFree}.reached`), 'the collector to pass the point where it frees the slot');
+      const after = readSlot(mem, 1);
+      expect([after.owner, after.state, after.tag]).toEqual([token, SlotState.ATTACHING, claimed.tag]);
+      expect(releaseSlot(mem, 1, token)).toBe(true);
+      writeFileSync(afterFree, 'go\n');
+    } finally {
+      writeFileSync(afterOwner, 'go\n');
+      writeFileSync(afterFree, 'go\n');
+      writeFileSync(victimGate, 'go\n');
+      mem.close();
+    }
+    expect(await collector.stop()).toBe(0);
+  });
 });
 
 /**

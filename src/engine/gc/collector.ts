@@ -518,6 +518,7 @@ export class GarbageCollector {
       // Read before the owner CAS: the dead incarnation's state word, whose tag the reclaim keeps.
       const slotState = reclaimSlotState(mem, i);
       if (mem.casPublish64(slotOffset(i) + SLOT.owner, view.owner, reclaimToken) !== view.owner) continue;
+      failpoint('gc.deadNode.afterOwner');
       // From the dead node's state word only: a claimer that took the slot while this process stalled
       // right here has written its own (its own incarnation's tag, slots.ts).
       slotState.take();
