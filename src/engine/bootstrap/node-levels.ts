@@ -13,8 +13,11 @@
  *    is free or held by someone else again) — an older build may have come and gone in between, so
  *    rebuild the picture from the table once;
  *  - 'picture': every held slot records, and every claim since the last check is its current holder's.
- * A node that counts as older for a moment (a claim seen half-written) only costs exact answers, never
- * a wrong one. The reclaim of a dead node keeps that node's tag until the slot is free, so it neither
+ * A claim seen half-written (owner won, tag not yet written) shows the previous occupant's tag: if
+ * that reads as older, it costs exact answers, never a wrong one; if it reads as recording while the
+ * claimer is an older build, nothing is lost either — that claimer changes entries only once attached,
+ * in a later critical section than this check, and the next check sees its tag (and its claim count
+ * moved). The reclaim of a dead node keeps that node's tag until the slot is free, so it neither
  * forces nor hides anything.
  */
 import { BOOTSTRAP_SLOTS, BOOTSTRAP_SLOT_SIZE } from '../layout/geometry.js';

@@ -177,7 +177,13 @@ export function claimSlot(
   const mine = stateWord(SlotState.ATTACHING, level > 0 ? slotTag(level, incarnation) : index + 1);
   for (;;) {
     const was = mem.casPublish64(base + SLOT.state, seen, mine);
-    if (was === seen || !ownsSlot(mem, index, token)) return true;
+    if (was === seen) {
+      // Lost before that landed (a collector freed the slot and its word came back to the value we
+      // read): put the free slot's word back, unless a new claimer has written its own since.
+      if (!ownsSlot(mem, index, token)) mem.casPublish64(base + SLOT.state, mine, seen);
+      return true;
+    }
+    if (!ownsSlot(mem, index, token)) return true;
     seen = was;
   }
 }

@@ -143,7 +143,10 @@ export class RegionStore extends RegionTable {
     return { ...this.#map.stats };
   }
 
-  /** Full scans and log refreshes of this node's picture of quota usage (tests, inspection). */
+  /**
+   * Full scans and log refreshes of this node's picture of quota usage, and answers that were table
+   * passes instead (a node of an older build attached: owner-usage.ts); for tests and inspection.
+   */
   get usageStats(): { fullScans: number; logRefreshes: number; exactPasses: number } {
     return { ...this.#usage.stats };
   }
