@@ -4,6 +4,8 @@
  *
  *   MARUFS_FAILPOINTS="format.afterZero=kill,attach.afterClaim=sleep:500"
  *
+ * Switches: `failpointSet(name)` only asks whether a name is listed (protocol-level.ts).
+ *
  * Actions: `kill` (SIGKILL this process, like a crash), `exit:N` (exit with code N),
  * `sleep:MS` (block this thread for MS milliseconds, like a stall), `await:PATH` (create PATH.reached,
  * then block until PATH exists — at most 120 s — so a test can run something at exactly this point).
@@ -26,6 +28,14 @@ const table: Map<string, string> = new Map(
 
 export function failpointsActive(): boolean {
   return table.size > 0;
+}
+
+/**
+ * Is `name` listed at all (any action)? For the few test-only switches that change what this process
+ * is rather than stop it at a point, e.g. `node.olderBuild=on` (protocol-level.ts).
+ */
+export function failpointSet(name: string): boolean {
+  return table.has(name);
 }
 
 export function failpoint(name: string): void {

@@ -306,6 +306,7 @@ async function attachOnce(a: AttachAttempt): Promise<MarufsNode | undefined> {
         `node id ${claim.index + 1} is beyond this pool's ${superblock.geometry.maxNodes} nodes (all lower ids are held)`,
       );
     }
+    failpoint('attach.beforeActive');
     if (!setSlotState(mem, claim.index, token, SlotState.ATTACHING, SlotState.ACTIVE) || !ours()) return await lost();
     globalMe = new MeInstance({
       mem,

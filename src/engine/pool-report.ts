@@ -31,6 +31,12 @@ export interface SlotReport {
   claimedAt: string;
   claims: number;
   token: string;
+  /**
+   * The protocol level the holder announced at its claim (protocol-level.ts): 0 = an older build
+   * (records only extent changes in the change log; while one is attached, quota checks answer from
+   * the table itself).
+   */
+  level: number;
 }
 
 export interface PoolReport {
@@ -92,6 +98,7 @@ export function slotReport(v: SlotView): Omit<SlotReport, 'liveness'> {
     claimedAt: isoFromNs(v.claimedAtNs),
     claims: Number(v.claims),
     token: v.owner.toString(16).padStart(16, '0'),
+    level: v.level,
   };
 }
 

@@ -11,9 +11,10 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SLOT, SlotState, claimSlot, releaseSlot, slotOffset } from '../../src/engine/bootstrap/slots.js';
+import { SLOT, SlotState, claimSlot, readSlot, releaseSlot, slotOffset } from '../../src/engine/bootstrap/slots.js';
 import { attachNode, inspectPool, type MarufsNode } from '../../src/engine/index.js';
 import { PoolMemory } from '../../src/engine/pool/memory.js';
+import { CliChild, killAll } from '../helpers/child.js';
 import { NodeProcess, killAllNodes, tempDir } from '../helpers/cli.js';
 import { formatTestPool } from '../helpers/pools.js';
 
@@ -168,5 +169,126 @@ describe('a slot lost while attaching', () => {
       mem.close();
     }
     expect(await collector.stop()).toBe(0);
+  });
+
+  it("a collector that stalled after taking a dead node's slot never moves the state of a node that claimed it meanwhile", async () => {
+    const pool = join(tmp.dir, 'gc-take.pool');
+    await formatTestPool({
+      path: pool,
+      size: 64 * 1024 * 1024,
+      geometry: { maxNodes: 16, maxRegions: 256 },
+      timing: TIMING,
+    });
+    const afterOwner = join(tmp.dir, 'gc-take.owner');
+    const afterFree = join(tmp.dir, 'gc-take.free');
+    const victimGate = join(tmp.dir, 'gc-take.victim');
+    const collector = new NodeProcess([pool, ...FAST], {
+      MARUFS_FAILPOINTS: `gc.deadNode.afterOwner=await:${afterOwner},gc.deadNode.afterFree=await:${afterFree}`,
+    });
+    expect((await collector.attached()).nodeId).toBe(1);
+    // The victim dies ATTACHING: claimed, never beaten.
+    const victim = new NodeProcess([pool, ...FAST], { MARUFS_FAILPOINTS: `attach.afterClaim=await:${victimGate}` });
+    await until(() => existsSync(`${victimGate}.reached`), 'the victim to claim slot 1');
+    await victim.kill9();
+    const mem = PoolMemory.open(pool);
+    try {
+      expect(readSlot(mem, 1).state).toBe(SlotState.ATTACHING);
+      // The collector has won the dead node's owner word and stops before it moves the state.
+      await until(() => existsSync(`${afterOwner}.reached`), "node 1's collector to take dead node 2's slot");
+      const reclaimToken = mem.observe64(slotOffset(1) + SLOT.owner);
+      // A claimer takes the slot over from the reclaim token: its state is ATTACHING too.
+      const token = 0x0fed_cba9_8765_4321n;
+      expect(claimSlot(mem, 1, token, reclaimToken, 50)).toBe(true);
+      const claimed = readSlot(mem, 1);
+      writeFileSync(afterOwner, 'go\n');
+      // The collector goes on, reclaims dead node 2 and passes the point where it frees the slot's
+      // state, without touching the claimer's.
+      await until(() => existsSync(`${afterFree}.reached`), 'the collector to pass the point where it frees the slot');
+      const after = readSlot(mem, 1);
+      expect([after.owner, after.state, after.tag]).toEqual([token, SlotState.ATTACHING, claimed.tag]);
+      expect(releaseSlot(mem, 1, token)).toBe(true);
+      writeFileSync(afterFree, 'go\n');
+    } finally {
+      writeFileSync(afterOwner, 'go\n');
+      writeFileSync(afterFree, 'go\n');
+      writeFileSync(victimGate, 'go\n');
+      mem.close();
+    }
+    expect(await collector.stop()).toBe(0);
+  });
+});
+
+/**
+ * The ABA case of the slot's state word (issue 14): a release that read ATTACHING and checked its
+ * owner word, then stalled while its slot was reclaimed and claimed again by a node that is itself
+ * ATTACHING, must not free the new claimer's state on resuming — the two ATTACHING words differ in
+ * the incarnation tag they carry (slots.ts), which a compare-and-swap of the state alone could not
+ * tell apart. Real processes: a `marufs format` that stops inside its slot release (right after the
+ * owner check), the node in this process whose collector reclaims the format's slot, and a `marufs
+ * attach` stopped in ATTACHING (its heartbeat beating) on that same slot.
+ */
+describe('a release that stalled after its owner check', () => {
+  const tmp = tempDir();
+  const live = new Set<CliChild>();
+  let survivor: MarufsNode | undefined;
+  afterEach(async () => {
+    await killAllNodes();
+    await killAll(live);
+    await survivor?.detach();
+    survivor = undefined;
+  });
+  afterAll(() => tmp.cleanup());
+
+  it('never frees the state of a node that claimed the slot meanwhile and is attaching', async () => {
+    const pool = join(tmp.dir, 'release-aba.pool');
+    const releaseGate = join(tmp.dir, 'release.gate');
+    const attachGate = join(tmp.dir, 'attach.gate');
+    const formatter = new CliChild(
+      ['format', pool, '--size', '64M', '--max-nodes', '16', '--max-regions', '256', '--owner-max-regions', '0'],
+      { env: { MARUFS_FAILPOINTS: `slot.release.afterCheck=await:${releaseGate}` }, live },
+    );
+    let formatterExited = false;
+    void formatter.exited.then(() => (formatterExited = true));
+    try {
+      // The format is done; its release has read its state word (ATTACHING) and checked its owner word.
+      await until(() => existsSync(`${releaseGate}.reached`) || formatterExited, 'the format to stop in its release');
+      expect(formatterExited).toBe(false);
+      const mem = PoolMemory.open(pool);
+      try {
+        const formatWord = mem.observe64(slotOffset(0) + SLOT.state);
+        expect(Number(formatWord & 0xffff_ffffn)).toBe(SlotState.ATTACHING);
+        // Node 2 (slot 0 is still the format's) sees slot 0's heartbeat still and reclaims it. Its
+        // stall window is wider than the others': it must not take the attacher below for dead.
+        survivor = await attachNode({ path: pool, timing: { heartbeatMs: 50, stallWindowMs: 2000 } });
+        expect(survivor.nodeId).toBe(2);
+        await until(async () => !(await heldNodeIds(pool)).includes(1), "node 2 to reclaim the format's slot");
+        // A node claims slot 0 and stops in ATTACHING, its heartbeat beating.
+        const attacher = new NodeProcess([pool, ...FAST], {
+          MARUFS_FAILPOINTS: `attach.beforeActive=await:${attachGate}`,
+        });
+        await until(() => existsSync(`${attachGate}.reached`), 'the attaching node to stop in ATTACHING');
+        const claimed = readSlot(mem, 0);
+        expect([claimed.pid, claimed.state]).toEqual([attacher.pid, SlotState.ATTACHING]);
+        // The stalled release resumes: it read ATTACHING too, and must leave the attacher's alone.
+        writeFileSync(releaseGate, 'go\n');
+        expect(await formatter.exited).toBe(0);
+        const after = readSlot(mem, 0);
+        expect([after.owner, after.state, after.tag]).toEqual([claimed.owner, SlotState.ATTACHING, claimed.tag]);
+        writeFileSync(attachGate, 'go\n');
+        const attached = await attacher.attached();
+        expect([attached.nodeId, attached.slotLosses]).toEqual([1, 0]); // it kept its claim
+        const report = await inspectPool(pool, { observeMs: 300 });
+        expect(report.bootstrap.slots.map((s) => [s.nodeId, s.pid, s.state, s.liveness])).toEqual([
+          [1, attacher.pid, 'active', 'live'],
+          [2, process.pid, 'active', 'live'],
+        ]);
+        expect(await attacher.stop()).toBe(0);
+      } finally {
+        mem.close();
+      }
+    } finally {
+      writeFileSync(releaseGate, 'go\n');
+      writeFileSync(attachGate, 'go\n');
+    }
   });
 });

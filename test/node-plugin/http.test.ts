@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { NodeInspector, attachNode, formatDevice, thisProcess, type MarufsNode } from '../../src/engine/index.js';
+import { PROTOCOL_LEVEL } from '../../src/engine/protocol-level.js';
 import {
   HeartbeatWatch,
   httpStatusOf,
@@ -342,7 +343,7 @@ describe('node plugin HTTP server', () => {
 
     expect(await (await get('/api/v1/node')).json()).toMatchObject({ nodeId: node.nodeId, state: 'active' });
     expect(await (await get('/api/v1/bootstrap')).json()).toEqual([
-      expect.objectContaining({ nodeId: node.nodeId, self: true }),
+      expect.objectContaining({ nodeId: node.nodeId, self: true, level: PROTOCOL_LEVEL }),
     ]);
     expect(await (await get('/api/v1/capacity')).json()).toMatchObject({ regionsUsed: 1, regionsMax: 16 });
     expect(await (await get('/api/v1/me')).json()).toMatchObject({ global: { info: { name: 'global' } } });

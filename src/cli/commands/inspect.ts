@@ -41,7 +41,7 @@ export function renderReport(r: PoolReport): string {
   lines.push(`nodes       ${r.bootstrap.slots.length} slot(s) claimed (liveness watched for ${r.observedMs} ms)`);
   for (const s of r.bootstrap.slots) {
     lines.push(
-      `  node ${String(s.nodeId).padStart(3)}  ${s.state.padEnd(9)} ${s.liveness.padEnd(7)} heartbeat ${s.heartbeat}  pid ${s.pid}  since ${s.claimedAt}`,
+      `  node ${String(s.nodeId).padStart(3)}  ${s.state.padEnd(9)} ${s.liveness.padEnd(7)} level ${s.level === 0 ? '0 (older build)' : s.level}  heartbeat ${s.heartbeat}  pid ${s.pid}  since ${s.claimedAt}`,
     );
   }
   return `${lines.join('\n')}\n`;

@@ -36,7 +36,7 @@ import { BOOTSTRAP_SLOTS } from '../layout/geometry.js';
 import { failpoint } from '../failpoints.js';
 import type { NodeContext } from '../node-context.js';
 import { chainShards, readNrhtGeometry } from '../nrht/layout.js';
-import { LivenessObserver, SlotState, slotOffset, SLOT } from '../bootstrap/slots.js';
+import { LivenessObserver, reclaimSlotState, slotOffset, SLOT } from '../bootstrap/slots.js';
 import { processAlive, processStartTime } from '../proc.js';
 import { readPrincipal } from '../regions/principal-record.js';
 import { D, DelegState, E, Lifetime, RatState, RegionType, hasMapper } from '../regions/rat.js';
@@ -515,18 +515,21 @@ export class GarbageCollector {
       // Exactly one survivor wins the dead node's slot (a restarting node may win it instead: its
       // own GC then reclaims its previous incarnation's processes as gone processes).
       const reclaimToken = view.owner ^ 0x8000_0000_0000_0000n;
-      const deadState = mem.observe32(slotOffset(i) + SLOT.state);
+      // Read before the owner CAS: the dead incarnation's state word, whose tag the reclaim keeps.
+      const slotState = reclaimSlotState(mem, i);
       if (mem.casPublish64(slotOffset(i) + SLOT.owner, view.owner, reclaimToken) !== view.owner) continue;
-      // From the dead node's state only: a claimer that took the slot while this process stalled
-      // right here has written its own.
-      mem.casPublish32(slotOffset(i) + SLOT.state, deadState, SlotState.DETACHING);
+      failpoint('gc.deadNode.afterOwner');
+      // From the dead node's state word only: a claimer that took the slot while this process stalled
+      // right here has written its own (its own incarnation's tag, slots.ts).
+      slotState.take();
       await this.#reclaimNode(i + 1, counts);
       failpoint('gc.deadNode.beforeFree');
       // A claimer may have taken the slot over from the reclaim token meanwhile (its heartbeat is
       // still while this runs): its state word is then the claimer's, not ours to write. Only the
-      // DETACHING written above becomes FREE, in one compare-and-swap: a check of the owner word
-      // followed by a store would overwrite the state of a claimer whose claim lands in between.
-      mem.casPublish32(slotOffset(i) + SLOT.state, SlotState.DETACHING, SlotState.FREE);
+      // DETACHING written above (with the dead incarnation's tag) becomes FREE, in one compare-and-swap:
+      // a check of the owner word followed by a store would overwrite the state of a claimer whose
+      // claim lands in between, and a CAS of the state alone that of a claimer gone DETACHING itself.
+      slotState.free();
       failpoint('gc.deadNode.afterFree');
       mem.casPublish64(slotOffset(i) + SLOT.owner, reclaimToken, 0n);
       this.#nodes.forget(i);

@@ -17,6 +17,9 @@
  *    owner and uid are written (a sized one moves it when it places the extent), an unlink or a
  *    reclaim once the entry is DELETING, a rolled-back or reaped half-made create once it is FREE,
  *    a chown (and GC's republish of a stuck one) once the owner is written.
+ * The second kind (recordCountChange) is recorded from protocol level 1 on (protocol-level.ts): an
+ * older build on the same pool records extents only, which the usage picture allows for by answering
+ * from the table itself while such a node is attached (owner-usage.ts, bootstrap/node-levels.ts).
  * A reader that re-reads an entry after the move sees the change; a change made by a holder that
  * stalled past a takeover is recorded when that holder resumes, so the next sync of any node sees it.
  *
@@ -25,6 +28,7 @@
  * so a writer that stalls or dies between the two never hides a change.
  */
 import type { PoolMemory } from '../pool/memory.js';
+import { recordsCountChanges } from '../protocol-level.js';
 import { H, type RatLayout } from './rat.js';
 
 export const LOG_SLOTS = 16;
@@ -48,6 +52,16 @@ export function recordChange(mem: PoolMemory, rat: RatLayout, id: number): void 
     mem.writeBack(rat.header + H.allocEpoch, 4 + 4 * LOG_SLOTS);
     return;
   }
+}
+
+/**
+ * Record a change to whether entry `id` counts for its quota owner, or to that owner (everything but
+ * an extent change): what nodes of protocol level 1 and later record and older builds do not
+ * (protocol-level.ts) — the reason a node trusts its usage picture only while every live node
+ * announces level 1 (owner-usage.ts).
+ */
+export function recordCountChange(mem: PoolMemory, rat: RatLayout, id: number): void {
+  if (recordsCountChanges()) recordChange(mem, rat, id);
 }
 
 /** The epoch now (a fresh load). */

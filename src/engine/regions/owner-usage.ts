@@ -13,10 +13,18 @@
  * test/regions/owner-usage.test.ts checks across processes. A holder killed between a change and
  * its record leaves a change nobody recorded; its section then ends in a takeover, and a picture
  * that sees the pool's takeover count move (sync's argument) rebuilds itself with one full scan.
+ *
+ * Nodes of an older build (protocol-level.ts) do not record chown, unlink or an unsized create, so
+ * answer() asks PoolLevels (bootstrap/node-levels.ts) first: while any live node announces a lower
+ * level it answers with a full pass over the table (quota.ts ownerUsage, exact whatever the others
+ * record) and drops the picture; once they are all gone (detached, or killed and their slots freed
+ * by GC) the next answer rebuilds it with one full scan — and so does any answer after a slot was
+ * claimed by someone who is no longer there (an older node may have come and gone in between).
  */
 import type { PoolMemory } from '../pool/memory.js';
 import { followChanges } from './change-log.js';
-import { countsForQuota, quotaOwnerOfEntry, quotaOwnerText, type QuotaOwner } from './quota.js';
+import type { PoolLevels } from '../bootstrap/node-levels.js';
+import { countsForQuota, ownerUsage, quotaOwnerOfEntry, quotaOwnerText, type QuotaOwner } from './quota.js';
 import { E, type RatLayout } from './rat.js';
 
 export interface Usage {
@@ -40,12 +48,34 @@ export class OwnerUsageMap {
   readonly #entries = new Map<number, Counted>();
   /** Owner (quotaOwnerText) → its totals. */
   readonly #owners = new Map<string, Usage>();
-  /** Counters for tests and inspection: full scans and regions re-read from the log. */
-  readonly stats = { fullScans: 0, logRefreshes: 0 };
+  /** Whether every live node records what the picture depends on (undefined: assume they do). */
+  readonly #levels: PoolLevels | undefined;
+  /**
+   * Counters for tests and inspection: full scans and regions re-read from the log, and answers
+   * given by a pass over the table because a live node did not record (answer()).
+   */
+  readonly stats = { fullScans: 0, logRefreshes: 0, exactPasses: 0 };
 
-  constructor(mem: PoolMemory, rat: RatLayout) {
+  constructor(mem: PoolMemory, rat: RatLayout, levels?: PoolLevels) {
     this.#mem = mem;
     this.#rat = rat;
+    this.#levels = levels;
+  }
+
+  /**
+   * What `who` holds now (inside the global ME; `takeovers` as in sync): the picture brought up to
+   * date while every live node records count changes, else a full pass over the table.
+   */
+  answer(who: QuotaOwner, takeovers?: bigint): Usage {
+    const use = this.#levels?.check() ?? 'picture';
+    if (use === 'exact') {
+      this.#epoch = -1; // changes nobody records are being made: rebuild once they stop
+      this.stats.exactPasses++;
+      return ownerUsage(this.#mem, this.#rat, who);
+    }
+    if (use === 'rescan') this.#epoch = -1;
+    this.sync(takeovers);
+    return this.usage(who);
   }
 
   /**

@@ -18,11 +18,12 @@
  */
 import { FencedError, MarufsError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
+import { PoolLevels } from '../bootstrap/node-levels.js';
 import type { Fence } from '../fence.js';
 import { REGION_ALIGN, alignUp } from '../layout/geometry.js';
 import type { NodeContext } from '../node-context.js';
 import { DELEGABLE_BY_GRANT, Perm, checkDelegation, checkPerms, formatPerms } from './acl.js';
-import { recordChange } from './change-log.js';
+import { recordChange, recordCountChange } from './change-log.js';
 import { ExtentMap } from './extent-map.js';
 import type { IndexHit } from './name-index.js';
 import { checkNewName, encodeName, hashName } from './names.js';
@@ -134,7 +135,7 @@ export class RegionStore extends RegionTable {
     this.#lock = lock;
     this.nodeId = node.nodeId;
     this.#map = new ExtentMap(node.mem, this.rat);
-    this.#usage = new OwnerUsageMap(node.mem, this.rat);
+    this.#usage = new OwnerUsageMap(node.mem, this.rat, new PoolLevels(node.mem, node.superblock.geometry.maxNodes));
   }
 
   /** Full scans and log refreshes of this node's extent picture (tests, inspection). */
@@ -142,8 +143,11 @@ export class RegionStore extends RegionTable {
     return { ...this.#map.stats };
   }
 
-  /** Full scans and log refreshes of this node's picture of quota usage (tests, inspection). */
-  get usageStats(): { fullScans: number; logRefreshes: number } {
+  /**
+   * Full scans and log refreshes of this node's picture of quota usage, and answers that were table
+   * passes instead (a node of an older build attached: owner-usage.ts); for tests and inspection.
+   */
+  get usageStats(): { fullScans: number; logRefreshes: number; exactPasses: number } {
     return { ...this.#usage.stats };
   }
 
@@ -229,7 +233,7 @@ export class RegionStore extends RegionTable {
       this.mem.store32(e + E.gid, 0);
       this.mem.store32(e + E.createdByNode, this.nodeId);
       // The entry counts for its owner from here: a sized create records it when it places the extent.
-      if (want === 0) recordChange(this.mem, this.rat, id);
+      if (want === 0) recordCountChange(this.mem, this.rat, id);
       const t = nowNs();
       this.mem.store64(e + E.createdAt, t);
       this.mem.store64(e + E.modifiedAt, t);
@@ -275,21 +279,18 @@ export class RegionStore extends RegionTable {
   /** Inside the lock: EDQUOT unless `who` may hold `regions` more regions and `bytes` more bytes (quota.ts). */
   #checkQuota(who: QuotaOwner | undefined, regions: number, bytes: number): void {
     if (!who) return; // not limited: not even the record is read
-    checkOwnerQuota(this.quota.read(), who, regions, bytes, (owner) => {
-      this.#usage.sync(this.#lock.takeovers?.(0));
-      return this.#usage.usage(owner);
-    });
+    checkOwnerQuota(this.quota.read(), who, regions, bytes, (owner) =>
+      this.#usage.answer(owner, this.#lock.takeovers?.(0)),
+    );
   }
 
   /**
    * What `who` holds by this node's picture of quota usage (owner-usage.ts), brought up to date
-   * inside the global ME — what the next create, size or chown of `who` is checked against.
+   * inside the global ME — or, while a node of an older build is attached, by a pass over the table
+   * (OwnerUsageMap.answer): what the next create, size or chown of `who` is checked against.
    */
   async ownerUsage(who: QuotaOwner): Promise<Usage> {
-    return this.#locked(() => {
-      this.#usage.sync(this.#lock.takeovers?.(0));
-      return this.#usage.usage(who);
-    });
+    return this.#locked(() => this.#usage.answer(who, this.#lock.takeovers?.(0)));
   }
 
   /**
@@ -315,7 +316,7 @@ export class RegionStore extends RegionTable {
     this.#dropStaleExtent(id);
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) === RatState.ALLOCATING) {
       this.mem.add32(this.rat.header + H.entriesInUse, -1);
-      recordChange(this.mem, this.rat, id); // no longer counts for its owner
+      recordCountChange(this.mem, this.rat, id); // no longer counts for its owner
     }
   }
 
@@ -537,7 +538,7 @@ export class RegionStore extends RegionTable {
         throw new FencedError(`unlink "${name}"`);
       }
       failpoint('regions.unlink.afterCommit');
-      recordChange(this.mem, this.rat, id); // DELETING: no longer counts for its owner
+      recordCountChange(this.mem, this.rat, id); // DELETING: no longer counts for its owner
       this.mem.store64(e + E.deletedAt, nowNs());
       this.#aclChanged(id);
       this.#freeIfUnmapped(id, fence);
@@ -786,7 +787,7 @@ export class RegionStore extends RegionTable {
       this.mem.store64(e + E.modifiedAt, nowNs());
       this.mem.writeBack(e, this.rat.entrySize);
       const published = this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED);
-      recordChange(this.mem, this.rat, id); // the owner it counts against changed
+      recordCountChange(this.mem, this.rat, id); // the owner it counts against changed
       this.#aclChanged(id);
       // GC republished it meanwhile (a takeover): the new owner is in place all the same.
       if (published !== RatState.CHOWNING && !fence.valid()) throw new FencedError(`chown "${name}"`);
@@ -862,7 +863,7 @@ export class RegionStore extends RegionTable {
             const e = this.rat.entry(id);
             if (this.mem.casPublish32(e + E.state, RatState.CHOWNING, RatState.ALLOCATED) !== RatState.CHOWNING)
               return false;
-            recordChange(this.mem, this.rat, id); // a chown that died may have written the owner
+            recordCountChange(this.mem, this.rat, id); // a chown that died may have written the owner
             this.#aclChanged(id);
             return true;
           },
@@ -879,7 +880,7 @@ export class RegionStore extends RegionTable {
     const hit = { shard: this.mem.load32(e + E.indexShard), entry: this.mem.load32(e + E.indexEntry), regionId: id };
     if (hit.shard < this.index.shards && hit.entry < this.index.entries) this.index.remove(hit);
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATED, RatState.DELETING) !== RatState.ALLOCATED) return false;
-    recordChange(this.mem, this.rat, id); // DELETING: no longer counts for its owner
+    recordCountChange(this.mem, this.rat, id); // DELETING: no longer counts for its owner
     this.mem.store64(e + E.deletedAt, nowNs());
     this.#aclChanged(id);
     this.#freeIfUnmapped(id, fence);
@@ -916,7 +917,7 @@ export class RegionStore extends RegionTable {
     // Counted only by whoever wins the CAS (a fenced create's own rollback may race this).
     if (this.mem.casPublish32(e + E.state, RatState.ALLOCATING, RatState.FREE) !== RatState.ALLOCATING) return false;
     this.mem.add32(this.rat.header + H.entriesInUse, -1);
-    recordChange(this.mem, this.rat, id); // no longer counts for its owner
+    recordCountChange(this.mem, this.rat, id); // no longer counts for its owner
     return true;
   }
 
