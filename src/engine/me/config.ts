@@ -44,6 +44,12 @@ export interface MeConfig {
   maxLocalBatch: number;
   /** After leaving, keep forwarding tokens passed to this node late for this long. */
   leaveGraceMs: number;
+  /**
+   * Request strategy: for this long after a sign of contention (a peer's raised hand seen by the
+   * cycle, our own raised hand, a grant), release() lets a token nobody asked for go vacant instead
+   * of keeping it idle; 0 always keeps idle tokens.
+   */
+  contendedMs: number;
 }
 
 export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
@@ -60,6 +66,7 @@ export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
   leaseCheckMs: 20,
   maxLocalBatch: 16,
   leaveGraceMs: 30,
+  contendedMs: 100,
 });
 
 export function resolveMeConfig(partial: Partial<MeConfig> = {}): MeConfig {
