@@ -50,6 +50,13 @@ export interface MeConfig {
    * of keeping it idle; 0 always keeps idle tokens.
    */
   contendedMs: number;
+  /**
+   * Request strategy: a releasing holder rings a raised hand younger than this with the token
+   * vacant (whoever runs first claims it) instead of handing it over; an older hand gets the token
+   * directly (bounded unfairness). 0 always hands over directly. Wall-clock stamps: skewed clocks
+   * across hosts change only fairness.
+   */
+  bargeMs: number;
 }
 
 export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
@@ -67,6 +74,7 @@ export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
   maxLocalBatch: 16,
   leaveGraceMs: 30,
   contendedMs: 100,
+  bargeMs: 2,
 });
 
 export function resolveMeConfig(partial: Partial<MeConfig> = {}): MeConfig {

@@ -7,7 +7,9 @@
  *   token, up to maxLocalBatch in a row when a peer waits), else lets the token go: to the next
  *   requester (request strategy) or the ring successor (order strategy). Under contention (request
  *   strategy, a sign of it within contendedMs) a token nobody asked for is released vacant instead
- *   of kept idle, so the next acquirer claims it by CAS without waking this node.
+ *   of kept idle, so the next acquirer claims it by CAS without waking this node; and a raised hand
+ *   younger than bargeMs is rung with the token vacant instead of handed it (barging: whoever runs
+ *   first takes it, no convoy behind a waiter not yet scheduled); an older hand is handed it.
  * - The strategy comes from the shared header, never from a local option (H19).
  * - Waiting: a short synchronous spin on the own doorbell, then sleeps of at most pollMs on a
  *   timer, optionally as a futex wait on the own doorbell word (same-host fast wakeups; the timer
@@ -467,7 +469,8 @@ export class MeInstance {
     }
     st.batch = 0;
     st.busy = false;
-    if (this.#state === 'active' && st.isHolder && performance.now() >= this.#stallUntil) this.#handOff(shard, st);
+    if (this.#state === 'active' && st.isHolder && performance.now() >= this.#stallUntil)
+      this.#handOff(shard, st, true);
   }
 
   /** Does a peer want the token now (request: a raised hand; order: there is a successor)? */
@@ -476,13 +479,25 @@ export class MeInstance {
     return this.#findRequester(shard, false) !== 0;
   }
 
-  /** Pass an idle token on (request: to the next raised hand, full scan; order: to the successor). */
-  #handOff(shard: number, st: ShardState): boolean {
+  /**
+   * Pass an idle token on (request: to the next raised hand, full scan; order: to the successor).
+   * `barge` (request, the last local caller released): a hand up for less than bargeMs is not
+   * handed the token but rung with the token vacant, so that whichever process runs first takes
+   * it — a waiter that still has to be scheduled no longer holds everybody up (lock convoy).
+   */
+  #handOff(shard: number, st: ShardState, barge = false): boolean {
     try {
       if (!st.isHolder) return false;
-      const to = this.strategy === 'request' ? this.#findRequester(shard, false) : this.#successor;
-      if (to !== 0 && to !== this.nodeId) return this.#passTo(shard, st, to);
-      if (this.strategy === 'request' && performance.now() < this.#contendedUntil) this.#vacate(shard, st);
+      const request = this.strategy === 'request';
+      const to = request ? this.#findRequester(shard, false) : this.#successor;
+      if (to !== 0 && to !== this.nodeId) {
+        if (barge && request && !this.#waitedLong(shard, to)) {
+          this.#vacate(shard, st, to);
+          return false;
+        }
+        return this.#passTo(shard, st, to);
+      }
+      if (request && this.#stillContended()) this.#vacate(shard, st);
       return false;
     } catch (err) {
       if (err instanceof StaleMeAreaError) {
@@ -522,7 +537,7 @@ export class MeInstance {
    * rung, so that waiter re-reads the lease at once) or raised before the waiter's own look at the
    * lease, which then finds the token vacant (both sides store, then load: one sees the other).
    */
-  #vacate(shard: number, st: ShardState): void {
+  #vacate(shard: number, st: ShardState, ringTo = 0): void {
     const from = st.myLease;
     failpoint('me.vacate.beforeCas');
     const seen = passToken(this.#mem, this.area, shard, from, HOLDER_NONE, this.nodeId, false);
@@ -536,15 +551,29 @@ export class MeInstance {
     failpoint('me.vacate.afterCas');
     // Suspects too: a ring gives nothing away, and our own view of heartbeats may be stale if we
     // were the one that stalled.
-    const to = this.#findRequester(shard, false, false);
+    const to = ringTo !== 0 ? ringTo : this.#findRequester(shard, false, false);
     if (to === 0) return;
     ringDoorbell(this.#mem, this.area, shard, to, this.nodeId, leaseGeneration(from) + 1, this.config.useFutex);
     this.stats.counters.vacancyRings++;
   }
 
+  /** Has `node`'s hand on `shard` been up for bargeMs (its wall clock stamp; 0 ms: always)? */
+  #waitedLong(shard: number, node: number): boolean {
+    const raisedAt = this.#mem.load64(this.area.slot(shard, node) + ME_SLOT.requestedAt);
+    return wallNs() - raisedAt >= BigInt(Math.round(this.config.bargeMs * 1e6));
+  }
+
   /** A sign of contention (a peer's hand, our own, a grant): vacate unwanted tokens for a while. */
   #contended(now: number): void {
     this.#contendedUntil = now + this.config.contendedMs;
+  }
+
+  /** Within contendedMs of the last sign of contention? (No clock read for a node that never saw one.) */
+  #stillContended(): boolean {
+    if (this.#contendedUntil === 0) return false;
+    if (performance.now() < this.#contendedUntil) return true;
+    this.#contendedUntil = 0;
+    return false;
   }
 
   #writeGrantedAt(shard: number, to: number): void {
