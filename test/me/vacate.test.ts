@@ -6,6 +6,8 @@
  *   claims the token at once (the vacancy ring), never through a takeover;
  * - a holder killed (kill -9) right after its vacate CAS strands nothing: the next acquirer claims
  *   the vacant token, with no takeover, and exclusion holds for the processes that carry on;
+ * - barging: a holder killed between vacating for a young raised hand and ringing it strands
+ *   nothing — the waiter finds the vacant token on its own and claims it, with no takeover;
  * - with contendedMs 0 a released token stays with its idle holder (the old behaviour).
  */
 import { existsSync, writeFileSync } from 'node:fs';
@@ -41,8 +43,8 @@ function shard0(pool: TestPool): { holder: number | null; requesters: number[] }
   }
 }
 
-async function start(pool: TestPool, env?: Record<string, string>): Promise<MeProc> {
-  const p = new MeProc(pool, { env, config: { contendedMs: 600_000 } });
+async function start(pool: TestPool, env?: Record<string, string>, config = {}): Promise<MeProc> {
+  const p = new MeProc(pool, { env, config: { contendedMs: 600_000, ...config } });
   await p.ready();
   return p;
 }
@@ -114,6 +116,26 @@ describe('ME release to vacant under contention (request strategy)', () => {
     expect(results.map((r) => r['violations'])).toEqual([0, 0]);
     expect(readCounters(pool)).toEqual([2 * rounds]);
     procs = [p1, p3];
+  });
+
+  it('barging: a holder killed after vacating for a raised hand, before ringing it, strands nothing', async () => {
+    const p1 = await start(pool);
+    const p2 = await start(pool, { MARUFS_FAILPOINTS: 'me.vacate.afterCas=kill' }, { bargeMs: 600_000 });
+    procs = [p1, p2];
+    await contendOnce(p1, p2);
+    const acquiring = p1.call('acquire', { timeoutMs: 60_000 });
+    await until("p1's raised hand", () => shard0(pool).requesters.includes(p1.nodeId));
+    // p1's hand is younger than bargeMs: p2 vacates instead of handing over, and dies before the ring.
+    await p2.call('release');
+    expect(await p2.exited).toBe(null);
+    const got = await acquiring;
+    expect(got.ok).toBe(true);
+    expect(shard0(pool).holder).toBe(p1.nodeId);
+    const c1 = await counters(p1);
+    expect(c1.takeovers).toBe(0);
+    expect(c1.vacantClaims).toBe(2); // the vacant token at its join, and this one
+    await p1.ok('release');
+    procs = [p1];
   });
 
   it('with contendedMs 0 a released token stays with its idle holder', async () => {
