@@ -81,14 +81,20 @@ export class MeProc {
   readonly exited: Promise<number | null>;
   stderr = '';
 
-  constructor(pool: TestPool, opts: { config?: Partial<MeConfig>; global?: boolean; nodeId?: number } = {}) {
+  constructor(
+    pool: TestPool,
+    opts: { config?: Partial<MeConfig>; global?: boolean; nodeId?: number; env?: Record<string, string> } = {},
+  ) {
     const args = {
       path: pool.path,
       base: opts.global ? 'global' : pool.base,
       config: opts.config,
       nodeId: opts.nodeId,
     };
-    this.child = spawn(process.execPath, [fixture, JSON.stringify(args)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [fixture, JSON.stringify(args)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: opts.env ? { ...process.env, ...opts.env } : process.env,
+    });
     this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
     let onReady!: () => void;

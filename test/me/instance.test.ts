@@ -202,6 +202,32 @@ describe('ME instance (in process)', () => {
     expect(b.strategy).toBe('order');
   });
 
+  it('release rings a young raised hand with the token vacant (barging); an old hand is handed it', async () => {
+    const a = await join(1, { bargeMs: 600_000 });
+    const b = await join(2);
+    await a.acquire(0);
+    const waiting = b.acquire(0);
+    await sleep(20); // b's hand is up (it waits for a)
+    expect(inspectMeArea(mem, pool.base).perShard![0]).toMatchObject({ holder: 1, requesters: [2] });
+    a.release(0);
+    // Not handed over: vacant, and b rung; b claims it by CAS.
+    expect(leaseHolder(readLease(mem, a.area, 0))).toBe(HOLDER_NONE);
+    expect(a.stats.counters).toMatchObject({ grants: 0, vacated: 1, vacancyRings: 1 });
+    await waiting;
+    expect(leaseHolder(readLease(mem, b.area, 0))).toBe(2);
+    b.release(0);
+
+    const c = await join(3, { bargeMs: 0 });
+    await c.acquire(1);
+    const waiting2 = b.acquire(1);
+    await sleep(20);
+    c.release(1);
+    expect(leaseHolder(readLease(mem, c.area, 1))).toBe(2); // handed over directly
+    expect(c.stats.counters).toMatchObject({ grants: 1, vacancyRings: 0 });
+    await waiting2;
+    b.release(1);
+  });
+
   it('inspectMeArea reports holders, members, hands and counts from the pool alone', async () => {
     const a = await join(1);
     const b = await join(2);
@@ -216,7 +242,9 @@ describe('ME instance (in process)', () => {
     a.release(0);
     await waiting;
     b.release(0);
-    expect(inspectMeArea(mem, pool.base).perShard![0]).toMatchObject({ holder: 2, acquireCount: 2, requesters: [] });
+    // b had to wait (contention), so it released the token nobody asked for to vacant.
+    expect(inspectMeArea(mem, pool.base).perShard![0]).toMatchObject({ holder: null, acquireCount: 2, requesters: [] });
+    expect(b.statsSnapshot().counters.vacated).toBe(1);
     expect(inspectMeArea(mem, pool.counterOff).valid).toBe(false);
   });
 

@@ -44,6 +44,19 @@ export interface MeConfig {
   maxLocalBatch: number;
   /** After leaving, keep forwarding tokens passed to this node late for this long. */
   leaveGraceMs: number;
+  /**
+   * Request strategy: for this long after a sign of contention (a peer's raised hand seen by the
+   * cycle, our own raised hand, a grant), release() lets a token nobody asked for go vacant instead
+   * of keeping it idle; 0 always keeps idle tokens.
+   */
+  contendedMs: number;
+  /**
+   * Request strategy: a releasing holder rings a raised hand younger than this with the token
+   * vacant (whoever runs first claims it) instead of handing it over; an older hand gets the token
+   * directly (bounded unfairness). 0 always hands over directly. Wall-clock stamps: skewed clocks
+   * across hosts change only fairness.
+   */
+  bargeMs: number;
 }
 
 export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
@@ -60,6 +73,8 @@ export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
   leaseCheckMs: 20,
   maxLocalBatch: 16,
   leaveGraceMs: 30,
+  contendedMs: 100,
+  bargeMs: 2,
 });
 
 export function resolveMeConfig(partial: Partial<MeConfig> = {}): MeConfig {

@@ -5,7 +5,11 @@
  *   block names it) and the local critical section (one async caller per node per shard, FIFO).
  *   release(shard) hands the local section to the next local caller while one waits (keeping the
  *   token, up to maxLocalBatch in a row when a peer waits), else lets the token go: to the next
- *   requester (request strategy) or the ring successor (order strategy).
+ *   requester (request strategy) or the ring successor (order strategy). Under contention (request
+ *   strategy, a sign of it within contendedMs) a token nobody asked for is released vacant instead
+ *   of kept idle, so the next acquirer claims it by CAS without waking this node; and a raised hand
+ *   younger than bargeMs is rung with the token vacant instead of handed it (barging: whoever runs
+ *   first takes it, no convoy behind a waiter not yet scheduled); an older hand is handed it.
  * - The strategy comes from the shared header, never from a local option (H19).
  * - Waiting: a short synchronous spin on the own doorbell, then sleeps of at most pollMs on a
  *   timer, optionally as a futex wait on the own doorbell word (same-host fast wakeups; the timer
@@ -43,13 +47,22 @@ import {
   nextLease,
   readMeHeader,
 } from './area.js';
+import { failpoint } from '../failpoints.js';
 import { fenceOf, type Fence } from '../fence.js';
 import { resolveMeConfig, type MeConfig } from './config.js';
 import { onMeCycle } from './cycle.js';
 import { MemberHeartbeat } from './member-heartbeat.js';
 import { NodeHeartbeat } from '../heartbeat/node-heartbeat.js';
 import { MeStats, type MeStatsSnapshot } from './stats.js';
-import { StaleMeAreaError, checkCbMagic, checkSlotMagic, doorbellWord, passToken, readLease } from './token.js';
+import {
+  StaleMeAreaError,
+  checkCbMagic,
+  checkSlotMagic,
+  doorbellWord,
+  passToken,
+  readLease,
+  ringDoorbell,
+} from './token.js';
 
 export interface MeInstanceOptions {
   mem: PoolMemory;
@@ -135,6 +148,8 @@ export class MeInstance {
   #peersPendingHi = 0;
   #successor = 0;
   #lastScanAt = 0;
+  /** Until then release() vacates unwanted tokens (request strategy): contention was seen. */
+  #contendedUntil = 0;
   // Fault injection.
   #cycleFrozen = false;
   #stallUntil = 0;
@@ -454,7 +469,8 @@ export class MeInstance {
     }
     st.batch = 0;
     st.busy = false;
-    if (this.#state === 'active' && st.isHolder && performance.now() >= this.#stallUntil) this.#handOff(shard, st);
+    if (this.#state === 'active' && st.isHolder && performance.now() >= this.#stallUntil)
+      this.#handOff(shard, st, true);
   }
 
   /** Does a peer want the token now (request: a raised hand; order: there is a successor)? */
@@ -463,13 +479,26 @@ export class MeInstance {
     return this.#findRequester(shard, false) !== 0;
   }
 
-  /** Pass an idle token on (request: to the next raised hand, full scan; order: to the successor). */
-  #handOff(shard: number, st: ShardState): boolean {
+  /**
+   * Pass an idle token on (request: to the next raised hand, full scan; order: to the successor).
+   * `barge` (request, the last local caller released): a hand up for less than bargeMs is not
+   * handed the token but rung with the token vacant, so that whichever process runs first takes
+   * it — a waiter that still has to be scheduled no longer holds everybody up (lock convoy).
+   */
+  #handOff(shard: number, st: ShardState, barge = false): boolean {
     try {
       if (!st.isHolder) return false;
-      const to = this.strategy === 'request' ? this.#findRequester(shard, false) : this.#successor;
-      if (to === 0 || to === this.nodeId) return false;
-      return this.#passTo(shard, st, to);
+      const request = this.strategy === 'request';
+      const to = request ? this.#findRequester(shard, false) : this.#successor;
+      if (to !== 0 && to !== this.nodeId) {
+        if (barge && request && !this.#waitedLong(shard, to)) {
+          this.#vacate(shard, st, to);
+          return false;
+        }
+        return this.#passTo(shard, st, to);
+      }
+      if (request && this.#stillContended()) this.#vacate(shard, st);
+      return false;
     } catch (err) {
       if (err instanceof StaleMeAreaError) {
         this.#invalidate(err.message);
@@ -491,12 +520,60 @@ export class MeInstance {
       return false;
     }
     this.stats.counters.passes++;
-    if (this.strategy === 'request') this.stats.counters.grants++;
-    else if (((shard < 32 ? this.#peersPendingLo : this.#peersPendingHi) & (1 << (shard & 31))) !== 0) {
+    if (this.strategy === 'request') {
+      this.stats.counters.grants++;
+      this.#contended(performance.now());
+    } else if (((shard < 32 ? this.#peersPendingLo : this.#peersPendingHi) & (1 << (shard & 31))) !== 0) {
       // Someone down the ring waits for this shard: have the successor forward it at once.
       this.#wakeMember(to);
     }
     return true;
+  }
+
+  /**
+   * Release an unwanted token to vacant (request strategy, under contention): the next acquirer
+   * claims it by CAS instead of raising a hand and waiting for this node's cycle to grant it.
+   * A hand raised while we vacated is either seen by this scan after the CAS (and its doorbell is
+   * rung, so that waiter re-reads the lease at once) or raised before the waiter's own look at the
+   * lease, which then finds the token vacant (both sides store, then load: one sees the other).
+   */
+  #vacate(shard: number, st: ShardState, ringTo = 0): void {
+    const from = st.myLease;
+    failpoint('me.vacate.beforeCas');
+    const seen = passToken(this.#mem, this.area, shard, from, HOLDER_NONE, this.nodeId, false);
+    st.isHolder = false;
+    if (seen !== from) {
+      this.stats.counters.passesFenced++;
+      if (leaseHolder(seen) === this.nodeId) this.#adopt(st, seen);
+      return;
+    }
+    this.stats.counters.vacated++;
+    failpoint('me.vacate.afterCas');
+    // Suspects too: a ring gives nothing away, and our own view of heartbeats may be stale if we
+    // were the one that stalled.
+    const to = ringTo !== 0 ? ringTo : this.#findRequester(shard, false, false);
+    if (to === 0) return;
+    ringDoorbell(this.#mem, this.area, shard, to, this.nodeId, leaseGeneration(from) + 1, this.config.useFutex);
+    this.stats.counters.vacancyRings++;
+  }
+
+  /** Has `node`'s hand on `shard` been up for bargeMs (its wall clock stamp; 0 ms: always)? */
+  #waitedLong(shard: number, node: number): boolean {
+    const raisedAt = this.#mem.load64(this.area.slot(shard, node) + ME_SLOT.requestedAt);
+    return wallNs() - raisedAt >= BigInt(Math.round(this.config.bargeMs * 1e6));
+  }
+
+  /** A sign of contention (a peer's hand, our own, a grant): vacate unwanted tokens for a while. */
+  #contended(now: number): void {
+    this.#contendedUntil = now + this.config.contendedMs;
+  }
+
+  /** Within contendedMs of the last sign of contention? (No clock read for a node that never saw one.) */
+  #stillContended(): boolean {
+    if (this.#contendedUntil === 0) return false;
+    if (performance.now() < this.#contendedUntil) return true;
+    this.#contendedUntil = 0;
+    return false;
   }
 
   #writeGrantedAt(shard: number, to: number): void {
@@ -535,10 +612,13 @@ export class MeInstance {
     if (seq === st.lastSeq) return false;
     st.lastSeq = seq;
     const lease = readLease(this.#mem, this.area, shard);
-    if (leaseHolder(lease) === this.nodeId) {
+    const holder = leaseHolder(lease);
+    if (holder === this.nodeId) {
       this.#adopt(st, lease);
       return true;
     }
+    // A holder vacated the token and rang us (it saw our hand): claim it by CAS.
+    if (holder === HOLDER_NONE && this.#tryClaim(shard, lease)) return true;
     this.stats.counters.phantomDoorbells++;
     return false;
   }
@@ -564,6 +644,13 @@ export class MeInstance {
     // makes idle nodes forward it at once (wake word) instead of at their next timer tick.
     this.#raiseHand(shard, st);
     try {
+      // The hand is up: a holder that vacates from now on sees it and rings us; one that vacated
+      // before left the token vacant for this look.
+      lease = readLease(mem, this.area, shard);
+      if (leaseHolder(lease) === HOLDER_NONE && this.#tryClaim(shard, lease)) {
+        c.spinHits++;
+        return;
+      }
       for (let i = 0; i < this.config.spinIterations; i++) {
         if (this.#arrived(shard, st)) {
           c.spinHits++;
@@ -716,6 +803,7 @@ export class MeInstance {
     mem.publish32(word, mem.load32(word) | (1 << (shard & 31)));
     st.handRaised = true;
     st.handRaisedAt = performance.now();
+    this.#contended(st.handRaisedAt);
     this.#wakeHolder(shard);
   }
 
@@ -806,7 +894,10 @@ export class MeInstance {
       if (seq === st.lastSeq) continue;
       st.lastSeq = seq;
       const lease = readLease(mem, this.area, s);
-      if (leaseHolder(lease) === this.nodeId) this.#adopt(st, lease);
+      const holder = leaseHolder(lease);
+      if (holder === this.nodeId) this.#adopt(st, lease);
+      // A vacancy ring for our waiting caller (it may not have looked yet): claim for it.
+      else if (holder === HOLDER_NONE && st.handRaised && this.#tryClaim(s, lease)) continue;
       else this.stats.counters.phantomDoorbells++;
     }
     const t2 = performance.now();
@@ -868,6 +959,7 @@ export class MeInstance {
     }
     this.#peersPendingLo = lo;
     this.#peersPendingHi = hi;
+    if ((lo | hi) !== 0) this.#contended(now);
     this.#successor = successor === 0 && this.#active[self] ? self : successor;
   }
 
@@ -876,8 +968,11 @@ export class MeInstance {
     return now - this.#hbAt[node]! > this.config.probeMs;
   }
 
-  /** The next peer after us (round robin) with a raised hand on `shard`; 0 if none. */
-  #findRequester(shard: number, masked: boolean): number {
+  /**
+   * The next peer after us (round robin) with a raised hand on `shard`; 0 if none. Skips members
+   * whose heartbeat stood still (suspects) unless `skipSuspects` is false.
+   */
+  #findRequester(shard: number, masked: boolean, skipSuspects = true): number {
     const mem = this.#mem;
     const self = this.nodeId;
     const n = this.maxNodes;
@@ -885,7 +980,7 @@ export class MeInstance {
     const now = performance.now();
     for (let k = 1; k < n; k++) {
       const node = ((self - 1 + k) % n) + 1;
-      if (!this.#active[node] || this.#suspect(node, now)) continue;
+      if (!this.#active[node] || (skipSuspects && this.#suspect(node, now))) continue;
       if (masked && ((shard < 32 ? this.#pendingLo[node]! : this.#pendingHi[node]!) & bit) === 0) continue;
       if (mem.observe32(this.area.slot(shard, node) + ME_SLOT.requesting) === 1) return node;
     }

@@ -78,6 +78,8 @@ export const ME_COUNTERS = [
   'localHandoffs',
   'phantomDoorbells',
   'pollCycles',
+  'vacated',
+  'vacancyRings',
 ] as const;
 export type MeCounter = (typeof ME_COUNTERS)[number];
 
