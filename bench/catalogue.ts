@@ -240,6 +240,14 @@ const fuse: Bench<FuseBenchResult> = {
       peer: `tmpfs ${num(f.tmpfs)} ${f.unit}`,
       ratio: x(f.ratio),
     })),
+    ...(r.fileIoOneCpu ?? [])
+      .filter((f) => f.test.startsWith('random'))
+      .map((f) => ({
+        what: `FUSE ${f.test}, one CPU (no cross-CPU wake-up)`,
+        marufs: `${num(f.fuse)} ${f.unit}`,
+        peer: `tmpfs ${num(f.tmpfs)} ${f.unit}`,
+        ratio: x(f.ratio),
+      })),
     ...(r.sdkCopy.length
       ? (() => {
           const low = [...r.sdkCopy].sort((a, b) => a.ratio - b.ratio)[0]!;

@@ -22,11 +22,12 @@ import {
   openSync,
   readFileSync,
   readSync,
+  readdirSync,
   rmSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -100,6 +101,13 @@ export interface FuseBenchResult {
     tmpfsFile: string;
   };
   fileIo: FileIoRow[];
+  /**
+   * The same file tests with this process's I/O thread and every thread of the daemon pinned to one
+   * CPU (absent in results before it existed, and on a 1-CPU machine): no request or answer has to
+   * wake another CPU. On an idle VM a cross-CPU wake-up of a halted vCPU costs tens of µs; this pass
+   * shows the round trip without it (docs/bench-fuse.md, "Idle CPUs").
+   */
+  fileIoOneCpu?: FileIoRow[];
   sdkCopy: SdkCopyRow[];
   goals: Goal[];
   /** Wall time of the whole run, seconds. */
@@ -449,6 +457,45 @@ async function sdkCopy(poolPath: string, cfg: FuseBenchConfig): Promise<SdkCopyR
 
 // ---- the run -------------------------------------------------------------------------------------------
 
+/** FUSE and tmpfs alternating, warm-up repetitions first; the median of each test. */
+function filePasses(regionPath: string, tmpfsPath: string, cfg: FuseBenchConfig, buffers: IoBuffers): FileIoRow[] {
+  const samples = { fuse: [] as Record<FileTest, number>[], tmpfs: [] as Record<FileTest, number>[] };
+  for (let rep = 0; rep < cfg.warmupRepetitions + cfg.repetitions; rep++) {
+    const order = rep % 2 === 0 ? (['fuse', 'tmpfs'] as const) : (['tmpfs', 'fuse'] as const);
+    for (const sys of order) {
+      const r = fileRepetition(sys === 'fuse' ? regionPath : tmpfsPath, cfg.fileBytes, buffers);
+      if (rep >= cfg.warmupRepetitions) samples[sys].push(r);
+    }
+  }
+  return FILE_TESTS.map((t) => {
+    const f = samples.fuse.map((s) => s[t.key]);
+    const m = samples.tmpfs.map((s) => s[t.key]);
+    return {
+      test: t.label,
+      unit: t.unit,
+      fuse: median(f),
+      tmpfs: median(m),
+      ratio: median(f) / median(m),
+      fuseSamples: f,
+      tmpfsSamples: m,
+    };
+  });
+}
+
+/**
+ * Pin threads to `cpuList` (taskset): every thread of process `pid`, or only its main thread (this
+ * process's file I/O runs there; its libuv and V8 threads are left alone).
+ */
+function pinThreads(pid: number, cpuList: string, allThreads = true): void {
+  const tids = allThreads ? readdirSync(`/proc/${pid}/task`) : [String(pid)];
+  for (const tid of tids) {
+    const r = spawnSync('taskset', ['-pc', cpuList, tid], { stdio: 'ignore' });
+    if (r.status !== 0 && allThreads && existsSync(`/proc/${pid}/task/${tid}`)) {
+      throw new Error(`taskset -pc ${cpuList} ${tid} failed (${r.status ?? r.error?.message})`);
+    }
+  }
+}
+
 export async function runFuseBench(quick = false): Promise<FuseBenchResult> {
   const cfg = config(quick);
   const started = performance.now();
@@ -474,27 +521,19 @@ export async function runFuseBench(quick = false): Promise<FuseBenchResult> {
       offsets4kWrite: randomOffsets(cfg.seed + 1, cfg.random4kOps, 4 * KiB, cfg.fileBytes),
       offsets128k: randomOffsets(cfg.seed + 2, cfg.random128kOps, 128 * KiB, cfg.fileBytes),
     };
-    const samples = { fuse: [] as Record<FileTest, number>[], tmpfs: [] as Record<FileTest, number>[] };
-    for (let rep = 0; rep < cfg.warmupRepetitions + cfg.repetitions; rep++) {
-      const order = rep % 2 === 0 ? (['fuse', 'tmpfs'] as const) : (['tmpfs', 'fuse'] as const);
-      for (const sys of order) {
-        const r = fileRepetition(sys === 'fuse' ? regionPath : tmpfsPath, cfg.fileBytes, buffers);
-        if (rep >= cfg.warmupRepetitions) samples[sys].push(r);
+    const fileIo = filePasses(regionPath, tmpfsPath, cfg, buffers);
+    let fileIoOneCpu: FileIoRow[] | undefined;
+    if (cpus().length > 1) {
+      pinThreads(daemon.child.pid!, '0');
+      pinThreads(process.pid, '0', false);
+      try {
+        fileIoOneCpu = filePasses(regionPath, tmpfsPath, cfg, buffers);
+      } finally {
+        const all = `0-${cpus().length - 1}`;
+        pinThreads(process.pid, all, false);
+        if (daemon.child.exitCode === null) pinThreads(daemon.child.pid!, all);
       }
     }
-    const fileIo: FileIoRow[] = FILE_TESTS.map((t) => {
-      const f = samples.fuse.map((s) => s[t.key]);
-      const m = samples.tmpfs.map((s) => s[t.key]);
-      return {
-        test: t.label,
-        unit: t.unit,
-        fuse: median(f),
-        tmpfs: median(m),
-        ratio: median(f) / median(m),
-        fuseSamples: f,
-        tmpfsSamples: m,
-      };
-    });
     const fuseMount = mountLine(mount) ?? 'not mounted?';
     rmSync(regionPath); // unlink through the mount: removes the region
     rmSync(tmpfsPath);
@@ -544,6 +583,7 @@ export async function runFuseBench(quick = false): Promise<FuseBenchResult> {
         tmpfsFile: 'a file on /dev/shm (tmpfs), same size, created and sized the same way',
       },
       fileIo,
+      ...(fileIoOneCpu ? { fileIoOneCpu } : {}),
       sdkCopy: sdk,
       goals,
       seconds: (performance.now() - started) / 1000,
@@ -571,18 +611,25 @@ function spread(xs: number[]): string {
 
 export function renderFuseBench(r: FuseBenchResult): string {
   const c = r.config;
-  const io = renderTable(
-    ['file I/O', 'unit', 'FUSE', 'tmpfs', 'FUSE/tmpfs', 'FUSE spread', 'tmpfs spread'],
-    r.fileIo.map((x) => [
-      x.test,
-      x.unit,
-      x.fuse,
-      x.tmpfs,
-      x.ratio.toFixed(3),
-      spread(x.fuseSamples),
-      spread(x.tmpfsSamples),
-    ]),
-  );
+  const ioTable = (title: string, rows: FileIoRow[]): string =>
+    renderTable(
+      [title, 'unit', 'FUSE', 'tmpfs', 'FUSE/tmpfs', 'FUSE spread', 'tmpfs spread'],
+      rows.map((x) => [
+        x.test,
+        x.unit,
+        x.fuse,
+        x.tmpfs,
+        x.ratio.toFixed(3),
+        spread(x.fuseSamples),
+        spread(x.tmpfsSamples),
+      ]),
+    );
+  const io =
+    ioTable('file I/O', r.fileIo) +
+    (r.fileIoOneCpu
+      ? `\n\n${ioTable('file I/O, one CPU', r.fileIoOneCpu)}\n` +
+        "(one CPU: this process's I/O thread and every daemon thread pinned to CPU 0, so no request or answer wakes another CPU)"
+      : '');
   const copy = renderTable(
     ['SDK mapped copy', 'chunk', 'SDK GB/s', 'memcpy GB/s', 'SDK/memcpy', 'SDK spread', 'memcpy spread'],
     r.sdkCopy.map((x) => [
