@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, ftruncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, ftruncateSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeviceError, PoolAccessError, PoolMemory } from '../../src/engine/index.js';
 import { tempDir } from '../helpers/cli.js';
@@ -104,7 +104,7 @@ describe('PoolMemory', () => {
     mem.store32(0, 123);
     expect(PoolMemory.open(path).load32(0)).toBe(123);
     mem.close();
-    writeFileSync(path, '');
+    rmSync(path, { force: true });
   });
 
   it('gives clear errors for a missing, empty or unmappable device', () => {
