@@ -52,6 +52,11 @@ export function clearPrincipal(mem: PoolMemory, off: number): void {
   mem.fill(off, PRINCIPAL_SIZE, 0);
 }
 
+/** The kind of the principal record at `off` (PrincipalKind; NONE for an empty one), one load. */
+export function principalKindAt(mem: PoolMemory, off: number): number {
+  return mem.load32(off) & 0xff;
+}
+
 /** Read a principal record; undefined for an empty one. */
 export function readPrincipal(mem: PoolMemory, off: number): Principal | undefined {
   const w = mem.load32(off);

@@ -28,7 +28,7 @@ import { crc32 } from '../layout/crc32.js';
 import { QUOTA_RECORD_OFFSET } from '../layout/geometry.js';
 import type { PoolMemory } from '../pool/memory.js';
 import type { Principal } from './principal.js';
-import { PrincipalKind } from './principal-record.js';
+import { PrincipalKind, principalKindAt } from './principal-record.js';
 import { E, RatState, type RatLayout } from './rat.js';
 
 export const QUOTA_MAGIC = 0x544f5551; // "QUOT"
@@ -224,7 +224,7 @@ export function quotaOwnerOf(owner: Principal | undefined, creatorUid: number): 
 
 /** The quota owner of table entry `e` (owner and creator uid read from the pool). */
 export function quotaOwnerOfEntry(mem: PoolMemory, e: number): QuotaOwner | undefined {
-  const kind = mem.load32(e + E.owner) & 0xff;
+  const kind = principalKindAt(mem, e + E.owner);
   if (kind === PrincipalKind.USER) {
     const uid = mem.load32(e + E.owner + 4);
     return uid === 0 ? undefined : { kind: 'user', uid };
@@ -252,7 +252,7 @@ export function ownerUsage(mem: PoolMemory, rat: RatLayout, who: QuotaOwner): { 
   for (let id = 0; id < rat.maxEntries; id++) {
     const e = rat.entry(id);
     if (!countsForQuota(mem.load32(e + E.state))) continue;
-    const k = mem.load32(e + E.owner) & 0xff;
+    const k = principalKindAt(mem, e + E.owner);
     if (kind === PrincipalKind.WORKLOAD) {
       if (k !== kind || mem.load64(e + E.owner + 8) !== (who as { workloadId: bigint }).workloadId) continue;
     } else {

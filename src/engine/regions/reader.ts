@@ -25,7 +25,7 @@ import { freeSpace, type Extent } from './allocator.js';
 import { NameIndex, type IndexHit } from './name-index.js';
 import { encodeAndHashInto, type NameHash } from './names.js';
 import type { Caller } from './principal.js';
-import { PrincipalKind, PrincipalMatch, matchesCaller } from './principal-record.js';
+import { PrincipalKind, PrincipalMatch, matchesCaller, principalKindAt } from './principal-record.js';
 import { QuotaRecord, usageByOwner, type QuotaReport } from './quota.js';
 import { D, DelegState, E, H, RatLayout, RatState, readInfo, type RegionInfo } from './rat.js';
 
@@ -185,11 +185,11 @@ export class RegionTable {
    */
   executableMatters(id: number): boolean {
     const e = this.rat.entry(id);
-    if ((this.mem.load32(e + E.owner) & 0xff) === PrincipalKind.PROCESS) return true;
+    if (principalKindAt(this.mem, e + E.owner) === PrincipalKind.PROCESS) return true;
     for (let j = 0; j < this.rat.delegations; j++) {
       const d = this.rat.delegation(id, j);
       if (this.mem.load32(d + D.state) === DelegState.EMPTY) continue;
-      if ((this.mem.load32(d + D.principal) & 0xff) === PrincipalKind.PROCESS) return true;
+      if (principalKindAt(this.mem, d + D.principal) === PrincipalKind.PROCESS) return true;
     }
     return false;
   }
