@@ -30,14 +30,16 @@ export type PictureUse = 'picture' | 'rescan' | 'exact';
 export class PoolLevels {
   readonly #mem: PoolMemory;
   readonly #slots: number;
-  /** Low 32 bits of every slot's claim count at the last check (undefined: none yet). */
-  #claims: number[] | undefined;
+  /** Low 32 bits of every slot's claim count at the last check (valid once #checked). */
+  readonly #claims: Uint32Array;
+  #checked = false;
   /** How the checks came out (tests, inspection). */
   readonly stats = { picture: 0, rescan: 0, exact: 0 };
 
   constructor(mem: PoolMemory, maxNodes: number) {
     this.#mem = mem;
     this.#slots = Math.min(maxNodes, BOOTSTRAP_SLOTS);
+    this.#claims = new Uint32Array(this.#slots); // reused: nothing allocated per check
   }
 
   check(): PictureUse {
@@ -48,7 +50,7 @@ export class PoolLevels {
 
   #check(): PictureUse {
     const mem = this.#mem;
-    const claims: number[] = [];
+    const claims = this.#claims;
     let allRecord = true;
     let explained = true;
     for (let i = 0; i < this.#slots; i++) {
@@ -59,15 +61,15 @@ export class PoolLevels {
       const count = mem.load32(base + SLOT.claims);
       const held = mem.load64(base + SLOT.owner) !== 0n;
       const tag = mem.load32(base + SLOT.stateTag);
-      claims.push(count);
+      const before = claims[i]!;
+      claims[i] = count;
       if (held && tagLevel(tag) < LEVEL_RECORDS_COUNT_CHANGES) allRecord = false;
-      const before = this.#claims?.[i];
-      if (before !== undefined && count !== before) {
+      if (this.#checked && count !== before) {
         const onlyTheHolder = held && count === (before + 1) >>> 0 && tagIncarnation(tag) === (count & 0xff_ffff);
         if (!onlyTheHolder) explained = false;
       }
     }
-    this.#claims = claims;
+    this.#checked = true;
     if (!allRecord) return 'exact';
     return explained ? 'picture' : 'rescan';
   }
