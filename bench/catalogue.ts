@@ -5,6 +5,7 @@
  */
 import { renderBootstrapBench, runBootstrapBench, type BootstrapBenchResult } from './bootstrap.js';
 import { renderGcBench, runGcBench, type GcBenchResult } from './gc.js';
+import { renderIdleBench, runIdleBench, type IdleBenchResult, type IdleRow } from './idle.js';
 import { plotFuseResults, renderFuseBench, runFuseBench, type FuseBenchResult } from './fuse.js';
 import { plotKvCacheResults, renderKvCacheBench, runKvCacheBench, type KvCacheBenchResult } from './kvcache.js';
 import { renderMeBench, runMeBench, type MeBenchResult } from './me.js';
@@ -195,6 +196,29 @@ const gc: Bench<GcBenchResult> = {
   },
 };
 
+const idle: Bench<IdleBenchResult> = {
+  title: 'what an idle attached node costs: quiet nodes vs the 1 ms cycle, next to an idle redis-server',
+  run: runIdleBench,
+  render: renderIdleBench,
+  plot: () => undefined,
+  headline: (r) => {
+    const at = (what: IdleRow['what'], processes: number): IdleRow | undefined =>
+      r.rows.find((row) => row.what === what && row.processes === processes);
+    const quiet = at('marufs node (quiet)', 8);
+    const fast = at('marufs node (1 ms cycle)', 8);
+    const redis = at('redis-server', 1);
+    if (!quiet || !fast || !redis) return [];
+    return [
+      {
+        what: 'CPU of an idle attached node, each of 8 on one pool (all threads)',
+        marufs: `${formatNumber(quiet.cpuMsPerSec)} ms/s (1 ms cycle: ${formatNumber(fast.cpuMsPerSec)})`,
+        peer: `idle redis-server ${formatNumber(redis.cpuMsPerSec)} ms/s`,
+        ratio: x(quiet.cpuMsPerSec / redis.cpuMsPerSec),
+      },
+    ];
+  },
+};
+
 const nrht: Bench<NrhtBenchResult> = {
   title: 'name tables next to Redis, and the multi-node sweep',
   run: runNrhtBench,
@@ -304,6 +328,7 @@ export const BENCHES: Record<string, Bench> = {
   'owner-quota': ownerQuota,
   gc,
   me,
+  idle,
   nrht,
   fuse,
   kvcache,

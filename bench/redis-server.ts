@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RedisServer {
   port: number;
+  pid: number;
   version: string;
   stop(): Promise<void>;
 }
@@ -56,6 +57,7 @@ export async function startRedisServer(port = 16000 + (process.pid % 20000)): Pr
   }
   return {
     port,
+    pid: child.pid!,
     version,
     stop: async () => {
       child.kill('SIGTERM');

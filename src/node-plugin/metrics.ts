@@ -385,7 +385,7 @@ export const METRICS: readonly MetricSpec[] = Object.freeze([
       "Events of this node's global ME instance since its stats were last reset (me-stats-reset), by event: " +
       'acquires, releases, fastHits, spinHits, sleepHits, deadlineHits, probes, probesAlive, takeovers, ' +
       'takeoversLost, lateGrants, vacantClaims, timeouts, aborts, grants, passes, passesFenced, sectionsFenced, ' +
-      'localHandoffs, phantomDoorbells, pollCycles, vacated, vacancyRings.',
+      'localHandoffs, phantomDoorbells, pollCycles, vacated, vacancyRings, quietVacated.',
     kind: 'counter',
     labels: ['event'],
     doc: "this node's global ME stats counters (`acquires`, `releases`, `takeovers`, `timeouts`, … — every counter of `src/engine/me/stats.ts`), since the last `me-stats-reset`",

@@ -43,6 +43,27 @@ describe('owner-quota bench smoke', () => {
   });
 });
 
+describe('idle bench smoke', () => {
+  it('measures idle nodes both ways and both peers in its quick form', async () => {
+    const { runIdleBench, renderIdleBench } = await import('../../bench/idle.js');
+    const r = await runIdleBench(true);
+    expect(r.rows.map((x) => `${x.what} ${x.processes}`)).toEqual([
+      'marufs node (quiet) 1',
+      'marufs node (1 ms cycle) 1',
+      'marufs node (quiet) 8',
+      'marufs node (1 ms cycle) 8',
+      'empty node 1',
+      'redis-server 1',
+    ]);
+    // Every process was really measured (a running process has some run time and wakes up).
+    for (const x of r.rows.filter((row) => row.what.startsWith('marufs'))) {
+      expect(x.cpuMsPerSec).toBeGreaterThan(0);
+      expect(x.wakeupsPerSec).toBeGreaterThan(0);
+    }
+    expect(renderIdleBench(r)).toMatch(/wake-ups\/s/);
+  });
+});
+
 describe('nrht bench smoke', () => {
   it('runs the name-table benchmark in its quick form, next to Redis when it is installed', async () => {
     const { runNrhtBench, renderNrhtBench } = await import('../../bench/nrht.js');

@@ -44,7 +44,9 @@ function shard0(pool: TestPool): { holder: number | null; requesters: number[] }
 }
 
 async function start(pool: TestPool, env?: Record<string, string>, config = {}): Promise<MeProc> {
-  const p = new MeProc(pool, { env, config: { contendedMs: 600_000, ...config } });
+  // quietAfterMs 0: a token is never given up for quietness (test/me/quiet.test.ts), so every
+  // vacate here is the contention rule's.
+  const p = new MeProc(pool, { env, config: { contendedMs: 600_000, quietAfterMs: 0, ...config } });
   await p.ready();
   return p;
 }
@@ -139,9 +141,9 @@ describe('ME release to vacant under contention (request strategy)', () => {
   });
 
   it('with contendedMs 0 a released token stays with its idle holder', async () => {
-    const p1 = new MeProc(pool, { config: { contendedMs: 0 } });
+    const p1 = new MeProc(pool, { config: { contendedMs: 0, quietAfterMs: 0 } });
     await p1.ready();
-    const p2 = new MeProc(pool, { config: { contendedMs: 0 } });
+    const p2 = new MeProc(pool, { config: { contendedMs: 0, quietAfterMs: 0 } });
     await p2.ready();
     procs = [p1, p2];
     await contendOnce(p1, p2);

@@ -11,6 +11,12 @@
  *   all of them on the waiter's own clock; a live but CPU-starved process misses fifteen consecutive
  *   20 ms ticks of a dedicated thread only under extreme overload. A dead holder is therefore
  *   replaced ~1.3 s after the token stopped moving (the reference: 5 s + 100 ms).
+ * - cycleMs 1, quietCycleMs 50, quietAfterMs 250: an idle holder answers another host's raised hand
+ *   within about a millisecond (same-host hands wake it at once); a node holding no token has
+ *   nothing to answer and cycles every 50 ms — still six times per probeMs, so a table's inline
+ *   member heartbeat (ticked by the cycle) never makes a quiet waiter look dead. Every wake-up of
+ *   an idle process costs CPU (bench/idle.ts). A quarter second of not using an idle token gives
+ *   it up.
  * - loopStallMs 10000: a main thread may be CPU-bound (inside a critical section) for up to ten
  *   seconds and still count as alive; an event loop stuck longer than that stops the heartbeat.
  */
@@ -23,6 +29,17 @@ export interface MeConfig {
   acquireTimeoutMs: number;
   /** Period of the per-node cycle (doorbells, circulation, idle grants, liveness bookkeeping). */
   cycleMs: number;
+  /**
+   * Period of the cycle while this process holds no token of any instance (request strategy):
+   * nobody then waits on this node's cycle (a holder's release scans raised hands itself, a waiter
+   * runs its own wait, a same-host hand wakes the cycle at once), so the node wakes rarely.
+   */
+  quietCycleMs: number;
+  /**
+   * Request strategy: a token kept idle with no local acquire for this long is left vacant, so that
+   * the node can go quiet (its next acquire claims it back by CAS); 0 keeps idle tokens for ever.
+   */
+  quietAfterMs: number;
   /** Period of the member heartbeat. */
   heartbeatMs: number;
   /** Tick the heartbeat on a worker thread (true) or in the cycle on the main thread (false). */
@@ -64,6 +81,8 @@ export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
   probeMs: 300,
   acquireTimeoutMs: 30_000,
   cycleMs: 1,
+  quietCycleMs: 50,
+  quietAfterMs: 250,
   heartbeatMs: 20,
   heartbeatThread: true,
   loopStallMs: 10_000,

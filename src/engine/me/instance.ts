@@ -50,7 +50,7 @@ import {
 import { failpoint } from '../failpoints.js';
 import { fenceOf, type Fence } from '../fence.js';
 import { resolveMeConfig, type MeConfig } from './config.js';
-import { onMeCycle } from './cycle.js';
+import { onMeCycle, type CycleSubscription } from './cycle.js';
 import { MemberHeartbeat } from './member-heartbeat.js';
 import { NodeHeartbeat } from '../heartbeat/node-heartbeat.js';
 import { MeStats, type MeStatsSnapshot } from './stats.js';
@@ -130,8 +130,8 @@ export class MeInstance {
   #mem: PoolMemory;
   #state: MeInstanceState = 'new';
   #shard: ShardState[];
-  /** Unsubscribes this instance from the shared cycle clock (me/cycle.ts). */
-  #stopCycle: (() => void) | undefined;
+  /** This instance's subscription to the shared cycle clock (me/cycle.ts). */
+  #clock: CycleSubscription | undefined;
   #hb: MemberHeartbeat | undefined;
   /** The node's heartbeat thread (given), or one this instance started and stops. */
   #nodeHeartbeat: NodeHeartbeat | undefined;
@@ -150,6 +150,9 @@ export class MeInstance {
   #lastScanAt = 0;
   /** Until then release() vacates unwanted tokens (request strategy): contention was seen. */
   #contendedUntil = 0;
+  /** Local use as the cycle last saw it (the acquire counter), and when it last moved. */
+  #acquiresSeen = 0;
+  #usedAt = 0;
   // Fault injection.
   #cycleFrozen = false;
   #stallUntil = 0;
@@ -246,7 +249,8 @@ export class MeInstance {
       this.#shard[s]!.lastSeq = mem.observe32(doorbellWord(this.area, s, this.nodeId));
     }
     this.#state = 'active';
-    this.#scanMembers(performance.now());
+    this.#usedAt = performance.now();
+    this.#scanMembers(this.#usedAt);
     for (let s = 0; s < this.shards; s++) {
       const lease = readLease(mem, this.area, s);
       const holder = leaseHolder(lease);
@@ -254,7 +258,8 @@ export class MeInstance {
       // which also fences anything the former incarnation might still try.
       if (holder === HOLDER_NONE || holder === this.nodeId) this.#tryClaim(s, lease);
     }
-    this.#stopCycle = onMeCycle(this.config.cycleMs, () => this.#cycle());
+    this.#clock = onMeCycle(this.config.cycleMs, this.config.quietCycleMs, () => this.#cycle());
+    if (this.#shard.some((st) => st.isHolder)) this.#clock.hurry();
   }
 
   /**
@@ -300,8 +305,8 @@ export class MeInstance {
   }
 
   async #shutdown(final: MeInstanceState): Promise<void> {
-    this.#stopCycle?.();
-    this.#stopCycle = undefined;
+    this.#clock?.stop();
+    this.#clock = undefined;
     for (const st of this.#shard) {
       this.#rejectQueue(st, new DetachedError(`${this.name}: left`));
       st.isHolder = false;
@@ -585,6 +590,7 @@ export class MeInstance {
   #adopt(st: ShardState, lease: bigint): void {
     st.isHolder = true;
     st.myLease = lease;
+    this.#clock?.hurry(); // a holder's cycle must answer other hosts' hands promptly
   }
 
   /** CAS a vacant (or our own stale) lease to us. */
@@ -848,8 +854,8 @@ export class MeInstance {
     if (this.#state === 'stale' || this.#state === 'left') return;
     this.#state = 'stale';
     this.#staleReason = reason;
-    this.#stopCycle?.();
-    this.#stopCycle = undefined;
+    this.#clock?.stop();
+    this.#clock = undefined;
     for (const st of this.#shard) {
       st.isHolder = false;
       this.#rejectQueue(st, new StaleMeAreaError(`${this.name}: ${reason}`));
@@ -859,17 +865,22 @@ export class MeInstance {
 
   // ---- the per-node cycle ------------------------------------------------------------------------
 
-  #cycle(): void {
-    if (this.#state !== 'active' || this.#cycleFrozen) return;
+  /** One cycle; true when this instance is quiet (config.quietCycleMs). */
+  #cycle(): boolean {
+    if (this.#state !== 'active') return true;
+    if (this.#cycleFrozen) return false;
     try {
-      this.#cycleOnce();
+      return this.#cycleOnce();
     } catch (err) {
-      if (err instanceof StaleMeAreaError) this.#invalidate(err.message);
-      else throw err;
+      if (err instanceof StaleMeAreaError) {
+        this.#invalidate(err.message);
+        return true;
+      }
+      throw err;
     }
   }
 
-  #cycleOnce(): void {
+  #cycleOnce(): boolean {
     const mem = this.#mem;
     const t0 = performance.now();
     const base = this.area.base;
@@ -878,11 +889,11 @@ export class MeInstance {
       mem.observe64(base + ME_HEADER.formatGeneration) !== this.formatGeneration
     ) {
       this.#invalidate('the ME area was reformatted');
-      return;
+      return true;
     }
     if (this.#hb?.lost) {
       this.#invalidate('the membership slot is no longer ours');
-      return;
+      return true;
     }
     this.#hb?.loopBeat();
     this.#hb?.pump();
@@ -922,6 +933,37 @@ export class MeInstance {
     stats.pollNsMembership += (t1 - t0) * 1e6;
     stats.pollNsDoorbell += (t2 - t1) * 1e6;
     stats.pollNsGrant += (t3 - t2) * 1e6;
+    return this.#quiet(t3);
+  }
+
+  /**
+   * Quiet: this node holds no token, so no peer waits on its cycle (request strategy only: order
+   * circulates tokens through every node's cycle). A token kept idle without a local acquire for
+   * quietAfterMs is first left vacant (#vacate: a hand raised meanwhile is rung). Local use is seen
+   * through the acquire counter, so the acquire path reads no clock for this.
+   */
+  #quiet(now: number): boolean {
+    if (this.strategy !== 'request') return false;
+    const acquires = this.stats.counters.acquires;
+    if (acquires !== this.#acquiresSeen) {
+      this.#acquiresSeen = acquires;
+      this.#usedAt = now;
+    }
+    const after = this.config.quietAfterMs;
+    let quiet = true;
+    for (let s = 0; s < this.shards; s++) {
+      const st = this.#shard[s]!;
+      if (!st.isHolder) continue;
+      if (st.busy || st.queue.length > 0 || after === 0 || now - this.#usedAt < after || now < this.#stallUntil) {
+        quiet = false;
+        continue;
+      }
+      const vacated = this.stats.counters.vacated;
+      this.#vacate(s, st);
+      if (this.stats.counters.vacated !== vacated) this.stats.counters.quietVacated++;
+      if (st.isHolder) quiet = false;
+    }
+    return quiet;
   }
 
   /** Membership phase: who is active, their pending hands, their heartbeats, our successor. */

@@ -80,6 +80,7 @@ export const ME_COUNTERS = [
   'pollCycles',
   'vacated',
   'vacancyRings',
+  'quietVacated',
 ] as const;
 export type MeCounter = (typeof ME_COUNTERS)[number];
 
