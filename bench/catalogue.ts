@@ -213,7 +213,7 @@ const idle: Bench<IdleBenchResult> = {
         what: 'CPU of an idle attached node, each of 8 on one pool (all threads)',
         marufs: `${formatNumber(quiet.cpuMsPerSec)} ms/s (1 ms cycle: ${formatNumber(fast.cpuMsPerSec)})`,
         peer: `idle redis-server ${formatNumber(redis.cpuMsPerSec)} ms/s`,
-        ratio: x(quiet.cpuMsPerSec / redis.cpuMsPerSec),
+        ratio: `${x(quiet.cpuMsPerSec / redis.cpuMsPerSec)} redis-server's CPU`,
       },
     ];
   },
