@@ -17,6 +17,11 @@
  *   member heartbeat (ticked by the cycle) never makes a quiet waiter look dead. Every wake-up of
  *   an idle process costs CPU (bench/idle.ts). A quarter second of not using an idle token gives
  *   it up.
+ * - bargeMs 20: a raised hand younger than this is rung with the token vacant (whoever runs first
+ *   takes it) rather than handed it. With 2 ms, a waiter descheduled on a busy machine (8
+ *   processes on 2 cores) aged past it before it ran, the token was handed to a process that was
+ *   not running, and everyone queued behind it (a convoy). 20 ms bounds the unfairness at about
+ *   one scheduler time slice while keeping the token with running processes (docs/me.md).
  * - loopStallMs 10000: a main thread may be CPU-bound (inside a critical section) for up to ten
  *   seconds and still count as alive; an event loop stuck longer than that stops the heartbeat.
  */
@@ -93,7 +98,7 @@ export const DEFAULT_ME_CONFIG: Readonly<MeConfig> = Object.freeze({
   maxLocalBatch: 16,
   leaveGraceMs: 30,
   contendedMs: 100,
-  bargeMs: 2,
+  bargeMs: 20,
 });
 
 export function resolveMeConfig(partial: Partial<MeConfig> = {}): MeConfig {
