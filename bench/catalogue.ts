@@ -93,7 +93,7 @@ const regions: Bench<RegionBenchResult> = {
       ...(m && t
         ? [
             {
-              what: `create + size a 2 MiB region, p50 (1 process${m.warmup ? ', warm' : ''})`,
+              what: `create + size a 2 MiB region, p50 (1 process${m.warmup ? ', warm' : ''}${m.runP50Us && m.runP50Us.length > 1 ? `: median of ${m.runP50Us.length} processes' p50s, ${m.runP50Us.map((v) => num(v)).join(' / ')}` : ''})`,
               marufs: `${num(m.p50Us)} µs`,
               peer: `tmpfs ${num(t.p50Us)} µs; famfs (published) 90–120 ms`,
               ratio: `${x(m.p50Us / t.p50Us)} tmpfs's time`,
