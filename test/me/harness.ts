@@ -12,6 +12,7 @@ import { PoolMemory } from '../../src/engine/pool/memory.js';
 import { formatMeArea } from '../../src/engine/me/area.js';
 import { minimumPoolSize, resolveGeometry, type MeStrategyName } from '../../src/engine/layout/geometry.js';
 import type { MeConfig } from '../../src/engine/me/config.js';
+import { inspectMeArea } from '../../src/engine/me/inspect.js';
 import { formatTestPool } from '../helpers/pools.js';
 
 export const MAX_NODES = 16;
@@ -172,4 +173,20 @@ export async function startProcs(
 
 export async function stopAll(procs: MeProc[]): Promise<void> {
   await Promise.all(procs.map((p) => p.exit().catch(() => p.kill9())));
+}
+
+/** A fixture process's ME stats counters. */
+export async function meCounters(p: MeProc): Promise<Record<string, number>> {
+  const r = await p.ok('stats');
+  return (r['stats'] as { counters: Record<string, number> }).counters;
+}
+
+/** The holder of shard 0 of the pool's ME area and the nodes with a raised hand, read from the pool alone. */
+export function shard0(pool: TestPool): { holder: number | null; requesters: number[] } {
+  const mem = pool.mem();
+  try {
+    return inspectMeArea(mem, pool.base).perShard![0] as { holder: number | null; requesters: number[] };
+  } finally {
+    mem.close();
+  }
 }

@@ -12,15 +12,7 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inspectMeArea } from '../../src/engine/me/inspect.js';
-import { MeProc, makePool, readCounters, stopAll, type TestPool } from './harness.js';
-
-type Counters = Record<string, number>;
-
-async function counters(p: MeProc): Promise<Counters> {
-  const r = await p.ok('stats');
-  return (r['stats'] as { counters: Counters }).counters;
-}
+import { MeProc, makePool, meCounters as counters, readCounters, shard0, stopAll, type TestPool } from './harness.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -29,17 +21,6 @@ async function until(what: string, cond: () => boolean, ms = 20_000): Promise<vo
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
-  }
-}
-
-/** Node ids with a raised hand on shard 0, and the holder, read from the pool alone. */
-function shard0(pool: TestPool): { holder: number | null; requesters: number[] } {
-  const mem = pool.mem();
-  try {
-    const r = inspectMeArea(mem, pool.base);
-    return r.perShard![0] as { holder: number | null; requesters: number[] };
-  } finally {
-    mem.close();
   }
 }
 
