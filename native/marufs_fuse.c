@@ -81,12 +81,18 @@ void report_exit(mount_state_t *ms) {
  * every process, so the next access is a request we check. Entries are counted by open handles.
  * The watcher runs while the session's workers do (start_watcher/stop_watcher, called by
  * marufs_fuse_session.c), so a successor that adopts the connection watches again what it re-opens.
+ * With nothing open it sleeps on watch_cv until an entry is added (an idle daemon does not wake
+ * every WATCH_PERIOD_NS for an empty table).
  */
 static void *watch_thread(void *arg) {
   mount_state_t *ms = (mount_state_t *)arg;
   uint64_t batch[256];
   struct timespec period = {0, WATCH_PERIOD_NS};
   while (!__atomic_load_n(&ms->watch_stop, __ATOMIC_ACQUIRE)) {
+    pthread_mutex_lock(&ms->watch_mu);
+    while (ms->watch_len == 0 && !__atomic_load_n(&ms->watch_stop, __ATOMIC_ACQUIRE))
+      pthread_cond_wait(&ms->watch_cv, &ms->watch_mu);
+    pthread_mutex_unlock(&ms->watch_mu);
     nanosleep(&period, NULL);
     uint32_t n = 0, i = 0;
     for (;;) {
@@ -122,6 +128,9 @@ void start_watcher(mount_state_t *ms) {
 /* Stop and join the watcher (before the session's channel goes). */
 void stop_watcher(mount_state_t *ms) {
   __atomic_store_n(&ms->watch_stop, 1, __ATOMIC_RELEASE);
+  pthread_mutex_lock(&ms->watch_mu);
+  pthread_cond_broadcast(&ms->watch_cv);
+  pthread_mutex_unlock(&ms->watch_mu);
   if (ms->watcher_started) pthread_join(ms->watcher, NULL);
   ms->watcher_started = 0;
 }
@@ -313,8 +322,10 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
 void free_state(mount_state_t *ms) {
   fast_free(ms);
   free(ms->watch);
+  pthread_cond_destroy(&ms->watch_cv);
   pthread_mutex_destroy(&ms->watch_mu);
   pthread_mutex_destroy(&ms->read_mu);
+  pthread_cond_destroy(&ms->mu_cv);
   pthread_mutex_destroy(&ms->mu);
   free(ms->mountpoint);
   free(ms);
@@ -335,7 +346,9 @@ mount_state_t *new_state(napi_env env, napi_value handler, const char *mountpoin
   ms->fd = -1;
   ms->stop_pipe[0] = ms->stop_pipe[1] = -1;
   pthread_mutex_init(&ms->mu, NULL);
+  pthread_cond_init(&ms->mu_cv, NULL);
   pthread_mutex_init(&ms->watch_mu, NULL);
+  pthread_cond_init(&ms->watch_cv, NULL);
   pthread_mutex_init(&ms->read_mu, NULL);
   fast_init(ms);
   napi_value name;
@@ -403,6 +416,7 @@ static napi_value js_watch(napi_env env, napi_callback_info info) {
   w->acl_seq = (volatile uint32_t *)(uintptr_t)seq_addr;
   w->seen = (uint32_t)seq; /* the value checked at open: a change since then is caught at the next scan */
   w->refs = 1;
+  if (ms->watch_len == 1) pthread_cond_signal(&ms->watch_cv); /* the watcher sleeps while the table is empty */
   pthread_mutex_unlock(&ms->watch_mu);
   napi_get_boolean(env, true, &ret);
   return ret;

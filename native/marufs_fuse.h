@@ -154,12 +154,14 @@ typedef struct mount_state {
   napi_threadsafe_function tsfn;
   volatile int running;
   pthread_mutex_t mu;
+  pthread_cond_t mu_cv; /* signalled (under mu) when a worker ends or stopping is set: the supervisor sleeps on it */
   /* the data fast path (marufs_fuse_fast.c) */
   pthread_mutex_t fast_mu;
   fast_entry_t *fast; /* FAST_SLOTS entries, indexed by fh % FAST_SLOTS */
   fast_stats_t stats;
   /* the cache watcher (marufs_fuse.c) */
   pthread_mutex_t watch_mu;
+  pthread_cond_t watch_cv; /* signalled when an entry is added or the watcher must stop */
   watch_entry_t *watch;
   uint32_t watch_len, watch_cap;
   pthread_t watcher;

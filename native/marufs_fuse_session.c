@@ -618,6 +618,7 @@ static void *worker(void *arg) {
   free(buf);
   pthread_mutex_lock(&ms->mu);
   ms->workers_left--;
+  pthread_cond_signal(&ms->mu_cv);
   pthread_mutex_unlock(&ms->mu);
   return NULL;
 }
@@ -627,14 +628,15 @@ static void *supervisor(void *arg) {
   mount_state_t *ms = (mount_state_t *)arg;
   for (;;) {
     pthread_mutex_lock(&ms->mu);
+    /* Nothing to do until a worker ends or quiesce() asks to stop (both signal mu_cv): sleep. */
+    while (ms->workers_left > 0 && !__atomic_load_n(&ms->stopping, __ATOMIC_ACQUIRE))
+      pthread_cond_wait(&ms->mu_cv, &ms->mu);
     int left = ms->workers_left;
     pthread_mutex_unlock(&ms->mu);
     if (left == 0) break;
-    int stopping = __atomic_load_n(&ms->stopping, __ATOMIC_ACQUIRE);
-    /* A worker that exited already ignores the signal (it is not joined yet, so its id is valid). */
-    if (stopping)
-      for (int i = 0; i < ms->nworkers; i++) pthread_kill(ms->workers[i], WAKE_SIGNAL);
-    struct timespec ts = {0, stopping ? 5000000 : 50000000};
+    /* Stopping. A worker that exited already ignores the signal (it is not joined yet, so its id is valid). */
+    for (int i = 0; i < ms->nworkers; i++) pthread_kill(ms->workers[i], WAKE_SIGNAL);
+    struct timespec ts = {0, 5000000};
     nanosleep(&ts, NULL);
   }
   for (int i = 0; i < ms->nworkers; i++) pthread_join(ms->workers[i], NULL);
@@ -871,6 +873,9 @@ napi_value js_quiesce(napi_env env, napi_callback_info info) {
   mount_state_t *ms = state_call(env, info, 1, argv);
   if (ms == NULL) return NULL;
   __atomic_store_n(&ms->stopping, 1, __ATOMIC_RELEASE);
+  pthread_mutex_lock(&ms->mu);
+  pthread_cond_broadcast(&ms->mu_cv); /* wake the supervisor, which then nudges the workers */
+  pthread_mutex_unlock(&ms->mu);
   return NULL;
 }
 

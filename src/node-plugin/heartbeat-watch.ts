@@ -14,7 +14,11 @@ import { NodeInspector, type MarufsNode, type SlotLiveness } from '../engine/ind
 
 export interface HeartbeatWatchOptions {
   node: MarufsNode;
-  /** Sampling period. Default: the node's heartbeat period. */
+  /**
+   * Sampling period. Default: an eighth of the stall window (250 ms), at least one heartbeat: the
+   * answer only has to change within the stall window, and every sample wakes the daemon's main
+   * thread (sampled every heartbeat, 20 ms, it was most of an idle daemon's wake-ups).
+   */
   intervalMs?: number;
   /** Still for longer than this = not moving. Default: the node's stall window. */
   stallWindowMs?: number;
@@ -50,7 +54,8 @@ export class HeartbeatWatch {
   constructor(options: HeartbeatWatchOptions) {
     this.#node = options.node;
     this.#inspector = new NodeInspector(options.node);
-    this.intervalMs = options.intervalMs ?? options.node.timing.heartbeatMs;
+    const { heartbeatMs, stallWindowMs } = options.node.timing;
+    this.intervalMs = options.intervalMs ?? Math.max(heartbeatMs, stallWindowMs / 8);
     this.stallWindowMs = options.stallWindowMs ?? options.node.timing.stallWindowMs;
   }
 

@@ -14,6 +14,7 @@ import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client
 import { MarufsError, NodeInspector } from '../../engine/index.js';
 import { createHttpApp, jsonReplacer, listenHttp, type HttpServerHandle } from '../http.js';
 import { httpErrorHandler } from '../http-errors.js';
+import { DEFAULT_METRICS_OPTIONS } from '../metrics.js';
 import type { PoolServer } from './pool-server.js';
 
 export interface AgentHttpView {
@@ -29,7 +30,7 @@ export function createAgentHttpApp(view: AgentHttpView): Express {
   app.set('json replacer', jsonReplacer);
   app.set('etag', false);
   const own = new Registry();
-  collectDefaultMetrics({ register: own });
+  collectDefaultMetrics({ register: own, ...DEFAULT_METRICS_OPTIONS });
   const subApps = new WeakMap<PoolServer, Express>();
 
   app.get('/healthz', (_req, res) => {
