@@ -207,8 +207,19 @@ const idle: Bench<IdleBenchResult> = {
     const quiet = at('marufs node (quiet)', 8);
     const fast = at('marufs node (1 ms cycle)', 8);
     const redis = at('redis-server', 1);
+    const daemon = at('marufs node plugin (FUSE mount, HTTP, metrics)', 1);
     if (!quiet || !fast || !redis) return [];
     return [
+      ...(daemon
+        ? [
+            {
+              what: 'CPU of an idle node plugin daemon (FUSE mount, HTTP, metrics; all threads)',
+              marufs: `${formatNumber(daemon.cpuMsPerSec)} ms/s, ${formatNumber(daemon.wakeupsPerSec)} wake-ups/s`,
+              peer: `idle redis-server ${formatNumber(redis.cpuMsPerSec)} ms/s`,
+              ratio: `${x(daemon.cpuMsPerSec / redis.cpuMsPerSec)} redis-server's CPU`,
+            },
+          ]
+        : []),
       {
         what: 'CPU of an idle attached node, each of 8 on one pool (all threads)',
         marufs: `${formatNumber(quiet.cpuMsPerSec)} ms/s (1 ms cycle: ${formatNumber(fast.cpuMsPerSec)})`,

@@ -174,7 +174,7 @@ function readText(path: string): string {
   }
 }
 
-function mountLine(dir: string): string | undefined {
+export function mountLine(dir: string): string | undefined {
   return readText('/proc/self/mounts')
     .split('\n')
     .find((l) => l.split(' ')[1] === dir);
@@ -182,7 +182,7 @@ function mountLine(dir: string): string | undefined {
 
 // ---- the daemon ------------------------------------------------------------------------------------
 
-interface Daemon {
+export interface Daemon {
   child: ChildProcess;
   exited: Promise<number | null>;
   logPath: string;
@@ -195,7 +195,7 @@ function logTail(path: string): string {
 }
 
 /** Start `marufs node <pool> --mount <dir>` and wait for its "serving" line. */
-async function startDaemon(pool: string, mount: string, poolBytes: number, logPath: string): Promise<Daemon> {
+export async function startDaemon(pool: string, mount: string, poolBytes: number, logPath: string): Promise<Daemon> {
   // stderr (logs) goes to a file, never a pipe: this process blocks in synchronous file I/O on the
   // mount and would not drain a pipe, and a daemon blocked writing its log would hang the mount.
   const logFd = openSync(logPath, 'w');
@@ -229,7 +229,7 @@ async function startDaemon(pool: string, mount: string, poolBytes: number, logPa
   return { child, exited, logPath, directIo };
 }
 
-async function stopDaemon(d: Daemon, mount: string): Promise<void> {
+export async function stopDaemon(d: Daemon, mount: string): Promise<void> {
   if (d.child.exitCode === null && d.child.signalCode === null) {
     d.child.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;

@@ -2,7 +2,8 @@
  * Idle benchmark: what an attached node costs while it does nothing — CPU (all threads, from the
  * kernel's per-thread run time) and wake-ups (voluntary context switches) per second — for 1 and 8
  * nodes on one pool, with quiet nodes (the default: a node holding no ME token cycles every
- * quietCycleMs) next to the former fast cycle (every 1 ms), in the same run. Peers, measured the
+ * quietCycleMs) next to the former fast cycle (every 1 ms), in the same run; and one `marufs node`
+ * daemon as the DaemonSet runs it (FUSE mount, HTTP, metrics), nothing open. Peers, measured the
  * same way over the same windows: an idle redis-server (what a user would otherwise run beside
  * their workload) and an empty Node.js process (the runtime's floor).
  *
@@ -10,18 +11,28 @@
  * settling time (past quietAfterMs, so a node that claimed tokens at its join has given them up).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatDevice } from '../src/engine/index.js';
+import { mountLine, startDaemon, stopDaemon } from './fuse.js';
 import { startRedisServer } from './redis-server.js';
 import { renderTable } from './table.js';
 
 const MiB = 1024 * 1024;
+/** The daemon settles longer than a node before it is measured: its start compiles more. */
+const DAEMON_SETTLE_MS = 5000;
 const worker = fileURLToPath(new URL('./idle-worker.js', import.meta.url));
 
 export interface IdleRow {
-  what: 'marufs node (quiet)' | 'marufs node (1 ms cycle)' | 'redis-server' | 'empty node';
+  what:
+    | 'marufs node (quiet)'
+    | 'marufs node (1 ms cycle)'
+    | 'marufs node plugin (FUSE mount, HTTP, metrics)'
+    | 'redis-server'
+    | 'empty node';
   processes: number;
   /** Per process, mean over the processes. */
   cpuMsPerSec: number;
@@ -102,6 +113,30 @@ async function stopWorkers(children: ChildProcess[]): Promise<void> {
   );
 }
 
+/**
+ * A `marufs node` daemon as the DaemonSet runs it (FUSE mount, HTTP server with metrics, GC), idle:
+ * nothing open through the mount.
+ */
+async function idleDaemon(windowMs: number): Promise<IdleRow> {
+  const work = mkdtempSync(join(tmpdir(), 'marufs-idle-daemon-'));
+  const mount = join(work, 'mnt');
+  mkdirSync(mount);
+  const pool = `/dev/shm/marufs-idle-daemon-${process.pid}.pool`;
+  const daemon = await startDaemon(pool, mount, 256 * MiB, join(work, 'daemon.log'));
+  try {
+    await sleep(DAEMON_SETTLE_MS);
+    return {
+      what: 'marufs node plugin (FUSE mount, HTTP, metrics)',
+      processes: 1,
+      ...(await measure([daemon.child.pid!], windowMs)),
+    };
+  } finally {
+    await stopDaemon(daemon, mount);
+    rmSync(pool, { force: true });
+    if (!mountLine(mount)) rmSync(work, { recursive: true, force: true });
+  }
+}
+
 export async function runIdleBench(quick: boolean): Promise<IdleBenchResult> {
   const windowMs = quick ? 1000 : 5000;
   const settleMs = 1000;
@@ -132,6 +167,7 @@ export async function runIdleBench(quick: boolean): Promise<IdleBenchResult> {
         }
       }
     }
+    rows.push(await idleDaemon(windowMs));
     const empty = await startWorkers('empty', '', 1);
     try {
       await sleep(settleMs);
@@ -152,5 +188,5 @@ export function renderIdleBench(r: IdleBenchResult): string {
     ['process', 'processes', 'CPU ms/s (each)', 'wake-ups/s (each)'],
     r.rows.map((row) => [row.what, row.processes, row.cpuMsPerSec, row.wakeupsPerSec]),
   );
-  return `${table}\nAll threads of each process, over ${r.windowMs} ms after ${r.settleMs} ms of settling; ${r.redisVersion}.\n`;
+  return `${table}\nAll threads of each process, over ${r.windowMs} ms after ${r.settleMs} ms of settling (the daemon: ${DAEMON_SETTLE_MS} ms); ${r.redisVersion}.\n`;
 }

@@ -52,6 +52,7 @@ describe('idle bench smoke', () => {
       'marufs node (1 ms cycle) 1',
       'marufs node (quiet) 8',
       'marufs node (1 ms cycle) 8',
+      'marufs node plugin (FUSE mount, HTTP, metrics) 1',
       'empty node 1',
       'redis-server 1',
     ]);
