@@ -16,7 +16,7 @@ export interface HeartbeatWatchOptions {
   node: MarufsNode;
   /**
    * Sampling period. Default: an eighth of the stall window (250 ms), at least one heartbeat: the
-   * answer only has to change within the stall window, and every sample wakes the daemon's main
+   * answer turns at most this long after the stall window, and every sample wakes the daemon's main
    * thread (sampled every heartbeat, 20 ms, it was most of an idle daemon's wake-ups).
    */
   intervalMs?: number;

@@ -61,11 +61,6 @@ class Clock {
     if (this.#delayMs !== this.periodMs && !this.#stopped) this.#arm(this.periodMs);
   }
 
-  /** Is the clock running at its quiet period? */
-  get quiet(): boolean {
-    return this.#delayMs !== this.periodMs;
-  }
-
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);

@@ -249,6 +249,8 @@ export class MeInstance {
       this.#shard[s]!.lastSeq = mem.observe32(doorbellWord(this.area, s, this.nodeId));
     }
     this.#state = 'active';
+    // Subscribed before the claims below, so that a claim (#adopt) hurries a clock that is quiet.
+    this.#clock = onMeCycle(this.config.cycleMs, this.config.quietCycleMs, () => this.#cycle());
     this.#usedAt = performance.now();
     this.#scanMembers(this.#usedAt);
     for (let s = 0; s < this.shards; s++) {
@@ -258,8 +260,6 @@ export class MeInstance {
       // which also fences anything the former incarnation might still try.
       if (holder === HOLDER_NONE || holder === this.nodeId) this.#tryClaim(s, lease);
     }
-    this.#clock = onMeCycle(this.config.cycleMs, this.config.quietCycleMs, () => this.#cycle());
-    if (this.#shard.some((st) => st.isHolder)) this.#clock.hurry();
   }
 
   /**
@@ -541,8 +541,9 @@ export class MeInstance {
    * A hand raised while we vacated is either seen by this scan after the CAS (and its doorbell is
    * rung, so that waiter re-reads the lease at once) or raised before the waiter's own look at the
    * lease, which then finds the token vacant (both sides store, then load: one sees the other).
+   * True when the token was left vacant (false: fenced, someone else's lease was there).
    */
-  #vacate(shard: number, st: ShardState, ringTo = 0): void {
+  #vacate(shard: number, st: ShardState, ringTo = 0): boolean {
     const from = st.myLease;
     failpoint('me.vacate.beforeCas');
     const seen = passToken(this.#mem, this.area, shard, from, HOLDER_NONE, this.nodeId, false);
@@ -550,16 +551,17 @@ export class MeInstance {
     if (seen !== from) {
       this.stats.counters.passesFenced++;
       if (leaseHolder(seen) === this.nodeId) this.#adopt(st, seen);
-      return;
+      return false;
     }
     this.stats.counters.vacated++;
     failpoint('me.vacate.afterCas');
     // Suspects too: a ring gives nothing away, and our own view of heartbeats may be stale if we
     // were the one that stalled.
     const to = ringTo !== 0 ? ringTo : this.#findRequester(shard, false, false);
-    if (to === 0) return;
+    if (to === 0) return true;
     ringDoorbell(this.#mem, this.area, shard, to, this.nodeId, leaseGeneration(from) + 1, this.config.useFutex);
     this.stats.counters.vacancyRings++;
+    return true;
   }
 
   /** Has `node`'s hand on `shard` been up for bargeMs (its wall clock stamp; 0 ms: always)? */
@@ -950,18 +952,14 @@ export class MeInstance {
       this.#usedAt = now;
     }
     const after = this.config.quietAfterMs;
+    const keepIdle = after === 0 || now - this.#usedAt < after || now < this.#stallUntil;
     let quiet = true;
     for (let s = 0; s < this.shards; s++) {
       const st = this.#shard[s]!;
       if (!st.isHolder) continue;
-      if (st.busy || st.queue.length > 0 || after === 0 || now - this.#usedAt < after || now < this.#stallUntil) {
-        quiet = false;
-        continue;
-      }
-      const vacated = this.stats.counters.vacated;
-      this.#vacate(s, st);
-      if (this.stats.counters.vacated !== vacated) this.stats.counters.quietVacated++;
-      if (st.isHolder) quiet = false;
+      if (keepIdle || st.busy || st.queue.length > 0) quiet = false;
+      else if (this.#vacate(s, st)) this.stats.counters.quietVacated++;
+      else if (st.isHolder) quiet = false; // fenced, and the lease names us again
     }
     return quiet;
   }
