@@ -9,14 +9,15 @@
  * Exports runMeBench/renderMeBench so that bench/run.ts can include it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { formatMeArea } from '../src/engine/me/area.js';
 import { meAreaSize } from '../src/engine/layout/geometry.js';
 import { PoolMemory } from '../src/engine/pool/memory.js';
+import { poolDir } from './pool-dir.js';
 import { startRedisServer } from './redis-server.js';
 
 const MAX_NODES = 8;
@@ -79,7 +80,7 @@ export async function runMeBench(quick: boolean): Promise<MeBenchResult> {
   const durationMs = quick ? 200 : 1500;
   const procCounts = quick ? [1, 2] : [1, 2, 4, 8];
   const shardCounts = quick ? [1, 8] : [1, 8, 64];
-  const dir = mkdtempSync(join(tmpdir(), 'marufs-me-bench-'));
+  const dir = poolDir('marufs-me-bench');
   const path = join(dir, 'pool');
   const areaStride = Math.ceil(meAreaSize(64, MAX_NODES) / 4096) * 4096;
   const runs = procCounts.length * shardCounts.length * 2;

@@ -16,14 +16,14 @@
  *     mean/p50/p99/p999 and throughput of publish, find, clear and the ref/pin counters.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
 import { NrhtTable, attachNode, formatDevice, Perm, thisProcess, type MarufsNode } from '../src/engine/index.js';
 import { startRedisServer } from './redis-server.js';
+import { poolDir } from './pool-dir.js';
 import { percentile, renderTable } from './table.js';
 
 const workerScript = fileURLToPath(new URL('./nrht-worker.js', import.meta.url));
@@ -300,7 +300,7 @@ async function sweep(pool: string, node: MarufsNode, quick: boolean): Promise<Sw
 }
 
 export async function runNrhtBench(quick = false): Promise<NrhtBenchResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'marufs-bench-nrht-'));
+  const dir = poolDir('marufs-bench-nrht');
   try {
     const pool = join(dir, 'nrht.pool');
     await formatDevice({ path: pool, size: 2048 * MiB, geometry: { maxRegions: 64, maxNodes: 16 } });
