@@ -2,6 +2,11 @@
  * Child process of bench/regions.ts. Modes:
  *   marufs <pool> <count> <prefix> <warm>  attach as a node, then `count` × create sized 2 MiB (one call), timing each
  *   tmpfs  <dir>  <count> <prefix> <warm>  `count` × (open O_CREAT|O_EXCL + ftruncate 2 MiB + close)
+ *   both   <pool> <count> <prefix> <warm> <dir>  both of the above in one process, in alternating
+ *          chunks of CHUNK operations (which goes first alternates too), so that both sides run in the
+ *          same moments: this machine's speed changes for minutes at a time (a loop of atomics on one
+ *          cache line, no marufs code, runs at half speed for a while and then at full speed again),
+ *          and it hits the two sides alike only when they take turns; prints {marufs, tmpfs}
  * Before printing "ready", both modes run `warm` untimed rounds of the same operation followed by its
  * undo (unlink), so that the timed part measures compiled code on both sides, not the JIT warming up
  * (`warm` 0: the first operations of a fresh process). Waits for a "go" line on stdin after printing
@@ -23,7 +28,53 @@ async function waitGo(): Promise<void> {
   await lines.next();
 }
 
+/** Operations per turn in `both` mode. */
+const CHUNK = 20;
+
+function tmpfsCreate(dir: string, name: string): void {
+  const fd = openSync(join(dir, name), 'wx');
+  ftruncateSync(fd, 2 * MiB);
+  closeSync(fd);
+}
+
 const latencies: number[] = [];
+if (mode === 'both') {
+  const dir = process.argv[7]!;
+  const node = await attachNode({ path: target! });
+  const caller = thisProcess(node.nodeId);
+  const create = (name: string): Promise<unknown> =>
+    node.regions.create(name, caller, { lifetime: 'persistent', size: 2 * MiB });
+  for (let i = 0; i < warm; i++) {
+    await create(`${prefix}-warm`);
+    await node.regions.unlink(`${prefix}-warm`, caller);
+    tmpfsCreate(dir, `${prefix}-warm`);
+    unlinkSync(join(dir, `${prefix}-warm`));
+  }
+  await waitGo();
+  const marufs: number[] = [];
+  const tmpfs: number[] = [];
+  for (let start = 0; start < count; start += CHUNK) {
+    const end = Math.min(count, start + CHUNK);
+    for (let side = 0; side < 2; side++) {
+      if ((side === 0) === ((start / CHUNK) % 2 === 0)) {
+        for (let i = start; i < end; i++) {
+          const t0 = process.hrtime.bigint();
+          await create(`${prefix}-${i}`);
+          marufs.push(Number(process.hrtime.bigint() - t0));
+        }
+      } else {
+        for (let i = start; i < end; i++) {
+          const t0 = process.hrtime.bigint();
+          tmpfsCreate(dir, `${prefix}-${i}`);
+          tmpfs.push(Number(process.hrtime.bigint() - t0));
+        }
+      }
+    }
+  }
+  await node.detach();
+  process.stdout.write(`${JSON.stringify({ marufs, tmpfs })}\n`);
+  process.exit(0);
+}
 if (mode === 'marufs') {
   const node = await attachNode({ path: target! });
   const caller = thisProcess(node.nodeId);
@@ -40,19 +91,14 @@ if (mode === 'marufs') {
   }
   await node.detach();
 } else {
-  const tmpfsCreate = (name: string): void => {
-    const fd = openSync(join(target!, name), 'wx');
-    ftruncateSync(fd, 2 * MiB);
-    closeSync(fd);
-  };
   for (let i = 0; i < warm; i++) {
-    tmpfsCreate(`${prefix}-warm`);
+    tmpfsCreate(target!, `${prefix}-warm`);
     unlinkSync(join(target!, `${prefix}-warm`));
   }
   await waitGo();
   for (let i = 0; i < count; i++) {
     const t0 = process.hrtime.bigint();
-    tmpfsCreate(`${prefix}-${i}`);
+    tmpfsCreate(target!, `${prefix}-${i}`);
     latencies.push(Number(process.hrtime.bigint() - t0));
   }
 }

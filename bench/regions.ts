@@ -19,12 +19,12 @@
  *     dist/src/engine/index.js, with that one too, in alternating runs.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { attachNode, formatDevice, thisProcess } from '../src/engine/index.js';
+import { poolDir } from './pool-dir.js';
 import { percentile, renderTable } from './table.js';
 
 const workerScript = fileURLToPath(new URL('./region-worker.js', import.meta.url));
@@ -33,14 +33,19 @@ const thisEngine = fileURLToPath(new URL('../src/engine/index.js', import.meta.u
 const MiB = 1024 * 1024;
 /** Timed creates per process (8 processes × 400 = 3,200 of the pool's 4,096 regions). */
 const CREATES_PER_PROCESS = 400;
-/** Untimed create + unlink rounds each worker runs before its timed creates. */
-const WARM_ROUNDS = 2000;
+/**
+ * Untimed create + unlink rounds each worker runs before its timed creates. Measured: a process's
+ * create p50 per 1,000 create + unlink rounds falls for the first 3,000–5,000 (e.g. 78, 28, 13, 9.7,
+ * 11, 9.5, 8.8 µs) and then stays; 2,000 rounds stopped inside that fall.
+ */
+const WARM_ROUNDS = 5000;
 /** Timed creates of the cold row (a fresh process, no warm-up). */
 const COLD_CREATES = 200;
 /**
- * Fresh processes the 1-process warm row runs, one after another (marufs and tmpfs alternating): one
- * process's p50 is bimodal across processes (measured: 11–13 µs in some, 18–24 µs in others, same
- * build), so the row reports the median over processes, and every process's p50 beside it.
+ * Fresh processes the 1-process warm row runs, one after another, each creating marufs regions and
+ * tmpfs files in alternating turns (region-worker's `both` mode): this machine's speed changes for
+ * minutes at a time, so one process's p50 moves between runs (measured: 11–13 µs in some, 18–24 µs
+ * in others, same build); the row reports the median over processes, and every process's p50 beside it.
  */
 const SINGLE_RUNS = 5;
 
@@ -112,6 +117,45 @@ async function runWorkers(
   };
 }
 
+/** The 1-process warm pair: one process doing marufs creates and tmpfs creates in turns. */
+async function runAlternating(
+  pool: string,
+  files: string,
+  count: number,
+  tag: string,
+  warmup: number,
+): Promise<{ marufs: CreateRow; tmpfs: CreateRow }> {
+  const child = spawn(process.execPath, [workerScript, 'both', pool, String(count), tag, String(warmup), files], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout });
+  const exited = new Promise<never>((_, reject) =>
+    // 'close' (stdout drained), not 'exit': a result line may still be in the pipe when the process exits.
+    child.once('close', (code) => reject(new Error(`alternating worker exited ${code} before its result`))),
+  );
+  const result = new Promise<{ marufs: number[]; tmpfs: number[] }>((resolve) => {
+    lines.on('line', (line) => {
+      if (line === 'ready') child.stdin.write('go\n');
+      else if (line.startsWith('{')) resolve(JSON.parse(line) as { marufs: number[]; tmpfs: number[] });
+    });
+  });
+  const r = await Promise.race([result, exited]);
+  const row = (system: 'marufs' | 'tmpfs', xs: number[]): CreateRow => {
+    const s = [...xs].sort((a, b) => a - b);
+    return {
+      processes: 1,
+      system,
+      warmup,
+      ops: s.length,
+      // Both sides share the wall clock, so each side's rate is over its own summed latencies.
+      opsPerSec: s.length / (s.reduce((a, b) => a + b, 0) / 1e9),
+      p50Us: percentile(s, 50) / 1000,
+      p99Us: percentile(s, 99) / 1000,
+    };
+  };
+  return { marufs: row('marufs', r.marufs), tmpfs: row('tmpfs', r.tmpfs) };
+}
+
 export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRow[]> {
   const maxRegions = quick ? 1024 : 65536;
   const pool = join(dir, 'lookup.pool');
@@ -173,9 +217,8 @@ export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRo
 }
 
 export async function runRegionBench(quick = false): Promise<RegionBenchResult> {
-  // Pools and files on /dev/shm alike: memory on both sides (a pool file on disk would add write-back
-  // faults that /dev/dax does not have).
-  const shm = mkdtempSync('/dev/shm/marufs-bench-');
+  // Pools and files on /dev/shm alike: memory on both sides.
+  const shm = poolDir('marufs-bench');
   try {
     const count = quick ? 20 : CREATES_PER_PROCESS;
     const warm = quick ? 20 : WARM_ROUNDS;
@@ -197,8 +240,15 @@ export async function runRegionBench(quick = false): Promise<RegionBenchResult> 
     createSize.push(await runWorkers('tmpfs', files, 1, quick ? 20 : COLD_CREATES, 'cold', 0));
     const single: { marufs: CreateRow[]; tmpfs: CreateRow[] } = { marufs: [], tmpfs: [] };
     for (let run = 0; run < (quick ? 1 : SINGLE_RUNS); run++) {
-      single.marufs.push(await marufs(1, count, `c1r${run}`, warm));
-      single.tmpfs.push(await runWorkers('tmpfs', files, 1, count, `c1r${run}`, warm));
+      const pool = join(shm, `create-c1r${run}.pool`);
+      await formatDevice({ path: pool, size: 12 * 1024 * MiB, geometry: { maxRegions: 4096, maxNodes: 16 } });
+      try {
+        const pair = await runAlternating(pool, files, count, `c1r${run}`, warm);
+        single.marufs.push(pair.marufs);
+        single.tmpfs.push(pair.tmpfs);
+      } finally {
+        rmSync(pool, { force: true });
+      }
     }
     createSize.push(medianRow(single.marufs), medianRow(single.tmpfs));
     for (const processes of quick ? [2] : [2, 4, 8]) {
@@ -258,11 +308,14 @@ export function renderRegionBench(r: RegionBenchResult): string {
     r.createSize.find((c) => c.system === system && c.processes === 1 && c.runP50Us && c.runP50Us.length > 1);
   const m1 = runs('marufs');
   const t1 = runs('tmpfs');
+  // Each process ran both sides in turns, so each pair of p50s was measured in the same moments.
+  const ratios = m1 && t1 ? m1.runP50Us!.map((v, i) => v / t1.runP50Us![i]!) : [];
   const spread =
     m1 && t1
-      ? `\n1 process, warm: ${m1.runP50Us!.length} fresh processes one after another, the row is their median; ` +
-        `p50 of each: marufs ${m1.runP50Us!.map((v) => v.toFixed(2)).join(', ')} µs; ` +
-        `tmpfs ${t1.runP50Us!.map((v) => v.toFixed(2)).join(', ')} µs`
+      ? `\n1 process, warm: ${m1.runP50Us!.length} fresh processes one after another, each creating marufs regions ` +
+        `and tmpfs files in turns of 20; the row is the median of their p50s. p50 of each: marufs ` +
+        `${m1.runP50Us!.map((v) => v.toFixed(2)).join(', ')} µs; tmpfs ${t1.runP50Us!.map((v) => v.toFixed(2)).join(', ')} µs; ` +
+        `marufs / tmpfs in each process ${ratios.map((v) => v.toFixed(2)).join(', ')} (median ${[...ratios].sort((a, b) => a - b)[(ratios.length - 1) >> 1]!.toFixed(2)})`
       : '';
   const famfs = 'famfs (published, not measured here): ~90–120 ms per file create';
   const lookup = renderTable(
@@ -333,10 +386,9 @@ async function quotaWorker(args: string[]): Promise<number[]> {
 
 export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBenchResult> {
   const oldEngine = process.env['MARUFS_BENCH_OLD_ENGINE'] || null;
-  const dir = mkdtempSync(join(tmpdir(), 'marufs-bench-quota-'));
-  const shm = mkdtempSync('/dev/shm/marufs-bench-quota-');
+  const shm = poolDir('marufs-bench-quota');
   try {
-    const pool = join(dir, 'quota.pool');
+    const pool = join(shm, 'quota.pool');
     const maxRegions = 4096;
     const filler = quick ? 200 : 2000;
     const count = quick ? 20 : 300;
@@ -389,7 +441,6 @@ export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBench
     }
     return { regions: filler, maxRegions, oldEngine, runs };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
     rmSync(shm, { recursive: true, force: true });
   }
 }
