@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { format } from 'prettier';
 import { BENCHES, type Headline } from './catalogue.js';
+import { renderProbe, type SpeedProbe } from './speed-probe.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const START = '<!-- bench:headline:start -->';
@@ -17,6 +18,8 @@ const END = '<!-- bench:headline:end -->';
 interface Stored {
   machine: string;
   date: string;
+  /** Absent in results from before the probe existed. */
+  speedProbe?: { before: SpeedProbe; after: SpeedProbe };
 }
 
 function load(dir: string, name: string): (Stored & Record<string, unknown>) | undefined {
@@ -58,7 +61,9 @@ export async function writeReport(dir: string, options: { readme: boolean; quick
       .map((f) => `\n\n![${f.slice(0, -4)}](${relative(dir, join(root, 'docs', 'img', f))})`)
       .join('');
     sections.push(
-      `## ${name}: ${bench.title}\n\nRun ${result.date} on ${result.machine}.${image}\n\n\`\`\`text\n${bench.render(result as never)}\n\`\`\``,
+      `## ${name}: ${bench.title}\n\nRun ${result.date} on ${result.machine}.` +
+        `${result.speedProbe ? ` ${renderProbe(result.speedProbe)}.` : ''}${image}\n\n` +
+        `\`\`\`text\n${bench.render(result as never)}\n\`\`\``,
     );
   }
   const head = options.quick

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCHES } from './catalogue.js';
 import { writeReport } from './report.js';
+import { probeSpeed, renderProbe } from './speed-probe.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -27,11 +28,15 @@ async function main(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
   for (const name of names.length ? names : Object.keys(BENCHES)) {
     const bench = BENCHES[name]!;
+    const before = probeSpeed();
     const result = await bench.run(quick);
-    process.stdout.write(`## ${name}: ${bench.title}\n\n${bench.render(result as never)}\n\n`);
+    const speedProbe = { before, after: probeSpeed() };
+    process.stdout.write(
+      `## ${name}: ${bench.title}\n\n${bench.render(result as never)}\n${renderProbe(speedProbe)}\n\n`,
+    );
     writeFileSync(
       join(resultsDir, `${name}.json`),
-      `${JSON.stringify({ machine, date: new Date().toISOString(), ...result }, null, 2)}\n`,
+      `${JSON.stringify({ machine, date: new Date().toISOString(), speedProbe, ...result }, null, 2)}\n`,
     );
     if (!quick) {
       const chart = bench.plot();
