@@ -1,4 +1,8 @@
 /** The benchmarks still run (quick form) and their invariants hold: no lost CAS increments. */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { renderBootstrapBench, runBootstrapBench } from '../../bench/bootstrap.js';
 
 describe('bench smoke', () => {
@@ -23,12 +27,41 @@ describe('regions bench smoke', () => {
       'marufs 2 20',
       'tmpfs 2 20',
     ]);
+    // The 1-process warm pair came from one process taking turns: every create of both sides timed.
+    const pair = r.createSize.filter((c) => c.processes === 1 && c.warmup === 20);
+    expect(pair.map((c) => c.ops)).toEqual([20, 20]);
+    for (const c of pair) expect(c.p50Us).toBeGreaterThan(0);
     expect(r.lookup.map((l) => l.regions)).toEqual([1, 16, 256, 1024]);
     for (const l of r.lookup) expect(l.tmpfsStatP50Ns).toBeGreaterThan(0);
     const text = renderRegionBench(r);
     expect(text).toMatch(/marufs p50 \/ tmpfs p50/);
     expect(text).toMatch(/1 process\(es\), cold/);
     expect(text).toMatch(/tmpfs stat p50 ns/);
+  });
+});
+
+describe('speed probe', () => {
+  // Through `npm run bench`'s runner in a plain node process (under jest's module VM the probe's
+  // loops run some 100× slower than in node, which would make its figures meaningless).
+  it('times the machine before and after a benchmark, prints it and stores it with the result', () => {
+    const runner = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
+    const out = execFileSync(process.execPath, [runner, 'bootstrap', '--quick'], { encoding: 'utf8' });
+    const m =
+      /machine speed probe \(no marufs code; lower is faster\): atomic op ([\d.]+) ns before, ([\d.]+) ns after/.exec(
+        out,
+      );
+    expect(m).not.toBeNull();
+    const report = /report: (.*)\n/.exec(out)![1]!;
+    const stored = JSON.parse(readFileSync(join(dirname(report), 'bootstrap.json'), 'utf8')) as {
+      speedProbe: { before: { atomicNs: number; loopNs: number }; after: { atomicNs: number; loopNs: number } };
+    };
+    rmSync(dirname(report), { recursive: true, force: true });
+    expect(stored.speedProbe.before.atomicNs).toBe(Number(m![1]));
+    expect(stored.speedProbe.after.atomicNs).toBe(Number(m![2]));
+    for (const p of [stored.speedProbe.before, stored.speedProbe.after]) {
+      expect(p.atomicNs).toBeGreaterThan(0);
+      expect(p.loopNs).toBeGreaterThan(0);
+    }
   });
 });
 
