@@ -33,7 +33,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Pool } from '../src/sdk/pool.js';
 import { barChart } from './plot.js';
-import { renderTable } from './table.js';
+import { median, renderTable } from './table.js';
 import { seededRandom } from '../test/helpers/util.js';
 
 const MiB = 1024 * 1024;
@@ -143,12 +143,6 @@ function config(quick: boolean): FuseBenchConfig {
 }
 
 // ---- helpers -------------------------------------------------------------------------------------
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** `count` aligned offsets of `block`-byte blocks inside `fileBytes`, precomputed outside the loops. */
 function randomOffsets(seed: number, count: number, block: number, fileBytes: number): Float64Array {

@@ -25,7 +25,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { attachNode, formatDevice, thisProcess } from '../src/engine/index.js';
 import { poolDir } from './pool-dir.js';
-import { percentile, renderTable } from './table.js';
+import { median, percentile, renderTable } from './table.js';
 
 const workerScript = fileURLToPath(new URL('./region-worker.js', import.meta.url));
 const quotaWorkerScript = fileURLToPath(new URL('./quota-worker.js', import.meta.url));
@@ -263,7 +263,6 @@ export async function runRegionBench(quick = false): Promise<RegionBenchResult> 
 
 /** Several runs of one row as one: the median of their p50s, p99s and rates, and each run's p50. */
 function medianRow(runs: CreateRow[]): CreateRow {
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
   return {
     ...runs[0]!,
     ops: runs.reduce((n, r) => n + r.ops, 0),
@@ -315,7 +314,7 @@ export function renderRegionBench(r: RegionBenchResult): string {
       ? `\n1 process, warm: ${m1.runP50Us!.length} fresh processes one after another, each creating marufs regions ` +
         `and tmpfs files in turns of 20; the row is the median of their p50s. p50 of each: marufs ` +
         `${m1.runP50Us!.map((v) => v.toFixed(2)).join(', ')} µs; tmpfs ${t1.runP50Us!.map((v) => v.toFixed(2)).join(', ')} µs; ` +
-        `marufs / tmpfs in each process ${ratios.map((v) => v.toFixed(2)).join(', ')} (median ${[...ratios].sort((a, b) => a - b)[(ratios.length - 1) >> 1]!.toFixed(2)})`
+        `marufs / tmpfs in each process ${ratios.map((v) => v.toFixed(2)).join(', ')} (median ${median(ratios).toFixed(2)})`
       : '';
   const famfs = 'famfs (published, not measured here): ~90–120 ms per file create';
   const lookup = renderTable(

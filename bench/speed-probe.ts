@@ -7,6 +7,8 @@
  * process, the same code). A result whose probe reads slow was made on the slow machine.
  */
 
+import { median } from './table.js';
+
 export interface SpeedProbe {
   /** ns per atomic operation (Atomics.store and Atomics.compareExchange on one shared word), median of 7. */
   atomicNs: number;
@@ -35,8 +37,6 @@ function loopPass(): number {
   sink = h;
   return ns;
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 /** About 0.2 s. The first pass of each loop (compiling it) is not counted. */
 export function probeSpeed(): SpeedProbe {
