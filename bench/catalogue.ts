@@ -9,9 +9,10 @@ import { renderIdleBench, runIdleBench, type IdleBenchResult, type IdleRow } fro
 import { plotFuseResults, renderFuseBench, runFuseBench, type FuseBenchResult } from './fuse.js';
 import { plotKvCacheResults, renderKvCacheBench, runKvCacheBench, type KvCacheBenchResult } from './kvcache.js';
 import { renderMeBench, runMeBench, type MeBenchResult } from './me.js';
-import { renderNrhtBench, runNrhtBench, type NrhtBenchResult } from './nrht.js';
+import { HOT_KEYS, renderNrhtBench, runNrhtBench, type NrhtBenchResult } from './nrht.js';
 import { plot } from './plot.js';
 import {
+  HOT_NAMES,
   renderOwnerQuotaBench,
   renderRegionBench,
   runOwnerQuotaBench,
@@ -123,7 +124,7 @@ const regions: Bench<RegionBenchResult> = {
       ...(first && last
         ? [
             {
-              what: `lookup by name, p50, ${first.regions} → ${last.regions} regions`,
+              what: `lookup by name, p50, ${first.regions} → ${last.regions} regions (names drawn from every region)`,
               marufs: `${first.p50Ns} → ${last.p50Ns} ns`,
               peer:
                 first.tmpfsStatP50Ns && last.tmpfsStatP50Ns
@@ -134,10 +135,23 @@ const regions: Bench<RegionBenchResult> = {
             ...(first.inBatchesP50Ns !== undefined && last.inBatchesP50Ns !== undefined
               ? [
                   {
-                    what: `lookup by name, p50 timed 32 at a time (per lookup), ${first.regions} → ${last.regions} regions`,
+                    what: `lookup by name, p50 timed 32 at a time (per lookup), ${first.regions} → ${last.regions} regions (names drawn from every region)`,
                     marufs: `${num(first.inBatchesP50Ns)} → ${num(last.inBatchesP50Ns)} ns`,
                     peer: '—',
                     ratio: `${x(last.inBatchesP50Ns / first.inBatchesP50Ns)} slower when full`,
+                  },
+                ]
+              : []),
+            ...(first.hotInBatchesP50Ns !== undefined && last.hotInBatchesP50Ns !== undefined
+              ? [
+                  {
+                    what: `lookup by name, hot working set (the same ${HOT_NAMES} names), p50 timed 32 at a time, ${first.regions} → ${last.regions} regions`,
+                    marufs: `${num(first.hotInBatchesP50Ns)} → ${num(last.hotInBatchesP50Ns)} ns`,
+                    peer:
+                      first.hotTmpfsStatInBatchesP50Ns && last.hotTmpfsStatInBatchesP50Ns
+                        ? `tmpfs stat ${num(first.hotTmpfsStatInBatchesP50Ns)} → ${num(last.hotTmpfsStatInBatchesP50Ns)} ns`
+                        : '—',
+                    ratio: `${x(last.hotInBatchesP50Ns / first.hotInBatchesP50Ns)} slower when full`,
                   },
                 ]
               : []),
@@ -253,9 +267,17 @@ const nrht: Bench<NrhtBenchResult> = {
         ratio: `${x(s.redis!.p50Ns / s.inBatches!.p50Ns)} faster`,
       })),
     ...r.sideBySide
-      .filter((s) => s.redis && s.op === 'findMany')
+      .filter((s) => s.redis && s.op === 'findHot')
       .map((s) => ({
-        what: 'name table findMany, 32 names per call (vs 32 pipelined GETs), per name: mean; p50',
+        what: `name table find (vs GET), p50, hot working set (the same ${HOT_KEYS} keys on both sides), finds timed 32 at a time`,
+        marufs: us(s.marufs.p50Ns),
+        peer: `${redisOf(r.redisVersion)} ${us(s.redis!.p50Ns)}`,
+        ratio: `${x(s.redis!.p50Ns / s.marufs.p50Ns)} faster`,
+      })),
+    ...r.sideBySide
+      .filter((s) => s.redis && (s.op === 'findMany' || s.op === 'findManyHot'))
+      .map((s) => ({
+        what: `name table findMany, 32 names per call (vs 32 pipelined GETs), per name: mean; p50${s.op === 'findManyHot' ? `, hot working set (the same ${HOT_KEYS} keys on both sides)` : ''}`,
         marufs: `${us(s.marufs.meanNs)}; ${us(s.marufs.p50Ns)}`,
         peer: `${redisOf(r.redisVersion)} ${us(s.redis!.meanNs)}; ${us(s.redis!.p50Ns)}`,
         ratio: `${x(s.redis!.meanNs / s.marufs.meanNs)}; ${x(s.redis!.p50Ns / s.marufs.p50Ns)} faster`,

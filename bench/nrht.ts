@@ -11,7 +11,9 @@
  *     timer's cost, as a distribution over batches (find, findMiss; for findMany both are per name of
  *     a 32-name call). Redis GETs (20–60 µs) are timed one by one: the timer is noise there. Goals
  *     compare p50 with p50: GET p50 / find p50 in batches, and 32 pipelined GETs p50 / findMany p50,
- *     both per name;
+ *     both per name. find, findMiss and findMany draw from 50,000 keys, so each find's entry is mostly
+ *     out of the CPU's caches; findHot and findManyHot look up the same HOT_KEYS keys over and over
+ *     (in cache) next to GETs of the same keys, one by one and 32 pipelined;
  *  2. the reference's sweep: 8 node processes, 2–64 shards, both ME strategies, per-op
  *     mean/p50/p99/p999 and throughput of publish, find, clear and the ref/pin counters.
  */
@@ -27,6 +29,8 @@ import { poolDir } from './pool-dir.js';
 import { percentile, renderTable } from './table.js';
 
 const workerScript = fileURLToPath(new URL('./nrht-worker.js', import.meta.url));
+/** Keys in the hot working set of findHot and findManyHot (one findMany call's worth). */
+export const HOT_KEYS = 32;
 const MiB = 1024 * 1024;
 
 interface Dist {
@@ -171,6 +175,19 @@ export async function sideBySide(
       many.push(Number(process.hrtime.bigint() - t0) / 32);
     }
   }
+  // The hot working set: the same HOT_KEYS keys again and again (their entries stay in the CPU's caches).
+  const hot = keys.slice(0, HOT_KEYS);
+  timeInBatches(n, (i) => t.find(hot[i % HOT_KEYS]!)); // warm-up
+  const findHot = timeInBatches(n, (i) => t.find(hot[i % HOT_KEYS]!));
+  const manyHot: number[] = [];
+  for (let pass = 0; pass < 2; pass++) {
+    manyHot.length = 0;
+    for (let start = 0; start + 32 <= n; start += 32) {
+      const t0 = process.hrtime.bigint();
+      t.findMany(hot, out as never);
+      manyHot.push(Number(process.hrtime.bigint() - t0) / 32);
+    }
+  }
   await t.leave();
   const server = await startRedisServer();
   const rows: SideBySideRow[] = [];
@@ -228,16 +245,22 @@ export async function sideBySide(
       redis: dist(redisMiss),
       redisPipelinedMeanNs: pipelined.find,
     });
-    // Per name: a findMany of 32 next to 32 pipelined GETs (one round trip), both timed per batch.
-    const redisMany: number[] = [];
-    for (let pass = 0; pass < 2; pass++) {
-      redisMany.length = 0;
-      for (let start = 0; start + 32 <= n; start += 32) {
-        const t0 = process.hrtime.bigint();
-        await Promise.all(keys.slice(start, start + 32).map((k) => client.get(k)));
-        redisMany.push(Number(process.hrtime.bigint() - t0) / 32);
+    // Per name: a findMany of 32 next to 32 pipelined GETs (one round trip), both timed per batch. The
+    // keys are SET again first (the pipelined DELs above removed them), so every GET finds its key.
+    for (let start = 0; start < n; start += 32) await batch((k) => client.set(k, value))(start);
+    const pipelinedGets = async (names: (start: number) => string[]): Promise<number[]> => {
+      const perName: number[] = [];
+      for (let pass = 0; pass < 2; pass++) {
+        perName.length = 0;
+        for (let start = 0; start + 32 <= n; start += 32) {
+          const t0 = process.hrtime.bigint();
+          await Promise.all(names(start).map((k) => client.get(k)));
+          perName.push(Number(process.hrtime.bigint() - t0) / 32);
+        }
       }
-    }
+      return perName;
+    };
+    const redisMany = await pipelinedGets((start) => keys.slice(start, start + 32));
     rows.push({
       op: 'findMany',
       marufs: dist(many),
@@ -245,6 +268,25 @@ export async function sideBySide(
       inBatches: dist(many),
       redis: dist(redisMany),
       redisPipelinedMeanNs: dist(redisMany).meanNs,
+    });
+    // The hot working set on both sides: GETs of the same HOT_KEYS keys, one by one and pipelined.
+    await time(n, (i) => client.get(hot[i % HOT_KEYS]!)); // warm-up
+    const redisHot = await time(n, (i) => client.get(hot[i % HOT_KEYS]!));
+    rows.push({
+      op: 'findHot',
+      marufs: dist(findHot),
+      marufsBatchedMeanNs: dist(findHot).meanNs,
+      inBatches: dist(findHot),
+      redis: dist(redisHot),
+    });
+    const redisManyHot = await pipelinedGets(() => hot);
+    rows.push({
+      op: 'findManyHot',
+      marufs: dist(manyHot),
+      marufsBatchedMeanNs: dist(manyHot).meanNs,
+      inBatches: dist(manyHot),
+      redis: dist(redisManyHot),
+      redisPipelinedMeanNs: dist(redisManyHot).meanNs,
     });
   } finally {
     await client.quit();
@@ -322,6 +364,18 @@ export async function runNrhtBench(quick = false): Promise<NrhtBenchResult> {
 
 const us = (ns: number): number => ns / 1000;
 
+/** What each side-by-side row's marufs operation is compared with. */
+const PEER_OP: Record<string, string> = {
+  publish: 'SET',
+  find: 'GET',
+  refInc: 'INCR',
+  clear: 'DEL',
+  findMiss: 'GET of a missing key',
+  findMany: '32 pipelined GETs',
+  findHot: `GET, the same ${HOT_KEYS} keys`,
+  findManyHot: `32 pipelined GETs, the same ${HOT_KEYS} keys`,
+};
+
 export function renderNrhtBench(r: NrhtBenchResult): string {
   const sbs = renderTable(
     [
@@ -338,7 +392,7 @@ export function renderNrhtBench(r: NrhtBenchResult): string {
       'Redis p50 / marufs p50 in batches',
     ],
     r.sideBySide.map((row) => [
-      `${row.op} vs ${{ publish: 'SET', find: 'GET', refInc: 'INCR', clear: 'DEL', findMiss: 'GET of a missing key', findMany: '32 pipelined GETs' }[row.op] ?? '?'} ${row.op === 'findMany' ? '(per name)' : ''}`.trim(),
+      `${row.op} vs ${PEER_OP[row.op] ?? '?'} ${row.op.startsWith('findMany') ? '(per name)' : ''}`.trim(),
       us(row.marufs.p50Ns),
       us(row.marufs.p99Ns),
       us(row.marufsBatchedMeanNs),
@@ -364,5 +418,9 @@ export function renderNrhtBench(r: NrhtBenchResult): string {
       s.opsPerSec,
     ]),
   );
-  return `${sbs}\n${r.redisVersion ?? 'redis-server not installed: Redis columns skipped'}\n\n${sweep}`;
+  const keys = r.sideBySide.find((row) => row.op === 'find')?.marufs.n ?? 0;
+  const how =
+    `find, findMiss and findMany draw from ${keys} keys (each find's table entry is mostly out of the CPU's ` +
+    `caches); findHot and findManyHot look up the same ${HOT_KEYS} keys again and again (in cache), on both sides`;
+  return `${sbs}\n${how}\n${r.redisVersion ?? 'redis-server not installed: Redis columns skipped'}\n\n${sweep}`;
 }
