@@ -18,14 +18,13 @@
  *     tmpfs — with this tree's engine and, when MARUFS_BENCH_OLD_ENGINE names an older build's
  *     dist/src/engine/index.js, with that one too, in alternating runs.
  */
-import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { attachNode, formatDevice, thisProcess } from '../src/engine/index.js';
 import { poolDir } from './pool-dir.js';
 import { median, percentile, renderTable } from './table.js';
+import { spawnWorker } from './worker-process.js';
 
 const workerScript = fileURLToPath(new URL('./region-worker.js', import.meta.url));
 const quotaWorkerScript = fileURLToPath(new URL('./quota-worker.js', import.meta.url));
@@ -86,23 +85,12 @@ async function runWorkers(
   tag: string,
   warmup: number,
 ): Promise<CreateRow> {
-  const children = Array.from({ length: processes }, (_, i) => {
-    const child = spawn(process.execPath, [workerScript, mode, target, String(count), `${tag}-p${i}`, String(warmup)], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    const lines = createInterface({ input: child.stdout });
-    const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
-    const result = new Promise<number[]>((resolve, reject) => {
-      lines.on('line', (line) => {
-        if (line.startsWith('[')) resolve(JSON.parse(line) as number[]);
-      });
-      child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`${mode} worker exited ${code}`))));
-    });
-    return { child, ready, result };
-  });
+  const children = Array.from({ length: processes }, (_, i) =>
+    spawnWorker<number[]>(workerScript, [mode, target, String(count), `${tag}-p${i}`, String(warmup)]),
+  );
   await Promise.all(children.map((c) => c.ready));
   const t0 = performance.now();
-  for (const c of children) c.child.stdin.write('go\n');
+  for (const c of children) c.go();
   const all = (await Promise.all(children.map((c) => c.result))).flat();
   const wallMs = performance.now() - t0;
   all.sort((a, b) => a - b);
@@ -125,21 +113,17 @@ async function runAlternating(
   tag: string,
   warmup: number,
 ): Promise<{ marufs: CreateRow; tmpfs: CreateRow }> {
-  const child = spawn(process.execPath, [workerScript, 'both', pool, String(count), tag, String(warmup), files], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout });
-  const exited = new Promise<never>((_, reject) =>
-    // 'close' (stdout drained), not 'exit': a result line may still be in the pipe when the process exits.
-    child.once('close', (code) => reject(new Error(`alternating worker exited ${code} before its result`))),
-  );
-  const result = new Promise<{ marufs: number[]; tmpfs: number[] }>((resolve) => {
-    lines.on('line', (line) => {
-      if (line === 'ready') child.stdin.write('go\n');
-      else if (line.startsWith('{')) resolve(JSON.parse(line) as { marufs: number[]; tmpfs: number[] });
-    });
-  });
-  const r = await Promise.race([result, exited]);
+  const worker = spawnWorker<{ marufs: number[]; tmpfs: number[] }>(workerScript, [
+    'both',
+    pool,
+    String(count),
+    tag,
+    String(warmup),
+    files,
+  ]);
+  await worker.ready;
+  worker.go();
+  const r = await worker.result;
   const row = (system: 'marufs' | 'tmpfs', xs: number[]): CreateRow => {
     const s = [...xs].sort((a, b) => a - b);
     return {
@@ -369,18 +353,10 @@ export interface OwnerQuotaBenchResult {
 
 /** One worker process of bench/quota-worker.ts: its latencies (ns), sorted. */
 async function quotaWorker(args: string[]): Promise<number[]> {
-  const child = spawn(process.execPath, [quotaWorkerScript, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
-  const result = new Promise<number[]>((resolve, reject) => {
-    lines.on('line', (line) => {
-      if (line.startsWith('[')) resolve(JSON.parse(line) as number[]);
-    });
-    child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`quota worker exited ${code}`))));
-  });
-  await ready;
-  child.stdin.write('go\n');
-  return (await result).sort((a, b) => a - b);
+  const worker = spawnWorker<number[]>(quotaWorkerScript, args);
+  await worker.ready;
+  worker.go();
+  return (await worker.result).sort((a, b) => a - b);
 }
 
 export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBenchResult> {
