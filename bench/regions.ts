@@ -421,7 +421,6 @@ export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBench
 }
 
 export function renderOwnerQuotaBench(r: OwnerQuotaBenchResult): string {
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
   const groups: [QuotaRun['engine'], QuotaRun['caller'], string][] = [
     ['old', 'root', 'marufs before (table pass), root'],
     ['old', 'limited uid', 'marufs before (table pass), limited uid'],
