@@ -50,7 +50,7 @@ export function spawnWorker<T>(script: string, args: string[]): WorkerProcess<T>
   // 'close' (stdout drained), not 'exit': a result line may still be in the pipe when the process exits.
   // After a result (or "ready") the rejection is a no-op: a promise settles once.
   child.once('close', (code, signal) => {
-    const e = new Error(`worker ${basename(script)} ${args.join(' ')} exited ${code ?? signal} before its result`);
+    const e = new Error(`worker ${[basename(script), ...args].join(' ')} exited ${code ?? signal} before its result`);
     readyReject(e);
     resultReject(e);
   });
