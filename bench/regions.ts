@@ -18,14 +18,13 @@
  *     tmpfs — with this tree's engine and, when MARUFS_BENCH_OLD_ENGINE names an older build's
  *     dist/src/engine/index.js, with that one too, in alternating runs.
  */
-import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { attachNode, formatDevice, thisProcess } from '../src/engine/index.js';
 import { poolDir } from './pool-dir.js';
-import { median, percentile, renderTable } from './table.js';
+import { formatNumber, median, percentile, renderTable } from './table.js';
+import { spawnWorker } from './worker-process.js';
 
 const workerScript = fileURLToPath(new URL('./region-worker.js', import.meta.url));
 const quotaWorkerScript = fileURLToPath(new URL('./quota-worker.js', import.meta.url));
@@ -97,23 +96,12 @@ async function runWorkers(
   tag: string,
   warmup: number,
 ): Promise<CreateRow> {
-  const children = Array.from({ length: processes }, (_, i) => {
-    const child = spawn(process.execPath, [workerScript, mode, target, String(count), `${tag}-p${i}`, String(warmup)], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    const lines = createInterface({ input: child.stdout });
-    const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
-    const result = new Promise<number[]>((resolve, reject) => {
-      lines.on('line', (line) => {
-        if (line.startsWith('[')) resolve(JSON.parse(line) as number[]);
-      });
-      child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`${mode} worker exited ${code}`))));
-    });
-    return { child, ready, result };
-  });
+  const children = Array.from({ length: processes }, (_, i) =>
+    spawnWorker<number[]>(workerScript, [mode, target, String(count), `${tag}-p${i}`, String(warmup)]),
+  );
   await Promise.all(children.map((c) => c.ready));
   const t0 = performance.now();
-  for (const c of children) c.child.stdin.write('go\n');
+  for (const c of children) c.go();
   const all = (await Promise.all(children.map((c) => c.result))).flat();
   const wallMs = performance.now() - t0;
   all.sort((a, b) => a - b);
@@ -136,21 +124,17 @@ async function runAlternating(
   tag: string,
   warmup: number,
 ): Promise<{ marufs: CreateRow; tmpfs: CreateRow }> {
-  const child = spawn(process.execPath, [workerScript, 'both', pool, String(count), tag, String(warmup), files], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout });
-  const exited = new Promise<never>((_, reject) =>
-    // 'close' (stdout drained), not 'exit': a result line may still be in the pipe when the process exits.
-    child.once('close', (code) => reject(new Error(`alternating worker exited ${code} before its result`))),
-  );
-  const result = new Promise<{ marufs: number[]; tmpfs: number[] }>((resolve) => {
-    lines.on('line', (line) => {
-      if (line === 'ready') child.stdin.write('go\n');
-      else if (line.startsWith('{')) resolve(JSON.parse(line) as { marufs: number[]; tmpfs: number[] });
-    });
-  });
-  const r = await Promise.race([result, exited]);
+  const worker = spawnWorker<{ marufs: number[]; tmpfs: number[] }>(workerScript, [
+    'both',
+    pool,
+    String(count),
+    tag,
+    String(warmup),
+    files,
+  ]);
+  await worker.ready;
+  worker.go();
+  const r = await worker.result;
   const row = (system: 'marufs' | 'tmpfs', xs: number[]): CreateRow => {
     const s = [...xs].sort((a, b) => a - b);
     return {
@@ -308,10 +292,14 @@ export function createRowLabel(c: CreateRow): string {
 }
 
 export function renderRegionBench(r: RegionBenchResult): string {
+  // The 1-process warm pair (medianRow's rows, the ones with runP50Us: both sides in turns in one
+  // process) rate each side over its own summed create times; the other rows over wall time. Marked '*'.
+  const paired = (c: CreateRow): boolean => c.runP50Us !== undefined;
+  const rate = (c: CreateRow): string | number => (paired(c) ? `${formatNumber(c.opsPerSec)} *` : c.opsPerSec);
   const rows: (string | number)[][] = [];
   for (const m of r.createSize.filter((x) => x.system === 'marufs')) {
     const t = r.createSize.find((x) => x.system === 'tmpfs' && x.processes === m.processes && x.warmup === m.warmup)!;
-    rows.push([createRowLabel(m), m.opsPerSec, m.p50Us, m.p99Us, t.opsPerSec, t.p50Us, t.p99Us, m.p50Us / t.p50Us]);
+    rows.push([createRowLabel(m), rate(m), m.p50Us, m.p99Us, rate(t), t.p50Us, t.p99Us, m.p50Us / t.p50Us]);
   }
   const create = renderTable(
     [
@@ -344,6 +332,11 @@ export function renderRegionBench(r: RegionBenchResult): string {
         `${m1.runP50Us!.map((v) => v.toFixed(2)).join(', ')} µs; tmpfs ${t1.runP50Us!.map((v) => v.toFixed(2)).join(', ')} µs; ` +
         `marufs / tmpfs in each process ${ratios.map((v) => v.toFixed(2)).join(', ')} (median ${median(ratios).toFixed(2)})`
       : '';
+  const ownTime = r.createSize.some(paired)
+    ? "* 1 process, warm: ops/s is each side's creates over its own summed create times (the two sides take " +
+      "turns in one process, so they share the wall clock); the other rows' is creates over the wall time " +
+      'from "go" to the last result\n'
+    : '';
   const famfs = 'famfs (published, not measured here): ~90–120 ms per file create';
   const lookup = renderTable(
     [
@@ -386,7 +379,7 @@ export function renderRegionBench(r: RegionBenchResult): string {
       `names drawn from every region (${spreadNames} distinct at the last fill): there the working set grows ` +
       'with the fill and leaves the CPU caches (about 4 cache lines per name)'
     : '';
-  return `${create}\n${how}${spread}\n${famfs}\n\n${lookup}\n${grew}${grewHot}`;
+  return `${create}\n${ownTime}${how}${spread}\n${famfs}\n\n${lookup}\n${grew}${grewHot}`;
 }
 
 // ---- owner-quota: the cost of the per-owner quota check ---------------------------------------------
@@ -410,18 +403,10 @@ export interface OwnerQuotaBenchResult {
 
 /** One worker process of bench/quota-worker.ts: its latencies (ns), sorted. */
 async function quotaWorker(args: string[]): Promise<number[]> {
-  const child = spawn(process.execPath, [quotaWorkerScript, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
-  const result = new Promise<number[]>((resolve, reject) => {
-    lines.on('line', (line) => {
-      if (line.startsWith('[')) resolve(JSON.parse(line) as number[]);
-    });
-    child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`quota worker exited ${code}`))));
-  });
-  await ready;
-  child.stdin.write('go\n');
-  return (await result).sort((a, b) => a - b);
+  const worker = spawnWorker<number[]>(quotaWorkerScript, args);
+  await worker.ready;
+  worker.go();
+  return (await worker.result).sort((a, b) => a - b);
 }
 
 export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBenchResult> {
@@ -486,7 +471,6 @@ export async function runOwnerQuotaBench(quick = false): Promise<OwnerQuotaBench
 }
 
 export function renderOwnerQuotaBench(r: OwnerQuotaBenchResult): string {
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
   const groups: [QuotaRun['engine'], QuotaRun['caller'], string][] = [
     ['old', 'root', 'marufs before (table pass), root'],
     ['old', 'limited uid', 'marufs before (table pass), limited uid'],

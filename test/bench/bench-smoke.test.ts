@@ -37,6 +37,9 @@ describe('regions bench smoke', () => {
     const text = renderRegionBench(r);
     expect(text).toMatch(/marufs p50 \/ tmpfs p50/);
     expect(text).toMatch(/1 process\(es\), cold/);
+    // The pair's ops/s are over each side's own create times, marked and said under the table.
+    expect(text).toMatch(/^1 process\(es\), warm +[\d.e+]+ \* /m);
+    expect(text).toMatch(/^\* 1 process, warm: ops\/s is each side's creates over its own summed create times/m);
     expect(text).toMatch(/tmpfs stat p50 ns/);
   });
 });
