@@ -4,8 +4,13 @@
  * write-protected again every few seconds, so writes take page faults that /dev/dax, whose pages
  * are memory with no write-back, never takes. The caller removes the directory.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
+
+const SHM = '/dev/shm';
 
 export function poolDir(prefix: string): string {
-  return mkdtempSync(`/dev/shm/${prefix}-`);
+  if (!statSync(SHM, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new Error(`benchmarks keep their pools in memory on ${SHM}, which this machine lacks: mount a tmpfs there`);
+  }
+  return mkdtempSync(`${SHM}/${prefix}-`);
 }

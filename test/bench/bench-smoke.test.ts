@@ -34,6 +34,11 @@ describe('regions bench smoke', () => {
     for (const c of pair) expect(c.p50Us).toBeGreaterThan(0);
     expect(r.lookup.map((l) => l.regions)).toEqual([1, 16, 256, 1024]);
     for (const l of r.lookup) expect(l.tmpfsStatP50Ns).toBeGreaterThan(0);
+    // The hot working set is measured at every fill, on both sides.
+    for (const l of r.lookup) {
+      expect(l.hotInBatchesP50Ns).toBeGreaterThan(0);
+      expect(l.hotTmpfsStatInBatchesP50Ns).toBeGreaterThan(0);
+    }
     const text = renderRegionBench(r);
     expect(text).toMatch(/marufs p50 \/ tmpfs p50/);
     expect(text).toMatch(/1 process\(es\), cold/);
@@ -41,6 +46,8 @@ describe('regions bench smoke', () => {
     expect(text).toMatch(/^1 process\(es\), warm +[\d.e+]+ \* /m);
     expect(text).toMatch(/^\* 1 process, warm: ops\/s is each side's creates over its own summed create times/m);
     expect(text).toMatch(/tmpfs stat p50 ns/);
+    expect(text).toMatch(/hot: 32 names, p50 ns 32 at a time/);
+    expect(text).toMatch(/^hot working set \(the same 32 names at every fill/m);
   });
 });
 
@@ -103,13 +110,28 @@ describe('idle bench smoke', () => {
 });
 
 describe('nrht bench smoke', () => {
-  it('runs the name-table benchmark in its quick form, next to Redis when it is installed', async () => {
+  it('runs the name-table benchmark in its quick form, next to Redis (installed when missing)', async () => {
     const { runNrhtBench, renderNrhtBench } = await import('../../bench/nrht.js');
     const r = await runNrhtBench(true);
-    expect(r.sideBySide.map((s) => s.op)).toEqual(['publish', 'find', 'refInc', 'clear', 'findMiss', 'findMany']);
+    expect(r.sideBySide.map((s) => s.op)).toEqual([
+      'publish',
+      'find',
+      'refInc',
+      'clear',
+      'findMiss',
+      'findMany',
+      'findHot',
+      'findManyHot',
+    ]);
     for (const s of r.sideBySide) expect(s.marufs.n).toBeGreaterThan(0);
+    // The hot rows compare with GETs of the same keys, one by one and pipelined.
+    const hot = r.sideBySide.filter((s) => s.op.endsWith('Hot'));
+    for (const s of hot) expect(s.redis?.p50Ns).toBeGreaterThan(0);
     expect(r.sweep.length).toBe(2 * 7);
-    expect(renderNrhtBench(r)).toMatch(/find vs GET/);
+    const text = renderNrhtBench(r);
+    expect(text).toMatch(/find vs GET/);
+    expect(text).toMatch(/findHot vs GET, the same 32 keys/);
+    expect(text).toMatch(/findManyHot vs 32 pipelined GETs, the same 32 keys \(per name\)/);
   });
 });
 
