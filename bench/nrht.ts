@@ -100,6 +100,41 @@ function timeInBatches(n: number, fn: (i: number) => unknown): number[] {
   return out;
 }
 
+/**
+ * Per-name cost of calls that each handle 32 names: `call(names(start))` for every 32 of n, timed
+ * per call and divided by 32; two passes, the first a warm-up.
+ */
+async function perNameOfBatches(
+  n: number,
+  names: (start: number) => string[],
+  call: (names: string[]) => unknown,
+): Promise<number[]> {
+  const perName: number[] = [];
+  for (let pass = 0; pass < 2; pass++) {
+    perName.length = 0;
+    for (let start = 0; start + 32 <= n; start += 32) {
+      const batch = names(start);
+      const t0 = process.hrtime.bigint();
+      const r = call(batch);
+      if (r instanceof Promise) await r;
+      perName.push(Number(process.hrtime.bigint() - t0) / 32);
+    }
+  }
+  return perName;
+}
+
+/** A side-by-side row whose marufs samples are per call of a batch (so also its `inBatches`). */
+function batchRow(op: string, marufs: number[], redis: number[], redisPipelined: boolean): SideBySideRow {
+  return {
+    op,
+    marufs: dist(marufs),
+    marufsBatchedMeanNs: dist(marufs).meanNs,
+    inBatches: dist(marufs),
+    redis: dist(redis),
+    ...(redisPipelined ? { redisPipelinedMeanNs: dist(redis).meanNs } : {}),
+  };
+}
+
 async function pipelinedMean(n: number, batch: (start: number) => Promise<unknown>): Promise<number> {
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i += 32) await batch(i);
@@ -164,30 +199,21 @@ export async function sideBySide(
   await time(n, (i) => t.lookup(missing[i]!)); // warm-up
   const miss = await time(n, (i) => t.lookup(missing[(i * 7919) % n]!));
   const missInBatches = timeInBatches(n, (i) => t.lookup(missing[(i * 7919) % n]!));
-  const many: number[] = [];
   const out: unknown[] = [];
-  for (let pass = 0; pass < 2; pass++) {
-    many.length = 0;
-    for (let start = 0; start + 32 <= n; start += 32) {
-      const names = keys.slice(start, start + 32);
-      const t0 = process.hrtime.bigint();
-      t.findMany(names, out as never);
-      many.push(Number(process.hrtime.bigint() - t0) / 32);
-    }
-  }
+  const many = await perNameOfBatches(
+    n,
+    (start) => keys.slice(start, start + 32),
+    (names) => t.findMany(names, out as never),
+  );
   // The hot working set: the same HOT_KEYS keys again and again (their entries stay in the CPU's caches).
   const hot = keys.slice(0, HOT_KEYS);
   timeInBatches(n, (i) => t.find(hot[i % HOT_KEYS]!)); // warm-up
   const findHot = timeInBatches(n, (i) => t.find(hot[i % HOT_KEYS]!));
-  const manyHot: number[] = [];
-  for (let pass = 0; pass < 2; pass++) {
-    manyHot.length = 0;
-    for (let start = 0; start + 32 <= n; start += 32) {
-      const t0 = process.hrtime.bigint();
-      t.findMany(hot, out as never);
-      manyHot.push(Number(process.hrtime.bigint() - t0) / 32);
-    }
-  }
+  const manyHot = await perNameOfBatches(
+    n,
+    () => hot,
+    (names) => t.findMany(names, out as never),
+  );
   await t.leave();
   const server = await startRedisServer();
   const rows: SideBySideRow[] = [];
@@ -248,46 +274,13 @@ export async function sideBySide(
     // Per name: a findMany of 32 next to 32 pipelined GETs (one round trip), both timed per batch. The
     // keys are SET again first (the pipelined DELs above removed them), so every GET finds its key.
     for (let start = 0; start < n; start += 32) await batch((k) => client.set(k, value))(start);
-    const pipelinedGets = async (names: (start: number) => string[]): Promise<number[]> => {
-      const perName: number[] = [];
-      for (let pass = 0; pass < 2; pass++) {
-        perName.length = 0;
-        for (let start = 0; start + 32 <= n; start += 32) {
-          const t0 = process.hrtime.bigint();
-          await Promise.all(names(start).map((k) => client.get(k)));
-          perName.push(Number(process.hrtime.bigint() - t0) / 32);
-        }
-      }
-      return perName;
-    };
-    const redisMany = await pipelinedGets((start) => keys.slice(start, start + 32));
-    rows.push({
-      op: 'findMany',
-      marufs: dist(many),
-      marufsBatchedMeanNs: dist(many).meanNs,
-      inBatches: dist(many),
-      redis: dist(redisMany),
-      redisPipelinedMeanNs: dist(redisMany).meanNs,
-    });
+    const pipelinedGets = (names: (start: number) => string[]): Promise<number[]> =>
+      perNameOfBatches(n, names, (batch) => Promise.all(batch.map((k) => client.get(k))));
+    rows.push(batchRow('findMany', many, await pipelinedGets((start) => keys.slice(start, start + 32)), true));
     // The hot working set on both sides: GETs of the same HOT_KEYS keys, one by one and pipelined.
     await time(n, (i) => client.get(hot[i % HOT_KEYS]!)); // warm-up
-    const redisHot = await time(n, (i) => client.get(hot[i % HOT_KEYS]!));
-    rows.push({
-      op: 'findHot',
-      marufs: dist(findHot),
-      marufsBatchedMeanNs: dist(findHot).meanNs,
-      inBatches: dist(findHot),
-      redis: dist(redisHot),
-    });
-    const redisManyHot = await pipelinedGets(() => hot);
-    rows.push({
-      op: 'findManyHot',
-      marufs: dist(manyHot),
-      marufsBatchedMeanNs: dist(manyHot).meanNs,
-      inBatches: dist(manyHot),
-      redis: dist(redisManyHot),
-      redisPipelinedMeanNs: dist(redisManyHot).meanNs,
-    });
+    rows.push(batchRow('findHot', findHot, await time(n, (i) => client.get(hot[i % HOT_KEYS]!)), false));
+    rows.push(batchRow('findManyHot', manyHot, await pipelinedGets(() => hot), true));
   } finally {
     await client.quit();
     await server.stop();
