@@ -68,6 +68,23 @@ const bootstrap: Bench<BootstrapBenchResult> = {
   },
 };
 
+/** The lookup sweep's ends on 2 MiB pages, when the run could mount them and got them. */
+function hugePageHeadline(r: RegionBenchResult): Headline[] {
+  const hp = r.lookupHugePages;
+  if (!hp || 'unavailable' in hp || hp.pmdMappedKiB === 0) return [];
+  const first = hp.rows[0];
+  const last = hp.rows[hp.rows.length - 1];
+  if (!first || !last) return [];
+  return [
+    {
+      what: `lookup by name on 2 MiB pages (as /dev/dax maps a pool), p50, ${first.regions} → ${last.regions} regions (names drawn from every region)`,
+      marufs: `${first.p50Ns} → ${last.p50Ns} ns`,
+      peer: '—',
+      ratio: `${x(last.p50Ns / first.p50Ns)} slower when full`,
+    },
+  ];
+}
+
 const regions: Bench<RegionBenchResult> = {
   title: 'region create + size, and lookup as the pool fills',
   run: runRegionBench,
@@ -142,6 +159,7 @@ const regions: Bench<RegionBenchResult> = {
                   },
                 ]
               : []),
+            ...hugePageHeadline(r),
             ...(first.hotInBatchesP50Ns !== undefined && last.hotInBatchesP50Ns !== undefined
               ? [
                   {

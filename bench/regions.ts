@@ -22,7 +22,7 @@ import { closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { attachNode, formatDevice, thisProcess } from '../src/engine/index.js';
-import { poolDir } from './pool-dir.js';
+import { hugePageDir, poolDir, shmemPmdMappedKiB } from './pool-dir.js';
 import { formatNumber, median, percentile, renderTable } from './table.js';
 import { spawnWorker } from './worker-process.js';
 
@@ -86,6 +86,8 @@ export const HOT_NAMES = 32;
 export interface RegionBenchResult {
   createSize: CreateRow[];
   lookup: LookupRow[];
+  /** The sweep's first and last fill on 2 MiB pages, as /dev/dax maps a pool (absent before it existed). */
+  lookupHugePages?: HugePageLookup;
 }
 
 async function runWorkers(
@@ -163,7 +165,15 @@ function hotBatchesP50(items: string[], fn: (item: string) => unknown): number {
   return median(batches);
 }
 
-export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRow[]> {
+/**
+ * Lookups as the pool fills, pool and peer files in `dir`. `marks`: the fills measured (default: 1 to
+ * the pool's maximum); `whileAttached` runs once the last fill is measured, before the node detaches.
+ */
+export async function lookupSweep(
+  dir: string,
+  quick: boolean,
+  options: { marks?: number[]; whileAttached?: () => void } = {},
+): Promise<LookupRow[]> {
   const maxRegions = quick ? 1024 : 65536;
   const pool = join(dir, 'lookup.pool');
   const files = join(dir, 'lookup');
@@ -173,7 +183,7 @@ export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRo
   const caller = thisProcess(node.nodeId);
   const rows: LookupRow[] = [];
   let created = 0;
-  const marks = quick ? [1, 16, 256, 1024] : [1, 16, 256, 4096, 16384, 65536];
+  const marks = options.marks ?? (quick ? [1, 16, 256, 1024] : [1, 16, 256, 4096, 16384, 65536]);
   const samples = new Array<number>(20000);
   const p50Of = (xs: number[]): number =>
     percentile(
@@ -224,8 +234,34 @@ export async function lookupSweep(dir: string, quick: boolean): Promise<LookupRo
     row.hotTmpfsStatInBatchesP50Ns = hotBatchesP50(hotPaths, (path) => statSync(path));
     rows.push(row);
   }
+  options.whileAttached?.();
   await node.detach();
   return rows;
+}
+
+/** The lookup sweep's ends on 2 MiB pages, or why it could not run. */
+export type HugePageLookup =
+  | {
+      rows: LookupRow[];
+      /** ShmemPmdMapped (kB) of the bench process with the pool attached: its shared memory mapped by 2 MiB pages. */
+      pmdMappedKiB: number;
+    }
+  | { unavailable: string };
+
+/** The first and last fill of the lookup sweep, with pool and files on a huge=always tmpfs. */
+async function hugePageLookup(quick: boolean): Promise<HugePageLookup> {
+  const huge = hugePageDir('marufs-bench-huge', 2048 * MiB);
+  if ('unavailable' in huge) return huge;
+  try {
+    let pmdMappedKiB = 0;
+    const rows = await lookupSweep(huge.dir, quick, {
+      marks: quick ? [1, 1024] : [1, 65536],
+      whileAttached: () => (pmdMappedKiB = shmemPmdMappedKiB()),
+    });
+    return { rows, pmdMappedKiB };
+  } finally {
+    huge.release();
+  }
 }
 
 export async function runRegionBench(quick = false): Promise<RegionBenchResult> {
@@ -267,7 +303,8 @@ export async function runRegionBench(quick = false): Promise<RegionBenchResult> 
       createSize.push(await marufs(processes, count, `c${processes}`, warm));
       createSize.push(await runWorkers('tmpfs', files, processes, count, `c${processes}`, warm));
     }
-    return { createSize, lookup: await lookupSweep(shm, quick) };
+    const lookup = await lookupSweep(shm, quick);
+    return { createSize, lookup, lookupHugePages: await hugePageLookup(quick) };
   } finally {
     rmSync(shm, { recursive: true, force: true });
   }
@@ -379,7 +416,36 @@ export function renderRegionBench(r: RegionBenchResult): string {
       `names drawn from every region (${spreadNames} distinct at the last fill): there the working set grows ` +
       'with the fill and leaves the CPU caches (about 4 cache lines per name)'
     : '';
-  return `${create}\n${ownTime}${how}${spread}\n${famfs}\n\n${lookup}\n${grew}${grewHot}`;
+  return `${create}\n${ownTime}${how}${spread}\n${famfs}\n\n${lookup}\n${grew}${grewHot}${renderHugePages(r.lookupHugePages)}`;
+}
+
+function renderHugePages(hp: HugePageLookup | undefined): string {
+  if (!hp) return '';
+  if ('unavailable' in hp) return `\n\nlookup on 2 MiB pages: not measured (${hp.unavailable})`;
+  const first = hp.rows[0];
+  const last = hp.rows[hp.rows.length - 1];
+  const table = renderTable(
+    [
+      'lookup by name, 2 MiB pages',
+      'regions',
+      'p50 ns',
+      'p50 ns timed 32 at a time',
+      `hot: ${HOT_NAMES} names, p50 ns 32 at a time`,
+    ],
+    hp.rows.map((l) => [
+      'index find + name compare',
+      l.regions,
+      l.p50Ns,
+      l.inBatchesP50Ns ?? '-',
+      l.hotInBatchesP50Ns ?? '-',
+    ]),
+  );
+  const grew =
+    first && last ? ` growth ${(last.p50Ns / first.p50Ns).toFixed(2)}× (names drawn from every region);` : '';
+  return (
+    `\n\n${table}\n2 MiB pages, as /dev/dax maps a pool: the pool and its files on a tmpfs mounted huge=always;${grew} ` +
+    `ShmemPmdMapped ${hp.pmdMappedKiB} kB with the pool attached${hp.pmdMappedKiB === 0 ? ' (none: the kernel gave 4 KiB pages, so this is not the 2 MiB figure)' : ''}`
+  );
 }
 
 // ---- owner-quota: the cost of the per-owner quota check ---------------------------------------------
