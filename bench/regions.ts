@@ -12,7 +12,10 @@
  *     At each fill the sampled names are looked up once untimed first (the JIT and the caches start
  *     alike at every fill: the 1-region row used to be the cold first one), then timed: one call per
  *     hrtime pair (p50Ns, p99Ns, meanNs: the timer's own cost is inside), and 32 calls per pair
- *     (inBatchesP50Ns: the p50 over batches of batch time / 32, without the timer's cost);
+ *     (inBatchesP50Ns: the p50 over batches of batch time / 32, without the timer's cost). Those names
+ *     are drawn from every region, so the working set grows with the fill; the hot columns look up the
+ *     same HOT_NAMES names at every fill (the fill alone). The first and last fill run again on 2 MiB
+ *     pages (a huge=always tmpfs the bench mounts, root only), as /dev/dax maps a pool;
  *  3. (`owner-quota`, a benchmark of its own) what the per-owner quota check costs: create + size
  *     p50 as root (exempt) and as a limited uid with ~2,000 regions in a 4,096-region pool, next to
  *     tmpfs — with this tree's engine and, when MARUFS_BENCH_OLD_ENGINE names an older build's
