@@ -45,8 +45,14 @@ export function hugePageDir(
   }
   return {
     dir,
+    // A pool still mapped (a sweep that failed before detaching) keeps the mount busy: then detach it
+    // lazily, so the kernel unmounts it when the mapping goes, and the failure stays the one reported.
     release: () => {
-      execFileSync('umount', [dir]);
+      try {
+        execFileSync('umount', [dir], { stdio: 'ignore' });
+      } catch {
+        execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+      }
       rmdirSync(dir);
     },
   };
