@@ -27,6 +27,7 @@ import { NrhtTable, attachNode, formatDevice, Perm, thisProcess, type MarufsNode
 import { startRedisServer } from './redis-server.js';
 import { poolDir } from './pool-dir.js';
 import { percentile, renderTable } from './table.js';
+import { timeInBatches } from './timing.js';
 
 const workerScript = fileURLToPath(new URL('./nrht-worker.js', import.meta.url));
 /** Keys in the hot working set of findHot and findManyHot (one findMany call's worth). */
@@ -85,17 +86,6 @@ async function time(n: number, fn: (i: number) => unknown): Promise<number[]> {
     const r = fn(i);
     if (r instanceof Promise) await r;
     out[i] = Number(process.hrtime.bigint() - t0);
-  }
-  return out;
-}
-
-/** The calls fn(0..n-1) timed 32 at a time: one sample per batch, its time divided by 32. */
-function timeInBatches(n: number, fn: (i: number) => unknown): number[] {
-  const out: number[] = [];
-  for (let start = 0; start + 32 <= n; start += 32) {
-    const t0 = process.hrtime.bigint();
-    for (let i = start; i < start + 32; i++) fn(i);
-    out.push(Number(process.hrtime.bigint() - t0) / 32);
   }
   return out;
 }

@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { attachNode, formatDevice, thisProcess } from '../src/engine/index.js';
 import { hugePageDir, poolDir, shmemPmdMappedKiB } from './pool-dir.js';
 import { formatNumber, median, percentile, renderTable } from './table.js';
+import { timeInBatches } from './timing.js';
 import { spawnWorker } from './worker-process.js';
 
 const workerScript = fileURLToPath(new URL('./region-worker.js', import.meta.url));
@@ -156,16 +157,10 @@ async function runAlternating(
   return { marufs: row('marufs', r.marufs), tmpfs: row('tmpfs', r.tmpfs) };
 }
 
-/** p50 per call of fn over `items` timed 32 calls at a time, after one untimed pass. */
-function hotBatchesP50(items: string[], fn: (item: string) => unknown): number {
+/** p50 per call of fn over `items`, timed 32 calls at a time (timing.ts), after one untimed pass. */
+function batchesP50(items: string[], fn: (item: string) => unknown): number {
   for (const item of items) fn(item);
-  const batches: number[] = [];
-  for (let start = 0; start + 32 <= items.length; start += 32) {
-    const t0 = process.hrtime.bigint();
-    for (let i = start; i < start + 32; i++) fn(items[i]!);
-    batches.push(Number(process.hrtime.bigint() - t0) / 32);
-  }
-  return median(batches);
+  return median(timeInBatches(items.length, (i) => fn(items[i]!)));
 }
 
 /**
@@ -188,29 +183,19 @@ export async function lookupSweep(
   let created = 0;
   const marks = options.marks ?? (quick ? [1, 16, 256, 1024] : [1, 16, 256, 4096, 16384, 65536]);
   const samples = new Array<number>(20000);
-  const p50Of = (xs: number[]): number =>
-    percentile(
-      [...xs].sort((a, b) => a - b),
-      50,
-    );
   for (const mark of marks) {
     while (created < mark) {
       closeSync(openSync(join(files, `r-${created}`), 'wx'));
       await node.regions.create(`r-${created++}`, caller, { lifetime: 'persistent' });
     }
     const names = Array.from({ length: samples.length }, (_, i) => `r-${(i * 7919) % created}`);
-    for (const name of names) node.regions.lookup(name); // warm-up, untimed
+    const lookup = (name: string): unknown => node.regions.lookup(name);
+    for (const name of names) lookup(name); // warm-up, untimed
     for (let i = 0; i < samples.length; i++) {
       const name = names[i]!;
       const t0 = process.hrtime.bigint();
       node.regions.lookup(name);
       samples[i] = Number(process.hrtime.bigint() - t0);
-    }
-    const batches: number[] = [];
-    for (let start = 0; start + 32 <= names.length; start += 32) {
-      const t0 = process.hrtime.bigint();
-      for (let i = start; i < start + 32; i++) node.regions.lookup(names[i]!);
-      batches.push(Number(process.hrtime.bigint() - t0) / 32);
     }
     const sorted = [...samples].sort((a, b) => a - b);
     const row: LookupRow = {
@@ -218,7 +203,7 @@ export async function lookupSweep(
       p50Ns: percentile(sorted, 50),
       p99Ns: percentile(sorted, 99),
       meanNs: samples.reduce((a, b) => a + b, 0) / samples.length,
-      inBatchesP50Ns: p50Of(batches),
+      inBatchesP50Ns: batchesP50(names, lookup),
     };
     // The peer: the same names stat'ed in a tmpfs directory of as many files (paths built untimed).
     const paths = names.map((name) => join(files, name));
@@ -229,12 +214,12 @@ export async function lookupSweep(
       statSync(path);
       samples[i] = Number(process.hrtime.bigint() - t0);
     }
-    row.tmpfsStatP50Ns = p50Of(samples);
+    row.tmpfsStatP50Ns = median(samples);
     // The hot working set: the first HOT_NAMES regions, cycled, after one untimed pass of the same.
     const hot = Array.from({ length: samples.length }, (_, i) => `r-${i % Math.min(created, HOT_NAMES)}`);
     const hotPaths = hot.map((name) => join(files, name));
-    row.hotInBatchesP50Ns = hotBatchesP50(hot, (name) => node.regions.lookup(name));
-    row.hotTmpfsStatInBatchesP50Ns = hotBatchesP50(hotPaths, (path) => statSync(path));
+    row.hotInBatchesP50Ns = batchesP50(hot, lookup);
+    row.hotTmpfsStatInBatchesP50Ns = batchesP50(hotPaths, (path) => statSync(path));
     rows.push(row);
   }
   options.whileAttached?.();
