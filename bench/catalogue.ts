@@ -68,6 +68,11 @@ const bootstrap: Bench<BootstrapBenchResult> = {
   },
 };
 
+/** A lookup's cost when full as a multiple of its cost with `regions` regions. */
+function growthText(ratio: number, regions: number): string {
+  return `${x(ratio)} the cost at ${regions} region${regions === 1 ? '' : 's'}`;
+}
+
 /** The lookup sweep's ends on 2 MiB pages, when the run could mount them and got them. */
 function hugePageHeadline(r: RegionBenchResult): Headline[] {
   const hp = r.lookupHugePages;
@@ -80,7 +85,7 @@ function hugePageHeadline(r: RegionBenchResult): Headline[] {
       what: `lookup by name on 2 MiB pages (as /dev/dax maps a pool), p50, ${first.regions} → ${last.regions} regions (names drawn from every region)`,
       marufs: `${first.p50Ns} → ${last.p50Ns} ns`,
       peer: '—',
-      ratio: `${x(last.p50Ns / first.p50Ns)} slower when full`,
+      ratio: growthText(last.p50Ns / first.p50Ns, first.regions),
     },
   ];
 }
@@ -147,7 +152,7 @@ const regions: Bench<RegionBenchResult> = {
                 first.tmpfsStatP50Ns && last.tmpfsStatP50Ns
                   ? `tmpfs stat ${num(first.tmpfsStatP50Ns)} → ${num(last.tmpfsStatP50Ns)} ns (${x(last.tmpfsStatP50Ns / first.tmpfsStatP50Ns)})`
                   : '—',
-              ratio: `${x(last.p50Ns / first.p50Ns)} slower when full`,
+              ratio: growthText(last.p50Ns / first.p50Ns, first.regions),
             },
             ...(first.inBatchesP50Ns !== undefined && last.inBatchesP50Ns !== undefined
               ? [
@@ -155,7 +160,7 @@ const regions: Bench<RegionBenchResult> = {
                     what: `lookup by name, p50 timed 32 at a time (per lookup), ${first.regions} → ${last.regions} regions (names drawn from every region)`,
                     marufs: `${num(first.inBatchesP50Ns)} → ${num(last.inBatchesP50Ns)} ns`,
                     peer: '—',
-                    ratio: `${x(last.inBatchesP50Ns / first.inBatchesP50Ns)} slower when full`,
+                    ratio: growthText(last.inBatchesP50Ns / first.inBatchesP50Ns, first.regions),
                   },
                 ]
               : []),
@@ -169,7 +174,7 @@ const regions: Bench<RegionBenchResult> = {
                       first.hotTmpfsStatInBatchesP50Ns && last.hotTmpfsStatInBatchesP50Ns
                         ? `tmpfs stat ${num(first.hotTmpfsStatInBatchesP50Ns)} → ${num(last.hotTmpfsStatInBatchesP50Ns)} ns`
                         : '—',
-                    ratio: `${x(last.hotInBatchesP50Ns / first.hotInBatchesP50Ns)} slower when full`,
+                    ratio: growthText(last.hotInBatchesP50Ns / first.hotInBatchesP50Ns, first.regions),
                   },
                 ]
               : []),
