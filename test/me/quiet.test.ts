@@ -45,7 +45,9 @@ describe('ME quiet nodes (request strategy)', () => {
     const p1 = new MeProc(pool);
     await p1.ready();
     procs = [p1];
-    expect(holder(pool)).toBe(p1.nodeId); // claimed at its join
+    // Claimed at its join. (Counted, not read from the lease: on a loaded machine the token may be
+    // left vacant again before this test gets to look.)
+    expect((await counters(p1)).vacantClaims).toBe(1);
     await vacant(pool);
     expect(await counters(p1)).toMatchObject({ quietVacated: 1, vacated: 1, acquires: 0 });
     // The quiet period is 50 ms (20 cycles/s); the fast one 1 ms. A loaded machine only fires timers
@@ -78,11 +80,15 @@ describe('ME quiet nodes (request strategy)', () => {
     // up quietAfterMs later (no contention, so only the quiet rule vacates).
     for (const p of ps) {
       await vacant(pool);
-      const before = (await counters(p)).quietVacated!;
+      const before = await counters(p);
       expect((await hammer(p))['violations']).toBe(0);
-      expect(holder(pool)).toBe(p.nodeId);
       await vacant(pool);
-      expect((await counters(p)).quietVacated).toBe(before + 1);
+      // It claimed the vacant token and gave it up for quietness: at least once each, since a
+      // stall of more than quietAfterMs inside its turn (a loaded machine) gives it up midway too.
+      const after = await counters(p);
+      expect(after.vacantClaims!).toBeGreaterThan(before.vacantClaims!);
+      expect(after.quietVacated!).toBeGreaterThan(before.quietVacated!);
+      expect(after.takeovers).toBe(0);
     }
     // Then all at once, from quiet nodes: exclusion and an exact counter.
     const results = await Promise.all(ps.map(hammer));
